@@ -1,0 +1,48 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Assignment is what a provider grants or revokes: one principal's access to one target. Leases that share a
+// binding produce the same Assignment apart from GrantID, RequestID and ExpiresAt.
+type Assignment struct {
+	GrantID   string
+	RequestID string
+	UserID    string // Slack user id
+	Role      string
+	Principal string            // the user's identity at the provider
+	Target    map[string]string // provider-specific scope from the policy
+	ExpiresAt time.Time         // when jitbot will revoke (providers that can expire access themselves use it)
+}
+
+// Provider applies and removes access. Every method must be idempotent: granting what is present and revoking
+// what is absent succeed. Errors must be classified: wrap a failure that cannot succeed on retry (access denied,
+// unknown principal, a malformed target) with ErrPermanent; every other error is treated as retryable.
+// Errors and logs must never contain credentials.
+type Provider interface {
+	// Grant makes sure the assignment is present. It may return a provider reference (for example an
+	// asynchronous request id) that jitbot keeps on the grant.
+	Grant(ctx context.Context, a Assignment) (ref string, err error)
+	// Revoke makes sure the assignment is absent.
+	Revoke(ctx context.Context, a Assignment) error
+	// Check reports whether the assignment is present at the provider now.
+	Check(ctx context.Context, a Assignment) (present bool, err error)
+}
+
+// ErrPermanent marks a provider failure that retrying cannot fix.
+var ErrPermanent = errors.New("permanent provider error")
+
+// Permanent wraps err so that IsPermanent reports true.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrPermanent, err)
+}
+
+// IsPermanent reports whether err was marked permanent.
+func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }

@@ -1,0 +1,176 @@
+// Package store holds jitbot's durable records (requests, grants, the audit log) and the Store interface that
+// the Redis and embedded (bbolt) back ends implement. The store is the single source of truth: Slack messages
+// and provider state are views of it.
+package store
+
+import (
+	"time"
+)
+
+// RequestState is where an access request is in its life.
+type RequestState string
+
+const (
+	RequestPending   RequestState = "pending"
+	RequestApproved  RequestState = "approved"
+	RequestDenied    RequestState = "denied"
+	RequestCancelled RequestState = "cancelled"
+	RequestExpired   RequestState = "expired"
+)
+
+// Terminal reports whether no further transition is possible.
+func (s RequestState) Terminal() bool { return s != RequestPending }
+
+// Decision is one approver's (or denier's) act on a request.
+type Decision struct {
+	By   string    `json:"by"`
+	At   time.Time `json:"at"`
+	Note string    `json:"note,omitempty"`
+}
+
+// Request is a person's (or a pipeline's) ask for a role, for a bounded time, with a reason.
+type Request struct {
+	ID        string        `json:"id"`
+	Requester string        `json:"requester"` // Slack user id
+	Role      string        `json:"role"`
+	Duration  time.Duration `json:"duration"`
+	Reason    string        `json:"reason"`
+	State     RequestState  `json:"state"`
+
+	RequiredApprovals int        `json:"required_approvals"`
+	Approvals         []Decision `json:"approvals,omitempty"`
+	Denial            *Decision  `json:"denial,omitempty"`
+	CancelledBy       string     `json:"cancelled_by,omitempty"`
+	BreakGlass        bool       `json:"break_glass,omitempty"`
+
+	CreatedAt    time.Time `json:"created_at"`
+	PendingUntil time.Time `json:"pending_until"` // a pending request expires at this instant
+	DecidedAt    time.Time `json:"decided_at,omitzero"`
+	GrantID      string    `json:"grant_id,omitempty"`
+
+	// Meta carries references owned by other layers (for example the Slack channel and message ts of the
+	// approval message) so that views can be re-rendered from the store.
+	Meta map[string]string `json:"meta,omitempty"`
+
+	// Version is the record's compare-and-swap version: 1 after creation, +1 on every committed write.
+	Version int64 `json:"version"`
+}
+
+// HasApproval reports whether user already approved the request.
+func (r *Request) HasApproval(user string) bool {
+	for _, d := range r.Approvals {
+		if d.By == user {
+			return true
+		}
+	}
+	return false
+}
+
+// GrantState is where a grant is in its life.
+//
+//	activating ──> active ──> revoking ──> revoked
+//	    │                        │
+//	    └──> failed              └──> revoke_failed ──> revoked
+type GrantState string
+
+const (
+	// GrantActivating: the record is written (write-ahead) and the provider has not confirmed yet.
+	GrantActivating GrantState = "activating"
+	// GrantActive: the provider confirmed; ExpiresAt is set and the grant sits in the expiry index.
+	GrantActive GrantState = "active"
+	// GrantRevoking: the grant ended (expired or released) and its provider access is being removed.
+	GrantRevoking GrantState = "revoking"
+	// GrantRevokeFailed: revocation failed too often; humans were alerted and a slow job keeps retrying.
+	GrantRevokeFailed GrantState = "revoke_failed"
+	// GrantRevoked: access is gone (or is still covered by an overlapping lease; see Grant.CoveredBy).
+	GrantRevoked GrantState = "revoked"
+	// GrantFailed: the provider refused the grant; nothing (of this lease) remains at the provider.
+	GrantFailed GrantState = "failed"
+)
+
+// Terminal reports whether the grant will never change provider state again.
+func (s GrantState) Terminal() bool { return s == GrantRevoked || s == GrantFailed }
+
+// LiveGrantStates are the states in which a grant may hold, or be about to hold, access at the provider.
+var LiveGrantStates = []GrantState{GrantActivating, GrantActive, GrantRevoking, GrantRevokeFailed}
+
+// Grant is one lease of provider access. Grants that share a BindingKey are leases on one provider grant:
+// access is removed only when no live lease still covers it.
+type Grant struct {
+	ID        string `json:"id"`
+	RequestID string `json:"request_id"`
+	UserID    string `json:"user_id"` // Slack user id of the person holding access
+	Role      string `json:"role"`
+
+	Provider  string            `json:"provider"`  // provider instance name from the policy
+	Principal string            `json:"principal"` // the user's identity at that provider
+	Target    map[string]string `json:"target"`    // provider-specific scope (account + permission set, ...)
+	// BindingKey identifies the provider grant this lease shares with overlapping leases.
+	BindingKey string `json:"binding_key"`
+
+	State    GrantState    `json:"state"`
+	Duration time.Duration `json:"duration"` // how long access lasts from activation
+	// MaxDuration bounds Duration through extensions, copied from the role when the grant was made.
+	MaxDuration time.Duration `json:"max_duration"`
+	BreakGlass  bool          `json:"break_glass,omitempty"`
+
+	CreatedAt   time.Time `json:"created_at"`
+	ActivatedAt time.Time `json:"activated_at,omitzero"`
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
+	EndedAt     time.Time `json:"ended_at,omitzero"` // when the grant stopped being wanted (expiry or release)
+	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	EndReason   string    `json:"end_reason,omitempty"` // expired, released, activation_failed, ...
+	EndedBy     string    `json:"ended_by,omitempty"`
+	CoveredBy   string    `json:"covered_by,omitempty"` // an overlapping lease that still held access at revocation
+
+	// DueAt is when the sweeper must next look at this grant (expiry, retry, resume). Zero: never.
+	DueAt time.Time `json:"due_at,omitzero"`
+	// Attempts counts consecutive failed provider attempts for the current step.
+	Attempts    int    `json:"attempts,omitempty"`
+	LastError   string `json:"last_error,omitempty"`
+	ProviderRef string `json:"provider_ref,omitempty"` // e.g. an asynchronous provider request id
+
+	Meta    map[string]string `json:"meta,omitempty"`
+	Version int64             `json:"version"`
+}
+
+// AuditEvent is one step in the life of a request or grant.
+type AuditEvent struct {
+	Type      string            `json:"type"`
+	At        time.Time         `json:"at"`
+	Actor     string            `json:"actor"` // a Slack user id, or "system:<component>"
+	RequestID string            `json:"request_id,omitempty"`
+	GrantID   string            `json:"grant_id,omitempty"`
+	Role      string            `json:"role,omitempty"`
+	Details   map[string]string `json:"details,omitempty"`
+}
+
+// Audit event types.
+const (
+	EventRequested     = "requested"
+	EventApproved      = "approved" // one approval; Details["approvals"] = "n/m"
+	EventDenied        = "denied"
+	EventCancelled     = "cancelled"
+	EventExpired       = "expired" // a pending request nobody decided in time
+	EventGranted       = "granted"
+	EventGrantRetry    = "grant-retry"
+	EventGrantFailed   = "grant-failed"
+	EventExtended      = "extended"
+	EventReleased      = "released"
+	EventGrantExpired  = "grant-expired"
+	EventRevoked       = "revoked"
+	EventRevokeRetry   = "revoke-retry"
+	EventRevokeFailed  = "revoke-failed" // an alert: humans must look
+	EventBreakGlass    = "break-glass"
+	EventAuditAnchored = "audit-anchored"
+)
+
+// AuditRecord is an AuditEvent as stored: its position in the log, the exact bytes that were hashed, and
+// the hash chain links.
+type AuditRecord struct {
+	Seq      uint64     `json:"seq"`
+	Event    AuditEvent `json:"event"`
+	Raw      []byte     `json:"-"` // the exact JSON of Event that was hashed
+	PrevHash string     `json:"prev_hash"`
+	Hash     string     `json:"hash"`
+}
