@@ -1,0 +1,429 @@
+// Package approvals turns requests into decisions: who may request what, who may approve it, how many
+// approvals it needs, for how long, and the request state machine. Every rule is enforced here, on the server,
+// whatever a Slack button carried.
+package approvals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/policy"
+	"github.com/jitbot/jitbot/store"
+)
+
+// Store is the part of store.Store that approvals uses.
+type Store interface {
+	Commit(ctx context.Context, b store.Batch) error
+	GetRequest(ctx context.Context, id string) (store.Request, error)
+	ListRequests(ctx context.Context, q store.RequestQuery) ([]store.Request, error)
+	DueRequests(ctx context.Context, now time.Time, limit int) ([]store.Request, error)
+}
+
+// Activator applies a freshly approved grant at its provider. An error does not undo the approval: the grant
+// record is already stored and the sweeper resumes it.
+type Activator interface {
+	Activate(ctx context.Context, grantID string) error
+}
+
+// Publisher receives audit events after they were committed (the Slack audit channel, metrics, logs).
+type Publisher interface {
+	Publish(ctx context.Context, events ...store.AuditEvent)
+}
+
+// MaxReasonLength bounds a reason so it fits Slack messages and audit lines.
+const MaxReasonLength = 1000
+
+// casRetries bounds how often a decision is retried when another decision on the same request landed first.
+const casRetries = 20
+
+// Options configures a Service. Store and Policy are required; the rest has safe defaults.
+type Options struct {
+	Store     Store
+	Policy    *policy.Policy
+	Directory Directory // resolves user groups; nil means only the policy's static groups
+	Activator Activator // nil: grants stay activating until the sweeper resumes them
+	Publisher Publisher // nil: events are only stored
+	Now       func() time.Time
+	// ActivationResumeAfter is how long after approval the sweeper resumes a grant whose activation has not
+	// finished (the process died, or the provider call is still failing). Default 30s.
+	ActivationResumeAfter time.Duration
+}
+
+// Service implements the request state machine.
+type Service struct {
+	opts Options
+	dir  Directory
+}
+
+// New validates opts and returns a Service.
+func New(opts Options) (*Service, error) {
+	if opts.Store == nil || opts.Policy == nil {
+		return nil, errors.New("approvals: Store and Policy are required")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ActivationResumeAfter <= 0 {
+		opts.ActivationResumeAfter = 30 * time.Second
+	}
+	dir := Directory(StaticDirectory(opts.Policy.Groups))
+	if opts.Directory != nil {
+		dir = ChainDirectory{StaticDirectory(opts.Policy.Groups), opts.Directory}
+	}
+	return &Service{opts: opts, dir: dir}, nil
+}
+
+// Policy returns the policy in force.
+func (s *Service) Policy() *policy.Policy { return s.opts.Policy }
+
+// NewRequest is what a person (or pipeline) asks for.
+type NewRequest struct {
+	Requester string
+	Role      string
+	Duration  time.Duration // 0: the role's default
+	Reason    string
+	Source    string // "slack", "modal", "api", ...
+	Meta      map[string]string
+}
+
+// Create validates and stores a pending request.
+func (s *Service) Create(ctx context.Context, in NewRequest) (store.Request, error) {
+	role, err := s.roleFor(in.Role)
+	if err != nil {
+		return store.Request{}, err
+	}
+	if ok, err := s.CanRequest(ctx, role, in.Requester); err != nil {
+		return store.Request{}, err
+	} else if !ok {
+		return store.Request{}, refusal(ErrNotEligible, "You may not request %s. Ask an admin to add you to its requesters.", role.Name)
+	}
+	d := in.Duration
+	if d == 0 {
+		d = role.DefaultDuration
+	}
+	if err := role.ValidateDuration(d); err != nil {
+		return store.Request{}, refusal(ErrBadDuration, "%s", err.Error())
+	}
+	reason, err := cleanReason(in.Reason)
+	if err != nil {
+		return store.Request{}, err
+	}
+	if _, err := s.opts.Policy.Principal(in.Requester, role.Provider); err != nil {
+		return store.Request{}, refusal(ErrNoIdentity, "%s", err.Error())
+	}
+	now := s.opts.Now()
+	req := store.Request{
+		ID:                store.NewID("r"),
+		Requester:         in.Requester,
+		Role:              role.Name,
+		Duration:          d,
+		Reason:            reason,
+		State:             store.RequestPending,
+		RequiredApprovals: role.Approvals,
+		CreatedAt:         now,
+		PendingUntil:      now.Add(role.PendingTTL),
+		Meta:              in.Meta,
+	}
+	if in.Source != "" {
+		if req.Meta == nil {
+			req.Meta = map[string]string{}
+		}
+		req.Meta["source"] = in.Source
+	}
+	ev := s.event(store.EventRequested, in.Requester, &req, map[string]string{
+		"duration": d.String(), "reason": reason, "approvals_required": strconv.Itoa(role.Approvals),
+	})
+	if err := s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req}}, Audit: []store.AuditEvent{ev}}); err != nil {
+		return store.Request{}, fmt.Errorf("approvals: store request: %w", err)
+	}
+	zerolog.Ctx(ctx).Info().Str("request_id", req.ID).Str("role", req.Role).Str("requester", req.Requester).Msg("request created")
+	s.publish(ctx, ev)
+	return req, nil
+}
+
+// Outcome says what a decision did.
+type Outcome struct {
+	Request store.Request
+	// GrantID is set when this approval completed the quorum and a grant was created.
+	GrantID string
+}
+
+// Approve records approver's approval. When it completes the quorum, the request becomes approved and its
+// grant is stored (write-ahead) and activated, all in one compare-and-swap: of any number of concurrent
+// approvals, exactly one completes the quorum and exactly one grant exists.
+func (s *Service) Approve(ctx context.Context, requestID, approver, note string) (Outcome, error) {
+	for range casRetries {
+		req, role, err := s.loadPending(ctx, requestID)
+		if err != nil {
+			return Outcome{Request: req}, err
+		}
+		if approver == req.Requester {
+			return Outcome{Request: req}, refusal(ErrSelfApproval, "You cannot approve your own request.")
+		}
+		if ok, err := s.CanApprove(ctx, role, approver); err != nil {
+			return Outcome{Request: req}, err
+		} else if !ok {
+			return Outcome{Request: req}, refusal(ErrNotEligible, "You are not an approver for %s.", role.Name)
+		}
+		if req.HasApproval(approver) {
+			return Outcome{Request: req}, refusal(ErrAlreadyApproved, "You already approved this request (%d of %d approvals).", len(req.Approvals), req.RequiredApprovals)
+		}
+		now := s.opts.Now()
+		prev := req.Version
+		req.Approvals = append(req.Approvals, store.Decision{By: approver, At: now, Note: note})
+		b := store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}}
+		var grant store.Grant
+		if len(req.Approvals) >= req.RequiredApprovals {
+			principal, err := s.opts.Policy.Principal(req.Requester, role.Provider)
+			if err != nil {
+				return Outcome{Request: req}, refusal(ErrNoIdentity, "%s", err.Error())
+			}
+			grant = grants.NewLease(grants.LeaseSpec{
+				RequestID: req.ID, UserID: req.Requester, Role: role.Name, Provider: role.Provider,
+				Principal: principal, Target: role.Target, Duration: req.Duration, MaxDuration: role.MaxDuration,
+			}, now, now.Add(s.opts.ActivationResumeAfter))
+			req.State = store.RequestApproved
+			req.DecidedAt = now
+			req.GrantID = grant.ID
+			b.Grants = []store.GrantPut{{Grant: &grant}}
+		}
+		b.Audit = []store.AuditEvent{s.event(store.EventApproved, approver, &req, map[string]string{
+			"approvals": fmt.Sprintf("%d/%d", len(req.Approvals), req.RequiredApprovals), "note": note,
+		})}
+		err = s.opts.Store.Commit(ctx, b)
+		if errors.Is(err, store.ErrConflict) {
+			continue // someone else decided first: re-read and re-check everything
+		}
+		if err != nil {
+			return Outcome{}, fmt.Errorf("approvals: store approval: %w", err)
+		}
+		log := zerolog.Ctx(ctx).With().Str("request_id", req.ID).Str("approver", approver).Logger()
+		log.Info().Int("approvals", len(req.Approvals)).Int("required", req.RequiredApprovals).Msg("request approved")
+		s.publish(ctx, b.Audit...)
+		if grant.ID != "" && s.opts.Activator != nil {
+			if err := s.opts.Activator.Activate(ctx, grant.ID); err != nil {
+				log.Warn().Err(err).Str("grant_id", grant.ID).Msg("activation did not finish; the sweeper will resume it")
+			}
+		}
+		return Outcome{Request: req, GrantID: grant.ID}, nil
+	}
+	return Outcome{}, fmt.Errorf("approvals: approve %s: %w", requestID, store.ErrConflict)
+}
+
+// Deny ends a pending request. Only an eligible approver may deny, and a reason is required.
+func (s *Service) Deny(ctx context.Context, requestID, approver, reason string) (store.Request, error) {
+	reason, err := cleanReason(reason)
+	if err != nil {
+		return store.Request{}, err
+	}
+	return s.decide(ctx, requestID, func(req *store.Request, role *policy.Role) (store.AuditEvent, error) {
+		if ok, err := s.CanApprove(ctx, role, approver); err != nil {
+			return store.AuditEvent{}, err
+		} else if !ok {
+			return store.AuditEvent{}, refusal(ErrNotEligible, "You are not an approver for %s, so you cannot deny this request.", role.Name)
+		}
+		if approver == req.Requester {
+			return store.AuditEvent{}, refusal(ErrSelfApproval, "To withdraw your own request, cancel it instead.")
+		}
+		req.State = store.RequestDenied
+		req.Denial = &store.Decision{By: approver, At: s.opts.Now(), Note: reason}
+		req.DecidedAt = req.Denial.At
+		return s.event(store.EventDenied, approver, req, map[string]string{"reason": reason}), nil
+	})
+}
+
+// Cancel withdraws a pending request; only its requester may.
+func (s *Service) Cancel(ctx context.Context, requestID, by string) (store.Request, error) {
+	return s.decide(ctx, requestID, func(req *store.Request, role *policy.Role) (store.AuditEvent, error) {
+		if by != req.Requester {
+			return store.AuditEvent{}, refusal(ErrNotEligible, "Only the requester can cancel request %s.", req.ID)
+		}
+		req.State = store.RequestCancelled
+		req.CancelledBy = by
+		req.DecidedAt = s.opts.Now()
+		return s.event(store.EventCancelled, by, req, nil), nil
+	})
+}
+
+// ExpirePending expires pending requests nobody decided in time and returns how many it expired.
+func (s *Service) ExpirePending(ctx context.Context) (int, error) {
+	due, err := s.opts.Store.DueRequests(ctx, s.opts.Now(), 500)
+	if err != nil {
+		return 0, fmt.Errorf("approvals: list due requests: %w", err)
+	}
+	n := 0
+	for _, r := range due {
+		expired, err := s.expire(ctx, r)
+		if err != nil {
+			return n, err
+		}
+		if expired {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *Service) expire(ctx context.Context, req store.Request) (bool, error) {
+	prev := req.Version
+	req.State = store.RequestExpired
+	req.DecidedAt = s.opts.Now()
+	ev := s.event(store.EventExpired, "system:sweeper", &req, map[string]string{
+		"approvals": fmt.Sprintf("%d/%d", len(req.Approvals), req.RequiredApprovals),
+	})
+	err := s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Audit: []store.AuditEvent{ev}})
+	if errors.Is(err, store.ErrConflict) {
+		return false, nil // decided meanwhile
+	}
+	if err != nil {
+		return false, fmt.Errorf("approvals: expire %s: %w", req.ID, err)
+	}
+	s.publish(ctx, ev)
+	return true, nil
+}
+
+// decide runs a single-step transition out of pending with compare-and-swap retries.
+func (s *Service) decide(ctx context.Context, requestID string, apply func(*store.Request, *policy.Role) (store.AuditEvent, error)) (store.Request, error) {
+	for range casRetries {
+		req, role, err := s.loadPending(ctx, requestID)
+		if err != nil {
+			return req, err
+		}
+		prev := req.Version
+		ev, err := apply(&req, role)
+		if err != nil {
+			return req, err
+		}
+		err = s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Audit: []store.AuditEvent{ev}})
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return store.Request{}, fmt.Errorf("approvals: store decision: %w", err)
+		}
+		zerolog.Ctx(ctx).Info().Str("request_id", req.ID).Str("state", string(req.State)).Str("actor", ev.Actor).Msg("request decided")
+		s.publish(ctx, ev)
+		return req, nil
+	}
+	return store.Request{}, fmt.Errorf("approvals: decide %s: %w", requestID, store.ErrConflict)
+}
+
+// loadPending reads a request and refuses unless it is still pending. A pending request past its deadline
+// is expired on the spot.
+func (s *Service) loadPending(ctx context.Context, id string) (store.Request, *policy.Role, error) {
+	req, err := s.opts.Store.GetRequest(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Request{}, nil, refusal(ErrNotFound, "There is no request %s.", id)
+	}
+	if err != nil {
+		return store.Request{}, nil, fmt.Errorf("approvals: read request %s: %w", id, err)
+	}
+	if req.State == store.RequestPending && !s.opts.Now().Before(req.PendingUntil) {
+		if _, err := s.expire(ctx, req); err != nil {
+			return req, nil, err
+		}
+		req.State = store.RequestExpired
+	}
+	if req.State != store.RequestPending {
+		return req, nil, refusal(ErrAlreadyDecided, "Request %s is already %s%s.", req.ID, req.State, decidedBy(req))
+	}
+	role, ok := s.opts.Policy.Role(req.Role)
+	if !ok {
+		return req, nil, refusal(ErrUnknownRole, "Role %s is no longer in the policy, so request %s cannot be decided.", req.Role, req.ID)
+	}
+	return req, role, nil
+}
+
+func decidedBy(r store.Request) string {
+	switch {
+	case r.State == store.RequestDenied && r.Denial != nil:
+		return " (denied by <@" + r.Denial.By + ">)"
+	case r.State == store.RequestApproved && len(r.Approvals) > 0:
+		by := make([]string, len(r.Approvals))
+		for i, d := range r.Approvals {
+			by[i] = "<@" + d.By + ">"
+		}
+		return " (approved by " + strings.Join(by, ", ") + ")"
+	case r.State == store.RequestCancelled:
+		return " (cancelled by the requester)"
+	}
+	return ""
+}
+
+func (s *Service) roleFor(name string) (*policy.Role, error) {
+	role, ok := s.opts.Policy.Role(name)
+	if !ok {
+		return nil, refusal(ErrUnknownRole, "There is no role %q. Use `roles` to see the roles you may request.", name)
+	}
+	return role, nil
+}
+
+// CanRequest reports whether user may request role. A directory failure is an error: jitbot fails closed.
+func (s *Service) CanRequest(ctx context.Context, role *policy.Role, user string) (bool, error) {
+	ok, err := isMember(ctx, s.dir, role.Requesters.Users, role.Requesters.Groups, user)
+	if err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Str("role", role.Name).Msg("requester eligibility could not be checked")
+		return false, refusal(ErrUnavailable, "jitbot could not check who may request %s right now, so it refuses to be safe. Try again shortly.", role.Name)
+	}
+	return ok, nil
+}
+
+// CanApprove reports whether user is an eligible approver of role (self-approval is checked separately).
+func (s *Service) CanApprove(ctx context.Context, role *policy.Role, user string) (bool, error) {
+	ok, err := isMember(ctx, s.dir, role.Approvers.Users, role.Approvers.Groups, user)
+	if err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Str("role", role.Name).Msg("approver eligibility could not be checked")
+		return false, refusal(ErrUnavailable, "jitbot could not check who may approve %s right now, so it refuses to be safe. Try again shortly.", role.Name)
+	}
+	return ok, nil
+}
+
+// RequestableRoles lists the roles user may request, in name order.
+func (s *Service) RequestableRoles(ctx context.Context, user string) ([]*policy.Role, error) {
+	var out []*policy.Role
+	for _, name := range s.opts.Policy.RoleNames() {
+		role, _ := s.opts.Policy.Role(name)
+		ok, err := s.CanRequest(ctx, role, user)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, role)
+		}
+	}
+	return out, nil
+}
+
+func cleanReason(reason string) (string, error) {
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		return "", refusal(ErrBadReason, "A reason is required (for example a ticket or incident id).")
+	}
+	if utf8.RuneCountInString(reason) > MaxReasonLength {
+		return "", refusal(ErrBadReason, "The reason is too long (%d characters; at most %d).", utf8.RuneCountInString(reason), MaxReasonLength)
+	}
+	return reason, nil
+}
+
+func (s *Service) event(typ, actor string, req *store.Request, details map[string]string) store.AuditEvent {
+	for k, v := range details {
+		if v == "" {
+			delete(details, k)
+		}
+	}
+	return store.AuditEvent{Type: typ, At: s.opts.Now(), Actor: actor, RequestID: req.ID, GrantID: req.GrantID, Role: req.Role, Details: details}
+}
+
+func (s *Service) publish(ctx context.Context, events ...store.AuditEvent) {
+	if s.opts.Publisher != nil {
+		s.opts.Publisher.Publish(ctx, events...)
+	}
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Config is jitbot's whole configuration, from the environment. Slack variables keep Slack's usual names;
+// everything else is JITBOT_*. It holds secrets: never log it (use Redacted).
+type Config struct {
+	SlackBotToken      string `envconfig:"SLACK_BOT_TOKEN"`
+	SlackSigningSecret string `envconfig:"SLACK_SIGNING_SECRET"`
+	SlackAppToken      string `envconfig:"SLACK_APP_TOKEN"`
+	SlackAPIURL        string `envconfig:"SLACK_API_URL"`
+
+	PolicyFile string `envconfig:"JITBOT_POLICY_FILE" default:"./policy.yaml"`
+	RedisURL   string `envconfig:"JITBOT_REDIS_URL"`
+	DataDir    string `envconfig:"JITBOT_DATA_DIR" default:"./data"`
+	ListenAddr string `envconfig:"JITBOT_LISTEN_ADDR" default:":8080"`
+	LogLevel   string `envconfig:"JITBOT_LOG_LEVEL" default:"info"`
+
+	SweepInterval       time.Duration `envconfig:"JITBOT_SWEEP_INTERVAL" default:"1s"`
+	RevokeRetryInterval time.Duration `envconfig:"JITBOT_REVOKE_RETRY_INTERVAL" default:"5m"`
+	SweepConcurrency    int           `envconfig:"JITBOT_SWEEP_CONCURRENCY" default:"64"`
+	ProviderTimeout     time.Duration `envconfig:"JITBOT_PROVIDER_TIMEOUT" default:"10s"`
+	MaxAttempts         int           `envconfig:"JITBOT_MAX_ATTEMPTS" default:"5"`
+	RetryBackoffBase    time.Duration `envconfig:"JITBOT_RETRY_BACKOFF_BASE" default:"1s"`
+	RetryBackoffMax     time.Duration `envconfig:"JITBOT_RETRY_BACKOFF_MAX" default:"5m"`
+	LeaderTTL           time.Duration `envconfig:"JITBOT_LEADER_TTL" default:"15s"`
+	ShutdownTimeout     time.Duration `envconfig:"JITBOT_SHUTDOWN_TIMEOUT" default:"20s"`
+}
+
+// loadConfig reads and validates the environment. Every problem is reported in one error.
+func loadConfig() (Config, error) {
+	var c Config
+	if err := envconfig.Process("", &c); err != nil {
+		// envconfig names the variable and the bad value; strip the value in case it is a secret.
+		return c, fmt.Errorf("configuration: %s", scrubEnvconfigError(err))
+	}
+	return c, c.validate()
+}
+
+func scrubEnvconfigError(err error) string {
+	if pe, ok := err.(*envconfig.ParseError); ok {
+		return fmt.Sprintf("%s: cannot parse %q as %s", pe.KeyName, pe.Value, pe.TypeName)
+	}
+	return err.Error()
+}
+
+func (c Config) validate() error {
+	var problems []string
+	positive := map[string]time.Duration{
+		"JITBOT_SWEEP_INTERVAL": c.SweepInterval, "JITBOT_REVOKE_RETRY_INTERVAL": c.RevokeRetryInterval,
+		"JITBOT_PROVIDER_TIMEOUT": c.ProviderTimeout, "JITBOT_RETRY_BACKOFF_BASE": c.RetryBackoffBase,
+		"JITBOT_RETRY_BACKOFF_MAX": c.RetryBackoffMax, "JITBOT_LEADER_TTL": c.LeaderTTL, "JITBOT_SHUTDOWN_TIMEOUT": c.ShutdownTimeout,
+	}
+	for _, name := range []string{"JITBOT_SWEEP_INTERVAL", "JITBOT_REVOKE_RETRY_INTERVAL", "JITBOT_PROVIDER_TIMEOUT", "JITBOT_RETRY_BACKOFF_BASE", "JITBOT_RETRY_BACKOFF_MAX", "JITBOT_LEADER_TTL", "JITBOT_SHUTDOWN_TIMEOUT"} {
+		if positive[name] <= 0 {
+			problems = append(problems, name+" must be a positive duration such as 1s or 5m")
+		}
+	}
+	if c.SweepConcurrency < 1 || c.SweepConcurrency > 1024 {
+		problems = append(problems, "JITBOT_SWEEP_CONCURRENCY must be between 1 and 1024")
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
+		problems = append(problems, "JITBOT_MAX_ATTEMPTS must be between 1 and 100")
+	}
+	if c.LeaderTTL > 0 && c.LeaderTTL < 3*time.Second {
+		problems = append(problems, "JITBOT_LEADER_TTL must be at least 3s (it is renewed every third of it)")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		problems = append(problems, "JITBOT_LOG_LEVEL must be debug, info, warn or error")
+	}
+	if c.SlackAPIURL != "" {
+		if u, err := url.Parse(c.SlackAPIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			problems = append(problems, "SLACK_API_URL must be an absolute http(s) URL such as https://slack.com/api/")
+		}
+	}
+	if c.SlackBotToken != "" && !strings.HasPrefix(c.SlackBotToken, "xoxb-") {
+		problems = append(problems, "SLACK_BOT_TOKEN must be a bot token (it starts with xoxb-)")
+	}
+	if c.SlackAppToken != "" && !strings.HasPrefix(c.SlackAppToken, "xapp-") {
+		problems = append(problems, "SLACK_APP_TOKEN must be an app-level token (it starts with xapp-)")
+	}
+	if c.SlackBotToken != "" && c.SlackAppToken == "" && c.SlackSigningSecret == "" {
+		problems = append(problems, "SLACK_SIGNING_SECRET is required in HTTP mode (set it, or set SLACK_APP_TOKEN for Socket Mode)")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("configuration: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// storeDescription says which store is in use without revealing credentials.
+func (c Config) storeDescription() string {
+	if c.RedisURL == "" {
+		return "embedded (" + c.DataDir + ")"
+	}
+	if u, err := url.Parse(c.RedisURL); err == nil {
+		u.User = nil
+		return "redis (" + u.Redacted() + ")"
+	}
+	return "redis"
+}

@@ -1,0 +1,503 @@
+// Package grants owns the life of a grant after approval: applying it at a provider (write-ahead), extending,
+// releasing, expiring and revoking it, overlap-safe leases, and the sweeper that makes expiry punctual and
+// revocation relentless.
+package grants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jitbot/jitbot/internal/refuse"
+	"github.com/jitbot/jitbot/store"
+)
+
+// Store is the part of store.Store that grants uses.
+type Store interface {
+	Commit(ctx context.Context, b store.Batch) error
+	GetGrant(ctx context.Context, id string) (store.Grant, error)
+	ListGrants(ctx context.Context, q store.GrantQuery) ([]store.Grant, error)
+	ClaimDueGrants(ctx context.Context, now time.Time, limit int, hold time.Duration) ([]store.Grant, error)
+	NextDue(ctx context.Context) (time.Time, bool, error)
+	AcquireLock(ctx context.Context, name, holder string, ttl time.Duration) (store.Lock, error)
+	RenewLock(ctx context.Context, l store.Lock, ttl time.Duration) error
+	ReleaseLock(ctx context.Context, l store.Lock) error
+}
+
+// Publisher receives audit events after they were committed.
+type Publisher interface {
+	Publish(ctx context.Context, events ...store.AuditEvent)
+}
+
+// Observer receives measurements (Prometheus in production). All methods must be cheap and non-blocking.
+type Observer interface {
+	ProviderCall(op string, err error)
+	Revoked(lag time.Duration)
+	Swept(took time.Duration, claimed int)
+}
+
+// Refusal kinds for Release and Extend.
+var (
+	ErrNotFound     = errors.New("no such grant")
+	ErrNotHolder    = errors.New("not the grant holder")
+	ErrNotActive    = errors.New("grant not active")
+	ErrBadExtension = errors.New("bad extension")
+	ErrBusy         = errors.New("binding busy")
+)
+
+// Options configures a Manager. Store and Providers are required; the rest has safe defaults.
+type Options struct {
+	Store     Store
+	Providers map[string]Provider // by provider instance name from the policy
+	Publisher Publisher
+	Observer  Observer
+	Now       func() time.Time
+	// Holder names this process in locks. Default: hostname-pid-random.
+	Holder string
+	// AttemptTimeout bounds each provider call. Default 10s.
+	AttemptTimeout time.Duration
+	// MaxAttempts is how many consecutive failures a grant or revoke gets before it is escalated
+	// (activation: failed and undone; revocation: revoke_failed and an alert). Default 5.
+	MaxAttempts int
+	// BackoffBase and BackoffMax shape the jittered exponential retry delay. Defaults 1s and 5m.
+	BackoffBase, BackoffMax time.Duration
+	// ActivationResumeAfter is how long a grant may stay activating before the sweeper resumes it. Default
+	// 3×AttemptTimeout.
+	ActivationResumeAfter time.Duration
+	// LockWait is how long an operation waits for another operation on the same binding. Default
+	// AttemptTimeout.
+	LockWait time.Duration
+}
+
+// Manager runs grant transitions. Every provider call and every change to a live lease happens while holding
+// the lease's binding lock, so operations on one binding are serialised across all replicas.
+type Manager struct {
+	opts       Options
+	onSchedule func(time.Time)
+}
+
+// NewManager validates opts and returns a Manager.
+func NewManager(opts Options) (*Manager, error) {
+	if opts.Store == nil {
+		return nil, errors.New("grants: Store is required")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Holder == "" {
+		host, _ := os.Hostname()
+		opts.Holder = host + "-" + strconv.Itoa(os.Getpid()) + "-" + store.NewID("m")
+	}
+	if opts.AttemptTimeout <= 0 {
+		opts.AttemptTimeout = 10 * time.Second
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 5
+	}
+	if opts.BackoffBase <= 0 {
+		opts.BackoffBase = time.Second
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 5 * time.Minute
+	}
+	if opts.ActivationResumeAfter <= 0 {
+		opts.ActivationResumeAfter = 3 * opts.AttemptTimeout
+	}
+	if opts.LockWait <= 0 {
+		opts.LockWait = opts.AttemptTimeout
+	}
+	return &Manager{opts: opts}, nil
+}
+
+// ActivationResumeAfter is the write-ahead resume delay for new grant records.
+func (m *Manager) ActivationResumeAfter() time.Duration { return m.opts.ActivationResumeAfter }
+
+// OnSchedule registers fn to hear about every due time this manager writes (the sweeper uses it to wake up
+// exactly when the next grant expires). Call before use.
+func (m *Manager) OnSchedule(fn func(time.Time)) { m.onSchedule = fn }
+
+// Activate applies a stored activating grant at its provider. Safe to call repeatedly and concurrently.
+func (m *Manager) Activate(ctx context.Context, grantID string) error {
+	g, err := m.opts.Store.GetGrant(ctx, grantID)
+	if err != nil {
+		return fmt.Errorf("grants: activate %s: %w", grantID, err)
+	}
+	return m.Converge(ctx, g.BindingKey)
+}
+
+// Release ends a grant early at its holder's request ("I'm done").
+func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant, error) {
+	var out store.Grant
+	err := m.withGrant(ctx, grantID, func(ctx context.Context, lock store.Lock, g *store.Grant) error {
+		if by != g.UserID {
+			return refuse.New(ErrNotHolder, "Only <@%s> can release grant %s.", g.UserID, g.ID)
+		}
+		if g.State != store.GrantActive && g.State != store.GrantActivating {
+			return refuse.New(ErrNotActive, "Grant %s is already %s.", g.ID, g.State)
+		}
+		now := m.opts.Now()
+		prev := g.Version
+		g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts = store.GrantRevoking, "released", by, now, now, 0
+		ev := m.event(store.EventReleased, by, g, nil)
+		if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
+			return err
+		}
+		m.converge(ctx, lock, g.BindingKey)
+		if updated, err := m.opts.Store.GetGrant(ctx, g.ID); err == nil {
+			*g = updated
+		}
+		out = *g
+		return nil
+	})
+	return out, err
+}
+
+// Extend lengthens an active grant by d, within the role's maximum counted from activation. Providers that
+// enforce expiry themselves are told the new expiry before it is recorded.
+func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duration) (store.Grant, error) {
+	var out store.Grant
+	err := m.withGrant(ctx, grantID, func(ctx context.Context, _ store.Lock, g *store.Grant) error {
+		if by != g.UserID {
+			return refuse.New(ErrNotHolder, "Only <@%s> can extend grant %s.", g.UserID, g.ID)
+		}
+		now := m.opts.Now()
+		if g.State != store.GrantActive || !now.Before(g.ExpiresAt) {
+			return refuse.New(ErrNotActive, "Grant %s is %s, not active, so it cannot be extended. Request the role again.", g.ID, describeState(g, now))
+		}
+		if d <= 0 {
+			return refuse.New(ErrBadExtension, "An extension must be a positive duration such as 30m.")
+		}
+		newExpiry := g.ExpiresAt.Add(d)
+		if total := newExpiry.Sub(g.ActivatedAt); g.MaxDuration > 0 && total > g.MaxDuration {
+			left := g.MaxDuration - g.ExpiresAt.Sub(g.ActivatedAt)
+			if left <= 0 {
+				return refuse.New(ErrBadExtension, "Grant %s already runs for the maximum of %s for %s; request the role again.", g.ID, g.MaxDuration, g.Role)
+			}
+			return refuse.New(ErrBadExtension, "Extending %s by %s would exceed the maximum of %s for %s; you can extend by at most %s.", g.ID, d, g.MaxDuration, g.Role, left.Round(time.Second))
+		}
+		p, err := m.provider(g)
+		if err != nil {
+			return err
+		}
+		a := assignment(g, newExpiry)
+		if _, err := m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) }); err != nil {
+			return fmt.Errorf("grants: extend %s at provider %s: %w", g.ID, g.Provider, err)
+		}
+		prev := g.Version
+		oldExpiry := g.ExpiresAt
+		g.ExpiresAt, g.DueAt, g.Duration = newExpiry, newExpiry, g.Duration+d
+		ev := m.event(store.EventExtended, by, g, map[string]string{"by": d.String(), "old_expires_at": oldExpiry.UTC().Format(time.RFC3339), "expires_at": newExpiry.UTC().Format(time.RFC3339)})
+		if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
+			return err
+		}
+		out = *g
+		return nil
+	})
+	return out, err
+}
+
+// withGrant runs fn on a fresh copy of the grant while holding its binding lock.
+func (m *Manager) withGrant(ctx context.Context, grantID string, fn func(context.Context, store.Lock, *store.Grant) error) error {
+	g, err := m.opts.Store.GetGrant(ctx, grantID)
+	if errors.Is(err, store.ErrNotFound) {
+		return refuse.New(ErrNotFound, "There is no grant %s.", grantID)
+	}
+	if err != nil {
+		return fmt.Errorf("grants: read %s: %w", grantID, err)
+	}
+	lock, err := m.lockBinding(ctx, g.BindingKey)
+	if err != nil {
+		return err
+	}
+	defer m.unlock(ctx, lock)
+	g, err = m.opts.Store.GetGrant(ctx, grantID) // re-read under the lock
+	if err != nil {
+		return fmt.Errorf("grants: read %s: %w", grantID, err)
+	}
+	ctx = zerolog.Ctx(ctx).With().Str("grant_id", g.ID).Str("request_id", g.RequestID).Logger().WithContext(ctx)
+	return fn(ctx, lock, &g)
+}
+
+// Converge brings the provider in line with the leases of one binding: activating leases are applied, ended
+// leases are revoked unless another live lease still covers the same access. It is the one place where
+// providers are called for grant and revoke.
+func (m *Manager) Converge(ctx context.Context, bindingKey string) error {
+	lock, err := m.lockBinding(ctx, bindingKey)
+	if err != nil {
+		return err
+	}
+	defer m.unlock(ctx, lock)
+	return m.converge(ctx, lock, bindingKey)
+}
+
+func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) error {
+	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: key})
+	if err != nil {
+		return fmt.Errorf("grants: list leases of binding: %w", err)
+	}
+	// 1. Apply leases waiting for activation.
+	for i := range leases {
+		if leases[i].State == store.GrantActivating {
+			if err := m.renew(ctx, lock); err != nil {
+				return err
+			}
+			m.activate(ctx, &leases[i])
+		}
+	}
+	// 2. Decide whether access is still wanted, and end the leases that are over.
+	now := m.opts.Now()
+	var cover *store.Grant
+	var ending []*store.Grant
+	for i := range leases {
+		g := &leases[i]
+		switch {
+		case g.State == store.GrantActivating, g.State == store.GrantActive && now.Before(g.ExpiresAt):
+			if cover == nil || g.ExpiresAt.After(cover.ExpiresAt) {
+				cover = g
+			}
+		case g.State == store.GrantActive, g.State == store.GrantRevoking, g.State == store.GrantRevokeFailed:
+			ending = append(ending, g)
+		}
+	}
+	if len(ending) == 0 {
+		return nil
+	}
+	if cover != nil {
+		return m.endCovered(ctx, ending, cover)
+	}
+	if err := m.renew(ctx, lock); err != nil {
+		return err
+	}
+	return m.revoke(ctx, ending)
+}
+
+// activate calls the provider for one activating lease and records the outcome.
+func (m *Manager) activate(ctx context.Context, g *store.Grant) {
+	log := zerolog.Ctx(ctx).With().Str("grant_id", g.ID).Str("request_id", g.RequestID).Logger()
+	p, err := m.provider(g)
+	var ref string
+	if err == nil {
+		a := assignment(g, m.opts.Now().Add(g.Duration))
+		ref, err = m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+	}
+	now := m.opts.Now()
+	prev := g.Version
+	var ev store.AuditEvent
+	switch {
+	case err == nil:
+		g.State, g.ActivatedAt, g.ExpiresAt = store.GrantActive, now, now.Add(g.Duration)
+		g.DueAt, g.Attempts, g.LastError = g.ExpiresAt, 0, ""
+		if ref != "" {
+			g.ProviderRef = ref
+		}
+		ev = m.event(store.EventGranted, "system:grants", g, map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano), "provider": g.Provider})
+		log.Info().Time("expires_at", g.ExpiresAt).Msg("grant active")
+	case IsPermanent(err) || g.Attempts+1 >= m.opts.MaxAttempts:
+		// Undo whatever the provider may have applied: the lease goes through revocation and ends as failed.
+		g.State, g.EndReason, g.EndedAt, g.DueAt = store.GrantRevoking, "activation_failed", now, now
+		g.Attempts, g.LastError = 0, err.Error()
+		ev = m.event(store.EventGrantFailed, "system:grants", g, map[string]string{"error": err.Error(), "provider": g.Provider})
+		log.Error().Err(err).Msg("grant failed; undoing")
+	default:
+		g.Attempts++
+		g.LastError, g.DueAt = err.Error(), now.Add(m.backoff(g.Attempts))
+		ev = m.event(store.EventGrantRetry, "system:grants", g, map[string]string{"error": err.Error(), "attempt": strconv.Itoa(g.Attempts), "next_attempt_at": g.DueAt.UTC().Format(time.RFC3339)})
+		log.Warn().Err(err).Int("attempt", g.Attempts).Time("next_attempt_at", g.DueAt).Msg("grant attempt failed; will retry")
+	}
+	if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
+		log.Error().Err(err).Msg("could not record activation outcome")
+		g.State = "" // unknown now: keep it out of this converge pass
+	}
+}
+
+// endCovered ends leases whose access another live lease still needs: nothing is revoked at the provider.
+func (m *Manager) endCovered(ctx context.Context, ending []*store.Grant, cover *store.Grant) error {
+	now := m.opts.Now()
+	var puts []store.GrantPut
+	var events []store.AuditEvent
+	for _, g := range ending {
+		prev := g.Version
+		events = append(events, m.markEnded(g, now)...)
+		g.State, g.RevokedAt, g.CoveredBy, g.DueAt, g.Attempts, g.LastError = finalState(g), now, cover.ID, time.Time{}, 0, ""
+		events = append(events, m.event(store.EventRevoked, "system:grants", g, map[string]string{"covered_by": cover.ID, "note": "access stays while the overlapping grant lasts"}))
+		puts = append(puts, store.GrantPut{Grant: g, PrevVersion: prev})
+	}
+	return m.commit(ctx, puts, events...)
+}
+
+// revoke removes the binding's access at the provider once, then ends every lease in ending.
+func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
+	last := ending[0]
+	for _, g := range ending[1:] {
+		if g.ExpiresAt.After(last.ExpiresAt) {
+			last = g
+		}
+	}
+	p, err := m.provider(last)
+	if err == nil {
+		a := assignment(last, last.ExpiresAt)
+		_, err = m.call(ctx, "revoke", last, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) })
+	}
+	now := m.opts.Now()
+	var puts []store.GrantPut
+	var events []store.AuditEvent
+	for _, g := range ending {
+		prev := g.Version
+		events = append(events, m.markEnded(g, now)...)
+		if err == nil {
+			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, ""
+			lag := now.Sub(g.EndedAt)
+			events = append(events, m.event(store.EventRevoked, "system:grants", g, map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}))
+			if m.opts.Observer != nil && g.EndReason == "expired" {
+				m.opts.Observer.Revoked(lag)
+			}
+		} else {
+			g.Attempts++
+			g.LastError = err.Error()
+			if g.Attempts >= m.opts.MaxAttempts {
+				// Escalate: the slow retry job owns it now; the alert event reaches the audit channel.
+				g.State, g.DueAt = store.GrantRevokeFailed, time.Time{}
+				events = append(events, m.event(store.EventRevokeFailed, "system:grants", g, map[string]string{"error": err.Error(), "attempts": strconv.Itoa(g.Attempts), "alert": "access may still be present; jitbot keeps retrying"}))
+			} else {
+				g.State, g.DueAt = store.GrantRevoking, now.Add(m.backoff(g.Attempts))
+				events = append(events, m.event(store.EventRevokeRetry, "system:grants", g, map[string]string{"error": err.Error(), "attempt": strconv.Itoa(g.Attempts), "next_attempt_at": g.DueAt.UTC().Format(time.RFC3339)}))
+			}
+		}
+		puts = append(puts, store.GrantPut{Grant: g, PrevVersion: prev})
+	}
+	if cerr := m.commit(ctx, puts, events...); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Str("grant_id", last.ID).Int("attempts", last.Attempts).Str("state", string(last.State)).Msg("revoke failed")
+		return fmt.Errorf("grants: revoke %s: %w", last.ID, err)
+	}
+	zerolog.Ctx(ctx).Info().Str("grant_id", last.ID).Int("leases", len(ending)).Msg("revoked")
+	return nil
+}
+
+// markEnded moves an active lease whose time is up to revoking and returns the expiry event.
+func (m *Manager) markEnded(g *store.Grant, now time.Time) []store.AuditEvent {
+	if g.State != store.GrantActive {
+		return nil
+	}
+	g.State, g.EndReason, g.EndedAt = store.GrantRevoking, "expired", g.ExpiresAt
+	return []store.AuditEvent{m.event(store.EventGrantExpired, "system:sweeper", g, map[string]string{"expired_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano)})}
+}
+
+// finalState is the terminal state of an ended lease whose access is gone.
+func finalState(g *store.Grant) store.GrantState {
+	if g.EndReason == "activation_failed" {
+		return store.GrantFailed
+	}
+	return store.GrantRevoked
+}
+
+func (m *Manager) commit(ctx context.Context, puts []store.GrantPut, events ...store.AuditEvent) error {
+	if err := m.opts.Store.Commit(ctx, store.Batch{Grants: puts, Audit: events}); err != nil {
+		return fmt.Errorf("grants: commit: %w", err)
+	}
+	for _, p := range puts {
+		if !p.Grant.DueAt.IsZero() && m.onSchedule != nil {
+			m.onSchedule(p.Grant.DueAt)
+		}
+	}
+	if m.opts.Publisher != nil && len(events) > 0 {
+		m.opts.Publisher.Publish(ctx, events...)
+	}
+	return nil
+}
+
+// call runs one provider call under AttemptTimeout and reports it.
+func (m *Manager) call(ctx context.Context, op string, g *store.Grant, fn func(context.Context) (string, error)) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.AttemptTimeout)
+	defer cancel()
+	ref, err := fn(ctx)
+	if m.opts.Observer != nil {
+		m.opts.Observer.ProviderCall(op, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
+	}
+	return ref, nil
+}
+
+func (m *Manager) provider(g *store.Grant) (Provider, error) {
+	p, ok := m.opts.Providers[g.Provider]
+	if !ok {
+		return nil, Permanent(fmt.Errorf("provider %q is not configured", g.Provider))
+	}
+	return p, nil
+}
+
+// backoff is the jittered exponential delay before attempt n+1: base·2^(n-1), capped, then a random 50–100%.
+func (m *Manager) backoff(n int) time.Duration {
+	d := m.opts.BackoffBase
+	for i := 1; i < n && d < m.opts.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, m.opts.BackoffMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+func (m *Manager) lockBinding(ctx context.Context, key string) (store.Lock, error) {
+	deadline := time.Now().Add(m.opts.LockWait)
+	wait := 2 * time.Millisecond
+	for {
+		l, err := m.opts.Store.AcquireLock(ctx, "binding:"+key, m.opts.Holder, m.lockTTL())
+		if err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, store.ErrLockHeld) {
+			return store.Lock{}, fmt.Errorf("grants: lock binding: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return store.Lock{}, fmt.Errorf("grants: binding %s is busy with another operation: %w", key, ErrBusy)
+		}
+		select {
+		case <-ctx.Done():
+			return store.Lock{}, fmt.Errorf("grants: lock binding: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 100*time.Millisecond)
+	}
+}
+
+// lockTTL outlives one provider call with margin; the lock is renewed before every provider call.
+func (m *Manager) lockTTL() time.Duration { return 2*m.opts.AttemptTimeout + 5*time.Second }
+
+func (m *Manager) renew(ctx context.Context, l store.Lock) error {
+	if err := m.opts.Store.RenewLock(ctx, l, m.lockTTL()); err != nil {
+		return fmt.Errorf("grants: binding lock: %w", err)
+	}
+	return nil
+}
+
+func (m *Manager) unlock(ctx context.Context, l store.Lock) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := m.opts.Store.ReleaseLock(ctx, l); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not release binding lock; it expires by itself")
+	}
+}
+
+func (m *Manager) event(typ, actor string, g *store.Grant, details map[string]string) store.AuditEvent {
+	return store.AuditEvent{Type: typ, At: m.opts.Now(), Actor: actor, RequestID: g.RequestID, GrantID: g.ID, Role: g.Role, Details: details}
+}
+
+func assignment(g *store.Grant, expires time.Time) Assignment {
+	return Assignment{GrantID: g.ID, RequestID: g.RequestID, UserID: g.UserID, Role: g.Role, Principal: g.Principal, Target: g.Target, ExpiresAt: expires}
+}
+
+func describeState(g *store.Grant, now time.Time) string {
+	if g.State == store.GrantActive && !now.Before(g.ExpiresAt) {
+		return "expired"
+	}
+	return string(g.State)
+}

@@ -1,0 +1,263 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/rs/zerolog"
+
+	"github.com/jitbot/jitbot/store"
+)
+
+// SweeperOptions configures a Sweeper. Manager and Store are required.
+type SweeperOptions struct {
+	Manager *Manager
+	Store   Store
+	// Interval is the cron safety-net sweep (JITBOT_SWEEP_INTERVAL). Punctuality comes from waking at the
+	// next due time; the cron tick catches anything scheduled by other replicas. Default 1s.
+	Interval time.Duration
+	// SlowInterval is how often revoke_failed grants are retried. Default 5m.
+	SlowInterval time.Duration
+	// Batch bounds how many due grants one claim takes. Default 1000.
+	Batch int
+	// Concurrency bounds how many bindings are converged at once. Default 64.
+	Concurrency int
+	// ClaimHold hides claimed grants from other sweepers while one works on them. Default 4×AttemptTimeout.
+	ClaimHold time.Duration
+	// LeaderTTL is the leader lock's lifetime; it is renewed at a third of it. Default 15s.
+	LeaderTTL time.Duration
+	// Jobs run on every sweep tick while leading, after grants (e.g. expiring pending requests).
+	Jobs []func(context.Context) error
+	// Holder names this replica in the leader lock. Default: the manager's holder.
+	Holder string
+}
+
+// Sweeper revokes due grants. With several replicas, exactly one leads (a lease lock with a fencing token);
+// correctness does not depend on that, since claims, compare-and-swap and idempotent providers make a double
+// sweep harmless, but it saves duplicate work.
+type Sweeper struct {
+	opts     SweeperOptions
+	wake     chan struct{}
+	slow     chan struct{}
+	leading  atomic.Bool
+	fence    atomic.Uint64
+	nextWake atomic.Int64 // unix ns of the timer currently armed; 0 when none
+}
+
+// NewSweeper validates opts and wires the manager's schedule hook so that new expiries wake the sweeper.
+func NewSweeper(opts SweeperOptions) (*Sweeper, error) {
+	if opts.Manager == nil || opts.Store == nil {
+		return nil, errors.New("grants: sweeper needs Manager and Store")
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	if opts.SlowInterval <= 0 {
+		opts.SlowInterval = 5 * time.Minute
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 1000
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 64
+	}
+	if opts.ClaimHold <= 0 {
+		opts.ClaimHold = 4 * opts.Manager.opts.AttemptTimeout
+	}
+	if opts.LeaderTTL <= 0 {
+		opts.LeaderTTL = 15 * time.Second
+	}
+	if opts.Holder == "" {
+		opts.Holder = opts.Manager.opts.Holder
+	}
+	s := &Sweeper{opts: opts, wake: make(chan struct{}, 1), slow: make(chan struct{}, 1)}
+	opts.Manager.OnSchedule(s.Schedule)
+	return s, nil
+}
+
+// Leading reports whether this replica currently holds the sweeper lock.
+func (s *Sweeper) Leading() bool { return s.leading.Load() }
+
+// Schedule tells the sweeper that something is due at t; it wakes early if t is before its armed timer.
+func (s *Sweeper) Schedule(t time.Time) {
+	armed := s.nextWake.Load()
+	if armed == 0 || t.UnixNano() < armed {
+		s.Kick()
+	}
+}
+
+// Kick wakes the sweeper now.
+func (s *Sweeper) Kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run leads (when it can) and sweeps until ctx ends, then gives up leadership.
+func (s *Sweeper) Run(ctx context.Context) error {
+	log := zerolog.Ctx(ctx).With().Str("component", "sweeper").Logger()
+	ctx = log.WithContext(ctx)
+
+	c := cron.New()
+	if _, err := c.AddFunc("@every "+s.opts.Interval.String(), s.Kick); err != nil {
+		return fmt.Errorf("grants: sweeper schedule: %w", err)
+	}
+	if _, err := c.AddFunc("@every "+s.opts.SlowInterval.String(), func() {
+		select {
+		case s.slow <- struct{}{}:
+		default:
+		}
+	}); err != nil {
+		return fmt.Errorf("grants: slow retry schedule: %w", err)
+	}
+	c.Start()
+	defer c.Stop()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.lead(ctx) }()
+	defer wg.Wait()
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		slow := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-timer.C:
+		case <-s.slow:
+			slow = true
+		}
+		if s.leading.Load() {
+			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				log.Error().Err(err).Msg("sweep failed")
+			}
+			if slow {
+				if err := s.RetryRevokeFailed(ctx); err != nil && ctx.Err() == nil {
+					log.Error().Err(err).Msg("retry of revoke-failed grants failed")
+				}
+			}
+			for _, job := range s.opts.Jobs {
+				if err := job(ctx); err != nil && ctx.Err() == nil {
+					log.Error().Err(err).Msg("sweep job failed")
+				}
+			}
+		}
+		s.arm(ctx, timer)
+	}
+}
+
+// arm sets the timer to the next due time (never later than the cron interval).
+func (s *Sweeper) arm(ctx context.Context, timer *time.Timer) {
+	d := s.opts.Interval
+	if s.leading.Load() {
+		if at, ok, err := s.opts.Store.NextDue(ctx); err == nil && ok {
+			d = min(d, max(time.Until(at), 0))
+		}
+	}
+	s.nextWake.Store(time.Now().Add(d).UnixNano())
+	timer.Reset(d)
+}
+
+// lead keeps trying to hold the sweeper lock and renews it while held.
+func (s *Sweeper) lead(ctx context.Context) {
+	log := zerolog.Ctx(ctx)
+	var held store.Lock
+	tick := time.NewTicker(s.opts.LeaderTTL / 3)
+	defer tick.Stop()
+	for {
+		if s.leading.Load() {
+			if err := s.opts.Store.RenewLock(ctx, held, s.opts.LeaderTTL); err != nil && ctx.Err() == nil {
+				s.leading.Store(false)
+				log.Warn().Err(err).Msg("lost sweeper leadership")
+			}
+		} else if ctx.Err() == nil {
+			l, err := s.opts.Store.AcquireLock(ctx, "sweeper", s.opts.Holder, s.opts.LeaderTTL)
+			switch {
+			case err == nil:
+				held = l
+				s.fence.Store(l.Fence)
+				s.leading.Store(true)
+				log.Info().Uint64("fence", l.Fence).Msg("leading the sweeper")
+				s.Kick()
+			case !errors.Is(err, store.ErrLockHeld):
+				log.Warn().Err(err).Msg("could not take sweeper lock")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if s.leading.Swap(false) {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				_ = s.opts.Store.ReleaseLock(rctx, held)
+				cancel()
+			}
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Sweep claims every due grant and converges their bindings with bounded concurrency. It returns how many
+// grants it claimed.
+func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
+	start := time.Now()
+	total := 0
+	for {
+		due, err := s.opts.Store.ClaimDueGrants(ctx, s.opts.Manager.opts.Now(), s.opts.Batch, s.opts.ClaimHold)
+		if err != nil {
+			return total, fmt.Errorf("grants: claim due: %w", err)
+		}
+		total += len(due)
+		s.convergeAll(ctx, due)
+		if len(due) < s.opts.Batch || ctx.Err() != nil {
+			break
+		}
+	}
+	if obs := s.opts.Manager.opts.Observer; obs != nil {
+		obs.Swept(time.Since(start), total)
+	}
+	return total, ctx.Err()
+}
+
+// RetryRevokeFailed retries every grant whose revocation was escalated.
+func (s *Sweeper) RetryRevokeFailed(ctx context.Context) error {
+	failed, err := s.opts.Store.ListGrants(ctx, store.GrantQuery{States: []store.GrantState{store.GrantRevokeFailed}})
+	if err != nil {
+		return fmt.Errorf("grants: list revoke-failed: %w", err)
+	}
+	s.convergeAll(ctx, failed)
+	return nil
+}
+
+func (s *Sweeper) convergeAll(ctx context.Context, gs []store.Grant) {
+	seen := make(map[string]bool, len(gs))
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(s.opts.Concurrency, len(gs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range work {
+				if err := s.opts.Manager.Converge(ctx, key); err != nil && ctx.Err() == nil {
+					zerolog.Ctx(ctx).Debug().Err(err).Msg("converge did not finish; it is retried when due")
+				}
+			}
+		}()
+	}
+	for _, g := range gs {
+		if !seen[g.BindingKey] {
+			seen[g.BindingKey] = true
+			work <- g.BindingKey
+		}
+	}
+	close(work)
+	wg.Wait()
+}
