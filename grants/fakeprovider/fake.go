@@ -1,0 +1,149 @@
+// Package fakeprovider is an in-memory grants.Provider for engine tests: it models access per binding
+// (principal + target), records every call, and fails on demand.
+package fakeprovider
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jitbot/jitbot/grants"
+)
+
+var _ grants.Provider = (*Fake)(nil)
+
+// Call is one recorded provider call.
+type Call struct {
+	Op         string // grant, revoke, check
+	Assignment grants.Assignment
+	Err        error
+	// WasPresent says whether the binding was present when the call arrived: a revoke of something absent
+	// is a duplicate revoke the provider could see.
+	WasPresent bool
+}
+
+// Fake is safe for concurrent use.
+type Fake struct {
+	mu      sync.Mutex
+	present map[string]grants.Assignment
+	calls   []Call
+	fail    []failure
+	latency time.Duration
+}
+
+type failure struct {
+	op  string
+	err error
+}
+
+// New returns an empty Fake.
+func New() *Fake { return &Fake{present: map[string]grants.Assignment{}} }
+
+// Key is the binding a call acts on.
+func Key(a grants.Assignment) string {
+	var sb strings.Builder
+	sb.WriteString(a.Principal)
+	for _, k := range slices.Sorted(maps.Keys(a.Target)) {
+		sb.WriteString("|" + k + "=" + a.Target[k])
+	}
+	return sb.String()
+}
+
+// FailNext makes the next n calls of op ("grant", "revoke" or "" for any) fail with err.
+func (f *Fake) FailNext(op string, err error, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for range n {
+		f.fail = append(f.fail, failure{op, err})
+	}
+}
+
+// SetLatency delays every call (honouring ctx).
+func (f *Fake) SetLatency(d time.Duration) {
+	f.mu.Lock()
+	f.latency = d
+	f.mu.Unlock()
+}
+
+// ErrUnavailable is a retryable failure for FailNext.
+var ErrUnavailable = errors.New("fake provider unavailable")
+
+func (f *Fake) do(ctx context.Context, op string, a grants.Assignment, apply func(present bool)) error {
+	f.mu.Lock()
+	lat := f.latency
+	f.mu.Unlock()
+	if lat > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(lat):
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		f.calls = append(f.calls, Call{Op: op, Assignment: a, Err: err})
+		return err
+	}
+	key := Key(a)
+	_, was := f.present[key]
+	for i, fl := range f.fail {
+		if fl.op == "" || fl.op == op {
+			f.fail = slices.Delete(f.fail, i, i+1)
+			f.calls = append(f.calls, Call{Op: op, Assignment: a, Err: fl.err, WasPresent: was})
+			return fl.err
+		}
+	}
+	apply(was)
+	f.calls = append(f.calls, Call{Op: op, Assignment: a, WasPresent: was})
+	return nil
+}
+
+func (f *Fake) Grant(ctx context.Context, a grants.Assignment) (string, error) {
+	err := f.do(ctx, "grant", a, func(bool) { f.present[Key(a)] = a })
+	if err != nil {
+		return "", err
+	}
+	return "fake-" + a.GrantID, nil
+}
+
+func (f *Fake) Revoke(ctx context.Context, a grants.Assignment) error {
+	return f.do(ctx, "revoke", a, func(bool) { delete(f.present, Key(a)) })
+}
+
+func (f *Fake) Check(ctx context.Context, a grants.Assignment) (bool, error) {
+	var present bool
+	err := f.do(ctx, "check", a, func(was bool) { present = was })
+	return present, err
+}
+
+// Present reports whether the binding of a is present.
+func (f *Fake) Present(a grants.Assignment) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.present[Key(a)]
+	return ok
+}
+
+// PresentCount is how many bindings are present.
+func (f *Fake) PresentCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.present)
+}
+
+// Calls returns a copy of every call so far, optionally only of op.
+func (f *Fake) Calls(op string) []Call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Call
+	for _, c := range f.calls {
+		if op == "" || c.Op == op {
+			out = append(out, c)
+		}
+	}
+	return out
+}

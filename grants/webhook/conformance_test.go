@@ -1,0 +1,68 @@
+package webhook_test
+
+import (
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/grants/providertest"
+	"github.com/jitbot/jitbot/grants/webhook"
+	"github.com/jitbot/jitbot/grants/webhook/receiver"
+)
+
+// TestConformance runs the shared provider suite against the independent receiver; its present set is the
+// ground truth.
+func TestConformance(t *testing.T) {
+	const secret = "whsec_c2VjcmV0LWtleS1mb3ItY29uZm9ybWFuY2UtdGVzdHM="
+	key, err := webhook.ParseSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := receiver.NewServer(key)
+	t.Cleanup(rcv.Close)
+	var n atomic.Int64
+
+	statuses := map[providertest.Fault]int{
+		providertest.Throttled:    http.StatusTooManyRequests,
+		providertest.Conflict:     http.StatusConflict,
+		providertest.NotFound:     http.StatusNotFound,
+		providertest.AccessDenied: http.StatusForbidden,
+		providertest.ServerError:  http.StatusInternalServerError,
+	}
+	providertest.Run(t, providertest.Harness{
+		New: func(t *testing.T) grants.Provider {
+			p, err := webhook.New(webhook.Config{URL: rcv.URL + "/jitbot", Secret: key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		},
+		Assignment: func(t *testing.T) grants.Assignment {
+			id := fmt.Sprintf("g-%d", n.Add(1))
+			return grants.Assignment{GrantID: id, RequestID: "r-" + id, UserID: "U1", Role: "admin", Principal: "alice"}
+		},
+		Present: func(t *testing.T, a grants.Assignment) bool { return rcv.Present(a.GrantID) },
+		Count: func(t *testing.T, a grants.Assignment) int {
+			if rcv.Present(a.GrantID) {
+				return 1
+			}
+			return 0
+		},
+		Inject:     func(t *testing.T, f providertest.Fault) { rcv.FailNext(statuses[f], 1) },
+		SetPresent: func(t *testing.T, a grants.Assignment, present bool) { rcv.SetPresent(a.GrantID, present) },
+		Latency:    func(t *testing.T, d time.Duration) { rcv.SetLatency(d) },
+		Reset:      func(t *testing.T) { rcv.Reset() },
+		// A 404 from a webhook URL cannot be told apart from a wrong URL: treating it as "already revoked"
+		// would silently keep access. Receivers answer 2xx for absent assignments instead (docs/webhook.md).
+		Outcome: func(op providertest.Op, f providertest.Fault) providertest.Outcome {
+			if f == providertest.NotFound {
+				return providertest.Permanent
+			}
+			return providertest.Default
+		},
+		Secrets: []string{secret, string(key)},
+	})
+}

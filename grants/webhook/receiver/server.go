@@ -1,0 +1,293 @@
+package receiver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Payload is the JSON body jitbot sends (see docs/webhook.md). It is declared here independently of the sender.
+type Payload struct {
+	Type      string            `json:"type"` // "grant", "revoke" or "check"
+	GrantID   string            `json:"grant_id"`
+	RequestID string            `json:"request_id"`
+	UserID    string            `json:"user_id"`
+	Principal string            `json:"principal"`
+	Role      string            `json:"role"`
+	Target    map[string]string `json:"target"`
+	ExpiresAt string            `json:"expires_at"`
+	SentAt    string            `json:"sent_at"`
+}
+
+// Delivery is one verified request. Every verified request is recorded, duplicates included.
+type Delivery struct {
+	ID        string      // webhook-id
+	Header    http.Header // request headers
+	Timestamp int64       // webhook-timestamp
+	Payload   Payload     // decoded body
+	Body      []byte      // raw body as received
+	At        time.Time   // when the server recorded it
+	Status    int         // the status the server answered (an injected failure, or 200/400)
+}
+
+// Key identifies deliveries of one type for one grant.
+type Key struct{ Type, GrantID string }
+
+type injected struct {
+	status int
+	left   int
+}
+
+// Server is a Standard Webhooks receiver for tests. It verifies every request with Verify, records verified
+// deliveries, applies grant/revoke to a present set keyed by grant_id and answers check from that set with
+// {"present": bool}. Knobs: FailNext (answer a status for the next N verified requests without applying them),
+// SetLatency (delay each request; the delay ends early if the client goes away), SetPresent (change state behind
+// the sender's back). Use WaitFor to wait for a delivery instead of sleeping.
+//
+// Answers: 405 for a non-POST, 401 for a request that fails verification (recorded in Rejections, not in
+// Deliveries), 400 for a verified body that is not a valid payload, otherwise 200 with {"ok":true} (grant,
+// revoke; grant also returns {"ref": ...}) or {"present":bool} (check).
+type Server struct {
+	secret []byte
+	srv    *httptest.Server
+
+	// URL is the base URL of the started server ("" for a Server made by NewHandler).
+	URL string
+
+	mu         sync.Mutex
+	now        func() time.Time
+	latency    time.Duration
+	failures   []injected
+	deliveries []Delivery
+	counts     map[Key]int
+	present    map[string]Payload
+	rejections []string
+	changed    chan struct{}
+}
+
+// NewHandler returns a Server that is not listening: use it as an http.Handler.
+func NewHandler(secret []byte) *Server {
+	return &Server{
+		secret:  append([]byte(nil), secret...),
+		now:     time.Now,
+		counts:  map[Key]int{},
+		present: map[string]Payload{},
+		changed: make(chan struct{}),
+	}
+}
+
+// NewServer returns a Server listening on a local httptest.Server. Close it when done.
+func NewServer(secret []byte) *Server {
+	s := NewHandler(secret)
+	s.srv = httptest.NewServer(s)
+	s.URL = s.srv.URL
+	return s
+}
+
+// Close shuts the listening server down (no-op for NewHandler).
+func (s *Server) Close() {
+	if s.srv != nil {
+		s.srv.Close()
+	}
+}
+
+// Client returns an HTTP client for the listening server (http.DefaultClient for NewHandler).
+func (s *Server) Client() *http.Client {
+	if s.srv != nil {
+		return s.srv.Client()
+	}
+	return http.DefaultClient
+}
+
+// SetNow replaces the clock used to check webhook-timestamp.
+func (s *Server) SetNow(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// FailNext makes the next n verified requests answer status (with a small JSON body) without being applied.
+// 3xx answers carry "Location: /moved"; 429 and 503 carry "Retry-After: 1". Calls queue up in order.
+func (s *Server) FailNext(status, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n > 0 {
+		s.failures = append(s.failures, injected{status: status, left: n})
+	}
+}
+
+// SetLatency delays every following request by d before it is verified (0 to stop).
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// Reset clears pending failures and latency. Deliveries, counts and the present set are kept.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures = nil
+	s.latency = 0
+}
+
+// Present reports whether grantID is in the present set.
+func (s *Server) Present(grantID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.present[grantID]
+	return ok
+}
+
+// SetPresent adds grantID to the present set or removes it, as an out-of-band change would.
+func (s *Server) SetPresent(grantID string, present bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if present {
+		s.present[grantID] = Payload{Type: "grant", GrantID: grantID}
+	} else {
+		delete(s.present, grantID)
+	}
+}
+
+// Count returns how many verified deliveries of type typ for grantID were received, failed ones included.
+func (s *Server) Count(typ, grantID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[Key{typ, grantID}]
+}
+
+// Deliveries returns a copy of every verified delivery, in arrival order.
+func (s *Server) Deliveries() []Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Delivery(nil), s.deliveries...)
+}
+
+// Rejections returns the reasons requests failed verification, in arrival order.
+func (s *Server) Rejections() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.rejections...)
+}
+
+// WaitFor returns the first delivery, already recorded or still to come, for which match reports true. It
+// returns ctx's error if ctx ends first. match runs without the server's lock held.
+func (s *Server) WaitFor(ctx context.Context, match func(Delivery) bool) (Delivery, error) {
+	seen := 0
+	for {
+		s.mu.Lock()
+		batch := append([]Delivery(nil), s.deliveries[seen:]...)
+		changed := s.changed
+		s.mu.Unlock()
+		for _, d := range batch {
+			if match(d) {
+				return d, nil
+			}
+		}
+		seen += len(batch)
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return Delivery{}, ctx.Err()
+		}
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		http.Error(w, "cannot read body", http.StatusBadRequest)
+		return
+	}
+
+	s.mu.Lock()
+	latency, now := s.latency, s.now
+	s.mu.Unlock()
+	if latency > 0 {
+		timer := time.NewTimer(latency)
+		select {
+		case <-timer.C:
+		case <-r.Context().Done():
+			timer.Stop()
+			return // the client gave up: nothing is recorded or applied
+		}
+	}
+
+	if err := Verify(s.secret, r.Header, body, now()); err != nil {
+		s.mu.Lock()
+		s.rejections = append(s.rejections, err.Error())
+		s.mu.Unlock()
+		http.Error(w, "invalid webhook signature", http.StatusUnauthorized)
+		return
+	}
+
+	d := Delivery{ID: r.Header.Get(HeaderID), Header: r.Header.Clone(), Body: body, At: time.Now()}
+	d.Timestamp, _ = strconv.ParseInt(r.Header.Get(HeaderTimestamp), 10, 64)
+	decodeErr := json.Unmarshal(body, &d.Payload)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.record(&d)
+
+	if len(s.failures) > 0 {
+		f := &s.failures[0]
+		d.Status = f.status
+		if f.left--; f.left == 0 {
+			s.failures = s.failures[1:]
+		}
+		switch {
+		case d.Status >= 300 && d.Status < 400:
+			w.Header().Set("Location", "/moved")
+		case d.Status == http.StatusTooManyRequests || d.Status == http.StatusServiceUnavailable:
+			w.Header().Set("Retry-After", "1")
+		}
+		writeJSON(w, d.Status, map[string]string{"error": fmt.Sprintf("injected %d", d.Status)})
+		return
+	}
+	if decodeErr != nil || d.Payload.GrantID == "" {
+		d.Status = http.StatusBadRequest
+		writeJSON(w, d.Status, map[string]string{"error": "invalid payload"})
+		return
+	}
+	d.Status = http.StatusOK
+	switch d.Payload.Type {
+	case "grant":
+		s.present[d.Payload.GrantID] = d.Payload
+		writeJSON(w, d.Status, map[string]any{"ok": true, "ref": "rcv-" + d.ID})
+	case "revoke":
+		delete(s.present, d.Payload.GrantID)
+		writeJSON(w, d.Status, map[string]any{"ok": true})
+	case "check":
+		_, ok := s.present[d.Payload.GrantID]
+		writeJSON(w, d.Status, map[string]any{"present": ok})
+	default:
+		d.Status = http.StatusBadRequest
+		writeJSON(w, d.Status, map[string]string{"error": "unknown type"})
+	}
+}
+
+// record appends d and wakes WaitFor callers; s.mu must be held.
+func (s *Server) record(d *Delivery) {
+	s.deliveries = append(s.deliveries, *d)
+	s.counts[Key{d.Payload.Type, d.Payload.GrantID}]++
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,439 @@
+// Package webhook is a grants.Provider that delivers grant, revoke and check operations to an HTTP endpoint as
+// signed JSON, following Standard Webhooks (https://www.standardwebhooks.com). The receiver applies the access
+// change in whatever system jitbot has no adapter for.
+//
+// # Integration contract (full text with examples in docs/webhook.md)
+//
+// Every operation is one POST of a Payload to Config.URL with the headers
+//
+//	Content-Type: application/json
+//	User-Agent: jitbot
+//	webhook-id: <id>
+//	webhook-timestamp: <unix seconds of this attempt>
+//	webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>
+//
+// webhook-id is "<type>_<grant_id>" for grant and revoke (grant_id restricted to [A-Za-z0-9_-], at most 128
+// bytes; any other grant id is replaced by "h_" and 32 hex digits of its SHA-256). It is the same on every
+// retry of the operation, and differs between the grant and the revoke of one grant, so receivers can use it as
+// an idempotency key. A check is a read and gets a fresh id each call: "check_<grant part>_<16 hex>".
+//
+// Receivers must make grant mean "ensure present" and revoke "ensure absent": answer 2xx when the access is
+// already in the requested state (never 404 or 409 for that). jitbot reuses a grant's webhook-id when it
+// re-applies a grant that a check found missing, so do not drop a delivery only because its id was seen long
+// ago (a deduplication window of minutes, as the specification suggests, is fine).
+//
+// Answers: 2xx = done. Check must answer 200 with {"present": true|false}. 409 Conflict, 408, 429 and 5xx are
+// retried (honouring nothing but the caller's retry policy; the Retry-After value is exposed on StatusError).
+// 3xx is never followed (the signed payload would go elsewhere) and is a permanent failure, as is every other
+// 4xx: 400 malformed, 401/403 signature or authorisation, 404 wrong URL, 410 endpoint retired, 422 unknown
+// principal or role. Network errors and timeouts are retried.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jitbot/jitbot/grants"
+)
+
+// Operation types, the "type" field of the Payload.
+const (
+	TypeGrant  = "grant"
+	TypeRevoke = "revoke"
+	TypeCheck  = "check"
+)
+
+// DefaultTimeout bounds one delivery attempt when Config.Timeout is zero.
+const DefaultTimeout = 10 * time.Second
+
+const (
+	secretPrefix   = "whsec_"
+	snippetLimit   = 256      // bytes of response body quoted in errors
+	responseLimit  = 64 << 10 // bytes of response body read
+	maxPlainIDPart = 128
+)
+
+// Config configures a Provider.
+type Config struct {
+	// URL is the absolute http(s) URL deliveries are POSTed to. Use https outside tests: the payload names
+	// users and roles.
+	URL string
+	// Secret is the HMAC-SHA256 key (see ParseSecret). Required.
+	Secret []byte
+	// Timeout bounds one attempt, connection and response body included. Default DefaultTimeout.
+	Timeout time.Duration
+	// Client sends the requests; nil uses a client with its own transport. The Provider uses a copy whose
+	// redirect policy is replaced so that redirects are never followed; the given client is not modified.
+	Client *http.Client
+	// Now returns the current time for webhook-timestamp and sent_at; nil uses time.Now.
+	Now func() time.Time
+}
+
+// Payload is the JSON body of every delivery. Field names are the integration contract.
+type Payload struct {
+	Type      string            `json:"type"`                 // "grant", "revoke" or "check"
+	GrantID   string            `json:"grant_id"`             // jitbot's grant (lease) id
+	RequestID string            `json:"request_id"`           // the access request the grant came from
+	UserID    string            `json:"user_id"`              // Slack user id of the requester
+	Principal string            `json:"principal"`            // the user's identity at the target system
+	Role      string            `json:"role"`                 // role to grant, from the policy
+	Target    map[string]string `json:"target"`               // provider-specific scope from the policy; {} if none
+	ExpiresAt string            `json:"expires_at,omitempty"` // RFC 3339 UTC; when jitbot will revoke
+	SentAt    string            `json:"sent_at"`              // RFC 3339 UTC; time of this attempt
+}
+
+// StatusError describes a non-2xx answer (or an unusable 2xx answer to a check). It is returned wrapped: use
+// errors.As. Permanent answers are additionally wrapped with grants.Permanent.
+type StatusError struct {
+	Type       string        // operation type
+	GrantID    string        // the grant concerned
+	StatusCode int           // HTTP status
+	RetryAfter time.Duration // from a Retry-After header, 0 if absent
+	Body       string        // sanitised, truncated response body (secret and signature redacted)
+	Reason     string        // extra explanation, may be empty
+}
+
+func (e *StatusError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "webhook %s %s: receiver answered %d %s", e.Type, e.GrantID, e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Reason != "" {
+		b.WriteString(": " + e.Reason)
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	if e.Body != "" {
+		fmt.Fprintf(&b, "; body %q", e.Body)
+	}
+	return b.String()
+}
+
+// Provider delivers operations to one webhook endpoint. It is safe for concurrent use.
+type Provider struct {
+	url      string
+	shownURL string // scheme://host/path, for errors
+	secret   sensitive
+	timeout  time.Duration
+	client   *http.Client
+	now      func() time.Time
+}
+
+var _ grants.Provider = (*Provider)(nil)
+
+// ParseSecret turns a configured secret into HMAC key bytes. A "whsec_<base64>" secret (the Standard Webhooks
+// format, what receivers' libraries expect) yields the base64-decoded bytes; any other non-empty string is used
+// as raw bytes (receivers using a Standard Webhooks library must then be given "whsec_" + base64 of it).
+// Surrounding white space is ignored. Errors never contain the secret.
+func ParseSecret(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, errors.New("webhook: empty secret")
+	}
+	if enc, ok := strings.CutPrefix(s, secretPrefix); ok {
+		key, err := base64.StdEncoding.DecodeString(enc)
+		if err != nil {
+			return nil, errors.New("webhook: secret has the whsec_ prefix but is not valid standard base64")
+		}
+		if len(key) == 0 {
+			return nil, errors.New("webhook: empty secret after the whsec_ prefix")
+		}
+		return key, nil
+	}
+	return []byte(s), nil
+}
+
+// New validates cfg and returns a Provider.
+func New(cfg Config) (*Provider, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, errors.New("webhook: URL must be an absolute http or https URL")
+	}
+	if len(cfg.Secret) == 0 {
+		return nil, errors.New("webhook: empty secret")
+	}
+	if cfg.Timeout < 0 {
+		return nil, errors.New("webhook: negative timeout")
+	}
+	p := &Provider{
+		url:      u.String(),
+		shownURL: u.Scheme + "://" + u.Host + u.EscapedPath(),
+		secret:   sensitive{key: append([]byte(nil), cfg.Secret...)},
+		timeout:  cfg.Timeout,
+		now:      cfg.Now,
+	}
+	if p.timeout == 0 {
+		p.timeout = DefaultTimeout
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	var c http.Client
+	if cfg.Client != nil {
+		c = *cfg.Client
+	} else {
+		c.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	p.client = &c
+	b64 := base64.StdEncoding.EncodeToString(p.secret.key)
+	p.secret.forms = []string{string(p.secret.key), b64, strings.TrimRight(b64, "="), base64.URLEncoding.EncodeToString(p.secret.key)}
+	return p, nil
+}
+
+// sensitive holds the key and the forms of it never to echo from a response body. Its String and GoString
+// keep it out of fmt output whichever way a Provider is printed.
+type sensitive struct {
+	key   []byte
+	forms []string
+}
+
+func (sensitive) String() string   { return "[redacted]" }
+func (sensitive) GoString() string { return "[redacted]" }
+
+// String describes the provider without its secret.
+func (p Provider) String() string { return "webhook(" + p.shownURL + ")" }
+
+// GoString keeps %#v from printing the secret.
+func (p Provider) GoString() string { return p.String() }
+
+// Grant delivers a "grant". The reference is the receiver's {"ref": "..."} if its 2xx answer carries a short
+// printable one, otherwise the webhook-id.
+func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, error) {
+	id := operationID(TypeGrant, a.GrantID)
+	body, err := p.deliver(ctx, TypeGrant, id, a)
+	if err != nil {
+		return "", err
+	}
+	var ans struct {
+		Ref string `json:"ref"`
+	}
+	if json.Unmarshal(body, &ans) == nil && ans.Ref != "" && len(ans.Ref) <= 256 && printable(ans.Ref) {
+		return ans.Ref, nil
+	}
+	return id, nil
+}
+
+// Revoke delivers a "revoke".
+func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
+	_, err := p.deliver(ctx, TypeRevoke, operationID(TypeRevoke, a.GrantID), a)
+	return err
+}
+
+// Check delivers a "check" and expects 200 with {"present": true|false}.
+func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	body, err := p.deliver(ctx, TypeCheck, operationID(TypeCheck, a.GrantID)+"_"+hex.EncodeToString(nonce[:]), a)
+	if err != nil {
+		return false, err
+	}
+	var ans struct {
+		Present *bool `json:"present"`
+	}
+	if json.Unmarshal(body, &ans) != nil || ans.Present == nil {
+		return false, grants.Permanent(&StatusError{
+			Type: TypeCheck, GrantID: a.GrantID, StatusCode: http.StatusOK,
+			Reason: `check answer must be JSON {"present": true|false}`, Body: p.snippet(body, ""),
+		})
+	}
+	return *ans.Present, nil
+}
+
+// operationID is the webhook-id of an operation: "<type>_<grant id>" when the grant id is short and made of
+// [A-Za-z0-9_-], else "<type>_h_<32 hex of SHA-256(grant id)>". It never contains '.'.
+func operationID(typ, grantID string) string {
+	if len(grantID) <= maxPlainIDPart && plainID(grantID) {
+		return typ + "_" + grantID
+	}
+	sum := sha256.Sum256([]byte(grantID))
+	return typ + "_h_" + hex.EncodeToString(sum[:16])
+}
+
+func plainID(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// sign returns the webhook-signature value for one attempt.
+func sign(key []byte, id, timestamp string, body []byte) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + timestamp + "."))
+	mac.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// deliver sends one attempt and returns the 2xx response body, or a classified error.
+func (p *Provider) deliver(ctx context.Context, typ, id string, a grants.Assignment) ([]byte, error) {
+	if a.GrantID == "" {
+		return nil, grants.Permanent(fmt.Errorf("webhook %s: assignment has no grant id", typ))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("webhook %s %s: %w", typ, a.GrantID, err)
+	}
+	now := p.now().UTC()
+	pl := Payload{
+		Type: typ, GrantID: a.GrantID, RequestID: a.RequestID, UserID: a.UserID,
+		Principal: a.Principal, Role: a.Role, Target: a.Target, SentAt: now.Format(time.RFC3339),
+	}
+	if pl.Target == nil {
+		pl.Target = map[string]string{}
+	}
+	if !a.ExpiresAt.IsZero() {
+		pl.ExpiresAt = a.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	body, err := json.Marshal(pl)
+	if err != nil {
+		return nil, grants.Permanent(fmt.Errorf("webhook %s %s: encoding payload: %w", typ, a.GrantID, err))
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	sig := sign(p.secret.key, id, ts, body)
+
+	actx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, grants.Permanent(fmt.Errorf("webhook %s %s: building request for %s", typ, a.GrantID, p.shownURL))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "jitbot")
+	req.Header.Set("webhook-id", id)
+	req.Header.Set("webhook-timestamp", ts)
+	req.Header.Set("webhook-signature", sig)
+
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, p.transportError(ctx, actx, typ, a.GrantID, err)
+	}
+	defer resp.Body.Close()
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, responseLimit))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, responseLimit)) // let the connection be reused
+	code := resp.StatusCode
+	if err != nil && code >= 200 && code < 300 {
+		return nil, p.transportError(ctx, actx, typ, a.GrantID, err)
+	}
+	if code >= 200 && code < 300 {
+		return respBody, nil
+	}
+
+	se := &StatusError{Type: typ, GrantID: a.GrantID, StatusCode: code, Body: p.snippet(respBody, sig)}
+	switch {
+	case code >= 300 && code < 400:
+		se.Reason = "redirects are not followed (the signed payload would be sent elsewhere); configure the final URL"
+		if loc, err := resp.Location(); err == nil {
+			se.Reason += " (Location: " + loc.Scheme + "://" + loc.Host + loc.EscapedPath() + ")"
+		}
+		return nil, grants.Permanent(se)
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code == http.StatusConflict:
+		se.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
+		return nil, se
+	case code >= 400 && code < 500:
+		return nil, grants.Permanent(se)
+	default: // 5xx, and anything outside the usual classes
+		se.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
+		return nil, se
+	}
+}
+
+// transportError words a failure to get a response. The caller's cancellation is wrapped as is; our own
+// per-attempt timeout is reported as such; both, and network errors, are retryable. The request URL is shown
+// without user info or query (the url.Error text would include them).
+func (p *Provider) transportError(ctx, actx context.Context, typ, grantID string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("webhook %s %s: POST %s: %w", typ, grantID, p.shownURL, cerr)
+	}
+	if actx.Err() != nil {
+		return fmt.Errorf("webhook %s %s: POST %s: no answer within %s: %w", typ, grantID, p.shownURL, p.timeout, context.DeadlineExceeded)
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	return fmt.Errorf("webhook %s %s: POST %s: %w", typ, grantID, p.shownURL, redactErr{err, p.redactString(err.Error(), "")})
+}
+
+// redactErr keeps the wrapped error for errors.Is/As but shows a redacted message.
+type redactErr struct {
+	err error
+	msg string
+}
+
+func (e redactErr) Error() string { return e.msg }
+func (e redactErr) Unwrap() error { return e.err }
+
+func (p *Provider) redactString(s, sig string) string {
+	forms := p.secret.forms
+	if sig != "" {
+		_, value, _ := strings.Cut(sig, ",")
+		forms = append(forms[:len(forms):len(forms)], sig, value)
+	}
+	for _, f := range forms {
+		if f != "" {
+			s = strings.ReplaceAll(s, f, "[redacted]")
+		}
+	}
+	return s
+}
+
+// snippet returns at most snippetLimit bytes of body, with the secret and signature redacted and control or
+// invalid characters replaced, for an error message.
+func (p *Provider) snippet(body []byte, sig string) string {
+	s := p.redactString(strings.ToValidUTF8(string(body), "?"), sig)
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || !unicode.IsPrint(r) && r != ' ' {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.TrimSpace(s)
+	if len(s) > snippetLimit {
+		cut := snippetLimit
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// retryAfter parses a Retry-After header (seconds or HTTP date).
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}

@@ -1,0 +1,596 @@
+// Package enginetest is the engine half of the store conformance suite: approvals, grants and the sweeper
+// driven against a real store, including the concurrency properties every back end must give the engine
+// (50 concurrent approvals make one grant; concurrent sweepers revoke each grant once).
+package enginetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jitbot/jitbot/approvals"
+	"github.com/jitbot/jitbot/audit"
+	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/grants/fakeprovider"
+	"github.com/jitbot/jitbot/policy"
+	"github.com/jitbot/jitbot/store"
+)
+
+const (
+	alice = "U0ALICE"
+	erin  = "U0ERIN"
+	bob   = "U0BOB"
+	dave  = "U0DAVE"
+)
+
+// approverGroup has 50 members: U0APP00 … U0APP49.
+func approverIDs() []string {
+	ids := make([]string, 50)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("U0APP%02d", i)
+	}
+	return ids
+}
+
+func testPolicy(t testing.TB) *policy.Policy {
+	t.Helper()
+	src := fmt.Sprintf(`version: 1
+defaults:
+  approval_channel: C0APPROVALS
+  pending_ttl: 1m
+providers:
+  fake:
+    type: webhook
+    principal_from: slack_user_id
+    webhook: {url: "http://127.0.0.1:1/unused", secret_env: UNUSED_SECRET}
+groups:
+  S0APPROVERS: [%s]
+roles:
+  db:
+    provider: fake
+    target: {db: main}
+    requesters: {users: [%s, %s]}
+    approvers: {groups: [S0APPROVERS], users: [%s]}
+    approvals: 1
+    default_duration: 10m
+    max_duration: 1h
+  quorum:
+    provider: fake
+    target: {db: quorum}
+    requesters: {users: [%s]}
+    approvers: {groups: [S0APPROVERS]}
+    approvals: 3
+    max_duration: 1h
+`, strings.Join(approverIDs(), ", "), alice, erin, bob, alice)
+	p, err := policy.Parse("enginetest.yaml", []byte(src))
+	if err != nil {
+		t.Fatalf("engine test policy: %v", err)
+	}
+	return p
+}
+
+// Clock is a settable clock shared by the engine under test.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []store.AuditEvent
+}
+
+func (r *recorder) Publish(_ context.Context, evs ...store.AuditEvent) {
+	r.mu.Lock()
+	r.events = append(r.events, evs...)
+	r.mu.Unlock()
+}
+
+func (r *recorder) count(typ string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+type env struct {
+	t     *testing.T
+	ctx   context.Context
+	st    store.Store
+	fake  *fakeprovider.Fake
+	clock *Clock
+	pol   *policy.Policy
+	pub   *recorder
+	svc   *approvals.Service
+	mgr   *grants.Manager
+	sw    *grants.Sweeper
+}
+
+func newEnv(t *testing.T, st store.Store) *env {
+	e := &env{t: t, st: st, fake: fakeprovider.New(), clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, pol: testPolicy(t), pub: &recorder{}}
+	e.ctx = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).WithContext(context.Background())
+	e.mgr, e.sw = e.newManager("replica-a")
+	svc, err := approvals.New(approvals.Options{Store: st, Policy: e.pol, Activator: e.mgr, Publisher: e.pub, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc = svc
+	return e
+}
+
+func (e *env) newManager(holder string) (*grants.Manager, *grants.Sweeper) {
+	mgr, err := grants.NewManager(grants.Options{
+		Store: e.st, Providers: map[string]grants.Provider{"fake": e.fake}, Publisher: e.pub, Now: e.clock.Now,
+		Holder: holder, AttemptTimeout: 5 * time.Second, MaxAttempts: 3, BackoffBase: time.Second, BackoffMax: 4 * time.Second,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sw, err := grants.NewSweeper(grants.SweeperOptions{Manager: mgr, Store: e.st, Batch: 64, Concurrency: 16})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return mgr, sw
+}
+
+func (e *env) grant(id string) store.Grant {
+	e.t.Helper()
+	g, err := e.st.GetGrant(e.ctx, id)
+	if err != nil {
+		e.t.Fatalf("get grant %s: %v", id, err)
+	}
+	return g
+}
+
+func (e *env) sweep() {
+	e.t.Helper()
+	if _, err := e.sw.Sweep(e.ctx); err != nil {
+		e.t.Fatalf("sweep: %v", err)
+	}
+}
+
+// approved creates a request for role by user and approves it, returning the grant.
+func (e *env) approved(user, role string, d time.Duration) store.Grant {
+	e.t.Helper()
+	req, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: user, Role: role, Duration: d, Reason: "test"})
+	if err != nil {
+		e.t.Fatalf("create: %v", err)
+	}
+	out, err := e.svc.Approve(e.ctx, req.ID, "U0APP00", "")
+	if err != nil || out.GrantID == "" {
+		e.t.Fatalf("approve: %+v %v", out, err)
+	}
+	return e.grant(out.GrantID)
+}
+
+func (e *env) auditLen() uint64 {
+	e.t.Helper()
+	rep, err := audit.Verify(e.ctx, e.st, "")
+	if err != nil {
+		e.t.Fatalf("audit verify: %v", err)
+	}
+	return rep.Entries
+}
+
+// Run runs the engine suite; newStore returns a fresh, empty store for each subtest.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, *env)
+	}{
+		{"ConcurrentApprovalsMakeOneGrant", testConcurrentApprovals},
+		{"ConcurrentClicksBySameApprover", testConcurrentSameApprover},
+		{"ConcurrentSweepersRevokeOnce", testConcurrentSweepers},
+		{"OverlappingLeases", testOverlappingLeases},
+		{"RevokeRetriesThenEscalates", testRevokeEscalation},
+		{"PermanentGrantFailureIsUndone", testPermanentGrantFailure},
+		{"WriteAheadGrantIsResumed", testWriteAheadResume},
+		{"ExtendAndRelease", testExtendRelease},
+		{"PendingRequestsExpire", testPendingExpiry},
+		{"BadInputChangesNothing", testBadInput},
+		{"DenyAndCancel", testDenyCancel},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, newEnv(t, newStore(t)))
+		})
+	}
+}
+
+func testConcurrentApprovals(t *testing.T, e *env) {
+	req, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "quorum", Duration: 30 * time.Minute, Reason: "INC-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grantsMade atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, 50)
+	for _, approver := range approverIDs() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			out, err := e.svc.Approve(e.ctx, req.ID, approver, "")
+			if err != nil && !errors.Is(err, approvals.ErrAlreadyDecided) {
+				errs <- fmt.Errorf("approve by %s: %w", approver, err)
+			}
+			if out.GrantID != "" {
+				grantsMade.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := grantsMade.Load(); n != 1 {
+		t.Fatalf("approvals that created a grant = %d, want exactly 1", n)
+	}
+	got, _ := e.st.GetRequest(e.ctx, req.ID)
+	if got.State != store.RequestApproved || len(got.Approvals) != 3 {
+		t.Fatalf("request state %s with %d approvals, want approved with 3", got.State, len(got.Approvals))
+	}
+	gs, err := e.st.ListGrants(e.ctx, store.GrantQuery{UserID: alice})
+	if err != nil || len(gs) != 1 {
+		t.Fatalf("grants of requester = %d (%v), want 1", len(gs), err)
+	}
+	if n := len(e.fake.Calls("grant")); n != 1 {
+		t.Fatalf("provider grant calls = %d, want 1", n)
+	}
+	if e.grant(got.GrantID).State != store.GrantActive {
+		t.Fatalf("grant not active")
+	}
+}
+
+func testConcurrentSameApprover(t *testing.T, e *env) {
+	req, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "quorum", Reason: "INC-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok, dup atomic.Int32
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.svc.Approve(e.ctx, req.ID, "U0APP07", "")
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, approvals.ErrAlreadyApproved):
+				dup.Add(1)
+			default:
+				t.Errorf("approve: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || dup.Load() != 49 {
+		t.Fatalf("successful approvals = %d, duplicates refused = %d; want 1 and 49", ok.Load(), dup.Load())
+	}
+	got, _ := e.st.GetRequest(e.ctx, req.ID)
+	if len(got.Approvals) != 1 || got.State != store.RequestPending {
+		t.Fatalf("request has %d approvals in state %s", len(got.Approvals), got.State)
+	}
+}
+
+func testConcurrentSweepers(t *testing.T, e *env) {
+	const n = 300
+	now := e.clock.Now()
+	var puts []store.GrantPut
+	for i := range n {
+		g := grants.NewLease(grants.LeaseSpec{RequestID: fmt.Sprintf("r-%d", i), UserID: fmt.Sprintf("U0USER%03d", i), Role: "db",
+			Provider: "fake", Principal: fmt.Sprintf("U0USER%03d", i), Target: map[string]string{"db": "main"}, Duration: time.Minute}, now.Add(-2*time.Minute), time.Time{})
+		g.State, g.ActivatedAt, g.ExpiresAt = store.GrantActive, now.Add(-2*time.Minute), now.Add(-time.Minute+time.Duration(i)*time.Millisecond)
+		g.DueAt = g.ExpiresAt
+		if _, err := e.fake.Grant(e.ctx, grants.Assignment{GrantID: g.ID, Principal: g.Principal, Target: g.Target}); err != nil {
+			t.Fatal(err)
+		}
+		puts = append(puts, store.GrantPut{Grant: &g})
+		if len(puts) == 100 {
+			if err := e.st.Commit(e.ctx, store.Batch{Grants: puts}); err != nil {
+				t.Fatal(err)
+			}
+			puts = nil
+		}
+	}
+	e.fake.SetLatency(time.Millisecond)
+	_, sw2 := e.newManager("replica-b")
+	var wg sync.WaitGroup
+	for _, sw := range []*grants.Sweeper{e.sw, sw2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := sw.Sweep(e.ctx); err != nil {
+				t.Errorf("sweep: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	revokes := e.fake.Calls("revoke")
+	if len(revokes) != n {
+		t.Errorf("provider revoke calls = %d, want %d", len(revokes), n)
+	}
+	for _, c := range revokes {
+		if !c.WasPresent {
+			t.Errorf("grant %s was revoked twice (second revoke found nothing to remove)", c.Assignment.GrantID)
+		}
+	}
+	if e.fake.PresentCount() != 0 {
+		t.Errorf("%d bindings still present", e.fake.PresentCount())
+	}
+	live, err := e.st.ListGrants(e.ctx, store.GrantQuery{States: store.LiveGrantStates})
+	if err != nil || len(live) != 0 {
+		t.Errorf("live grants after sweep = %d (%v)", len(live), err)
+	}
+	e.auditLen()
+}
+
+func testOverlappingLeases(t *testing.T, e *env) {
+	first := e.approved(alice, "db", 10*time.Minute)
+	e.clock.Advance(time.Minute)
+	second := e.approved(alice, "db", 30*time.Minute)
+	if first.BindingKey != second.BindingKey {
+		t.Fatal("same role and person should share a binding")
+	}
+	a := grants.Assignment{Principal: alice, Target: map[string]string{"db": "main"}}
+	// Releasing the first lease must not remove access the second still covers.
+	rel, err := e.mgr.Release(e.ctx, first.ID, alice)
+	if err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if rel.State != store.GrantRevoked || rel.CoveredBy != second.ID {
+		t.Fatalf("released lease = %s covered by %q", rel.State, rel.CoveredBy)
+	}
+	if len(e.fake.Calls("revoke")) != 0 || !e.fake.Present(a) {
+		t.Fatal("release of an overlapped lease removed access at the provider")
+	}
+	// A third lease that expires before the second: its expiry must not remove access either.
+	third := e.approved(alice, "db", 5*time.Minute)
+	e.clock.Advance(6 * time.Minute)
+	e.sweep()
+	if g := e.grant(third.ID); g.State != store.GrantRevoked || g.CoveredBy != second.ID {
+		t.Fatalf("expired overlapped lease = %s covered by %q", g.State, g.CoveredBy)
+	}
+	if len(e.fake.Calls("revoke")) != 0 || !e.fake.Present(a) {
+		t.Fatal("expiry of an overlapped lease removed access at the provider")
+	}
+	// When the last lease expires, access goes.
+	e.clock.Advance(30 * time.Minute)
+	e.sweep()
+	if g := e.grant(second.ID); g.State != store.GrantRevoked || g.CoveredBy != "" {
+		t.Fatalf("last lease = %s covered by %q", g.State, g.CoveredBy)
+	}
+	if len(e.fake.Calls("revoke")) != 1 || e.fake.Present(a) {
+		t.Fatal("the last lease's expiry did not revoke exactly once")
+	}
+	// Another user's grant on the same role is a different binding.
+	other := e.approved(erin, "db", 10*time.Minute)
+	if other.BindingKey == second.BindingKey {
+		t.Fatal("different principals share a binding")
+	}
+}
+
+func testRevokeEscalation(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 10*time.Minute)
+	e.fake.FailNext("revoke", fakeprovider.ErrUnavailable, 4)
+	e.clock.Advance(10 * time.Minute)
+	for i := 1; i <= 3; i++ {
+		e.sweep()
+		got := e.grant(g.ID)
+		if got.Attempts != i {
+			t.Fatalf("after sweep %d: attempts = %d", i, got.Attempts)
+		}
+		if i < 3 {
+			if got.State != store.GrantRevoking || !got.DueAt.After(e.clock.Now()) {
+				t.Fatalf("after failure %d: state %s due %v", i, got.State, got.DueAt)
+			}
+			e.clock.Advance(got.DueAt.Sub(e.clock.Now()))
+		}
+	}
+	got := e.grant(g.ID)
+	if got.State != store.GrantRevokeFailed || !got.DueAt.IsZero() || got.LastError == "" {
+		t.Fatalf("after max attempts: state %s due %v err %q", got.State, got.DueAt, got.LastError)
+	}
+	if e.pub.count(store.EventRevokeFailed) != 1 || e.pub.count(store.EventRevokeRetry) != 2 {
+		t.Fatalf("events: revoke-failed %d, revoke-retry %d", e.pub.count(store.EventRevokeFailed), e.pub.count(store.EventRevokeRetry))
+	}
+	// The ordinary sweep no longer touches it; the slow job keeps trying.
+	e.sweep()
+	if err := e.sw.RetryRevokeFailed(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevokeFailed {
+		t.Fatalf("after a failed slow retry: %s", got.State)
+	}
+	if err := e.sw.RetryRevokeFailed(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevoked {
+		t.Fatalf("after a successful slow retry: %s", got.State)
+	}
+	if e.fake.PresentCount() != 0 {
+		t.Fatal("access still present")
+	}
+}
+
+func testPermanentGrantFailure(t *testing.T, e *env) {
+	e.fake.FailNext("grant", grants.Permanent(errors.New("access denied")), 1)
+	g := e.approved(alice, "db", 10*time.Minute)
+	if g.State != store.GrantFailed || g.EndReason != "activation_failed" || g.LastError != "" && !strings.Contains(g.LastError, "access denied") {
+		t.Fatalf("grant after permanent failure: state %s reason %s err %q", g.State, g.EndReason, g.LastError)
+	}
+	if len(e.fake.Calls("revoke")) != 1 {
+		t.Fatal("a failed activation must be undone at the provider")
+	}
+	if e.pub.count(store.EventGrantFailed) != 1 {
+		t.Fatal("no grant-failed event")
+	}
+}
+
+func testWriteAheadResume(t *testing.T, e *env) {
+	// The process died right after storing the grant, before calling the provider.
+	now := e.clock.Now()
+	g := grants.NewLease(grants.LeaseSpec{RequestID: "r-crash", UserID: alice, Role: "db", Provider: "fake", Principal: alice,
+		Target: map[string]string{"db": "main"}, Duration: 10 * time.Minute, MaxDuration: time.Hour}, now, now.Add(30*time.Second))
+	if err := e.st.Commit(e.ctx, store.Batch{Grants: []store.GrantPut{{Grant: &g}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.sweep()
+	if e.grant(g.ID).State != store.GrantActivating {
+		t.Fatal("a fresh activating grant must be left to its activator until its resume time")
+	}
+	e.clock.Advance(31 * time.Second)
+	e.sweep()
+	got := e.grant(g.ID)
+	if got.State != store.GrantActive || !got.ExpiresAt.Equal(got.ActivatedAt.Add(10*time.Minute)) {
+		t.Fatalf("resumed grant: %s expires %v", got.State, got.ExpiresAt)
+	}
+	if !e.fake.Present(grants.Assignment{Principal: alice, Target: g.Target}) {
+		t.Fatal("resumed grant not applied")
+	}
+}
+
+func testExtendRelease(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 20*time.Minute)
+	if _, err := e.mgr.Extend(e.ctx, g.ID, erin, 10*time.Minute); !errors.Is(err, grants.ErrNotHolder) {
+		t.Fatalf("extend by another user: %v", err)
+	}
+	if _, err := e.mgr.Extend(e.ctx, g.ID, alice, 50*time.Minute); !errors.Is(err, grants.ErrBadExtension) {
+		t.Fatalf("extend beyond the maximum: %v", err)
+	}
+	before := len(e.fake.Calls("grant"))
+	ext, err := e.mgr.Extend(e.ctx, g.ID, alice, 40*time.Minute)
+	if err != nil {
+		t.Fatalf("extend: %v", err)
+	}
+	if !ext.ExpiresAt.Equal(g.ExpiresAt.Add(40*time.Minute)) || !ext.DueAt.Equal(ext.ExpiresAt) {
+		t.Fatalf("extended expiry %v", ext.ExpiresAt)
+	}
+	calls := e.fake.Calls("grant")
+	if len(calls) != before+1 || !calls[len(calls)-1].Assignment.ExpiresAt.Equal(ext.ExpiresAt) {
+		t.Fatal("the provider was not told the new expiry")
+	}
+	if _, err := e.mgr.Release(e.ctx, g.ID, erin); !errors.Is(err, grants.ErrNotHolder) {
+		t.Fatalf("release by another user: %v", err)
+	}
+	rel, err := e.mgr.Release(e.ctx, g.ID, alice)
+	if err != nil || rel.State != store.GrantRevoked || rel.EndReason != "released" {
+		t.Fatalf("release: %+v %v", rel, err)
+	}
+	if _, err := e.mgr.Release(e.ctx, g.ID, alice); !errors.Is(err, grants.ErrNotActive) {
+		t.Fatalf("second release: %v", err)
+	}
+	if _, err := e.mgr.Extend(e.ctx, g.ID, alice, time.Minute); !errors.Is(err, grants.ErrNotActive) {
+		t.Fatalf("extend after release: %v", err)
+	}
+	if e.fake.PresentCount() != 0 {
+		t.Fatal("released access still present")
+	}
+}
+
+func testPendingExpiry(t *testing.T, e *env) {
+	req, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "db", Reason: "later"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.svc.ExpirePending(e.ctx); err != nil || n != 0 {
+		t.Fatalf("early expire: %d %v", n, err)
+	}
+	e.clock.Advance(61 * time.Second)
+	if n, err := e.svc.ExpirePending(e.ctx); err != nil || n != 1 {
+		t.Fatalf("expire: %d %v", n, err)
+	}
+	if _, err := e.svc.Approve(e.ctx, req.ID, "U0APP01", ""); !errors.Is(err, approvals.ErrAlreadyDecided) {
+		t.Fatalf("approve after expiry: %v", err)
+	}
+	got, _ := e.st.GetRequest(e.ctx, req.ID)
+	if got.State != store.RequestExpired {
+		t.Fatalf("state %s", got.State)
+	}
+}
+
+func testBadInput(t *testing.T, e *env) {
+	before := e.auditLen()
+	cases := []struct {
+		in   approvals.NewRequest
+		kind error
+	}{
+		{approvals.NewRequest{Requester: alice, Role: "nope", Reason: "x"}, approvals.ErrUnknownRole},
+		{approvals.NewRequest{Requester: alice, Role: "db", Duration: 2 * time.Hour, Reason: "x"}, approvals.ErrBadDuration},
+		{approvals.NewRequest{Requester: alice, Role: "db", Duration: -time.Minute, Reason: "x"}, approvals.ErrBadDuration},
+		{approvals.NewRequest{Requester: alice, Role: "db", Reason: "   "}, approvals.ErrBadReason},
+		{approvals.NewRequest{Requester: dave, Role: "db", Reason: "x"}, approvals.ErrNotEligible},
+		{approvals.NewRequest{Requester: erin, Role: "quorum", Reason: "x"}, approvals.ErrNotEligible},
+	}
+	for _, c := range cases {
+		if _, err := e.svc.Create(e.ctx, c.in); !errors.Is(err, c.kind) {
+			t.Errorf("create %+v: got %v, want %v", c.in, err, c.kind)
+		} else if msg := err.Error(); msg == "" || strings.Contains(msg, "approvals:") {
+			t.Errorf("refusal message %q is not written for a person", msg)
+		}
+	}
+	if _, err := e.svc.Approve(e.ctx, "r-missing", bob, ""); !errors.Is(err, approvals.ErrNotFound) {
+		t.Errorf("approve unknown: %v", err)
+	}
+	if after := e.auditLen(); after != before {
+		t.Fatalf("refused input wrote %d audit entries", after-before)
+	}
+}
+
+func testDenyCancel(t *testing.T, e *env) {
+	req, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "db", Reason: "INC-3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Deny(e.ctx, req.ID, bob, ""); !errors.Is(err, approvals.ErrBadReason) {
+		t.Fatalf("deny without reason: %v", err)
+	}
+	if _, err := e.svc.Deny(e.ctx, req.ID, dave, "no"); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("deny by non-approver: %v", err)
+	}
+	if _, err := e.svc.Cancel(e.ctx, req.ID, bob); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("cancel by non-requester: %v", err)
+	}
+	denied, err := e.svc.Deny(e.ctx, req.ID, bob, "use the read-only role")
+	if err != nil || denied.State != store.RequestDenied || denied.Denial.Note != "use the read-only role" {
+		t.Fatalf("deny: %+v %v", denied, err)
+	}
+	if _, err := e.svc.Approve(e.ctx, req.ID, "U0APP03", ""); !errors.Is(err, approvals.ErrAlreadyDecided) || !strings.Contains(err.Error(), "denied by") {
+		t.Fatalf("approve after deny: %v", err)
+	}
+	req2, _ := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "db", Reason: "INC-4"})
+	if c, err := e.svc.Cancel(e.ctx, req2.ID, alice); err != nil || c.State != store.RequestCancelled {
+		t.Fatalf("cancel: %+v %v", c, err)
+	}
+	if len(e.fake.Calls("")) != 0 {
+		t.Fatal("denied or cancelled requests reached the provider")
+	}
+}
