@@ -39,7 +39,9 @@ type ChainError struct {
 	Reason string
 }
 
-func (e *ChainError) Error() string { return fmt.Sprintf("audit chain broken at seq %d: %s", e.Seq, e.Reason) }
+func (e *ChainError) Error() string {
+	return fmt.Sprintf("audit chain broken at seq %d: %s", e.Seq, e.Reason)
+}
 
 // VerifyChain checks that records form an unbroken chain that continues from (afterSeq, prevHash): sequence
 // numbers without gaps, each PrevHash equal to the previous Hash, each Hash recomputed from the stored bytes,

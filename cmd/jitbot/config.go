@@ -19,9 +19,11 @@ type Config struct {
 
 	PolicyFile string `envconfig:"JITBOT_POLICY_FILE" default:"./policy.yaml"`
 	RedisURL   string `envconfig:"JITBOT_REDIS_URL"`
-	DataDir    string `envconfig:"JITBOT_DATA_DIR" default:"./data"`
-	ListenAddr string `envconfig:"JITBOT_LISTEN_ADDR" default:":8080"`
-	LogLevel   string `envconfig:"JITBOT_LOG_LEVEL" default:"info"`
+	// RedisKeyPrefix must contain one hash tag so every key lands in one Redis Cluster slot.
+	RedisKeyPrefix string `envconfig:"JITBOT_REDIS_KEY_PREFIX" default:"{jit}"`
+	DataDir        string `envconfig:"JITBOT_DATA_DIR" default:"./data"`
+	ListenAddr     string `envconfig:"JITBOT_LISTEN_ADDR" default:":8080"`
+	LogLevel       string `envconfig:"JITBOT_LOG_LEVEL" default:"info"`
 
 	SweepInterval       time.Duration `envconfig:"JITBOT_SWEEP_INTERVAL" default:"1s"`
 	RevokeRetryInterval time.Duration `envconfig:"JITBOT_REVOKE_RETRY_INTERVAL" default:"5m"`

@@ -92,7 +92,7 @@ func newLogger(w io.Writer, level string) zerolog.Logger {
 // openStore opens Redis when a URL is configured, else the embedded bbolt file in the data directory.
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.RedisURL != "" {
-		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{})
+		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix})
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 		}

@@ -187,7 +187,11 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Client != nil {
 		c = *cfg.Client
 	} else {
-		c.Transport = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// The sweeper calls one receiver from many workers at once; the default of 2 idle connections per
+		// host would open (and leave in TIME_WAIT) a new connection for most calls.
+		t.MaxIdleConnsPerHost = 128
+		c.Transport = t
 	}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	p.client = &c
