@@ -119,7 +119,7 @@ func (s *Service) Create(ctx context.Context, in NewRequest) (store.Request, err
 	if _, err := s.opts.Policy.Principal(in.Requester, role.Provider); err != nil {
 		return store.Request{}, refusal(ErrNoIdentity, "%s", err.Error())
 	}
-	now := s.opts.Now()
+	now := s.now()
 	req := store.Request{
 		ID:                store.NewID("r"),
 		Requester:         in.Requester,
@@ -176,7 +176,7 @@ func (s *Service) Approve(ctx context.Context, requestID, approver, note string)
 		if req.HasApproval(approver) {
 			return Outcome{Request: req}, refusal(ErrAlreadyApproved, "You already approved this request (%d of %d approvals).", len(req.Approvals), req.RequiredApprovals)
 		}
-		now := s.opts.Now()
+		now := s.now()
 		prev := req.Version
 		req.Approvals = append(req.Approvals, store.Decision{By: approver, At: now, Note: note})
 		b := store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}}
@@ -234,7 +234,7 @@ func (s *Service) Deny(ctx context.Context, requestID, approver, reason string) 
 			return store.AuditEvent{}, refusal(ErrSelfApproval, "To withdraw your own request, cancel it instead.")
 		}
 		req.State = store.RequestDenied
-		req.Denial = &store.Decision{By: approver, At: s.opts.Now(), Note: reason}
+		req.Denial = &store.Decision{By: approver, At: s.now(), Note: reason}
 		req.DecidedAt = req.Denial.At
 		return s.event(store.EventDenied, approver, req, map[string]string{"reason": reason}), nil
 	})
@@ -248,14 +248,14 @@ func (s *Service) Cancel(ctx context.Context, requestID, by string) (store.Reque
 		}
 		req.State = store.RequestCancelled
 		req.CancelledBy = by
-		req.DecidedAt = s.opts.Now()
+		req.DecidedAt = s.now()
 		return s.event(store.EventCancelled, by, req, nil), nil
 	})
 }
 
 // ExpirePending expires pending requests nobody decided in time and returns how many it expired.
 func (s *Service) ExpirePending(ctx context.Context) (int, error) {
-	due, err := s.opts.Store.DueRequests(ctx, s.opts.Now(), 500)
+	due, err := s.opts.Store.DueRequests(ctx, s.now(), 500)
 	if err != nil {
 		return 0, fmt.Errorf("approvals: list due requests: %w", err)
 	}
@@ -275,7 +275,7 @@ func (s *Service) ExpirePending(ctx context.Context) (int, error) {
 func (s *Service) expire(ctx context.Context, req store.Request) (bool, error) {
 	prev := req.Version
 	req.State = store.RequestExpired
-	req.DecidedAt = s.opts.Now()
+	req.DecidedAt = s.now()
 	ev := s.event(store.EventExpired, "system:sweeper", &req, map[string]string{
 		"approvals": fmt.Sprintf("%d/%d", len(req.Approvals), req.RequiredApprovals),
 	})
@@ -326,7 +326,7 @@ func (s *Service) loadPending(ctx context.Context, id string) (store.Request, *p
 	if err != nil {
 		return store.Request{}, nil, fmt.Errorf("approvals: read request %s: %w", id, err)
 	}
-	if req.State == store.RequestPending && !s.opts.Now().Before(req.PendingUntil) {
+	if req.State == store.RequestPending && !s.now().Before(req.PendingUntil) {
 		if _, err := s.expire(ctx, req); err != nil {
 			return req, nil, err
 		}
@@ -419,7 +419,7 @@ func (s *Service) event(typ, actor string, req *store.Request, details map[strin
 			delete(details, k)
 		}
 	}
-	return store.AuditEvent{Type: typ, At: s.opts.Now(), Actor: actor, RequestID: req.ID, GrantID: req.GrantID, Role: req.Role, Details: details}
+	return store.AuditEvent{Type: typ, At: s.now(), Actor: actor, RequestID: req.ID, GrantID: req.GrantID, Role: req.Role, Details: details}
 }
 
 func (s *Service) publish(ctx context.Context, events ...store.AuditEvent) {
@@ -427,3 +427,6 @@ func (s *Service) publish(ctx context.Context, events ...store.AuditEvent) {
 		s.opts.Publisher.Publish(ctx, events...)
 	}
 }
+
+// now is the service's clock at millisecond precision, the precision of the stores' indexes.
+func (s *Service) now() time.Time { return s.opts.Now().Truncate(time.Millisecond) }

@@ -141,7 +141,7 @@ func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant,
 		if g.State != store.GrantActive && g.State != store.GrantActivating {
 			return refuse.New(ErrNotActive, "Grant %s is already %s.", g.ID, g.State)
 		}
-		now := m.opts.Now()
+		now := m.now()
 		prev := g.Version
 		g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts = store.GrantRevoking, "released", by, now, now, 0
 		ev := m.event(store.EventReleased, by, g, nil)
@@ -166,14 +166,14 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		if by != g.UserID {
 			return refuse.New(ErrNotHolder, "Only <@%s> can extend grant %s.", g.UserID, g.ID)
 		}
-		now := m.opts.Now()
+		now := m.now()
 		if g.State != store.GrantActive || !now.Before(g.ExpiresAt) {
 			return refuse.New(ErrNotActive, "Grant %s is %s, not active, so it cannot be extended. Request the role again.", g.ID, describeState(g, now))
 		}
 		if d <= 0 {
 			return refuse.New(ErrBadExtension, "An extension must be a positive duration such as 30m.")
 		}
-		newExpiry := g.ExpiresAt.Add(d)
+		newExpiry := g.ExpiresAt.Add(d).Truncate(time.Millisecond)
 		if total := newExpiry.Sub(g.ActivatedAt); g.MaxDuration > 0 && total > g.MaxDuration {
 			left := g.MaxDuration - g.ExpiresAt.Sub(g.ActivatedAt)
 			if left <= 0 {
@@ -251,7 +251,7 @@ func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) err
 		}
 	}
 	// 2. Decide whether access is still wanted, and end the leases that are over.
-	now := m.opts.Now()
+	now := m.now()
 	var cover *store.Grant
 	var ending []*store.Grant
 	for i := range leases {
@@ -283,15 +283,15 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant) {
 	p, err := m.provider(g)
 	var ref string
 	if err == nil {
-		a := assignment(g, m.opts.Now().Add(g.Duration))
+		a := assignment(g, m.now().Add(g.Duration))
 		ref, err = m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
 	}
-	now := m.opts.Now()
+	now := m.now()
 	prev := g.Version
 	var ev store.AuditEvent
 	switch {
 	case err == nil:
-		g.State, g.ActivatedAt, g.ExpiresAt = store.GrantActive, now, now.Add(g.Duration)
+		g.State, g.ActivatedAt, g.ExpiresAt = store.GrantActive, now, now.Add(g.Duration).Truncate(time.Millisecond)
 		g.DueAt, g.Attempts, g.LastError = g.ExpiresAt, 0, ""
 		if ref != "" {
 			g.ProviderRef = ref
@@ -318,7 +318,7 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant) {
 
 // endCovered ends leases whose access another live lease still needs: nothing is revoked at the provider.
 func (m *Manager) endCovered(ctx context.Context, ending []*store.Grant, cover *store.Grant) error {
-	now := m.opts.Now()
+	now := m.now()
 	var puts []store.GrantPut
 	var events []store.AuditEvent
 	for _, g := range ending {
@@ -344,7 +344,7 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 		a := assignment(last, last.ExpiresAt)
 		_, err = m.call(ctx, "revoke", last, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) })
 	}
-	now := m.opts.Now()
+	now := m.now()
 	var puts []store.GrantPut
 	var events []store.AuditEvent
 	for _, g := range ending {
@@ -443,7 +443,7 @@ func (m *Manager) backoff(n int) time.Duration {
 		d *= 2
 	}
 	d = min(d, m.opts.BackoffMax)
-	return d/2 + rand.N(d/2+1)
+	return (d/2 + rand.N(d/2+1)).Truncate(time.Millisecond)
 }
 
 func (m *Manager) lockBinding(ctx context.Context, key string) (store.Lock, error) {
@@ -488,7 +488,7 @@ func (m *Manager) unlock(ctx context.Context, l store.Lock) {
 }
 
 func (m *Manager) event(typ, actor string, g *store.Grant, details map[string]string) store.AuditEvent {
-	return store.AuditEvent{Type: typ, At: m.opts.Now(), Actor: actor, RequestID: g.RequestID, GrantID: g.ID, Role: g.Role, Details: details}
+	return store.AuditEvent{Type: typ, At: m.now(), Actor: actor, RequestID: g.RequestID, GrantID: g.ID, Role: g.Role, Details: details}
 }
 
 func assignment(g *store.Grant, expires time.Time) Assignment {
@@ -501,3 +501,7 @@ func describeState(g *store.Grant, now time.Time) string {
 	}
 	return string(g.State)
 }
+
+// now is the manager's clock at millisecond precision: every time it stores is exactly what a store's
+// millisecond index holds, so "due" means the same to the index and to the record.
+func (m *Manager) now() time.Time { return m.opts.Now().Truncate(time.Millisecond) }

@@ -211,7 +211,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	start := time.Now()
 	total := 0
 	for {
-		due, err := s.opts.Store.ClaimDueGrants(ctx, s.opts.Manager.opts.Now(), s.opts.Batch, s.opts.ClaimHold)
+		due, err := s.opts.Store.ClaimDueGrants(ctx, s.opts.Manager.now(), s.opts.Batch, s.opts.ClaimHold)
 		if err != nil {
 			return total, fmt.Errorf("grants: claim due: %w", err)
 		}

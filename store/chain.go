@@ -11,17 +11,24 @@ import (
 // GenesisHash is the PrevHash of the first audit record.
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
-// ChainHash is the audit log's link function: hex(sha256(prevHash + "\n" + seq + "\n" + raw)), where seq is
-// decimal and raw is the exact stored JSON of the event. Every store computes it the same way (the Redis
-// store inside its commit script), and VerifyChain recomputes it.
+// ChainHash is the audit log's link function: hex(sha256(prevHash + "\n" + seq + "\n" + ContentDigest(raw))),
+// where seq is decimal and raw is the exact stored JSON of the event. Every store computes it the same way
+// (the Redis store inside its commit script, from a digest the client sends), and VerifyChain recomputes it
+// from the stored bytes.
 func ChainHash(prevHash string, seq uint64, raw []byte) string {
 	h := sha256.New()
 	h.Write([]byte(prevHash))
 	h.Write([]byte{'\n'})
 	h.Write([]byte(strconv.FormatUint(seq, 10)))
 	h.Write([]byte{'\n'})
-	h.Write(raw)
+	h.Write([]byte(ContentDigest(raw)))
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ContentDigest is hex(sha256(raw)), the part of a chain link that depends on the entry's content.
+func ContentDigest(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
 }
 
 // EncodeEvent is the canonical JSON of an event as it is stored and hashed.

@@ -84,6 +84,9 @@ type Store interface {
 	GetGrant(ctx context.Context, id string) (Grant, error)
 	// ListGrants returns matching grants, newest first (by CreatedAt).
 	ListGrants(ctx context.Context, q GrantQuery) ([]Grant, error)
+	// CountGrants returns how many grants are in a live state (ErrInvalid for a terminal state), cheaply
+	// enough for a metrics scrape.
+	CountGrants(ctx context.Context, state GrantState) (int, error)
 	// ClaimDueGrants returns at most limit grants whose DueAt <= now, earliest first, and atomically hides
 	// each from further claims until now+hold, so concurrent sweepers never claim the same grant twice within
 	// hold. The records themselves are not changed; the next Commit of a grant re-indexes it from its DueAt.

@@ -86,13 +86,7 @@ func New(d Deps) (*App, error) {
 		d.Registry = prometheus.NewRegistry()
 		d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	var counter telemetry.CountFunc
-	if c, ok := d.Store.(interface {
-		CountGrants(context.Context, store.GrantState) (int, error)
-	}); ok {
-		counter = c.CountGrants
-	}
-	metrics := telemetry.New(d.Registry, counter)
+	metrics := telemetry.New(d.Registry, d.Store.CountGrants)
 	bus := audit.Bus{audit.LogSubscriber{Logger: d.Logger}, metrics}
 	bus = append(bus, d.Subscribers...)
 

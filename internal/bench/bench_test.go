@@ -63,7 +63,7 @@ func seed(tb testing.TB, st store.Store, n int, expiry func(i int) time.Time) {
 		user := fmt.Sprintf("U0BENCH%06d", i)
 		g := grants.NewLease(grants.LeaseSpec{RequestID: fmt.Sprintf("r-bench-%d", i), UserID: user, Role: "db", Provider: "hook",
 			Principal: user, Target: map[string]string{"db": "main"}, Duration: time.Hour, MaxDuration: 7 * 24 * time.Hour}, now, time.Time{})
-		g.State, g.ActivatedAt, g.ExpiresAt = store.GrantActive, now, expiry(i)
+		g.State, g.ActivatedAt, g.ExpiresAt = store.GrantActive, now, expiry(i).Truncate(time.Millisecond)
 		g.DueAt = g.ExpiresAt
 		puts = append(puts, store.GrantPut{Grant: &g})
 		if len(puts) == 500 || i == n-1 {

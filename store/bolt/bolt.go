@@ -923,3 +923,20 @@ func (s *Store) MarkSeen(ctx context.Context, key string, ttl time.Duration) (bo
 	}
 	return first, nil
 }
+
+// CountGrants counts the grant-state index entries of a live state.
+func (s *Store) CountGrants(ctx context.Context, state store.GrantState) (int, error) {
+	if !liveState(state) {
+		return 0, fmt.Errorf("bolt: count grants: state %q is not indexed: %w", state, store.ErrInvalid)
+	}
+	n := 0
+	err := s.view(ctx, "count grants", func(tx *bbolt.Tx) error {
+		prefix := strKey(string(state))
+		c := tx.Bucket(bGrantByState).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}

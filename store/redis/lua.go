@@ -82,7 +82,7 @@ return sha256(ARGV[1])
 // index keys the record occupies now (as recorded in its x field) and the index keys it will occupy.
 // ARGV: [1] number of puts, [2] number of audit events; then, per put: id, expected version ("0": must not
 // exist), expected x, new version, new json, new x, number of old index keys, number of new index keys, and
-// one score per new index key; then the raw JSON of each audit event.
+// one score per new index key; then the raw JSON of each audit event followed by its store.ContentDigest.
 //
 // Every check runs before any write, so a conflict leaves nothing written. Returns {"ok", firstSeq, lastSeq}
 // or {"conflict", put index}.
@@ -129,11 +129,13 @@ if nev > 0 then
   local prev = redis.call("GET", KEYS[2])
   if not prev then prev = "0000000000000000000000000000000000000000000000000000000000000000" end
   for e = 1, nev do
-    local raw = ARGV[a]
-    a = a + 1
+    local raw, digest = ARGV[a], ARGV[a + 1]
+    a = a + 2
     local seq = redis.call("INCR", KEYS[1])
     local s = string.format("%d", seq)
-    local h = sha256(prev .. "\n" .. s .. "\n" .. raw)
+    -- The content digest is computed by the client (store.ContentDigest); hashing only the short link here
+    -- keeps the script's time in Redis small. A wrong digest is caught by store.VerifyChain.
+    local h = sha256(prev .. "\n" .. s .. "\n" .. digest)
     redis.call("HSET", KEYS[3], s, prev .. "\n" .. h .. "\n" .. raw)
     prev = h
     if e == 1 then first = seq end

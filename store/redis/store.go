@@ -304,7 +304,7 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		}
 	}
 	for _, raw := range raws {
-		args = append(args, raw)
+		args = append(args, raw, store.ContentDigest(raw))
 	}
 	res, err := scriptCommit.Run(ctx, s.c, keys, args...).Slice()
 	if err != nil {
@@ -851,4 +851,16 @@ func decodeAudit(seq uint64, v string) store.AuditRecord {
 	rec.PrevHash, rec.Hash, rec.Raw = prev, hash, []byte(raw)
 	_ = json.Unmarshal(rec.Raw, &rec.Event)
 	return rec
+}
+
+// CountGrants is ZCARD of the live state's index.
+func (s *Store) CountGrants(ctx context.Context, state store.GrantState) (int, error) {
+	if !isLive(state) {
+		return 0, fmt.Errorf("redis: count grants: state %q is not indexed: %w", state, store.ErrInvalid)
+	}
+	n, err := s.c.ZCard(ctx, s.keys.grantState(state)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis: count grants: %w", err)
+	}
+	return int(n), nil
 }

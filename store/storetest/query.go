@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -140,6 +142,32 @@ var listGrantTests = []subtest{
 	{"Filters", testListGrantsFilters},
 	{"Reindexing", testListGrantsReindex},
 	{"InvalidQuery", testListGrantsInvalid},
+	{"CountGrants", testCountGrants},
+}
+
+func testCountGrants(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	seedGrants(t, s)
+	want := map[store.GrantState]int{store.GrantActive: 2, store.GrantActivating: 1, store.GrantRevoking: 1, store.GrantRevokeFailed: 1}
+	for st, n := range want {
+		if got, err := s.CountGrants(ctx, st); err != nil || got != n {
+			t.Errorf("CountGrants(%s) = %d, %v; want %d", st, got, err, n)
+		}
+	}
+	// Moving g1 out of active changes the counts.
+	g1, err := s.GetGrant(ctx, "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := g1.Version
+	g1.State = store.GrantRevoked
+	mustCommit(t, s, store.Batch{Grants: []store.GrantPut{{Grant: &g1, PrevVersion: prev}}})
+	if got, _ := s.CountGrants(ctx, store.GrantActive); got != 1 {
+		t.Errorf("active after revoking g1 = %d, want 1", got)
+	}
+	if _, err := s.CountGrants(ctx, store.GrantRevoked); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("CountGrants(revoked) error = %v, want ErrInvalid", err)
+	}
 }
 
 // seedGrants creates:
