@@ -46,3 +46,21 @@ func Permanent(err error) error {
 
 // IsPermanent reports whether err was marked permanent.
 func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
+
+// Owned is one assignment that a provider holds on jitbot's behalf, as found by listing the provider
+// (tagged, labelled or conditional bindings that jitbot created).
+type Owned struct {
+	// GrantID is the jitbot grant id the provider-side object is labelled with ("" when the object carries
+	// only a binding marker, e.g. a shared assignment).
+	GrantID   string
+	Principal string
+	Target    map[string]string
+	// Ref identifies the provider-side object for humans (an ARN, a binding name, an assignment id).
+	Ref string
+}
+
+// Inventory is implemented by providers that can list what jitbot owns there, for drift reconciliation:
+// anything present but not tracked as live by the store is revoked and reported.
+type Inventory interface {
+	ListOwned(ctx context.Context) ([]Owned, error)
+}
