@@ -185,7 +185,15 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		if err != nil {
 			return err
 		}
-		a := assignment(g, newExpiry)
+		leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: g.BindingKey})
+		if err != nil {
+			return fmt.Errorf("grants: list leases of binding: %w", err)
+		}
+		until := newExpiry
+		if others := latestExpiry(leases, now, g.ID); others.After(until) {
+			until = others
+		}
+		a := assignment(g, until)
 		if _, err := m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) }); err != nil {
 			return fmt.Errorf("grants: extend %s at provider %s: %w", g.ID, g.Provider, err)
 		}
@@ -241,13 +249,14 @@ func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) err
 	if err != nil {
 		return fmt.Errorf("grants: list leases of binding: %w", err)
 	}
-	// 1. Apply leases waiting for activation.
+	// 1. Apply leases waiting for activation. The provider is told the latest expiry of all the binding's
+	// leases, so that a provider that expires access itself never cuts a longer overlapping lease short.
 	for i := range leases {
 		if leases[i].State == store.GrantActivating {
 			if err := m.renew(ctx, lock); err != nil {
 				return err
 			}
-			m.activate(ctx, &leases[i])
+			m.activate(ctx, &leases[i], latestExpiry(leases, m.now(), ""))
 		}
 	}
 	// 2. Decide whether access is still wanted, and end the leases that are over.
@@ -278,12 +287,16 @@ func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) err
 }
 
 // activate calls the provider for one activating lease and records the outcome.
-func (m *Manager) activate(ctx context.Context, g *store.Grant) {
+func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time.Time) {
 	log := zerolog.Ctx(ctx).With().Str("grant_id", g.ID).Str("request_id", g.RequestID).Logger()
 	p, err := m.provider(g)
 	var ref string
 	if err == nil {
-		a := assignment(g, m.now().Add(g.Duration))
+		until := m.now().Add(g.Duration)
+		if othersUntil.After(until) {
+			until = othersUntil
+		}
+		a := assignment(g, until)
 		ref, err = m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
 	}
 	now := m.now()
@@ -328,7 +341,47 @@ func (m *Manager) endCovered(ctx context.Context, ending []*store.Grant, cover *
 		events = append(events, m.event(store.EventRevoked, "system:grants", g, map[string]string{"covered_by": cover.ID, "note": "access stays while the overlapping grant lasts"}))
 		puts = append(puts, store.GrantPut{Grant: g, PrevVersion: prev})
 	}
-	return m.commit(ctx, puts, events...)
+	if err := m.commit(ctx, puts, events...); err != nil {
+		return err
+	}
+	m.shrinkExpiry(ctx, ending, cover)
+	return nil
+}
+
+// shrinkExpiry tells a provider that expires access itself the binding's new, earlier end when the leases
+// that just ended ran longer than the one that remains. Best effort: jitbot revokes on time regardless.
+func (m *Manager) shrinkExpiry(ctx context.Context, ending []*store.Grant, cover *store.Grant) {
+	if cover.State != store.GrantActive {
+		return
+	}
+	longest := time.Time{}
+	for _, g := range ending {
+		if g.ExpiresAt.After(longest) {
+			longest = g.ExpiresAt
+		}
+	}
+	if !longest.After(cover.ExpiresAt) {
+		return
+	}
+	p, err := m.provider(cover)
+	if err == nil {
+		a := assignment(cover, cover.ExpiresAt)
+		_, err = m.call(ctx, "grant", cover, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+	}
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Str("grant_id", cover.ID).Msg("could not shorten the provider-side expiry; jitbot still revokes on time")
+	}
+}
+
+// latestExpiry is the latest expiry among the binding's active, unexpired leases other than except.
+func latestExpiry(leases []store.Grant, now time.Time, except string) time.Time {
+	var t time.Time
+	for _, g := range leases {
+		if g.ID != except && g.State == store.GrantActive && g.ExpiresAt.After(now) && g.ExpiresAt.After(t) {
+			t = g.ExpiresAt
+		}
+	}
+	return t
 }
 
 // revoke removes the binding's access at the provider once, then ends every lease in ending.
@@ -492,7 +545,7 @@ func (m *Manager) event(typ, actor string, g *store.Grant, details map[string]st
 }
 
 func assignment(g *store.Grant, expires time.Time) Assignment {
-	return Assignment{GrantID: g.ID, RequestID: g.RequestID, UserID: g.UserID, Role: g.Role, Principal: g.Principal, Target: g.Target, ExpiresAt: expires}
+	return Assignment{BindingKey: g.BindingKey, GrantID: g.ID, RequestID: g.RequestID, UserID: g.UserID, Role: g.Role, Principal: g.Principal, Target: g.Target, ExpiresAt: expires}
 }
 
 func describeState(g *store.Grant, now time.Time) string {

@@ -10,13 +10,18 @@ import (
 // Assignment is what a provider grants or revokes: one principal's access to one target. Leases that share a
 // binding produce the same Assignment apart from GrantID, RequestID and ExpiresAt.
 type Assignment struct {
-	GrantID   string
-	RequestID string
-	UserID    string // Slack user id
-	Role      string
-	Principal string            // the user's identity at the provider
-	Target    map[string]string // provider-specific scope from the policy
-	ExpiresAt time.Time         // when jitbot will revoke (providers that can expire access themselves use it)
+	// BindingKey names the access itself (provider instance, principal and target), shared by overlapping
+	// grants. Adapters that create provider-side objects name and label them by BindingKey, so that the
+	// leases of one binding share one object: jitbot calls Grant for every lease (with the latest expiry of
+	// them all) and Revoke once, when no lease covers the access any more.
+	BindingKey string
+	GrantID    string
+	RequestID  string
+	UserID     string // Slack user id
+	Role       string
+	Principal  string            // the user's identity at the provider
+	Target     map[string]string // provider-specific scope from the policy
+	ExpiresAt  time.Time         // when jitbot will revoke (providers that can expire access themselves use it)
 }
 
 // Provider applies and removes access. Every method must be idempotent: granting what is present and revoking

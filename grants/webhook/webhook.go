@@ -87,15 +87,17 @@ type Config struct {
 
 // Payload is the JSON body of every delivery. Field names are the integration contract.
 type Payload struct {
-	Type      string            `json:"type"`                 // "grant", "revoke" or "check"
-	GrantID   string            `json:"grant_id"`             // jitbot's grant (lease) id
-	RequestID string            `json:"request_id"`           // the access request the grant came from
-	UserID    string            `json:"user_id"`              // Slack user id of the requester
-	Principal string            `json:"principal"`            // the user's identity at the target system
-	Role      string            `json:"role"`                 // role to grant, from the policy
-	Target    map[string]string `json:"target"`               // provider-specific scope from the policy; {} if none
-	ExpiresAt string            `json:"expires_at,omitempty"` // RFC 3339 UTC; when jitbot will revoke
-	SentAt    string            `json:"sent_at"`              // RFC 3339 UTC; time of this attempt
+	Type    string `json:"type"`     // "grant", "revoke" or "check"
+	GrantID string `json:"grant_id"` // jitbot's grant (lease) id
+	// BindingKey names the access (principal + role target); overlapping grants share it.
+	BindingKey string            `json:"binding_key,omitempty"`
+	RequestID  string            `json:"request_id"`           // the access request the grant came from
+	UserID     string            `json:"user_id"`              // Slack user id of the requester
+	Principal  string            `json:"principal"`            // the user's identity at the target system
+	Role       string            `json:"role"`                 // role to grant, from the policy
+	Target     map[string]string `json:"target"`               // provider-specific scope from the policy; {} if none
+	ExpiresAt  string            `json:"expires_at,omitempty"` // RFC 3339 UTC; when jitbot will revoke
+	SentAt     string            `json:"sent_at"`              // RFC 3339 UTC; time of this attempt
 }
 
 // StatusError describes a non-2xx answer (or an unusable 2xx answer to a check). It is returned wrapped: use
@@ -296,7 +298,7 @@ func (p *Provider) deliver(ctx context.Context, typ, id string, a grants.Assignm
 	}
 	now := p.now().UTC()
 	pl := Payload{
-		Type: typ, GrantID: a.GrantID, RequestID: a.RequestID, UserID: a.UserID,
+		Type: typ, GrantID: a.GrantID, BindingKey: a.BindingKey, RequestID: a.RequestID, UserID: a.UserID,
 		Principal: a.Principal, Role: a.Role, Target: a.Target, SentAt: now.Format(time.RFC3339),
 	}
 	if pl.Target == nil {

@@ -372,8 +372,12 @@ func testOverlappingLeases(t *testing.T, e *env) {
 	if len(e.fake.Calls("revoke")) != 0 || !e.fake.Present(a) {
 		t.Fatal("release of an overlapped lease removed access at the provider")
 	}
-	// A third lease that expires before the second: its expiry must not remove access either.
+	// A third lease that expires before the second: the provider is told the later expiry of the two, and
+	// the third's expiry must not remove access either.
 	third := e.approved(alice, "db", 5*time.Minute)
+	if last := lastCall(e.fake, "grant"); !last.Assignment.ExpiresAt.Equal(second.ExpiresAt) || last.Assignment.BindingKey != second.BindingKey {
+		t.Fatalf("grant of a shorter overlapping lease told the provider expiry %v (binding %q), want %v", last.Assignment.ExpiresAt, last.Assignment.BindingKey, second.ExpiresAt)
+	}
 	e.clock.Advance(6 * time.Minute)
 	e.sweep()
 	if g := e.grant(third.ID); g.State != store.GrantRevoked || g.CoveredBy != second.ID {
@@ -392,10 +396,31 @@ func testOverlappingLeases(t *testing.T, e *env) {
 		t.Fatal("the last lease's expiry did not revoke exactly once")
 	}
 	// Another user's grant on the same role is a different binding.
-	other := e.approved(erin, "db", 10*time.Minute)
-	if other.BindingKey == second.BindingKey {
+	long := e.approved(erin, "db", 50*time.Minute)
+	if long.BindingKey == second.BindingKey {
 		t.Fatal("different principals share a binding")
 	}
+	short := e.approved(erin, "db", 10*time.Minute)
+	// Releasing the longer lease leaves the shorter one: a provider that expires access itself is told the
+	// earlier end, and nothing is revoked.
+	revokes := len(e.fake.Calls("revoke"))
+	if _, err := e.mgr.Release(e.ctx, long.ID, erin); err != nil {
+		t.Fatal(err)
+	}
+	if last := lastCall(e.fake, "grant"); !last.Assignment.ExpiresAt.Equal(short.ExpiresAt) {
+		t.Fatalf("after releasing the longer lease the provider expiry is %v, want %v", last.Assignment.ExpiresAt, short.ExpiresAt)
+	}
+	if len(e.fake.Calls("revoke")) != revokes {
+		t.Fatal("releasing a covered lease revoked access")
+	}
+}
+
+func lastCall(f *fakeprovider.Fake, op string) fakeprovider.Call {
+	calls := f.Calls(op)
+	if len(calls) == 0 {
+		return fakeprovider.Call{}
+	}
+	return calls[len(calls)-1]
 }
 
 func testRevokeEscalation(t *testing.T, e *env) {

@@ -14,15 +14,16 @@ import (
 
 // Payload is the JSON body jitbot sends (see docs/webhook.md). It is declared here independently of the sender.
 type Payload struct {
-	Type      string            `json:"type"` // "grant", "revoke" or "check"
-	GrantID   string            `json:"grant_id"`
-	RequestID string            `json:"request_id"`
-	UserID    string            `json:"user_id"`
-	Principal string            `json:"principal"`
-	Role      string            `json:"role"`
-	Target    map[string]string `json:"target"`
-	ExpiresAt string            `json:"expires_at"`
-	SentAt    string            `json:"sent_at"`
+	Type       string            `json:"type"` // "grant", "revoke" or "check"
+	GrantID    string            `json:"grant_id"`
+	BindingKey string            `json:"binding_key"`
+	RequestID  string            `json:"request_id"`
+	UserID     string            `json:"user_id"`
+	Principal  string            `json:"principal"`
+	Role       string            `json:"role"`
+	Target     map[string]string `json:"target"`
+	ExpiresAt  string            `json:"expires_at"`
+	SentAt     string            `json:"sent_at"`
 }
 
 // Delivery is one verified request. Every verified request is recorded, duplicates included.
@@ -137,12 +138,25 @@ func (s *Server) Reset() {
 	s.latency = 0
 }
 
-// Present reports whether grantID is in the present set.
-func (s *Server) Present(grantID string) bool {
+// Present reports whether the access of grantID (or of a binding key) is present.
+func (s *Server) Present(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.present[grantID]
-	return ok
+	for k, p := range s.present {
+		if k == id || p.GrantID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// accessKey is what the receiver keeps access under, as a natural receiver would: the binding when the
+// payload names one (overlapping grants share it), else the grant.
+func accessKey(p Payload) string {
+	if p.BindingKey != "" {
+		return p.BindingKey
+	}
+	return p.GrantID
 }
 
 // SetPresent adds grantID to the present set or removes it, as an out-of-band change would.
@@ -264,13 +278,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d.Status = http.StatusOK
 	switch d.Payload.Type {
 	case "grant":
-		s.present[d.Payload.GrantID] = d.Payload
+		s.present[accessKey(d.Payload)] = d.Payload
 		writeJSON(w, d.Status, map[string]any{"ok": true, "ref": "rcv-" + d.ID})
 	case "revoke":
-		delete(s.present, d.Payload.GrantID)
+		delete(s.present, accessKey(d.Payload))
 		writeJSON(w, d.Status, map[string]any{"ok": true})
 	case "check":
-		_, ok := s.present[d.Payload.GrantID]
+		_, ok := s.present[accessKey(d.Payload)]
 		writeJSON(w, d.Status, map[string]any{"present": ok})
 	default:
 		d.Status = http.StatusBadRequest
