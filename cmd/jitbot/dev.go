@@ -207,7 +207,11 @@ func repl(ctx context.Context, a *app.App, pol *policy.Policy, recv *receiver.Se
 			o, e := a.Approvals.Approve(ctx, rest[0], user, "")
 			err = e
 			if e == nil {
-				fmt.Fprintf(out, "  %s: %d of %d approvals; state %s %s\n", o.Request.ID, len(o.Request.Approvals), o.Request.RequiredApprovals, o.Request.State, o.GrantID)
+				if o.GrantID != "" {
+					fmt.Fprintf(out, "  %s approved (%d of %d approvals); grant %s\n", o.Request.ID, len(o.Request.Approvals), o.Request.RequiredApprovals, o.GrantID)
+				} else {
+					fmt.Fprintf(out, "  %s: %d of %d approvals; still pending\n", o.Request.ID, len(o.Request.Approvals), o.Request.RequiredApprovals)
+				}
 			}
 		case "deny":
 			if len(rest) < 2 {

@@ -75,12 +75,12 @@ func TestPlaygroundWholeFlow(t *testing.T) {
 	expect(`refused: You cannot approve your own request`)
 	say("as U03CAROL")
 	say("approve " + req)
-	expect(`1 of 2 approvals; state pending`)
+	expect(`1 of 2 approvals; still pending`)
 	say("as U04DAVE")
 	say("approve " + req)
 	// Activation happens inside the approval, so its audit line comes before the approval's answer.
 	grant := expect(`\[audit\] granted .*grant=(g-[a-z0-9]+)`)[1]
-	expect(`2 of 2 approvals; state approved ` + grant)
+	expect(`approved \(2 of 2 approvals\); grant ` + grant)
 	expect(`\[audit\] revoked .*grant=` + grant)
 	say("deliveries")
 	expect(`revoke grant=` + grant + ` principal=alice@example.com role=prod-db-admin`)

@@ -1,0 +1,23 @@
+# The two commands a newcomer needs: `make run` and `make test`. See README.md.
+.PHONY: run test bench build lint
+
+# With Slack credentials, run the bot (policy from JITBOT_POLICY_FILE); without, the local playground on the
+# embedded store with examples/policy.yaml.
+run:
+	@if [ -n "$$SLACK_BOT_TOKEN" ]; then go run ./cmd/jitbot serve; else go run ./cmd/jitbot dev; fi
+
+test:
+	scripts/test.sh
+
+# Speed and memory targets (results recorded in docs/benchmarks.md).
+bench:
+	scripts/ensure-redis.sh
+	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/bench/
+	go test -run '^$$' -bench . -benchtime 200x ./store/bolt/ ./store/redis/
+
+build:
+	CGO_ENABLED=0 go build -trimpath -o bin/jitbot ./cmd/jitbot
+
+lint:
+	gofmt -l . | (! grep .)
+	go vet ./...
