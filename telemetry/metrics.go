@@ -3,6 +3,7 @@ package telemetry
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,7 +32,7 @@ type CountFunc func(ctx context.Context, state store.GrantState) (int, error)
 func New(reg prometheus.Registerer, count CountFunc) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jitbot_requests_total", Help: "Access requests by outcome (requested, approved, denied, cancelled, expired, break_glass).",
+			Name: "jitbot_requests_total", Help: "Access requests by outcome (requested, approved, granted, denied, cancelled, expired, break_glass).",
 		}, []string{"outcome"}),
 		providerCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jitbot_provider_attempts_total", Help: "Provider grant and revoke attempts.",
@@ -99,6 +100,11 @@ func (m *Metrics) Publish(_ context.Context, events ...store.AuditEvent) {
 			m.requests.WithLabelValues(e.Type).Inc()
 		case store.EventBreakGlass:
 			m.requests.WithLabelValues("break_glass").Inc()
+		case store.EventApproved:
+			// One event per approval; the request's outcome is "approved" when the quorum is reached.
+			if got, need, ok := strings.Cut(e.Details["approvals"], "/"); ok && got == need {
+				m.requests.WithLabelValues("approved").Inc()
+			}
 		case store.EventGranted:
 			m.requests.WithLabelValues("granted").Inc()
 		case store.EventRevokeFailed:

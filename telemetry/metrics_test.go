@@ -1,0 +1,72 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/store"
+)
+
+func TestMetricsCountOutcomesAttemptsAndLag(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, func(_ context.Context, st store.GrantState) (int, error) {
+		if st == store.GrantActive {
+			return 7, nil
+		}
+		return 0, nil
+	})
+	m.Publish(context.Background(),
+		store.AuditEvent{Type: store.EventRequested},
+		store.AuditEvent{Type: store.EventApproved, Details: map[string]string{"approvals": "1/2"}},
+		store.AuditEvent{Type: store.EventApproved, Details: map[string]string{"approvals": "2/2"}},
+		store.AuditEvent{Type: store.EventRevokeFailed},
+	)
+	m.ProviderCall("revoke", nil)
+	m.ProviderCall("revoke", errors.New("timeout"))
+	m.ProviderCall("grant", grants.Permanent(errors.New("denied")))
+	m.Revoked(30 * time.Millisecond)
+
+	expect := `
+# HELP jitbot_requests_total Access requests by outcome (requested, approved, granted, denied, cancelled, expired, break_glass).
+# TYPE jitbot_requests_total counter
+jitbot_requests_total{outcome="approved"} 1
+jitbot_requests_total{outcome="requested"} 1
+# HELP jitbot_provider_failures_total Failed provider attempts, by kind (retryable, permanent).
+# TYPE jitbot_provider_failures_total counter
+jitbot_provider_failures_total{kind="permanent",op="grant"} 1
+jitbot_provider_failures_total{kind="retryable",op="revoke"} 1
+# HELP jitbot_revoke_failed_total Grants escalated because revocation kept failing. Alert on any increase.
+# TYPE jitbot_revoke_failed_total counter
+jitbot_revoke_failed_total 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(expect), "jitbot_requests_total", "jitbot_provider_failures_total", "jitbot_revoke_failed_total"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(m.revocationLag); n != 1 {
+		t.Fatalf("lag histogram series = %d", n)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "jitbot_grants" {
+			for _, mm := range mf.GetMetric() {
+				if mm.GetLabel()[0].GetValue() == "active" && mm.GetGauge().GetValue() == 7 {
+					found = true
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatal("jitbot_grants{state=active} does not report the store's count")
+	}
+}
