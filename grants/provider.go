@@ -55,6 +55,9 @@ func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
 // Owned is one assignment that a provider holds on jitbot's behalf, as found by listing the provider
 // (tagged, labelled or conditional bindings that jitbot created).
 type Owned struct {
+	// BindingKey is the binding the provider-side object is named or labelled with (see
+	// Assignment.BindingKey); "" when the object does not carry one.
+	BindingKey string
 	// GrantID is the jitbot grant id the provider-side object is labelled with ("" when the object carries
 	// only a binding marker, e.g. a shared assignment).
 	GrantID   string

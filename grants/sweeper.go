@@ -35,6 +35,15 @@ type SweeperOptions struct {
 	Jobs []func(context.Context) error
 	// Holder names this replica in the leader lock. Default: the manager's holder.
 	Holder string
+	// Periodic jobs run on their own cron schedule while leading (drift reconciliation, ...).
+	Periodic []PeriodicJob
+}
+
+// PeriodicJob is a leader-only job with its own interval.
+type PeriodicJob struct {
+	Name  string
+	Every time.Duration
+	Run   func(context.Context) error
 }
 
 // Sweeper revokes due grants. With several replicas, exactly one leads (a lease lock with a fencing token);
@@ -116,8 +125,23 @@ func (s *Sweeper) Run(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("grants: slow retry schedule: %w", err)
 	}
+	for _, job := range s.opts.Periodic {
+		if job.Every <= 0 {
+			continue
+		}
+		if _, err := c.AddFunc("@every "+job.Every.String(), func() {
+			if !s.leading.Load() || ctx.Err() != nil {
+				return
+			}
+			if err := job.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error().Err(err).Str("job", job.Name).Msg("periodic job failed")
+			}
+		}); err != nil {
+			return fmt.Errorf("grants: schedule %s: %w", job.Name, err)
+		}
+	}
 	c.Start()
-	defer c.Stop()
+	defer func() { <-c.Stop().Done() }()
 
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -162,6 +162,7 @@ const (
 	EventRevokeRetry   = "revoke-retry"
 	EventRevokeFailed  = "revoke-failed" // an alert: humans must look
 	EventBreakGlass    = "break-glass"
+	EventDriftRevoked  = "drift-revoked" // access found at a provider that no live grant covers, removed
 	EventAuditAnchored = "audit-anchored"
 )
 

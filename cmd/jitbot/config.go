@@ -33,6 +33,7 @@ type Config struct {
 	RetryBackoffBase    time.Duration `envconfig:"JITBOT_RETRY_BACKOFF_BASE" default:"1s"`
 	RetryBackoffMax     time.Duration `envconfig:"JITBOT_RETRY_BACKOFF_MAX" default:"5m"`
 	LeaderTTL           time.Duration `envconfig:"JITBOT_LEADER_TTL" default:"15s"`
+	ReconcileInterval   time.Duration `envconfig:"JITBOT_RECONCILE_INTERVAL" default:"10m"`
 	ShutdownTimeout     time.Duration `envconfig:"JITBOT_SHUTDOWN_TIMEOUT" default:"20s"`
 }
 
@@ -64,6 +65,9 @@ func (c Config) validate() error {
 		if positive[name] <= 0 {
 			problems = append(problems, name+" must be a positive duration such as 1s or 5m")
 		}
+	}
+	if c.ReconcileInterval < 0 {
+		problems = append(problems, "JITBOT_RECONCILE_INTERVAL must be a duration such as 10m (0 turns drift reconciliation off)")
 	}
 	if c.SweepConcurrency < 1 || c.SweepConcurrency > 1024 {
 		problems = append(problems, "JITBOT_SWEEP_CONCURRENCY must be between 1 and 1024")

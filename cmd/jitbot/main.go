@@ -172,7 +172,7 @@ func (c Config) tuning() app.Tuning {
 	return app.Tuning{
 		SweepInterval: c.SweepInterval, RevokeRetryInterval: c.RevokeRetryInterval, SweepConcurrency: c.SweepConcurrency,
 		ProviderTimeout: c.ProviderTimeout, MaxAttempts: c.MaxAttempts, BackoffBase: c.RetryBackoffBase,
-		BackoffMax: c.RetryBackoffMax, LeaderTTL: c.LeaderTTL,
+		BackoffMax: c.RetryBackoffMax, LeaderTTL: c.LeaderTTL, ReconcileInterval: c.ReconcileInterval,
 	}
 }
 

@@ -147,3 +147,20 @@ func (f *Fake) Calls(op string) []Call {
 	}
 	return out
 }
+
+var _ grants.Inventory = (*Fake)(nil)
+
+// ListOwned returns every present binding, labelled like a real adapter labels its objects.
+func (f *Fake) ListOwned(ctx context.Context) ([]grants.Owned, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []grants.Owned
+	for _, k := range slices.Sorted(maps.Keys(f.present)) {
+		a := f.present[k]
+		out = append(out, grants.Owned{BindingKey: a.BindingKey, GrantID: a.GrantID, Principal: a.Principal, Target: a.Target, Ref: "fake/" + k})
+	}
+	return out, nil
+}

@@ -37,6 +37,8 @@ type Tuning struct {
 	BackoffMax          time.Duration
 	LeaderTTL           time.Duration
 	ClaimHold           time.Duration
+	// ReconcileInterval is how often providers are listed for drift; 0 disables it.
+	ReconcileInterval time.Duration
 }
 
 // Deps are what an App is built from. Policy and Store are required.
@@ -112,6 +114,13 @@ func New(d Deps) (*App, error) {
 			_, err := svc.ExpirePending(ctx)
 			return err
 		}},
+		Periodic: []grants.PeriodicJob{{Name: "drift reconciliation", Every: d.Tuning.ReconcileInterval, Run: func(ctx context.Context) error {
+			rep, err := mgr.Reconcile(ctx)
+			if rep.Revoked > 0 || rep.Failed > 0 {
+				zerolog.Ctx(ctx).Warn().Int("checked", rep.Checked).Int("revoked", rep.Revoked).Int("failed", rep.Failed).Msg("drift reconciliation")
+			}
+			return err
+		}}},
 	})
 	if err != nil {
 		return nil, err

@@ -213,6 +213,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PendingRequestsExpire", testPendingExpiry},
 		{"BadInputChangesNothing", testBadInput},
 		{"DenyAndCancel", testDenyCancel},
+		{"DriftReconciliation", testDriftReconciliation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -617,5 +618,56 @@ func testDenyCancel(t *testing.T, e *env) {
 	}
 	if len(e.fake.Calls("")) != 0 {
 		t.Fatal("denied or cancelled requests reached the provider")
+	}
+}
+
+func testDriftReconciliation(t *testing.T, e *env) {
+	live := e.approved(alice, "db", 30*time.Minute)
+	// Access granted behind jitbot's back, labelled as if jitbot had made it.
+	rogue := grants.Assignment{BindingKey: grants.BindingKey("fake", "U0MALLORY", map[string]string{"db": "main"}), GrantID: "g-forged",
+		Principal: "U0MALLORY", Target: map[string]string{"db": "main"}}
+	if _, err := e.fake.Grant(e.ctx, rogue); err != nil {
+		t.Fatal(err)
+	}
+	// A grant whose revocation was lost: the store says revoked, the provider still has it.
+	lost := e.approved(erin, "db", 30*time.Minute)
+	prev := lost.Version
+	lost.State, lost.RevokedAt, lost.DueAt = store.GrantRevoked, e.clock.Now(), time.Time{}
+	if err := e.st.Commit(e.ctx, store.Batch{Grants: []store.GrantPut{{Grant: &lost, PrevVersion: prev}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.pub.count(store.EventDriftRevoked)
+	rep, err := e.mgr.Reconcile(e.ctx)
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	if rep.Checked != 3 || rep.Revoked != 2 || rep.Failed != 0 {
+		t.Fatalf("report %+v, want 3 checked, 2 revoked", rep)
+	}
+	if e.fake.Present(rogue) || e.fake.Present(grants.Assignment{Principal: erin, Target: lost.Target}) {
+		t.Fatal("drift left in place")
+	}
+	if !e.fake.Present(grants.Assignment{Principal: alice, Target: live.Target}) {
+		t.Fatal("reconciliation removed a live grant")
+	}
+	if got := e.pub.count(store.EventDriftRevoked) - before; got != 2 {
+		t.Fatalf("drift-revoked events = %d, want 2", got)
+	}
+	recs, err := e.st.ReadAudit(e.ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]string{}
+	for _, r := range recs {
+		if r.Event.Type == store.EventDriftRevoked {
+			reasons[r.Event.Details["principal"]] = r.Event.Details["reason"]
+		}
+	}
+	if !strings.Contains(reasons["U0MALLORY"], "no grant was ever recorded") || !strings.Contains(reasons[erin], "is revoked") {
+		t.Fatalf("drift reasons = %v", reasons)
+	}
+	// A second run finds nothing more to do.
+	if rep, err := e.mgr.Reconcile(e.ctx); err != nil || rep.Revoked != 0 {
+		t.Fatalf("second run: %+v %v", rep, err)
 	}
 }

@@ -1,0 +1,118 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jitbot/jitbot/store"
+)
+
+// DriftReport says what one reconciliation found.
+type DriftReport struct {
+	Checked int // provider-side objects listed
+	Revoked int // removed because no live grant covers them
+	Failed  int // could not be checked or removed (retried next run)
+}
+
+// Reconcile lists what each provider holds on jitbot's behalf and removes whatever no live grant covers:
+// access granted behind jitbot's back with its labels, and access whose revocation was lost. Each removal is
+// an audit event (drift-revoked) and so reaches the audit channel. It is the safety net under revocation.
+//
+// It is safe against concurrent activity: a grant is stored (activating) before its provider call, so a
+// grant being applied right now is already live; and each decision is taken under the binding lock, after
+// asking the provider again whether the access is still there.
+func (m *Manager) Reconcile(ctx context.Context) (DriftReport, error) {
+	var rep DriftReport
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(m.opts.Providers)) {
+		inv, ok := m.opts.Providers[name].(Inventory)
+		if !ok {
+			continue
+		}
+		owned, err := inv.ListOwned(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("grants: list what provider %s holds: %w", name, err))
+			continue
+		}
+		for _, o := range owned {
+			rep.Checked++
+			removed, err := m.reconcileOne(ctx, name, o)
+			switch {
+			case err != nil:
+				rep.Failed++
+				errs = append(errs, err)
+			case removed:
+				rep.Revoked++
+			}
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (bool, error) {
+	key := o.BindingKey
+	if key == "" {
+		key = BindingKey(provider, o.Principal, o.Target)
+	}
+	lock, err := m.lockBinding(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	defer m.unlock(ctx, lock)
+	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: key})
+	if err != nil {
+		return false, fmt.Errorf("grants: reconcile: list leases: %w", err)
+	}
+	if len(leases) > 0 {
+		return false, nil // a live lease covers it (or is about to, or is being revoked)
+	}
+	why := "no grant was ever recorded for it"
+	var known *store.Grant
+	if o.GrantID != "" {
+		if g, err := m.opts.Store.GetGrant(ctx, o.GrantID); err == nil {
+			known = &g
+			why = fmt.Sprintf("grant %s is %s", g.ID, g.State)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return false, fmt.Errorf("grants: reconcile: read grant %s: %w", o.GrantID, err)
+		}
+	}
+	p := m.opts.Providers[provider]
+	a := Assignment{BindingKey: o.BindingKey, GrantID: o.GrantID, Principal: o.Principal, Target: o.Target}
+	if known != nil {
+		a = assignment(known, known.ExpiresAt)
+	}
+	if err := m.renew(ctx, lock); err != nil {
+		return false, err
+	}
+	present, err := m.call(ctx, "check", &store.Grant{ID: o.GrantID, Provider: provider}, func(ctx context.Context) (string, error) {
+		ok, err := p.Check(ctx, a)
+		if ok {
+			return "present", err
+		}
+		return "", err
+	})
+	if err != nil {
+		return false, fmt.Errorf("grants: reconcile: check %s at %s: %w", o.Ref, provider, err)
+	}
+	if present == "" {
+		return false, nil // gone meanwhile
+	}
+	if _, err := m.call(ctx, "revoke", &store.Grant{ID: o.GrantID, Provider: provider}, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+		return false, fmt.Errorf("grants: reconcile: revoke %s at %s: %w", o.Ref, provider, err)
+	}
+	ev := store.AuditEvent{Type: store.EventDriftRevoked, At: m.now(), Actor: "system:reconciler", GrantID: o.GrantID,
+		Details: map[string]string{"provider": provider, "principal": o.Principal, "ref": o.Ref, "reason": why}}
+	if known != nil {
+		ev.RequestID, ev.Role = known.RequestID, known.Role
+	}
+	if err := m.commit(ctx, nil, ev); err != nil {
+		return true, err
+	}
+	zerolog.Ctx(ctx).Warn().Str("provider", provider).Str("ref", o.Ref).Str("reason", why).Msg("drift: removed access no live grant covers")
+	return true, nil
+}
