@@ -55,7 +55,19 @@ func (m *Manager) Reconcile(ctx context.Context) (DriftReport, error) {
 }
 
 func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (bool, error) {
+	// The binding is taken from the grant record the object names when there is one: a target rebuilt from
+	// provider-side data (a full role definition id where the policy has a GUID, a project number where it
+	// has an id) would hash to another binding and make a live grant look like drift.
 	key := o.BindingKey
+	if o.GrantID != "" {
+		g, err := m.opts.Store.GetGrant(ctx, o.GrantID)
+		switch {
+		case err == nil:
+			key = g.BindingKey
+		case !errors.Is(err, store.ErrNotFound):
+			return false, fmt.Errorf("grants: reconcile: read grant %s: %w", o.GrantID, err)
+		}
+	}
 	if key == "" {
 		key = BindingKey(provider, o.Principal, o.Target)
 	}

@@ -96,8 +96,9 @@ type Role struct {
 	// every decision, grant and revocation.
 	ApprovalChannel string
 	AuditChannel    string
-	// Line is where the role is declared in the policy file.
-	Line int
+	// Line is where the role is declared in the policy file; TargetLine and TargetColumn where its target is.
+	Line                     int
+	TargetLine, TargetColumn int
 }
 
 // ErrNoIdentity is wrapped by Principal when a user has no identity mapped for a provider.
@@ -479,6 +480,7 @@ func (d *decoder) decodeTarget(e pair, f map[string]pair, field string, r *Role)
 		return
 	}
 	r.Target = map[string]string{}
+	r.TargetLine, r.TargetColumn = t.v.Line, t.v.Column
 	for _, kv := range ps {
 		key := resolve(kv.k).Value
 		if looksSecret(key) {

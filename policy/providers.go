@@ -18,6 +18,9 @@ type Provider struct {
 	PrincipalFrom string
 	// Webhook holds the settings when Type is "webhook".
 	Webhook *WebhookSettings
+	// Settings holds the settings block of the cloud provider types (see cloudKinds), validated further by
+	// the adapter itself (see internal/app.CheckPolicy), which gets their positions from SettingPos.
+	Settings *CloudSettings
 	// Line is where the provider is declared in the policy file.
 	Line int
 
@@ -74,6 +77,11 @@ var providerKinds = map[string]providerKind{
 		fields: []string{"url", "secret_env", "timeout"},
 		decode: decodeWebhook,
 	},
+	"aws-identity-center": cloudKind("instance_arn", "identity_store_id", "region", "endpoint"),
+	"aws-iam":             cloudKind("region", "endpoint", "scan_users"),
+	"gcp-iam":             cloudKind("endpoint", "scopes"),
+	"azure-rbac":          cloudKind("subscription_id", "mode", "scopes"),
+	"kubernetes":          cloudKind("kubeconfig", "context", "namespaces"),
 }
 
 func knownTypes() string {
@@ -179,4 +187,61 @@ func describeProviders(ps map[string]*Provider) string {
 		return "no providers are declared"
 	}
 	return "declared providers: " + strings.Join(sortedKeys(ps), ", ")
+}
+
+// CloudSettings is the settings block of a cloud provider: string and list-of-string values by key, with
+// where each was written so that the adapter's own validation can name the line.
+type CloudSettings struct {
+	Strings map[string]string
+	Lists   map[string][]string
+	pos     map[string][2]int
+}
+
+// String returns a string setting ("" when absent).
+func (c *CloudSettings) String(key string) string { return c.Strings[key] }
+
+// List returns a list setting (nil when absent). A single string is accepted as a one-element list.
+func (c *CloudSettings) List(key string) []string {
+	if l, ok := c.Lists[key]; ok {
+		return l
+	}
+	if s, ok := c.Strings[key]; ok && s != "" {
+		return []string{s}
+	}
+	return nil
+}
+
+// SettingPos returns the line and column of a setting, or of the provider when the setting is absent.
+func (p *Provider) SettingPos(key string) (line, column int) {
+	if p.Settings != nil {
+		if lc, ok := p.Settings.pos[key]; ok {
+			return lc[0], lc[1]
+		}
+	}
+	return p.Line, 0
+}
+
+// cloudKind is a provider type whose settings are plain strings and lists of strings; their meaning is
+// checked by the adapter (CheckPolicy), which policy does not import so that it stays free of SDKs.
+func cloudKind(fields ...string) providerKind {
+	return providerKind{fields: fields, decode: func(d *decoder, s map[string]pair, _ pair, field string, p *Provider) {
+		cs := &CloudSettings{Strings: map[string]string{}, Lists: map[string][]string{}, pos: map[string][2]int{}}
+		p.Settings = cs
+		for key, kv := range s {
+			if isNull(kv.v) {
+				continue
+			}
+			n := resolve(kv.v)
+			cs.pos[key] = [2]int{n.Line, n.Column}
+			if n.Kind == yaml.SequenceNode {
+				if l, ok := d.list(kv, join(field, key), "a, b", nil); ok {
+					cs.Lists[key] = l
+				}
+				continue
+			}
+			if v := d.str(kv, join(field, key)); v != "" {
+				cs.Strings[key] = v
+			}
+		}
+	}}
 }

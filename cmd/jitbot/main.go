@@ -205,6 +205,12 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 			code = 1
 			continue
 		}
+		if probs := app.CheckPolicy(pol); len(probs) > 0 {
+			ps := policy.Problems(probs)
+			fmt.Fprintln(stderr, ps.Error())
+			code = 1
+			continue
+		}
 		for _, w := range pol.Warnings() {
 			fmt.Fprintf(stderr, "warning: %s\n", w)
 		}

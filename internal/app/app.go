@@ -6,10 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
-	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +18,6 @@ import (
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/audit"
 	"github.com/jitbot/jitbot/grants"
-	"github.com/jitbot/jitbot/grants/webhook"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/telemetry"
@@ -78,7 +75,7 @@ func New(d Deps) (*App, error) {
 		d.Getenv = os.Getenv
 	}
 	if d.Providers == nil {
-		ps, err := BuildProviders(d.Policy, d.Getenv)
+		ps, err := BuildProviders(context.Background(), d.Policy, d.Getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -157,37 +154,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// BuildProviders constructs one adapter per provider declared in the policy. A secret that is not set is a
-// start-up error naming the variable (never its value).
-func BuildProviders(p *policy.Policy, getenv func(string) string) (map[string]grants.Provider, error) {
-	out := make(map[string]grants.Provider, len(p.Providers))
-	names := make([]string, 0, len(p.Providers))
-	for name := range p.Providers {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		spec := p.Providers[name]
-		switch spec.Type {
-		case "webhook":
-			raw := getenv(spec.Webhook.SecretEnv)
-			if raw == "" {
-				return nil, fmt.Errorf("provider %s: environment variable %s (the webhook signing secret) is not set", name, spec.Webhook.SecretEnv)
-			}
-			secret, err := webhook.ParseSecret(raw)
-			if err != nil {
-				return nil, fmt.Errorf("provider %s: %s: %w", name, spec.Webhook.SecretEnv, err)
-			}
-			wp, err := webhook.New(webhook.Config{URL: spec.Webhook.URL, Secret: secret, Timeout: spec.Webhook.Timeout})
-			if err != nil {
-				return nil, fmt.Errorf("provider %s: %w", name, err)
-			}
-			out[name] = wp
-		default:
-			return nil, fmt.Errorf("provider %s: type %q has no adapter in this build", name, spec.Type)
-		}
-	}
-	return out, nil
 }

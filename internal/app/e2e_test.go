@@ -164,7 +164,7 @@ func testLifecycle(t *testing.T, b backendtest.Backend, restart bool) {
 	if _, err := svc.Approve(ctx, req.ID, bob, ""); !errors.Is(err, approvals.ErrAlreadyApproved) {
 		t.Fatalf("repeated approval by the same approver: %v", err)
 	}
-	approvedAt := time.Now()
+	approvedAt := time.Now().Truncate(time.Millisecond) // the engine stores millisecond times
 	out, err = svc.Approve(ctx, req.ID, carol, "")
 	if err != nil || out.GrantID == "" || out.Request.State != store.RequestApproved {
 		t.Fatalf("quorum approval: %+v, %v", out, err)

@@ -1,0 +1,109 @@
+package azure_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/grants/azure"
+	"github.com/jitbot/jitbot/grants/azure/azurefake"
+	"github.com/jitbot/jitbot/grants/providertest"
+)
+
+const (
+	subID     = "1f0e2d3c-4b5a-4697-8877-665544332211"
+	rg        = "/subscriptions/" + subID + "/resourceGroups/rg-prod"
+	readerID  = "acdd72a7-3385-48ef-bd42-f606fba81ae7" // built-in Reader
+	testToken = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.c2VjcmV0LWFybS10b2tlbi1mb3ItdGVzdHM.sig"
+)
+
+var principalSeq atomic.Int64
+
+func newPrincipal() string {
+	n := principalSeq.Add(1)
+	return fmt.Sprintf("%08x-0000-4000-8000-%012x", n, n)
+}
+
+var faults = map[providertest.Fault]azurefake.Fault{
+	providertest.Throttled:    azurefake.Throttled(3),
+	providertest.Conflict:     azurefake.Conflict(),
+	providertest.NotFound:     azurefake.NotFound(),
+	providertest.AccessDenied: azurefake.AuthorizationFailed(),
+	providertest.ServerError:  azurefake.ServerError(),
+}
+
+func newFake(t *testing.T) *azurefake.Server {
+	t.Helper()
+	f := azurefake.New()
+	t.Cleanup(f.Close)
+	return f
+}
+
+func newProvider(t *testing.T, f *azurefake.Server, mod func(*azure.Config)) *azure.Provider {
+	t.Helper()
+	cfg := azure.Config{SubscriptionID: subID, Credential: &azurefake.StaticCredential{Token: testToken}, ClientOptions: f.ClientOptions()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	p, err := azure.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var grantSeq atomic.Int64
+
+func newAssignment(mode string) grants.Assignment {
+	id := fmt.Sprintf("g-%d", grantSeq.Add(1))
+	tg := map[string]string{"scope": rg, "role_definition_id": readerID}
+	if mode != "" {
+		tg["mode"] = mode
+	}
+	return grants.Assignment{GrantID: id, RequestID: "r-" + id, UserID: "U01ALICE", Role: "prod-reader",
+		Principal: newPrincipal(), Target: tg, ExpiresAt: time.Now().Add(time.Hour)}
+}
+
+func TestConformanceRBAC(t *testing.T) {
+	f := newFake(t)
+	count := func(a grants.Assignment) int { return len(f.Assignments(rg, a.Principal, readerID)) }
+	providertest.Run(t, providertest.Harness{
+		New:        func(t *testing.T) grants.Provider { return newProvider(t, f, nil) },
+		Assignment: func(t *testing.T) grants.Assignment { return newAssignment("") },
+		Present:    func(t *testing.T, a grants.Assignment) bool { return count(a) > 0 },
+		Count:      func(t *testing.T, a grants.Assignment) int { return count(a) },
+		Inject:     func(t *testing.T, k providertest.Fault) { f.FailNext(faults[k]) },
+		SetPresent: func(t *testing.T, a grants.Assignment, present bool) {
+			if present {
+				f.AddAssignment(rg, azure.AssignmentName(a.GrantID), a.Principal, "User",
+					"/subscriptions/"+subID+"/providers/Microsoft.Authorization/roleDefinitions/"+readerID, "jitbot grant "+a.GrantID)
+			} else {
+				f.RemoveAssignments(rg, a.Principal, readerID)
+			}
+		},
+		Latency: func(t *testing.T, d time.Duration) { f.SetLatency(d) },
+		Reset:   func(t *testing.T) { f.Reset() },
+		Secrets: []string{testToken},
+	})
+}
+
+func TestConformancePIM(t *testing.T) {
+	f := newFake(t)
+	count := func(a grants.Assignment) int { return len(f.ActiveInstances(rg, a.Principal, readerID)) }
+	providertest.Run(t, providertest.Harness{
+		New:        func(t *testing.T) grants.Provider { return newProvider(t, f, func(c *azure.Config) { c.Mode = "pim" }) },
+		Assignment: func(t *testing.T) grants.Assignment { return newAssignment("") },
+		Present:    func(t *testing.T, a grants.Assignment) bool { return count(a) > 0 },
+		Count:      func(t *testing.T, a grants.Assignment) int { return count(a) },
+		Inject:     func(t *testing.T, k providertest.Fault) { f.FailNext(faults[k]) },
+		SetPresent: func(t *testing.T, a grants.Assignment, present bool) {
+			end := time.Now().Add(time.Hour)
+			f.SetInstance(rg, a.Principal, readerID, present, &end)
+		},
+		Latency: func(t *testing.T, d time.Duration) { f.SetLatency(d) },
+		Reset:   func(t *testing.T) { f.Reset() },
+		Secrets: []string{testToken},
+	})
+}
