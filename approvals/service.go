@@ -430,3 +430,22 @@ func (s *Service) publish(ctx context.Context, events ...store.AuditEvent) {
 
 // now is the service's clock at millisecond precision, the precision of the stores' indexes.
 func (s *Service) now() time.Time { return s.opts.Now().Truncate(time.Millisecond) }
+
+// MayDecide reports (as a refusal) whether approver could approve or deny the request now, without
+// changing anything: the bot uses it to refuse a Deny click before asking for a reason. The decision itself
+// checks everything again.
+func (s *Service) MayDecide(ctx context.Context, requestID, approver string) (store.Request, error) {
+	req, role, err := s.loadPending(ctx, requestID)
+	if err != nil {
+		return req, err
+	}
+	if approver == req.Requester {
+		return req, refusal(ErrSelfApproval, "You cannot decide your own request; cancel it instead.")
+	}
+	if ok, err := s.CanApprove(ctx, role, approver); err != nil {
+		return req, err
+	} else if !ok {
+		return req, refusal(ErrNotEligible, "You are not an approver for %s.", role.Name)
+	}
+	return req, nil
+}

@@ -16,6 +16,7 @@ type Config struct {
 	SlackSigningSecret string `envconfig:"SLACK_SIGNING_SECRET"`
 	SlackAppToken      string `envconfig:"SLACK_APP_TOKEN"`
 	SlackAPIURL        string `envconfig:"SLACK_API_URL"`
+	SlackCommand       string `envconfig:"JITBOT_SLASH_COMMAND" default:"/jit"`
 
 	PolicyFile string `envconfig:"JITBOT_POLICY_FILE" default:"./policy.yaml"`
 	RedisURL   string `envconfig:"JITBOT_REDIS_URL"`
@@ -94,6 +95,9 @@ func (c Config) validate() error {
 	if c.SlackAppToken != "" && !strings.HasPrefix(c.SlackAppToken, "xapp-") {
 		problems = append(problems, "SLACK_APP_TOKEN must be an app-level token (it starts with xapp-)")
 	}
+	if c.SlackCommand == "" || c.SlackCommand[0] != '/' || strings.ContainsAny(c.SlackCommand, " \t") {
+		problems = append(problems, "JITBOT_SLASH_COMMAND must be a slash command such as /jit")
+	}
 	if c.SlackBotToken != "" && c.SlackAppToken == "" && c.SlackSigningSecret == "" {
 		problems = append(problems, "SLACK_SIGNING_SECRET is required in HTTP mode (set it, or set SLACK_APP_TOKEN for Socket Mode)")
 	}
@@ -101,6 +105,17 @@ func (c Config) validate() error {
 		return fmt.Errorf("configuration: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// slackMode says how jitbot reaches Slack.
+func (c Config) slackMode() string {
+	switch {
+	case c.SlackBotToken == "":
+		return "off (no SLACK_BOT_TOKEN)"
+	case c.SlackAppToken != "":
+		return "socket mode"
+	}
+	return "http mode (/slack/commands, /slack/interactions, /slack/events)"
 }
 
 // storeDescription says which store is in use without revealing credentials.

@@ -123,11 +123,16 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	a, err := app.New(app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning()})
+	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning()}
+	if cfg.SlackBotToken != "" {
+		deps.Slack = &app.SlackConfig{BotToken: cfg.SlackBotToken, SigningSecret: cfg.SlackSigningSecret,
+			AppToken: cfg.SlackAppToken, APIURL: cfg.SlackAPIURL, Command: cfg.SlackCommand}
+	}
+	a, err := app.New(deps)
 	if err != nil {
 		return err
 	}
-	log.Info().Str("store", cfg.storeDescription()).Str("policy", cfg.PolicyFile).Int("roles", len(pol.Roles)).Str("listen", cfg.ListenAddr).Msg("jitbot starting")
+	log.Info().Str("slack", cfg.slackMode()).Str("store", cfg.storeDescription()).Str("policy", cfg.PolicyFile).Int("roles", len(pol.Roles)).Str("listen", cfg.ListenAddr).Msg("jitbot starting")
 	return serveHTTP(ctx, log, cfg, a, a.Handler())
 }
 

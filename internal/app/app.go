@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"time"
@@ -15,8 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/slack-go/slack"
+
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/audit"
+	"github.com/jitbot/jitbot/bot"
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
@@ -53,10 +57,28 @@ type Deps struct {
 	Now         func() time.Time
 	Holder      string
 	Tuning      Tuning
+	// Slack, when set, adds the Slack front end (HTTP mode, or Socket Mode with an app token).
+	Slack *SlackConfig
+}
+
+// SlackConfig is how jitbot reaches Slack.
+type SlackConfig struct {
+	BotToken      string
+	SigningSecret string // HTTP mode
+	AppToken      string // Socket Mode when set
+	APIURL        string // another Slack (an emulator); "" for Slack's
+	Command       string // slash command name, default /jit
+	// SkipGroupCheck skips resolving the policy's user groups at start-up (tests that add groups later).
+	SkipGroupCheck bool
 }
 
 // App is a wired jitbot engine.
 type App struct {
+	Bot       *bot.Bot
+	Notifier  *bot.Notifier
+	slack     *slack.Client
+	slackCfg  *SlackConfig
+	stopNotes context.CancelFunc
 	Approvals *approvals.Service
 	Grants    *grants.Manager
 	Sweeper   *grants.Sweeper
@@ -67,7 +89,7 @@ type App struct {
 }
 
 // New wires an App.
-func New(d Deps) (*App, error) {
+func New(d Deps) (_ *App, err error) {
 	if d.Policy == nil || d.Store == nil {
 		return nil, errors.New("app: Policy and Store are required")
 	}
@@ -88,6 +110,39 @@ func New(d Deps) (*App, error) {
 	metrics := telemetry.New(d.Registry, d.Store.CountGrants)
 	bus := audit.Bus{audit.LogSubscriber{Logger: d.Logger}, metrics}
 	bus = append(bus, d.Subscribers...)
+
+	var api *slack.Client
+	var notes *bot.Notifier
+	notesCtx, stopNotes := context.WithCancel(d.Logger.WithContext(context.Background()))
+	defer func() {
+		if err != nil {
+			stopNotes()
+		}
+	}()
+	if d.Slack != nil {
+		opts := []slack.Option{}
+		if d.Slack.APIURL != "" {
+			opts = append(opts, slack.OptionAPIURL(d.Slack.APIURL))
+		}
+		if d.Slack.AppToken != "" {
+			opts = append(opts, slack.OptionAppLevelToken(d.Slack.AppToken))
+		}
+		api = slack.New(d.Slack.BotToken, opts...)
+		dir := bot.NewDirectory(api, 0)
+		if d.Directory == nil {
+			d.Directory = dir
+		}
+		if !d.Slack.SkipGroupCheck {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := bot.CheckGroups(ctx, d.Policy, approvals.ChainDirectory{approvals.StaticDirectory(d.Policy.Groups), d.Directory})
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("policy user groups: %w", err)
+			}
+		}
+		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Policy: d.Policy, Now: d.Now, Logger: d.Logger})
+		bus = append(bus, notes)
+	}
 
 	mgr, err := grants.NewManager(grants.Options{
 		Store: d.Store, Providers: d.Providers, Publisher: bus, Observer: metrics, Now: d.Now, Holder: d.Holder,
@@ -122,12 +177,44 @@ func New(d Deps) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &App{Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, registry: d.Registry, log: d.Logger}, nil
+	a := &App{Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, registry: d.Registry, log: d.Logger,
+		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes}
+	if api != nil {
+		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Command: d.Slack.Command, Now: d.Now})
+		if err != nil {
+			return nil, err
+		}
+		b.SetNotifier(notes)
+		a.Bot = b
+	}
+	return a, nil
 }
 
-// Run runs the background work (the sweeper) until ctx ends.
+// Run runs the background work (the sweeper, and Socket Mode when configured) until ctx ends, then lets
+// follow-up work and queued Slack updates finish.
 func (a *App) Run(ctx context.Context) error {
-	return a.Sweeper.Run(a.log.WithContext(ctx))
+	ctx = a.log.WithContext(ctx)
+	errc := make(chan error, 2)
+	go func() { errc <- a.Sweeper.Run(ctx) }()
+	n := 1
+	if a.Bot != nil && a.slackCfg.AppToken != "" {
+		n++
+		go func() { errc <- a.Bot.RunSocketMode(ctx, a.slack) }()
+	}
+	var first error
+	for range n {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	if a.Bot != nil {
+		a.Bot.Wait()
+	}
+	a.stopNotes()
+	if a.Notifier != nil {
+		a.Notifier.Wait()
+	}
+	return first
 }
 
 // Handler serves /healthz (the process is up), /readyz (the store answers) and /metrics.
@@ -147,6 +234,9 @@ func (a *App) Handler() *http.ServeMux {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "sweeper_leader": a.Sweeper.Leading()})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	if a.Bot != nil && a.slackCfg.AppToken == "" {
+		mux.Handle("/slack/", a.Bot.HTTPHandler(a.slackCfg.SigningSecret))
+	}
 	return mux
 }
 

@@ -1,0 +1,279 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/slack-go/slack"
+
+	"github.com/jitbot/jitbot/approvals"
+	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/internal/refuse"
+	"github.com/jitbot/jitbot/policy"
+	"github.com/jitbot/jitbot/store"
+)
+
+// SlackAPI is the part of *slack.Client the bot uses.
+type SlackAPI interface {
+	PostMessageContext(ctx context.Context, channelID string, options ...slack.MsgOption) (string, string, error)
+	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slack.MsgOption) (string, string, string, error)
+	PostEphemeralContext(ctx context.Context, channelID, userID string, options ...slack.MsgOption) (string, error)
+	OpenConversationContext(ctx context.Context, params *slack.OpenConversationParameters) (*slack.Channel, bool, bool, error)
+	OpenViewContext(ctx context.Context, triggerID string, view slack.ModalViewRequest) (*slack.ViewResponse, error)
+	PublishViewContext(ctx context.Context, req slack.PublishViewContextRequest) (*slack.ViewResponse, error)
+	GetUserGroupMembersContext(ctx context.Context, userGroup string, options ...slack.GetUserGroupMembersOption) ([]string, error)
+}
+
+// Store is the part of store.Store the bot reads (and writes message references to).
+type Store interface {
+	Commit(ctx context.Context, b store.Batch) error
+	GetRequest(ctx context.Context, id string) (store.Request, error)
+	GetGrant(ctx context.Context, id string) (store.Grant, error)
+	ListRequests(ctx context.Context, q store.RequestQuery) ([]store.Request, error)
+	ListGrants(ctx context.Context, q store.GrantQuery) ([]store.Grant, error)
+	MarkSeen(ctx context.Context, key string, ttl time.Duration) (bool, error)
+}
+
+// Options configures a Bot. Everything but Command, Logger and Now is required.
+type Options struct {
+	Approvals *approvals.Service
+	Grants    *grants.Manager
+	Store     Store
+	API       SlackAPI
+	Policy    *policy.Policy
+	// Command is the slash command's name, default "/jit".
+	Command string
+	Now     func() time.Time
+	// FollowUpTimeout bounds the slow work done after an ack (provider calls, Slack posts). Default 2m.
+	FollowUpTimeout time.Duration
+	// PostResponse posts to a response_url; default slack.PostWebhookContext.
+	PostResponse func(ctx context.Context, url string, msg *slack.WebhookMessage) error
+}
+
+// Bot handles slash commands, interactions and events, whatever the transport. Handlers return what must be
+// acknowledged within Slack's 3 seconds; anything slow runs afterwards (see later).
+type Bot struct {
+	opts  Options
+	notes *Notifier
+	wg    sync.WaitGroup
+	base  context.Context
+}
+
+// New validates opts.
+func New(opts Options) (*Bot, error) {
+	if opts.Approvals == nil || opts.Grants == nil || opts.Store == nil || opts.API == nil || opts.Policy == nil {
+		return nil, errors.New("bot: Approvals, Grants, Store, API and Policy are required")
+	}
+	if opts.Command == "" {
+		opts.Command = "/jit"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.FollowUpTimeout <= 0 {
+		opts.FollowUpTimeout = 2 * time.Minute
+	}
+	if opts.PostResponse == nil {
+		opts.PostResponse = func(ctx context.Context, url string, msg *slack.WebhookMessage) error {
+			return slack.PostWebhookContext(ctx, url, msg)
+		}
+	}
+	return &Bot{opts: opts, base: context.Background()}, nil
+}
+
+// SetNotifier lets handlers refresh views right away (e.g. App Home after a click).
+func (b *Bot) SetNotifier(n *Notifier) { b.notes = n }
+
+// Wait blocks until follow-up work started by handlers has finished (graceful shutdown, tests).
+func (b *Bot) Wait() { b.wg.Wait() }
+
+// later runs slow work after the ack, detached from the request's context but carrying its logger.
+func (b *Bot) later(ctx context.Context, fn func(ctx context.Context)) {
+	b.wg.Add(1)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.FollowUpTimeout)
+	go func() {
+		defer b.wg.Done()
+		defer cancel()
+		fn(ctx)
+	}()
+}
+
+// ephemeral is an ack body that shows text only to the person who acted.
+func ephemeral(text string) *slack.Msg {
+	return &slack.Msg{ResponseType: slack.ResponseTypeEphemeral, Text: text}
+}
+
+// friendly turns an error into what the person who acted sees: a refusal's own words, or a generic
+// message (details go to the log, never to Slack).
+func friendly(ctx context.Context, err error) string {
+	if msg, ok := refuse.Message(err); ok {
+		return msg
+	}
+	zerolog.Ctx(ctx).Error().Err(err).Msg("action failed")
+	if errors.Is(err, grants.ErrBusy) {
+		return "Another change to the same access is in progress; try again in a moment."
+	}
+	return "Something went wrong on jitbot's side; nothing was changed by this action. The error is in jitbot's log."
+}
+
+// respond posts a follow-up to the response_url of a command or click (ephemeral).
+func (b *Bot) respond(ctx context.Context, url, text string) {
+	if url == "" {
+		return
+	}
+	if err := b.opts.PostResponse(ctx, url, &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral}); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not answer through response_url")
+	}
+}
+
+// Command handles a slash command and returns the ack body (nil: empty ack).
+func (b *Bot) Command(ctx context.Context, sc slack.SlashCommand) *slack.Msg {
+	ctx = zerolog.Ctx(ctx).With().Str("user", sc.UserID).Str("command", sc.Command).Logger().WithContext(ctx)
+	name := sc.Command
+	if name == "" {
+		name = b.opts.Command
+	}
+	cmd, err := Parse(name, sc.Text)
+	if err != nil {
+		return ephemeral(err.Error())
+	}
+	user := sc.UserID
+	switch cmd.Verb {
+	case VerbHelp:
+		return ephemeral(Usage(name))
+	case VerbModal:
+		roles, err := b.opts.Approvals.RequestableRoles(ctx, user)
+		if err != nil {
+			return ephemeral(friendly(ctx, err))
+		}
+		if len(roles) == 0 {
+			return ephemeral("There is no role you may request. Ask an admin to add you to a role's requesters.")
+		}
+		// The trigger id is valid for 3 seconds: open the form before anything else.
+		if _, err := b.opts.API.OpenViewContext(ctx, sc.TriggerID, RequestModal(roles, sc.ChannelID)); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not open the request form")
+			return ephemeral(fmt.Sprintf("I could not open the request form (%s). You can also type `%s request <role> <duration> <reason…>`.", slackErr(err), name))
+		}
+		return nil
+	case VerbRequest:
+		req, err := b.opts.Approvals.Create(ctx, approvals.NewRequest{Requester: user, Role: cmd.Role, Duration: cmd.Duration, Reason: cmd.Reason, Source: "slash-command"})
+		if err != nil {
+			msg := friendly(ctx, err)
+			if errors.Is(err, approvals.ErrUnknownRole) || errors.Is(err, approvals.ErrBadDuration) {
+				msg += "\nUsage: `" + name + " request <role> <duration> <reason…>`"
+			}
+			return ephemeral(msg)
+		}
+		return ephemeral(b.requestedText(req))
+	case VerbRoles:
+		roles, err := b.opts.Approvals.RequestableRoles(ctx, user)
+		if err != nil {
+			return ephemeral(friendly(ctx, err))
+		}
+		if len(roles) == 0 {
+			return ephemeral("There is no role you may request.")
+		}
+		var lines []string
+		for _, r := range roles {
+			line := fmt.Sprintf("• `%s` %s (default %s, up to %s, %d approval(s))", r.Name, escape(r.Description), policy.FormatDuration(r.DefaultDuration), policy.FormatDuration(r.MaxDuration), r.Approvals)
+			lines = append(lines, strings.Replace(line, "` ", "`", 1))
+		}
+		return ephemeral("*Roles you may request*\n" + strings.Join(lines, "\n"))
+	case VerbList:
+		return ephemeral(b.listText(ctx, user))
+	case VerbCancel:
+		if _, err := b.opts.Approvals.Cancel(ctx, cmd.ID, user); err != nil {
+			return ephemeral(friendly(ctx, err))
+		}
+		return ephemeral(fmt.Sprintf("Request %s is cancelled.", cmd.ID))
+	case VerbDone:
+		b.later(ctx, func(ctx context.Context) {
+			g, err := b.opts.Grants.Release(ctx, cmd.ID, user)
+			if err != nil {
+				b.respond(ctx, sc.ResponseURL, friendly(ctx, err))
+				return
+			}
+			b.respond(ctx, sc.ResponseURL, releasedText(g))
+		})
+		return ephemeral(fmt.Sprintf("Ending grant %s…", cmd.ID))
+	case VerbExtend:
+		b.later(ctx, func(ctx context.Context) {
+			g, err := b.opts.Grants.Extend(ctx, cmd.ID, user, cmd.Duration)
+			if err != nil {
+				b.respond(ctx, sc.ResponseURL, friendly(ctx, err))
+				return
+			}
+			b.respond(ctx, sc.ResponseURL, fmt.Sprintf("Grant %s now lasts until %s.", g.ID, slackDate(g.ExpiresAt, "{date_short_pretty} {time}")))
+		})
+		return ephemeral(fmt.Sprintf("Extending grant %s by %s…", cmd.ID, policy.FormatDuration(cmd.Duration)))
+	}
+	return ephemeral(Usage(name))
+}
+
+func (b *Bot) requestedText(req store.Request) string {
+	where := "the approvers"
+	if role, ok := b.opts.Policy.Role(req.Role); ok && role.ApprovalChannel != "" {
+		where = "<#" + role.ApprovalChannel + ">"
+	}
+	return fmt.Sprintf("Request %s for `%s` (%s) is waiting for %d approval(s) in %s. I'll message you when it is decided.",
+		req.ID, req.Role, policy.FormatDuration(req.Duration), req.RequiredApprovals, where)
+}
+
+func releasedText(g store.Grant) string {
+	if g.State == store.GrantRevoked || g.State == store.GrantFailed {
+		if g.CoveredBy != "" {
+			return fmt.Sprintf("Grant %s has ended. Your access stays while your overlapping grant %s lasts.", g.ID, g.CoveredBy)
+		}
+		return fmt.Sprintf("Grant %s has ended and your access is removed.", g.ID)
+	}
+	return fmt.Sprintf("Grant %s has ended; removing your access is in progress (%s).", g.ID, g.State)
+}
+
+func (b *Bot) listText(ctx context.Context, user string) string {
+	reqs, err := b.opts.Store.ListRequests(ctx, store.RequestQuery{Requester: user, Limit: 10})
+	if err != nil {
+		return friendly(ctx, err)
+	}
+	gs, err := b.opts.Store.ListGrants(ctx, store.GrantQuery{UserID: user, States: store.LiveGrantStates, Limit: 10})
+	if err != nil {
+		return friendly(ctx, err)
+	}
+	var sb strings.Builder
+	sb.WriteString("*Your grants*\n")
+	if len(gs) == 0 {
+		sb.WriteString("none active\n")
+	}
+	for _, g := range gs {
+		until := ""
+		if !g.ExpiresAt.IsZero() {
+			until = ", until " + slackDate(g.ExpiresAt, "{time}")
+		}
+		fmt.Fprintf(&sb, "• %s `%s` %s%s\n", g.ID, g.Role, g.State, until)
+	}
+	sb.WriteString("*Your recent requests*\n")
+	if len(reqs) == 0 {
+		sb.WriteString("none\n")
+	}
+	for _, r := range reqs {
+		fmt.Fprintf(&sb, "• %s `%s` %s, %s: %s\n", r.ID, r.Role, policy.FormatDuration(r.Duration), r.State, clip(escape(r.Reason), 80))
+	}
+	return sb.String()
+}
+
+// slackErr names a Slack API error without anything secret in it.
+func slackErr(err error) string {
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	var rl *slack.RateLimitedError
+	if errors.As(err, &rl) {
+		return "Slack is rate limiting jitbot"
+	}
+	return "Slack did not answer"
+}

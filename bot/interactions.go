@@ -1,0 +1,288 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/slack-go/slack"
+
+	"github.com/jitbot/jitbot/approvals"
+	"github.com/jitbot/jitbot/policy"
+	"github.com/jitbot/jitbot/store"
+)
+
+// Interaction handles a button click or a modal submission. It returns the ack body: nil for an empty 200,
+// or a view submission response (field errors) for a modal.
+func (b *Bot) Interaction(ctx context.Context, cb slack.InteractionCallback) any {
+	user := cb.User.ID
+	ctx = zerolog.Ctx(ctx).With().Str("user", user).Str("interaction", string(cb.Type)).Logger().WithContext(ctx)
+	switch cb.Type {
+	case slack.InteractionTypeBlockActions:
+		for _, a := range cb.ActionCallback.BlockActions {
+			b.blockAction(ctx, cb, a)
+		}
+		return nil
+	case slack.InteractionTypeViewSubmission:
+		return b.viewSubmission(ctx, cb)
+	}
+	return nil
+}
+
+// tell answers the person who clicked, privately.
+func (b *Bot) tell(ctx context.Context, cb slack.InteractionCallback, text string) {
+	if cb.ResponseURL != "" {
+		b.respond(ctx, cb.ResponseURL, text)
+		return
+	}
+	ch := cb.Channel.ID
+	if ch == "" {
+		ch = cb.Container.ChannelID
+	}
+	if ch == "" {
+		return
+	}
+	if _, err := b.opts.API.PostEphemeralContext(ctx, ch, cb.User.ID, slack.MsgOptionText(text, false)); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not answer the click")
+	}
+}
+
+func (b *Bot) blockAction(ctx context.Context, cb slack.InteractionCallback, a *slack.BlockAction) {
+	user := cb.User.ID
+	// The value is only a lookup key: who clicked and what they may do is decided from the store and policy.
+	id := a.Value
+	switch a.ActionID {
+	case ActionApprove:
+		b.later(ctx, func(ctx context.Context) {
+			out, err := b.opts.Approvals.Approve(ctx, id, user, "")
+			if err != nil {
+				b.tell(ctx, cb, friendly(ctx, err))
+				return
+			}
+			if out.GrantID == "" {
+				b.tell(ctx, cb, fmt.Sprintf("Your approval of %s is recorded (%d of %d).", id, len(out.Request.Approvals), out.Request.RequiredApprovals))
+			}
+		})
+	case ActionDeny:
+		if _, err := b.opts.Approvals.MayDecide(ctx, id, user); err != nil {
+			b.later(ctx, func(ctx context.Context) { b.tell(ctx, cb, friendly(ctx, err)) })
+			return
+		}
+		modal := ReasonModal(CallbackDeny, "Deny request", "Why are you denying "+id+"?", "The requester sees this", id)
+		if _, err := b.opts.API.OpenViewContext(ctx, cb.TriggerID, modal); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not open the deny form")
+			b.later(ctx, func(ctx context.Context) {
+				b.tell(ctx, cb, "I could not open the form ("+slackErr(err)+"); try again.")
+			})
+		}
+	case ActionDone:
+		b.later(ctx, func(ctx context.Context) {
+			g, err := b.opts.Grants.Release(ctx, id, user)
+			if err != nil {
+				b.tell(ctx, cb, friendly(ctx, err))
+				return
+			}
+			b.tell(ctx, cb, releasedText(g))
+			b.refreshHome(ctx, user)
+		})
+	case ActionExtend:
+		g, err := b.opts.Store.GetGrant(ctx, id)
+		if err != nil || g.UserID != user {
+			b.later(ctx, func(ctx context.Context) { b.tell(ctx, cb, "Only the holder of a grant can extend it.") })
+			return
+		}
+		modal := ReasonModal(CallbackExtend, "Extend access", "Extend "+g.Role+" by", "e.g. 30m or 1h", id)
+		if _, err := b.opts.API.OpenViewContext(ctx, cb.TriggerID, modal); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not open the extend form")
+		}
+	default:
+		zerolog.Ctx(ctx).Debug().Str("action_id", a.ActionID).Msg("ignored unknown action")
+	}
+}
+
+func value(cb slack.InteractionCallback, block string) string {
+	v, ok := cb.View.State.Values[block][inputID]
+	if !ok {
+		return ""
+	}
+	if v.SelectedOption.Value != "" {
+		return v.SelectedOption.Value
+	}
+	return strings.TrimSpace(v.Value)
+}
+
+func fieldErrors(errs map[string]string) *slack.ViewSubmissionResponse {
+	return slack.NewErrorsViewSubmissionResponse(errs)
+}
+
+func (b *Bot) viewSubmission(ctx context.Context, cb slack.InteractionCallback) any {
+	user := cb.User.ID
+	switch cb.View.CallbackID {
+	case CallbackRequest:
+		role := value(cb, blockRole)
+		var d time.Duration
+		if s := value(cb, blockDuration); s != "" {
+			var err error
+			if d, err = policy.ParseDuration(s); err != nil {
+				return fieldErrors(map[string]string{blockDuration: clip(err.Error(), 150)})
+			}
+		}
+		req, err := b.opts.Approvals.Create(ctx, approvals.NewRequest{Requester: user, Role: role, Duration: d, Reason: value(cb, blockReason), Source: "modal"})
+		if err != nil {
+			field := blockRole
+			switch {
+			case errors.Is(err, approvals.ErrBadDuration):
+				field = blockDuration
+			case errors.Is(err, approvals.ErrBadReason):
+				field = blockReason
+			}
+			return fieldErrors(map[string]string{field: clip(friendly(ctx, err), 150)})
+		}
+		channel := cb.View.PrivateMetadata
+		b.later(ctx, func(ctx context.Context) {
+			text := b.requestedText(req)
+			if channel != "" {
+				if _, err := b.opts.API.PostEphemeralContext(ctx, channel, user, slack.MsgOptionText(text, false)); err == nil {
+					return
+				}
+			}
+			if b.notes != nil {
+				b.notes.dm(user, text, nil)
+			}
+		})
+		return nil
+	case CallbackDeny:
+		id := cb.View.PrivateMetadata
+		if _, err := b.opts.Approvals.Deny(ctx, id, user, value(cb, blockReason)); err != nil {
+			return fieldErrors(map[string]string{blockReason: clip(friendly(ctx, err), 150)})
+		}
+		return nil
+	case CallbackExtend:
+		id := cb.View.PrivateMetadata
+		d, err := policy.ParseDuration(value(cb, blockReason))
+		if err != nil {
+			return fieldErrors(map[string]string{blockReason: clip(err.Error(), 150)})
+		}
+		b.later(ctx, func(ctx context.Context) {
+			g, err := b.opts.Grants.Extend(ctx, id, user, d)
+			text := ""
+			if err != nil {
+				text = friendly(ctx, err)
+			} else {
+				text = fmt.Sprintf("Grant %s now lasts until %s.", g.ID, slackDate(g.ExpiresAt, "{date_short_pretty} {time}"))
+			}
+			if b.notes != nil {
+				b.notes.dm(user, text, nil)
+			}
+			b.refreshHome(ctx, user)
+		})
+		return nil
+	}
+	return nil
+}
+
+// EventsAPI handles Events API callbacks (already deduplicated on event_id by the transport).
+func (b *Bot) AppHomeOpened(ctx context.Context, user string) {
+	b.later(ctx, func(ctx context.Context) { b.refreshHome(ctx, user) })
+}
+
+// refreshHome publishes the App Home tab for user.
+func (b *Bot) refreshHome(ctx context.Context, user string) {
+	view, err := b.homeView(ctx, user)
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not build the home tab")
+		return
+	}
+	if _, err := b.opts.API.PublishViewContext(ctx, slack.PublishViewContextRequest{UserID: user, View: view}); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not publish the home tab")
+	}
+}
+
+func (b *Bot) homeView(ctx context.Context, user string) (slack.HomeTabViewRequest, error) {
+	var blocks []slack.Block
+	add := func(bl ...slack.Block) {
+		if len(blocks)+len(bl) <= 100 {
+			blocks = append(blocks, bl...)
+		}
+	}
+	add(slack.NewHeaderBlock(plain("Your access")))
+	gs, err := b.opts.Store.ListGrants(ctx, store.GrantQuery{UserID: user, States: store.LiveGrantStates, Limit: 20})
+	if err != nil {
+		return slack.HomeTabViewRequest{}, err
+	}
+	if len(gs) == 0 {
+		add(slack.NewSectionBlock(mrkdwn("No active grants."), nil, nil))
+	}
+	for _, g := range gs {
+		line := fmt.Sprintf("*%s* `%s` — %s", g.ID, g.Role, g.State)
+		if g.State == store.GrantActive {
+			line += ", until " + slackDate(g.ExpiresAt, "{time}")
+		}
+		add(slack.NewSectionBlock(mrkdwn(line), nil, nil))
+		if g.State == store.GrantActive {
+			add(GrantButtons(g))
+		}
+	}
+	add(slack.NewHeaderBlock(plain("Your pending requests")))
+	reqs, err := b.opts.Store.ListRequests(ctx, store.RequestQuery{Requester: user, Limit: 20})
+	if err != nil {
+		return slack.HomeTabViewRequest{}, err
+	}
+	pending := 0
+	for _, r := range reqs {
+		if r.State == store.RequestPending {
+			pending++
+			add(slack.NewSectionBlock(mrkdwn(fmt.Sprintf("*%s* `%s` for %s: %d of %d approvals", r.ID, r.Role, policy.FormatDuration(r.Duration), len(r.Approvals), r.RequiredApprovals)), nil, nil))
+		}
+	}
+	if pending == 0 {
+		add(slack.NewSectionBlock(mrkdwn("None."), nil, nil))
+	}
+	add(slack.NewHeaderBlock(plain("Roles you may request")))
+	roles, err := b.opts.Approvals.RequestableRoles(ctx, user)
+	if err != nil {
+		return slack.HomeTabViewRequest{}, err
+	}
+	var names []string
+	for _, r := range roles {
+		names = append(names, fmt.Sprintf("`%s` (up to %s)", r.Name, policy.FormatDuration(r.MaxDuration)))
+	}
+	if len(names) == 0 {
+		names = []string{"none"}
+	}
+	add(slack.NewSectionBlock(mrkdwn(clip(strings.Join(names, ", ")+"\nType `"+b.opts.Command+"` to request one.", 2900)), nil, nil))
+
+	waiting, err := b.opts.Store.ListRequests(ctx, store.RequestQuery{State: store.RequestPending, Limit: 50})
+	if err != nil {
+		return slack.HomeTabViewRequest{}, err
+	}
+	var mine []store.Request
+	for _, r := range waiting {
+		if r.Requester == user || r.HasApproval(user) {
+			continue
+		}
+		role, ok := b.opts.Policy.Role(r.Role)
+		if !ok {
+			continue
+		}
+		if ok, err := b.opts.Approvals.CanApprove(ctx, role, user); err == nil && ok {
+			mine = append(mine, r)
+		}
+	}
+	if len(mine) > 0 {
+		add(slack.NewHeaderBlock(plain("Waiting for your approval")))
+		for _, r := range mine {
+			_, bl := ApprovalMessage(r, b.roleOf(r.Role), nil, b.opts.Now())
+			add(bl[1:]...) // without the header, to fit more
+		}
+	}
+	return slack.HomeTabViewRequest{Type: slack.VTHomeTab, Blocks: slack.Blocks{BlockSet: blocks}}, nil
+}
+
+func (b *Bot) roleOf(name string) *policy.Role {
+	r, _ := b.opts.Policy.Role(name)
+	return r
+}

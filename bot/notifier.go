@@ -1,0 +1,436 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/slack-go/slack"
+
+	"github.com/jitbot/jitbot/policy"
+	"github.com/jitbot/jitbot/store"
+)
+
+// Notifier turns committed audit events into Slack: the approval message (posted, then updated in place,
+// with a thread reply per event), DMs to the requester, reminders before expiry, and one line per event in
+// the audit channel. It never blocks a state change: events are queued per channel and retried; the store
+// stays the truth and every message is re-rendered from it when its job runs.
+type Notifier struct {
+	api    SlackAPI
+	st     Store
+	pol    *policy.Policy
+	now    func() time.Time
+	log    zerolog.Logger
+	remind func(g store.Grant) time.Duration
+
+	mu      sync.Mutex
+	queues  map[string]*channelQueue
+	dms     map[string]string
+	timers  map[string]*time.Timer
+	ctx     context.Context
+	wg      sync.WaitGroup
+	stopped bool
+}
+
+// NotifierOptions configures a Notifier. API, Store and Policy are required.
+type NotifierOptions struct {
+	API    SlackAPI
+	Store  Store
+	Policy *policy.Policy
+	Now    func() time.Time
+	Logger zerolog.Logger
+	// RemindBefore says how long before expiry the holder is reminded; default min(10m, duration/5).
+	RemindBefore func(g store.Grant) time.Duration
+}
+
+// NewNotifier returns a Notifier whose workers live until ctx ends.
+func NewNotifier(ctx context.Context, o NotifierOptions) *Notifier {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RemindBefore == nil {
+		o.RemindBefore = func(g store.Grant) time.Duration { return min(10*time.Minute, g.Duration/5) }
+	}
+	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger, remind: o.RemindBefore,
+		queues: map[string]*channelQueue{}, dms: map[string]string{}, timers: map[string]*time.Timer{}, ctx: ctx}
+}
+
+// Wait blocks until every queued job has run (after ctx ended, or when the queues are idle in tests).
+func (n *Notifier) Wait() { n.wg.Wait() }
+
+type job struct {
+	key string // coalescing key ("" never coalesces)
+	run func(ctx context.Context) error
+}
+
+type channelQueue struct {
+	mu      sync.Mutex
+	jobs    []job
+	queued  map[string]bool
+	running bool
+}
+
+// enqueue adds a job to the channel's serial queue; a job with the key of one still waiting is dropped
+// (re-rendering from the store once is enough).
+func (n *Notifier) enqueue(channel string, j job) {
+	n.mu.Lock()
+	q := n.queues[channel]
+	if q == nil {
+		q = &channelQueue{queued: map[string]bool{}}
+		n.queues[channel] = q
+	}
+	n.mu.Unlock()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if j.key != "" && q.queued[j.key] {
+		return
+	}
+	if len(q.jobs) >= 10000 {
+		n.log.Error().Str("channel", channel).Msg("slack queue full; dropping a notification (the store keeps the truth)")
+		return
+	}
+	if j.key != "" {
+		q.queued[j.key] = true
+	}
+	q.jobs = append(q.jobs, j)
+	if !q.running {
+		q.running = true
+		n.wg.Add(1)
+		go n.drain(channel, q)
+	}
+}
+
+func (n *Notifier) drain(channel string, q *channelQueue) {
+	defer n.wg.Done()
+	for {
+		q.mu.Lock()
+		if len(q.jobs) == 0 {
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		j := q.jobs[0]
+		q.jobs = q.jobs[1:]
+		if j.key != "" {
+			delete(q.queued, j.key)
+		}
+		q.mu.Unlock()
+		n.runJob(channel, j)
+	}
+}
+
+// runJob retries a job: after Slack's Retry-After when rate limited, with backoff otherwise.
+func (n *Notifier) runJob(channel string, j job) {
+	backoff := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(n.ctx), 30*time.Second)
+		err := j.run(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		wait := backoff
+		var rl *slack.RateLimitedError
+		if errors.As(err, &rl) {
+			wait = rl.RetryAfter
+		} else if attempt >= 5 || permanentSlackError(err) {
+			n.log.Error().Err(err).Str("channel", channel).Msg("giving up on a Slack update; it is re-rendered from the store on the next change")
+			return
+		} else {
+			backoff *= 2
+		}
+		select {
+		case <-n.ctx.Done():
+			if !errors.As(err, &rl) || attempt >= 3 {
+				return
+			}
+		case <-time.After(wait):
+		}
+	}
+}
+
+func permanentSlackError(err error) bool {
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) {
+		switch se.Err {
+		case "channel_not_found", "not_in_channel", "is_archived", "invalid_blocks", "msg_too_long", "no_text",
+			"message_not_found", "cant_update_message", "user_not_found", "invalid_auth", "not_authed", "account_inactive",
+			"missing_scope", "restricted_action":
+			return true
+		}
+	}
+	return false
+}
+
+// Publish implements audit.Subscriber.
+func (n *Notifier) Publish(_ context.Context, events ...store.AuditEvent) {
+	for _, e := range events {
+		n.handle(e)
+	}
+}
+
+func (n *Notifier) roleOf(name string) *policy.Role {
+	r, _ := n.pol.Role(name)
+	return r
+}
+
+func (n *Notifier) handle(e store.AuditEvent) {
+	role := n.roleOf(e.Role)
+	if ch := n.auditChannel(role); ch != "" {
+		line := AuditLine(e)
+		n.enqueue(ch, job{run: func(ctx context.Context) error {
+			_, _, err := n.api.PostMessageContext(ctx, ch, slack.MsgOptionText(line, false))
+			return err
+		}})
+	}
+	if e.RequestID == "" || role == nil || role.ApprovalChannel == "" {
+		return
+	}
+	ch := role.ApprovalChannel
+	reqID := e.RequestID
+	if e.Type == store.EventRequested {
+		n.enqueue(ch, job{run: func(ctx context.Context) error { return n.postApproval(ctx, ch, reqID) }})
+		return
+	}
+	n.enqueue(ch, job{key: "render:" + reqID, run: func(ctx context.Context) error { return n.render(ctx, reqID) }})
+	if reply := threadReply(e); reply != "" {
+		n.enqueue(ch, job{run: func(ctx context.Context) error { return n.reply(ctx, reqID, reply) }})
+	}
+	n.dmFor(e)
+}
+
+func (n *Notifier) auditChannel(role *policy.Role) string {
+	if role != nil && role.AuditChannel != "" {
+		return role.AuditChannel
+	}
+	return n.pol.Defaults.AuditChannel
+}
+
+// postApproval posts the approval message once and records where it is on the request.
+func (n *Notifier) postApproval(ctx context.Context, ch, reqID string) error {
+	req, err := n.st.GetRequest(ctx, reqID)
+	if err != nil {
+		return err
+	}
+	if req.Meta["slack_ts"] != "" {
+		return n.render(ctx, reqID)
+	}
+	g := n.grantOf(ctx, req)
+	text, blocks := ApprovalMessage(req, n.roleOf(req.Role), g, n.now())
+	_, ts, err := n.api.PostMessageContext(ctx, ch, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+	if err != nil {
+		return err
+	}
+	if err := n.saveRef(ctx, reqID, ch, ts); err != nil {
+		n.log.Error().Err(err).Str("request_id", reqID).Msg("could not record the approval message; later updates will post anew")
+	}
+	// The request may have moved while the message was being posted: render once more from the store.
+	return n.render(ctx, reqID)
+}
+
+// saveRef stores the message reference on the request, retrying compare-and-swap conflicts.
+func (n *Notifier) saveRef(ctx context.Context, reqID, ch, ts string) error {
+	for range 20 {
+		req, err := n.st.GetRequest(ctx, reqID)
+		if err != nil {
+			return err
+		}
+		prev := req.Version
+		if req.Meta == nil {
+			req.Meta = map[string]string{}
+		}
+		req.Meta["slack_channel"], req.Meta["slack_ts"] = ch, ts
+		err = n.st.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}})
+		if !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return store.ErrConflict
+}
+
+func (n *Notifier) grantOf(ctx context.Context, req store.Request) *store.Grant {
+	if req.GrantID == "" {
+		return nil
+	}
+	g, err := n.st.GetGrant(ctx, req.GrantID)
+	if err != nil {
+		return nil
+	}
+	return &g
+}
+
+// render updates the approval message in place from the store.
+func (n *Notifier) render(ctx context.Context, reqID string) error {
+	req, err := n.st.GetRequest(ctx, reqID)
+	if err != nil {
+		return err
+	}
+	ch, ts := req.Meta["slack_channel"], req.Meta["slack_ts"]
+	if ts == "" {
+		return nil // not posted (yet); postApproval renders after posting
+	}
+	text, blocks := ApprovalMessage(req, n.roleOf(req.Role), n.grantOf(ctx, req), n.now())
+	_, _, _, err = n.api.UpdateMessageContext(ctx, ch, ts, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+	return err
+}
+
+func (n *Notifier) reply(ctx context.Context, reqID, text string) error {
+	req, err := n.st.GetRequest(ctx, reqID)
+	if err != nil {
+		return err
+	}
+	ch, ts := req.Meta["slack_channel"], req.Meta["slack_ts"]
+	if ts == "" {
+		return nil
+	}
+	_, _, err = n.api.PostMessageContext(ctx, ch, slack.MsgOptionText(text, false), slack.MsgOptionTS(ts))
+	return err
+}
+
+func threadReply(e store.AuditEvent) string {
+	actor := "<@" + e.Actor + ">"
+	switch e.Type {
+	case store.EventApproved:
+		return fmt.Sprintf(":white_check_mark: Approved by %s (%s).", actor, e.Details["approvals"])
+	case store.EventDenied:
+		return fmt.Sprintf(":no_entry: Denied by %s: %s", actor, escape(e.Details["reason"]))
+	case store.EventCancelled:
+		return ":wastebasket: Cancelled by the requester."
+	case store.EventExpired:
+		return ":zzz: Expired without a decision."
+	case store.EventGranted:
+		return fmt.Sprintf(":unlock: Access is active (grant %s).", e.GrantID)
+	case store.EventGrantFailed:
+		return fmt.Sprintf(":x: The provider refused the grant: %s", clip(escape(e.Details["error"]), 500))
+	case store.EventExtended:
+		return fmt.Sprintf(":hourglass: Extended by %s by %s.", e.Details["by"], actor)
+	case store.EventReleased:
+		return fmt.Sprintf(":raised_hand: Released early by %s.", actor)
+	case store.EventGrantExpired:
+		return ":alarm_clock: The grant expired."
+	case store.EventRevoked:
+		if e.Details["covered_by"] != "" {
+			return fmt.Sprintf(":lock: Grant %s ended; access stays under the overlapping grant %s.", e.GrantID, e.Details["covered_by"])
+		}
+		return fmt.Sprintf(":lock: Access removed (grant %s).", e.GrantID)
+	case store.EventRevokeFailed:
+		return fmt.Sprintf(":rotating_light: Removing access failed %s times: %s. jitbot keeps retrying.", e.Details["attempts"], clip(escape(e.Details["error"]), 500))
+	}
+	return ""
+}
+
+// dmFor messages the requester about what happened to their request or grant.
+func (n *Notifier) dmFor(e store.AuditEvent) {
+	var text string
+	var blocks []slack.Block
+	switch e.Type {
+	case store.EventApproved:
+		if got, need, _ := cut(e.Details["approvals"]); got == "" || got != need {
+			return
+		}
+		text = fmt.Sprintf(":white_check_mark: Your request %s for `%s` was approved. Applying access…", e.RequestID, e.Role)
+	case store.EventDenied:
+		text = fmt.Sprintf(":no_entry: Your request %s for `%s` was denied by <@%s>: %s", e.RequestID, e.Role, e.Actor, escape(e.Details["reason"]))
+	case store.EventExpired:
+		text = fmt.Sprintf(":zzz: Your request %s for `%s` expired without a decision.", e.RequestID, e.Role)
+	case store.EventGrantFailed:
+		text = fmt.Sprintf(":x: Access for `%s` could not be applied (grant %s). Admins can see the error in the audit channel.", e.Role, e.GrantID)
+	case store.EventGranted, store.EventExtended:
+		g, err := n.st.GetGrant(context.WithoutCancel(n.ctx), e.GrantID)
+		if err != nil || g.State != store.GrantActive {
+			return
+		}
+		n.scheduleReminder(g)
+		if e.Type == store.EventExtended {
+			return
+		}
+		text = fmt.Sprintf(":unlock: Your access to `%s` is active until %s (grant %s).", g.Role, slackDate(g.ExpiresAt, "{date_short_pretty} {time}"), g.ID)
+		blocks = []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(g)}
+	case store.EventRevoked:
+		if e.Details["covered_by"] != "" {
+			return
+		}
+		text = fmt.Sprintf(":lock: Your access to `%s` has ended (grant %s).", e.Role, e.GrantID)
+	default:
+		return
+	}
+	req, err := n.st.GetRequest(context.WithoutCancel(n.ctx), e.RequestID)
+	if err != nil {
+		return
+	}
+	n.dm(req.Requester, text, blocks)
+}
+
+func cut(s string) (string, string, bool) {
+	for i := range len(s) {
+		if s[i] == '/' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+// dm queues a direct message to user.
+func (n *Notifier) dm(user, text string, blocks []slack.Block) {
+	n.enqueue("dm:"+user, job{run: func(ctx context.Context) error {
+		ch, err := n.dmChannel(ctx, user)
+		if err != nil {
+			return err
+		}
+		opts := []slack.MsgOption{slack.MsgOptionText(text, false)}
+		if len(blocks) > 0 {
+			opts = append(opts, slack.MsgOptionBlocks(blocks...))
+		}
+		_, _, err = n.api.PostMessageContext(ctx, ch, opts...)
+		return err
+	}})
+}
+
+func (n *Notifier) dmChannel(ctx context.Context, user string) (string, error) {
+	n.mu.Lock()
+	ch, ok := n.dms[user]
+	n.mu.Unlock()
+	if ok {
+		return ch, nil
+	}
+	c, _, _, err := n.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{user}, ReturnIM: true})
+	if err != nil {
+		return "", err
+	}
+	n.mu.Lock()
+	n.dms[user] = c.ID
+	n.mu.Unlock()
+	return c.ID, nil
+}
+
+// scheduleReminder DMs the holder shortly before expiry with Extend and I'm done. Reminders are timers in
+// this process: after a restart, grants that are still active get no reminder (their expiry is unaffected).
+func (n *Notifier) scheduleReminder(g store.Grant) {
+	before := n.remind(g)
+	if before <= 0 {
+		return
+	}
+	at := g.ExpiresAt.Add(-before)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if t := n.timers[g.ID]; t != nil {
+		t.Stop()
+	}
+	n.timers[g.ID] = time.AfterFunc(max(at.Sub(n.now()), 0), func() {
+		n.mu.Lock()
+		delete(n.timers, g.ID)
+		n.mu.Unlock()
+		if n.ctx.Err() != nil {
+			return
+		}
+		cur, err := n.st.GetGrant(context.WithoutCancel(n.ctx), g.ID)
+		if err != nil || cur.State != store.GrantActive || !cur.ExpiresAt.Equal(g.ExpiresAt) {
+			return
+		}
+		text := fmt.Sprintf(":hourglass_flowing_sand: Your access to `%s` ends %s (grant %s). Extend it, or end it now if you are done.", cur.Role, slackDate(cur.ExpiresAt, "{time}"), cur.ID)
+		n.dm(cur.UserID, text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(cur)})
+	})
+}
