@@ -38,6 +38,11 @@ type Publisher interface {
 	Publish(ctx context.Context, events ...store.AuditEvent)
 }
 
+// EmailResolver returns the email on a Slack user's profile.
+type EmailResolver interface {
+	Email(ctx context.Context, userID string) (string, error)
+}
+
 // MaxReasonLength bounds a reason so it fits Slack messages and audit lines.
 const MaxReasonLength = 1000
 
@@ -51,7 +56,10 @@ type Options struct {
 	Directory Directory // resolves user groups; nil means only the policy's static groups
 	Activator Activator // nil: grants stay activating until the sweeper resumes them
 	Publisher Publisher // nil: events are only stored
-	Now       func() time.Time
+	// Emails looks up Slack profile emails for providers with principal_from: slack_email. Nil: such
+	// providers refuse every request (fail closed).
+	Emails EmailResolver
+	Now    func() time.Time
 	// ActivationResumeAfter is how long after approval the sweeper resumes a grant whose activation has not
 	// finished (the process died, or the provider call is still failing). Default 30s.
 	ActivationResumeAfter time.Duration
@@ -116,7 +124,7 @@ func (s *Service) Create(ctx context.Context, in NewRequest) (store.Request, err
 	if err != nil {
 		return store.Request{}, err
 	}
-	if _, err := s.opts.Policy.Principal(in.Requester, role.Provider); err != nil {
+	if _, err := s.principal(ctx, in.Requester, role.Provider); err != nil {
 		return store.Request{}, refusal(ErrNoIdentity, "%s", err.Error())
 	}
 	now := s.now()
@@ -182,7 +190,7 @@ func (s *Service) Approve(ctx context.Context, requestID, approver, note string)
 		b := store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}}
 		var grant store.Grant
 		if len(req.Approvals) >= req.RequiredApprovals {
-			principal, err := s.opts.Policy.Principal(req.Requester, role.Provider)
+			principal, err := s.principal(ctx, req.Requester, role.Provider)
 			if err != nil {
 				return Outcome{Request: req}, refusal(ErrNoIdentity, "%s", err.Error())
 			}
@@ -448,4 +456,22 @@ func (s *Service) MayDecide(ctx context.Context, requestID, approver string) (st
 		return req, refusal(ErrNotEligible, "You are not an approver for %s.", role.Name)
 	}
 	return req, nil
+}
+
+// principal is the requester's identity at a provider, following the provider's principal_from. A failed
+// email lookup refuses the request: without a trustworthy principal nothing may be granted.
+func (s *Service) principal(ctx context.Context, user, provider string) (string, error) {
+	p, err := s.opts.Policy.Principal(user, provider)
+	if !errors.Is(err, policy.ErrNeedsEmail) {
+		return p, err
+	}
+	if s.opts.Emails == nil {
+		return "", fmt.Errorf("%w: provider %s maps users by Slack email, and this jitbot has no Slack connection to look it up", policy.ErrNoIdentity, provider)
+	}
+	email, err := s.opts.Emails.Email(ctx, user)
+	if err != nil || email == "" {
+		zerolog.Ctx(ctx).Warn().Err(err).Str("user", user).Msg("email lookup failed")
+		return "", fmt.Errorf("%w: jitbot could not read your email from your Slack profile, which provider %s needs; try again, or ask an admin to map you under identities", policy.ErrNoIdentity, provider)
+	}
+	return email, nil
 }

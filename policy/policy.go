@@ -104,6 +104,10 @@ type Role struct {
 // ErrNoIdentity is wrapped by Principal when a user has no identity mapped for a provider.
 var ErrNoIdentity = errors.New("no identity mapped")
 
+// ErrNeedsEmail is wrapped by Principal for a provider with principal_from: slack_email; the caller looks the
+// user's email up in Slack.
+var ErrNeedsEmail = errors.New("principal is the Slack profile email")
+
 // Load reads and parses the policy file at path. A file that cannot be read is reported as a plain error
 // (test it with errors.Is(err, fs.ErrNotExist) and friends); an invalid file as a *Problems.
 func Load(path string) (*Policy, error) {
@@ -233,16 +237,15 @@ func (d *decoder) decodeProviders(sec pair, p *Policy) {
 		}
 		if pf, ok := f["principal_from"]; ok && !isNull(pf.v) {
 			switch v := d.str(pf, join(field, "principal_from")); v {
-			case PrincipalSlackUserID, PrincipalIdentities:
+			case PrincipalSlackUserID, PrincipalIdentities, PrincipalSlackEmail:
 				pr.PrincipalFrom = v
 			case principalEmail:
-				d.problem(pf.v, join(field, "principal_from"), "email is not implemented yet; when it is, it will have to "+
-					"be opted into explicitly (Slack profile emails can be edited by users in many workspaces); "+
-					"use identities or slack_user_id")
+				d.problem(pf.v, join(field, "principal_from"), "email mapping is spelled slack_email, to make the "+
+					"trust decision explicit: the principal is then whatever email the Slack profile shows (see the README)")
 			case "":
 			default:
 				d.problem(pf.v, join(field, "principal_from"), "%q is not a principal source; use identities (map users "+
-					"under identities) or slack_user_id (send the Slack user id)", v)
+					"under identities), slack_user_id (send the Slack user id) or slack_email (opt-in: trust Slack profile emails)", v)
 			}
 		}
 
@@ -766,6 +769,8 @@ func (p *Policy) Principal(userID, provider string) (string, error) {
 		}
 		return "", fmt.Errorf("%w: user %s has no identity mapped for provider %s; an admin must add one under "+
 			"identities in the policy file (identities: {%s: {%s: <principal>}})", ErrNoIdentity, userID, provider, userID, provider)
+	case PrincipalSlackEmail:
+		return "", fmt.Errorf("%w: provider %s maps users by Slack profile email, which needs a lookup in Slack", ErrNeedsEmail, provider)
 	}
 	return "", fmt.Errorf("policy: provider %s has unsupported principal_from %q", provider, pr.PrincipalFrom)
 }

@@ -267,7 +267,7 @@ func TestValidation(t *testing.T) {
 		{"timeout too long", edit(t, "      secret_env: HOOK_SECRET\n", "      secret_env: HOOK_SECRET\n      timeout: 2m\n"),
 			[]want{{11, "providers.hook.webhook.timeout", "2m is longer than the limit of 1m"}}},
 		{"principal_from email", edit(t, "principal_from: slack_user_id", "principal_from: email"),
-			[]want{{7, "providers.hook.principal_from", "email is not implemented yet"}}},
+			[]want{{7, "providers.hook.principal_from", "email mapping is spelled slack_email"}}},
 		{"principal_from unknown", edit(t, "principal_from: slack_user_id", "principal_from: ldap"),
 			[]want{{7, "providers.hook.principal_from", `"ldap" is not a principal source`}}},
 		{"identity for unknown provider", base + "identities:\n  U01A: {aws: alice}\n",

@@ -34,7 +34,10 @@ const (
 	// PrincipalIdentities looks the user up in the policy's identities section; users without a mapping
 	// cannot be granted access on the provider.
 	PrincipalIdentities = "identities"
-	// principalEmail is reserved: mapping by Slack profile email is not implemented.
+	// PrincipalSlackEmail uses the email on the user's Slack profile. Opt-in: it trusts whoever can set
+	// profile emails in the workspace (users themselves in some workspaces), so it is never a default.
+	PrincipalSlackEmail = "slack_email"
+	// principalEmail is refused with a hint to spell the trust decision out as slack_email.
 	principalEmail = "email"
 )
 

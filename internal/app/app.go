@@ -50,6 +50,9 @@ type Deps struct {
 	Providers map[string]grants.Provider
 	Getenv    func(string) string
 	Directory approvals.Directory
+	// Emails resolves Slack profile emails (principal_from: slack_email); default: users.info when Slack is
+	// configured.
+	Emails approvals.EmailResolver
 	// Subscribers receive every committed audit event (besides logs and metrics).
 	Subscribers []audit.Subscriber
 	Registry    *prometheus.Registry
@@ -140,6 +143,9 @@ func New(d Deps) (_ *App, err error) {
 				return nil, fmt.Errorf("policy user groups: %w", err)
 			}
 		}
+		if d.Emails == nil {
+			d.Emails = slackEmails{api}
+		}
 		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Policy: d.Policy, Now: d.Now, Logger: d.Logger})
 		bus = append(bus, notes)
 	}
@@ -153,7 +159,7 @@ func New(d Deps) (_ *App, err error) {
 		return nil, err
 	}
 	svc, err := approvals.New(approvals.Options{
-		Store: d.Store, Policy: d.Policy, Directory: d.Directory, Activator: mgr, Publisher: bus, Now: d.Now,
+		Store: d.Store, Policy: d.Policy, Directory: d.Directory, Emails: d.Emails, Activator: mgr, Publisher: bus, Now: d.Now,
 		ActivationResumeAfter: mgr.ActivationResumeAfter(),
 	})
 	if err != nil {
@@ -244,4 +250,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// slackEmails reads profile emails with users.info (scope users:read.email).
+type slackEmails struct{ api *slack.Client }
+
+func (e slackEmails) Email(ctx context.Context, userID string) (string, error) {
+	u, err := e.api.GetUserInfoContext(ctx, userID)
+	if err != nil {
+		return "", fmt.Errorf("slack users.info %s: %w", userID, err)
+	}
+	if u.Deleted || u.IsBot {
+		return "", fmt.Errorf("slack user %s is deactivated or a bot", userID)
+	}
+	return u.Profile.Email, nil
 }

@@ -50,6 +50,10 @@ providers:
     type: webhook
     principal_from: slack_user_id
     webhook: {url: "http://127.0.0.1:1/unused", secret_env: UNUSED_SECRET}
+  fakemail:
+    type: webhook
+    principal_from: slack_email
+    webhook: {url: "http://127.0.0.1:1/unused", secret_env: UNUSED_SECRET}
 groups:
   S0APPROVERS: [%s]
 roles:
@@ -61,6 +65,11 @@ roles:
     approvals: 1
     default_duration: 10m
     max_duration: 1h
+  mail:
+    provider: fakemail
+    target: {db: mail}
+    requesters: {users: [%s, %s]}
+    approvers: {groups: [S0APPROVERS]}
   quorum:
     provider: fake
     target: {db: quorum}
@@ -68,7 +77,7 @@ roles:
     approvers: {groups: [S0APPROVERS]}
     approvals: 3
     max_duration: 1h
-`, strings.Join(approverIDs(), ", "), alice, erin, bob, alice)
+`, strings.Join(approverIDs(), ", "), alice, erin, bob, alice, erin, alice)
 	p, err := policy.Parse("enginetest.yaml", []byte(src))
 	if err != nil {
 		t.Fatalf("engine test policy: %v", err)
@@ -118,23 +127,26 @@ func (r *recorder) count(typ string) int {
 }
 
 type env struct {
-	t     *testing.T
-	ctx   context.Context
-	st    store.Store
-	fake  *fakeprovider.Fake
-	clock *Clock
-	pol   *policy.Policy
-	pub   *recorder
-	svc   *approvals.Service
-	mgr   *grants.Manager
-	sw    *grants.Sweeper
+	t    *testing.T
+	ctx  context.Context
+	st   store.Store
+	fake *fakeprovider.Fake
+	// mailFake backs the provider that maps users by Slack email.
+	mailFake *fakeprovider.Fake
+	clock    *Clock
+	pol      *policy.Policy
+	pub      *recorder
+	svc      *approvals.Service
+	mgr      *grants.Manager
+	sw       *grants.Sweeper
 }
 
 func newEnv(t *testing.T, st store.Store) *env {
-	e := &env{t: t, st: st, fake: fakeprovider.New(), clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, pol: testPolicy(t), pub: &recorder{}}
+	e := &env{t: t, st: st, fake: fakeprovider.New(), mailFake: fakeprovider.New(), clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, pol: testPolicy(t), pub: &recorder{}}
 	e.ctx = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).WithContext(context.Background())
 	e.mgr, e.sw = e.newManager("replica-a")
-	svc, err := approvals.New(approvals.Options{Store: st, Policy: e.pol, Activator: e.mgr, Publisher: e.pub, Now: e.clock.Now})
+	svc, err := approvals.New(approvals.Options{Store: st, Policy: e.pol, Activator: e.mgr, Publisher: e.pub, Now: e.clock.Now,
+		Emails: emails{alice: "alice@example.com"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +156,7 @@ func newEnv(t *testing.T, st store.Store) *env {
 
 func (e *env) newManager(holder string) (*grants.Manager, *grants.Sweeper) {
 	mgr, err := grants.NewManager(grants.Options{
-		Store: e.st, Providers: map[string]grants.Provider{"fake": e.fake}, Publisher: e.pub, Now: e.clock.Now,
+		Store: e.st, Providers: map[string]grants.Provider{"fake": e.fake, "fakemail": e.mailFake}, Publisher: e.pub, Now: e.clock.Now,
 		Holder: holder, AttemptTimeout: 5 * time.Second, MaxAttempts: 3, BackoffBase: time.Second, BackoffMax: 4 * time.Second,
 	})
 	if err != nil {
@@ -214,6 +226,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"BadInputChangesNothing", testBadInput},
 		{"DenyAndCancel", testDenyCancel},
 		{"DriftReconciliation", testDriftReconciliation},
+		{"PrincipalFromSlackEmail", testSlackEmail},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -669,5 +682,33 @@ func testDriftReconciliation(t *testing.T, e *env) {
 	// A second run finds nothing more to do.
 	if rep, err := e.mgr.Reconcile(e.ctx); err != nil || rep.Revoked != 0 {
 		t.Fatalf("second run: %+v %v", rep, err)
+	}
+}
+
+// emails stands in for Slack's users.info: profile emails by user id.
+type emails map[string]string
+
+func (m emails) Email(_ context.Context, user string) (string, error) {
+	if e, ok := m[user]; ok {
+		return e, nil
+	}
+	return "", errors.New("users.info: no email on this profile")
+}
+
+func testSlackEmail(t *testing.T, e *env) {
+	g := e.approved(alice, "mail", 10*time.Minute)
+	if g.Principal != "alice@example.com" {
+		t.Fatalf("principal = %q, want the profile email", g.Principal)
+	}
+	if last := lastCall(e.mailFake, "grant"); last.Assignment.Principal != "alice@example.com" {
+		t.Fatalf("provider got principal %q", last.Assignment.Principal)
+	}
+	// No email on the profile: refused, fail closed, nothing stored.
+	before := e.auditLen()
+	if _, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: erin, Role: "mail", Reason: "x"}); !errors.Is(err, approvals.ErrNoIdentity) {
+		t.Fatalf("create without a profile email: %v", err)
+	}
+	if e.auditLen() != before {
+		t.Fatal("a refused request was stored")
 	}
 }
