@@ -59,6 +59,9 @@ type Options struct {
 	// Emails looks up Slack profile emails for providers with principal_from: slack_email. Nil: such
 	// providers refuse every request (fail closed).
 	Emails EmailResolver
+	// OnCall answers break-glass and auto-approval on-call checks; nil: break-glass is denied unless a
+	// role's rule says on_source_error: allow.
+	OnCall OnCall
 	Now    func() time.Time
 	// ActivationResumeAfter is how long after approval the sweeper resumes a grant whose activation has not
 	// finished (the process died, or the provider call is still failing). Default 30s.
@@ -154,6 +157,9 @@ func (s *Service) Create(ctx context.Context, in NewRequest) (store.Request, err
 	}
 	zerolog.Ctx(ctx).Info().Str("request_id", req.ID).Str("role", req.Role).Str("requester", req.Requester).Msg("request created")
 	s.publish(ctx, ev)
+	if out, ok := s.autoApprove(ctx, req, role); ok {
+		return out.Request, nil
+	}
 	return req, nil
 }
 
@@ -190,17 +196,9 @@ func (s *Service) Approve(ctx context.Context, requestID, approver, note string)
 		b := store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}}
 		var grant store.Grant
 		if len(req.Approvals) >= req.RequiredApprovals {
-			principal, err := s.principal(ctx, req.Requester, role.Provider)
-			if err != nil {
-				return Outcome{Request: req}, refusal(ErrNoIdentity, "%s", err.Error())
+			if grant, err = s.approveWithGrant(ctx, &req, role, now); err != nil {
+				return Outcome{Request: req}, err
 			}
-			grant = grants.NewLease(grants.LeaseSpec{
-				RequestID: req.ID, UserID: req.Requester, Role: role.Name, Provider: role.Provider,
-				Principal: principal, Target: role.Target, Duration: req.Duration, MaxDuration: role.MaxDuration,
-			}, now, now.Add(s.opts.ActivationResumeAfter))
-			req.State = store.RequestApproved
-			req.DecidedAt = now
-			req.GrantID = grant.ID
 			b.Grants = []store.GrantPut{{Grant: &grant}}
 		}
 		b.Audit = []store.AuditEvent{s.event(store.EventApproved, approver, &req, map[string]string{
@@ -263,12 +261,16 @@ func (s *Service) Cancel(ctx context.Context, requestID, by string) (store.Reque
 
 // ExpirePending expires pending requests nobody decided in time and returns how many it expired.
 func (s *Service) ExpirePending(ctx context.Context) (int, error) {
-	due, err := s.opts.Store.DueRequests(ctx, s.now(), 500)
+	now := s.now()
+	due, err := s.opts.Store.DueRequests(ctx, now, 500)
 	if err != nil {
 		return 0, fmt.Errorf("approvals: list due requests: %w", err)
 	}
 	n := 0
 	for _, r := range due {
+		if r.State != store.RequestPending || r.PendingUntil.After(now) {
+			continue // a break-glass review reminder, handled by RemindReviews
+		}
 		expired, err := s.expire(ctx, r)
 		if err != nil {
 			return n, err
@@ -474,4 +476,51 @@ func (s *Service) principal(ctx context.Context, user, provider string) (string,
 		return "", fmt.Errorf("%w: jitbot could not read your email from your Slack profile, which provider %s needs; try again, or ask an admin to map you under identities", policy.ErrNoIdentity, provider)
 	}
 	return email, nil
+}
+
+// approveWithGrant marks req approved and returns its write-ahead grant, to be committed in the same batch.
+func (s *Service) approveWithGrant(ctx context.Context, req *store.Request, role *policy.Role, now time.Time) (store.Grant, error) {
+	principal, err := s.principal(ctx, req.Requester, role.Provider)
+	if err != nil {
+		return store.Grant{}, refusal(ErrNoIdentity, "%s", err.Error())
+	}
+	grant := grants.NewLease(grants.LeaseSpec{
+		RequestID: req.ID, UserID: req.Requester, Role: role.Name, Provider: role.Provider,
+		Principal: principal, Target: role.Target, Duration: req.Duration, MaxDuration: role.MaxDuration,
+	}, now, now.Add(s.opts.ActivationResumeAfter))
+	req.State, req.DecidedAt, req.GrantID = store.RequestApproved, now, grant.ID
+	return grant, nil
+}
+
+// autoApprove approves a just-created request at once when its role allows on-call auto-approval and the
+// requester is on call. The request is still recorded and announced; the approval names the on-call source.
+// Any doubt (source down, not on call, a conflict) leaves the request pending for human approvers.
+func (s *Service) autoApprove(ctx context.Context, req store.Request, role *policy.Role) (Outcome, bool) {
+	bg := role.BreakGlass
+	if bg == nil || !bg.AutoApprove || s.opts.OnCall == nil {
+		return Outcome{}, false
+	}
+	ans, err := s.opts.OnCall.Check(ctx, req.Requester, *bg)
+	if err != nil || !ans.OnCall {
+		return Outcome{}, false
+	}
+	now := s.now()
+	prev := req.Version
+	req.Approvals = append(req.Approvals, store.Decision{By: "system:on-call", At: now, Note: ans.Reason})
+	grant, err := s.approveWithGrant(ctx, &req, role, now)
+	if err != nil {
+		return Outcome{}, false
+	}
+	ev := s.event(store.EventApproved, "system:on-call", &req, map[string]string{"auto": "on-call", "on_call": ans.Reason,
+		"approvals": fmt.Sprintf("%d/%d", req.RequiredApprovals, req.RequiredApprovals)})
+	if err := s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Grants: []store.GrantPut{{Grant: &grant}}, Audit: []store.AuditEvent{ev}}); err != nil {
+		return Outcome{}, false
+	}
+	s.publish(ctx, ev)
+	if s.opts.Activator != nil {
+		if err := s.opts.Activator.Activate(ctx, grant.ID); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("grant_id", grant.ID).Msg("activation did not finish; the sweeper will resume it")
+		}
+	}
+	return Outcome{Request: req, GrantID: grant.ID}, true
 }

@@ -96,6 +96,8 @@ type Role struct {
 	// every decision, grant and revocation.
 	ApprovalChannel string
 	AuditChannel    string
+	// BreakGlass, when set and Allowed, lets whoever is on call take the role at once (see BreakGlass).
+	BreakGlass *BreakGlass
 	// Line is where the role is declared in the policy file; TargetLine and TargetColumn where its target is.
 	Line                     int
 	TargetLine, TargetColumn int
@@ -417,7 +419,7 @@ func inherited[T any](s setting[T], name string) string {
 
 // ---- roles ----
 
-var roleFields = append([]string{"description", "provider", "target", "requesters", "approvers"}, sharedFields...)
+var roleFields = append([]string{"description", "provider", "target", "requesters", "approvers", "breakglass"}, sharedFields...)
 
 func (d *decoder) decodeRoles(root *yaml.Node, sec pair, p *Policy, defs shared) {
 	rs, ok := d.mapping(sec.v, "roles", "a mapping of role names to roles")
@@ -447,6 +449,9 @@ func (d *decoder) decodeRoles(root *yaml.Node, sec pair, p *Policy, defs shared)
 		reqOK := d.decodeSubjects(e, f, field, "requesters", "request the role", &r.Requesters)
 		apprOK := d.decodeSubjects(e, f, field, "approvers", "approve requests", &r.Approvers)
 		d.applyShared(e, f, field, p, defs, r, reqOK && apprOK)
+		if bg, ok := f["breakglass"]; ok && !isNull(bg.v) {
+			r.BreakGlass = d.decodeBreakGlass(bg, join(field, "breakglass"), r)
+		}
 	}
 }
 
@@ -818,4 +823,114 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// BreakGlass is a role's emergency access rule: an on-call engineer gets the role at once, without approval,
+// loudly announced and reviewed afterwards.
+type BreakGlass struct {
+	Allowed bool
+	// Source names an on-call source declared under oncall: (empty: anyone eligible to request, which is
+	// only sensible with a static rota or for tests; the policy check warns).
+	Source             string
+	Schedules          []string
+	EscalationPolicies []string
+	// MaxLevel limits which escalation levels qualify: 1 = primary only; 0 = any.
+	MaxLevel int
+	// MaxDuration caps a break-glass grant (shorter than the role's own maximum); default min(1h, role max).
+	MaxDuration time.Duration
+	// DailyLimit is how many break-glass activations one person may make per rolling 24 hours; default 3.
+	DailyLimit int
+	// OnSourceError says what happens when the on-call source cannot answer: "deny" (default) or "allow".
+	OnSourceError string
+	// AutoApprove approves ordinary requests of on-call requesters at once (still recorded and announced).
+	AutoApprove bool
+	// ReviewEvery is how often an unreviewed break-glass grant is announced again; default 4h.
+	ReviewEvery time.Duration
+	Line        int
+}
+
+var breakGlassFields = []string{"allowed", "source", "schedules", "escalation_policies", "max_level", "max_duration",
+	"daily_limit", "on_source_error", "auto_approve", "review_every"}
+
+func (d *decoder) decodeBreakGlass(e pair, field string, r *Role) *BreakGlass {
+	bg := &BreakGlass{Allowed: true, DailyLimit: 3, OnSourceError: "deny", ReviewEvery: 4 * time.Hour, Line: e.k.Line}
+	f, ok := d.fields(e.v, field, "a mapping of break-glass settings ("+strings.Join(breakGlassFields, ", ")+")", breakGlassFields...)
+	if !ok {
+		return nil
+	}
+	if a, ok := f["allowed"]; ok {
+		switch v := strings.ToLower(d.str(a, join(field, "allowed"))); v {
+		case "true", "yes":
+		case "false", "no":
+			bg.Allowed = false
+		default:
+			d.problem(a.v, join(field, "allowed"), "must be true or false")
+		}
+	}
+	if a, ok := f["auto_approve"]; ok {
+		switch v := strings.ToLower(d.str(a, join(field, "auto_approve"))); v {
+		case "true", "yes":
+			bg.AutoApprove = true
+		case "false", "no", "":
+		default:
+			d.problem(a.v, join(field, "auto_approve"), "must be true or false")
+		}
+	}
+	bg.Source = d.str(f["source"], join(field, "source"))
+	if s, ok := f["schedules"]; ok {
+		bg.Schedules, _ = d.list(s, join(field, "schedules"), "PABC123", nil)
+	}
+	if s, ok := f["escalation_policies"]; ok {
+		bg.EscalationPolicies, _ = d.list(s, join(field, "escalation_policies"), "PEP123", nil)
+	}
+	if v, ok := f["max_level"]; ok {
+		if n, ok := d.integer(v, join(field, "max_level")); ok {
+			if n < 0 {
+				d.problem(v.v, join(field, "max_level"), "must be 0 (any level) or more (1 = primary on call only)")
+			}
+			bg.MaxLevel = n
+		}
+	}
+	if v, ok := f["daily_limit"]; ok {
+		if n, ok := d.integer(v, join(field, "daily_limit")); ok {
+			if n < 1 || n > 50 {
+				d.problem(v.v, join(field, "daily_limit"), "must be between 1 and 50 activations per person per 24 hours")
+			}
+			bg.DailyLimit = n
+		}
+	}
+	if v, ok := f["on_source_error"]; ok {
+		switch s := d.str(v, join(field, "on_source_error")); s {
+		case "deny", "allow":
+			bg.OnSourceError = s
+		default:
+			d.problem(v.v, join(field, "on_source_error"), "must be deny (the default: no access when the on-call source cannot answer) or allow")
+		}
+	}
+	bg.MaxDuration = min(time.Hour, r.MaxDuration)
+	if v, ok := f["max_duration"]; ok {
+		if dur, ok := d.duration(v, join(field, "max_duration")); ok {
+			switch {
+			case dur <= 0:
+				d.problem(v.v, join(field, "max_duration"), "must be positive")
+			case r.MaxDuration > 0 && dur > r.MaxDuration:
+				d.problem(v.v, join(field, "max_duration"), "%s is longer than the role's max_duration %s", FormatDuration(dur), FormatDuration(r.MaxDuration))
+			default:
+				bg.MaxDuration = dur
+			}
+		}
+	}
+	if v, ok := f["review_every"]; ok {
+		if dur, ok := d.duration(v, join(field, "review_every")); ok {
+			if dur < time.Minute {
+				d.problem(v.v, join(field, "review_every"), "must be at least 1m")
+			} else {
+				bg.ReviewEvery = dur
+			}
+		}
+	}
+	if bg.Allowed && bg.Source != "" && len(bg.Schedules) == 0 && len(bg.EscalationPolicies) == 0 {
+		d.problem(e.k, field, "names on-call source %q but no schedules or escalation_policies: say who counts as on call", bg.Source)
+	}
+	return bg
 }

@@ -48,12 +48,26 @@ type Request struct {
 	DecidedAt    time.Time `json:"decided_at,omitzero"`
 	GrantID      string    `json:"grant_id,omitempty"`
 
+	// Review of a break-glass grant: ReviewDueAt is when it is next announced as unreviewed (zero once
+	// reviewed, and for ordinary requests); Review records who reviewed it.
+	ReviewDueAt time.Time `json:"review_due_at,omitzero"`
+	Review      *Decision `json:"review,omitempty"`
+
 	// Meta carries references owned by other layers (for example the Slack channel and message ts of the
 	// approval message) so that views can be re-rendered from the store.
 	Meta map[string]string `json:"meta,omitempty"`
 
 	// Version is the record's compare-and-swap version: 1 after creation, +1 on every committed write.
 	Version int64 `json:"version"`
+}
+
+// DueAt is when the request next needs the sweeper: its expiry while pending, else its break-glass review
+// reminder. Zero: never.
+func (r *Request) DueAt() time.Time {
+	if r.State == RequestPending {
+		return r.PendingUntil
+	}
+	return r.ReviewDueAt
 }
 
 // HasApproval reports whether user already approved the request.
@@ -162,7 +176,9 @@ const (
 	EventRevokeRetry   = "revoke-retry"
 	EventRevokeFailed  = "revoke-failed" // an alert: humans must look
 	EventBreakGlass    = "break-glass"
-	EventDriftRevoked  = "drift-revoked" // access found at a provider that no live grant covers, removed
+	EventDriftRevoked  = "drift-revoked"          // access found at a provider that no live grant covers, removed
+	EventReviewPending = "break-glass-unreviewed" // a reminder: a break-glass grant still awaits review
+	EventReviewed      = "break-glass-reviewed"
 	EventAuditAnchored = "audit-anchored"
 )
 

@@ -77,7 +77,8 @@ type Store interface {
 	GetRequest(ctx context.Context, id string) (Request, error)
 	// ListRequests returns matching requests, newest first (by CreatedAt).
 	ListRequests(ctx context.Context, q RequestQuery) ([]Request, error)
-	// DueRequests returns pending requests whose PendingUntil <= now, oldest first, at most limit.
+	// DueRequests returns requests whose DueAt() <= now (pending requests past PendingUntil, break-glass
+	// requests whose review reminder is due), earliest first, at most limit.
 	DueRequests(ctx context.Context, now time.Time, limit int) ([]Request, error)
 
 	// GetGrant returns ErrNotFound for an unknown id.
@@ -91,8 +92,8 @@ type Store interface {
 	// each from further claims until now+hold, so concurrent sweepers never claim the same grant twice within
 	// hold. The records themselves are not changed; the next Commit of a grant re-indexes it from its DueAt.
 	ClaimDueGrants(ctx context.Context, now time.Time, limit int, hold time.Duration) ([]Grant, error)
-	// NextDue returns the earliest DueAt of any grant and PendingUntil of any pending request (claimed grants
-	// count at their hidden-until time); ok is false when nothing is scheduled.
+	// NextDue returns the earliest DueAt of any grant or request (claimed grants count at their hidden-until
+	// time); ok is false when nothing is scheduled.
 	NextDue(ctx context.Context) (at time.Time, ok bool, err error)
 
 	// AcquireLock takes the named lock for holder for ttl, or returns ErrLockHeld. Re-acquiring a lock the

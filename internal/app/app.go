@@ -171,6 +171,9 @@ func New(d Deps) (_ *App, err error) {
 		Jobs: []func(context.Context) error{func(ctx context.Context) error {
 			_, err := svc.ExpirePending(ctx)
 			return err
+		}, func(ctx context.Context) error {
+			_, err := svc.RemindReviews(ctx)
+			return err
 		}},
 		Periodic: []grants.PeriodicJob{{Name: "drift reconciliation", Every: d.Tuning.ReconcileInterval, Run: func(ctx context.Context) error {
 			rep, err := mgr.Reconcile(ctx)

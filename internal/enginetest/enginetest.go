@@ -41,7 +41,7 @@ func approverIDs() []string {
 
 func testPolicy(t testing.TB) *policy.Policy {
 	t.Helper()
-	src := fmt.Sprintf(`version: 1
+	src := strings.NewReplacer("{APPROVERS}", strings.Join(approverIDs(), ", "), "{ALICE}", alice, "{ERIN}", erin, "{BOB}", bob).Replace(`version: 1
 defaults:
   approval_channel: C0APPROVALS
   pending_ttl: 1m
@@ -55,29 +55,49 @@ providers:
     principal_from: slack_email
     webhook: {url: "http://127.0.0.1:1/unused", secret_env: UNUSED_SECRET}
 groups:
-  S0APPROVERS: [%s]
+  S0APPROVERS: [{APPROVERS}]
 roles:
   db:
     provider: fake
     target: {db: main}
-    requesters: {users: [%s, %s]}
-    approvers: {groups: [S0APPROVERS], users: [%s]}
+    requesters: {users: [{ALICE}, {ERIN}]}
+    approvers: {groups: [S0APPROVERS], users: [{BOB}]}
     approvals: 1
     default_duration: 10m
     max_duration: 1h
   mail:
     provider: fakemail
     target: {db: mail}
-    requesters: {users: [%s, %s]}
+    requesters: {users: [{ALICE}, {ERIN}]}
     approvers: {groups: [S0APPROVERS]}
+  bg:
+    provider: fake
+    target: {db: bg}
+    requesters: {users: [{ALICE}, {ERIN}]}
+    approvers: {groups: [S0APPROVERS]}
+    max_duration: 4h
+    breakglass: {source: pd, schedules: [PSCHED], max_level: 1, max_duration: 1h, daily_limit: 2, review_every: 1h}
+  bgopen:
+    provider: fake
+    target: {db: bgopen}
+    requesters: {users: [{ALICE}]}
+    approvers: {groups: [S0APPROVERS]}
+    breakglass: {source: pd, schedules: [PSCHED], on_source_error: allow}
+  auto:
+    provider: fake
+    target: {db: auto}
+    requesters: {users: [{ALICE}, {ERIN}]}
+    approvers: {groups: [S0APPROVERS]}
+    approvals: 2
+    breakglass: {allowed: false, auto_approve: true, source: pd, schedules: [PSCHED]}
   quorum:
     provider: fake
     target: {db: quorum}
-    requesters: {users: [%s]}
+    requesters: {users: [{ALICE}]}
     approvers: {groups: [S0APPROVERS]}
     approvals: 3
     max_duration: 1h
-`, strings.Join(approverIDs(), ", "), alice, erin, bob, alice, erin, alice)
+`)
 	p, err := policy.Parse("enginetest.yaml", []byte(src))
 	if err != nil {
 		t.Fatalf("engine test policy: %v", err)
@@ -133,6 +153,7 @@ type env struct {
 	fake *fakeprovider.Fake
 	// mailFake backs the provider that maps users by Slack email.
 	mailFake *fakeprovider.Fake
+	onCall   *fakeOnCall
 	clock    *Clock
 	pol      *policy.Policy
 	pub      *recorder
@@ -142,11 +163,11 @@ type env struct {
 }
 
 func newEnv(t *testing.T, st store.Store) *env {
-	e := &env{t: t, st: st, fake: fakeprovider.New(), mailFake: fakeprovider.New(), clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, pol: testPolicy(t), pub: &recorder{}}
+	e := &env{t: t, st: st, fake: fakeprovider.New(), mailFake: fakeprovider.New(), onCall: &fakeOnCall{on: map[string]int{}}, clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, pol: testPolicy(t), pub: &recorder{}}
 	e.ctx = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).WithContext(context.Background())
 	e.mgr, e.sw = e.newManager("replica-a")
 	svc, err := approvals.New(approvals.Options{Store: st, Policy: e.pol, Activator: e.mgr, Publisher: e.pub, Now: e.clock.Now,
-		Emails: emails{alice: "alice@example.com"}})
+		Emails: emails{alice: "alice@example.com"}, OnCall: e.onCall})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,6 +248,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DenyAndCancel", testDenyCancel},
 		{"DriftReconciliation", testDriftReconciliation},
 		{"PrincipalFromSlackEmail", testSlackEmail},
+		{"BreakGlass", testBreakGlass},
+		{"BreakGlassReview", testBreakGlassReview},
+		{"OnCallAutoApproval", testAutoApprove},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -710,5 +734,174 @@ func testSlackEmail(t *testing.T, e *env) {
 	}
 	if e.auditLen() != before {
 		t.Fatal("a refused request was stored")
+	}
+}
+
+// fakeOnCall answers on-call checks from a map user -> level; down makes the source unreachable.
+type fakeOnCall struct {
+	mu   sync.Mutex
+	on   map[string]int
+	down bool
+}
+
+func (f *fakeOnCall) set(user string, level int) {
+	f.mu.Lock()
+	f.on[user] = level
+	f.mu.Unlock()
+}
+
+func (f *fakeOnCall) Check(_ context.Context, user string, rule policy.BreakGlass) (approvals.OnCallAnswer, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return approvals.OnCallAnswer{}, errors.New("on-call source: connection refused")
+	}
+	lvl, ok := f.on[user]
+	if !ok {
+		return approvals.OnCallAnswer{Reason: "U0BOB is on call for PSCHED now"}, nil
+	}
+	if rule.MaxLevel > 0 && lvl > rule.MaxLevel {
+		return approvals.OnCallAnswer{Level: lvl, Reason: fmt.Sprintf("you are level %d, only level %d qualifies", lvl, rule.MaxLevel)}, nil
+	}
+	return approvals.OnCallAnswer{OnCall: true, Level: lvl, Reason: fmt.Sprintf("level %d on call for PSCHED", lvl)}, nil
+}
+
+func testBreakGlass(t *testing.T, e *env) {
+	bgReq := func(user, role string, d time.Duration) (approvals.Outcome, error) {
+		return e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: user, Role: role, Duration: d, Reason: "INC-9 outage"})
+	}
+	before := e.auditLen()
+	refusals := []struct {
+		user, role string
+		d          time.Duration
+		kind       error
+	}{
+		{alice, "bg", 0, approvals.ErrNotOnCall},               // not on call
+		{alice, "db", 0, approvals.ErrBreakGlassNotAllowed},    // role has no break-glass
+		{dave, "bg", 0, approvals.ErrNotEligible},              // not a requester
+		{alice, "bg", 2 * time.Hour, approvals.ErrBadDuration}, // over the break-glass maximum
+	}
+	for _, c := range refusals {
+		if _, err := bgReq(c.user, c.role, c.d); !errors.Is(err, c.kind) {
+			t.Fatalf("break-glass %s/%s: %v, want %v", c.user, c.role, err, c.kind)
+		}
+	}
+	e.onCall.set(erin, 2) // secondary only: the rule wants primary
+	if _, err := bgReq(erin, "bg", 0); !errors.Is(err, approvals.ErrNotOnCall) || !strings.Contains(err.Error(), "only level 1") {
+		t.Fatalf("escalation-level filter: %v", err)
+	}
+	e.onCall.mu.Lock()
+	e.onCall.down = true
+	e.onCall.mu.Unlock()
+	if _, err := bgReq(alice, "bg", 0); !errors.Is(err, approvals.ErrOnCallUnavailable) {
+		t.Fatalf("source down, deny by default: %v", err)
+	}
+	if e.auditLen() != before || len(e.fake.Calls("grant")) != 0 {
+		t.Fatal("a refused break-glass changed something")
+	}
+	out, err := bgReq(alice, "bgopen", 0) // on_source_error: allow
+	if err != nil || out.GrantID == "" {
+		t.Fatalf("source down, allowed by policy: %+v %v", out, err)
+	}
+	e.onCall.mu.Lock()
+	e.onCall.down = false
+	e.onCall.mu.Unlock()
+
+	e.onCall.set(alice, 1)
+	out, err = bgReq(alice, "bg", 0)
+	if err != nil {
+		t.Fatalf("on-call break-glass: %v", err)
+	}
+	g := e.grant(out.GrantID)
+	if g.State != store.GrantActive || !g.BreakGlass || g.Duration != time.Hour {
+		t.Fatalf("break-glass grant %+v", g)
+	}
+	if out.Request.State != store.RequestApproved || len(out.Request.Approvals) != 0 || !out.Request.BreakGlass || out.Request.ReviewDueAt.IsZero() {
+		t.Fatalf("break-glass request %+v", out.Request)
+	}
+	if e.pub.count(store.EventBreakGlass) != 2 {
+		t.Fatalf("break-glass events = %d, want 2 (one per activation)", e.pub.count(store.EventBreakGlass))
+	}
+	// Daily limit 2 for bg: one more is fine, the next is refused.
+	if _, err := bgReq(alice, "bg", 30*time.Minute); err != nil {
+		t.Fatalf("second activation: %v", err)
+	}
+	if _, err := bgReq(alice, "bg", 30*time.Minute); !errors.Is(err, approvals.ErrDailyLimit) {
+		t.Fatalf("third activation within 24h: %v", err)
+	}
+	e.clock.Advance(25 * time.Hour)
+	if _, err := bgReq(alice, "bg", 30*time.Minute); err != nil {
+		t.Fatalf("activation after 24h: %v", err)
+	}
+}
+
+func testBreakGlassReview(t *testing.T, e *env) {
+	e.onCall.set(alice, 1)
+	out, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bg", Reason: "INC-10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.svc.RemindReviews(e.ctx); err != nil || n != 0 {
+		t.Fatalf("reminders before review_every: %d %v", n, err)
+	}
+	e.clock.Advance(61 * time.Minute)
+	if n, err := e.svc.RemindReviews(e.ctx); err != nil || n != 1 {
+		t.Fatalf("reminders after review_every: %d %v", n, err)
+	}
+	if n, _ := e.svc.RemindReviews(e.ctx); n != 0 {
+		t.Fatal("a reminder was repeated before the next interval")
+	}
+	e.clock.Advance(61 * time.Minute)
+	if n, _ := e.svc.RemindReviews(e.ctx); n != 1 {
+		t.Fatal("the unreviewed grant was not announced again")
+	}
+	if _, err := e.svc.Review(e.ctx, out.Request.ID, alice, ""); !errors.Is(err, approvals.ErrSelfApproval) {
+		t.Fatalf("self-review: %v", err)
+	}
+	if _, err := e.svc.Review(e.ctx, out.Request.ID, dave, ""); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("review by a non-approver: %v", err)
+	}
+	r, err := e.svc.Review(e.ctx, out.Request.ID, "U0APP04", "checked the incident timeline")
+	if err != nil || r.Review == nil || !r.ReviewDueAt.IsZero() {
+		t.Fatalf("review: %+v %v", r, err)
+	}
+	if _, err := e.svc.Review(e.ctx, out.Request.ID, "U0APP05", ""); !errors.Is(err, approvals.ErrAlreadyDecided) {
+		t.Fatalf("second review: %v", err)
+	}
+	e.clock.Advance(5 * time.Hour)
+	if n, _ := e.svc.RemindReviews(e.ctx); n != 0 {
+		t.Fatal("a reviewed grant was announced again")
+	}
+	if e.pub.count(store.EventReviewPending) != 2 || e.pub.count(store.EventReviewed) != 1 {
+		t.Fatalf("events: unreviewed %d, reviewed %d", e.pub.count(store.EventReviewPending), e.pub.count(store.EventReviewed))
+	}
+	// An ordinary request cannot be "reviewed".
+	g := e.approved(alice, "db", 10*time.Minute)
+	if _, err := e.svc.Review(e.ctx, g.RequestID, "U0APP04", ""); !errors.Is(err, approvals.ErrNotReviewable) {
+		t.Fatalf("review of an ordinary request: %v", err)
+	}
+	e.auditLen()
+}
+
+func testAutoApprove(t *testing.T, e *env) {
+	e.onCall.set(alice, 1)
+	req, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "auto", Reason: "deploy fix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.State != store.RequestApproved || req.GrantID == "" || req.Approvals[0].By != "system:on-call" {
+		t.Fatalf("on-call request not auto-approved: %+v", req)
+	}
+	if e.grant(req.GrantID).State != store.GrantActive {
+		t.Fatal("auto-approved grant not active")
+	}
+	// Not on call: the ordinary path (two human approvals).
+	off, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: erin, Role: "auto", Reason: "deploy fix"})
+	if err != nil || off.State != store.RequestPending {
+		t.Fatalf("off-call request: %+v %v", off, err)
+	}
+	// auto_approve does not make break-glass possible on a role that disallows it.
+	if _, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "auto", Reason: "x"}); !errors.Is(err, approvals.ErrBreakGlassNotAllowed) {
+		t.Fatalf("break-glass on a role with allowed: false: %v", err)
 	}
 }

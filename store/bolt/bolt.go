@@ -271,8 +271,8 @@ func requestIndexKeys(r *store.Request) (byRequester, pending []byte) {
 	if r.Requester != "" {
 		byRequester = ownerKey(r.Requester, r.CreatedAt, r.ID)
 	}
-	if r.State == store.RequestPending {
-		pending = timeIDKey(r.PendingUntil, r.ID)
+	if due := r.DueAt(); !due.IsZero() {
+		pending = timeIDKey(due, r.ID) // the request due index
 	}
 	return byRequester, pending
 }
@@ -479,7 +479,9 @@ func (s *Store) ListRequests(ctx context.Context, q store.RequestQuery) ([]store
 			if err := load(tx, bRequests, "request", string(id), &r); err != nil {
 				return err
 			}
-			out = append(out, r)
+			if r.State == store.RequestPending {
+				out = append(out, r)
+			}
 		}
 		slices.SortFunc(out, func(a, b store.Request) int {
 			if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {

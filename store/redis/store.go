@@ -145,10 +145,11 @@ func isLive(st store.GrantState) bool {
 
 func (k keys) requestIndexes(r *store.Request) []indexEntry {
 	out := []indexEntry{{k.requester(r.Requester), ms(r.CreatedAt)}}
+	if due := r.DueAt(); !due.IsZero() {
+		out = append(out, indexEntry{k.pending(), ms(due)}) // the request due index
+	}
 	if r.State == store.RequestPending {
-		out = append(out,
-			indexEntry{k.pending(), ms(r.PendingUntil)},
-			indexEntry{k.pendingByCreated(), ms(r.CreatedAt)})
+		out = append(out, indexEntry{k.pendingByCreated(), ms(r.CreatedAt)})
 	}
 	return out
 }
@@ -656,7 +657,7 @@ func (s *Store) DueRequests(ctx context.Context, now time.Time, limit int) ([]st
 			if err := json.Unmarshal(raw, &r); err != nil {
 				return nil, fmt.Errorf("redis: due requests: decode %q: %w", page[i], err)
 			}
-			if r.State == store.RequestPending {
+			if due := r.DueAt(); !due.IsZero() && ms(due) <= ms(now) {
 				out = append(out, r)
 			}
 		}

@@ -89,6 +89,7 @@ func testListRequestsInvalid(t *testing.T, s store.Store) {
 
 var dueRequestTests = []subtest{
 	{"PendingDueOldestFirst", testDueRequests},
+	{"BreakGlassReviewReminders", testDueReviews},
 }
 
 func testDueRequests(t *testing.T, s store.Store) {
@@ -262,4 +263,38 @@ func testListGrantsInvalid(t *testing.T, s store.Store) {
 	wantErrIs(t, "ListGrants with no selector", err, store.ErrInvalid)
 	_, err = s.ListGrants(t.Context(), store.GrantQuery{Limit: 5})
 	wantErrIs(t, "ListGrants with only a limit", err, store.ErrInvalid)
+}
+
+// A decided request is due again when its break-glass review reminder is: DueRequests returns it, the
+// pending listing does not, and a review (zero ReviewDueAt) takes it out of the due index.
+func testDueReviews(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRequest("bg1", "U1", at(-10*time.Minute), store.RequestApproved)
+	r.BreakGlass, r.ReviewDueAt = true, at(-time.Minute)
+	later := newRequest("bg2", "U1", at(-9*time.Minute), store.RequestApproved)
+	later.BreakGlass, later.ReviewDueAt = true, at(time.Hour)
+	mustCommit(t, s, createReqs(r, later))
+	due, err := s.DueRequests(ctx, t0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, "DueRequests with a review reminder due", requestIDs(due), "bg1")
+	pending, err := s.ListRequests(ctx, store.RequestQuery{State: store.RequestPending})
+	if err != nil || len(pending) != 0 {
+		t.Fatalf("pending listing = %v, %v; want none", requestIDs(pending), err)
+	}
+	if at, ok, err := s.NextDue(ctx); err != nil || !ok || !at.Equal(r.ReviewDueAt) {
+		t.Fatalf("NextDue = %v %v %v, want the review reminder %v", at, ok, err, r.ReviewDueAt)
+	}
+	got, err := s.GetRequest(ctx, "bg1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := got.Version
+	got.ReviewDueAt = time.Time{}
+	got.Review = &store.Decision{By: "U2", At: t0}
+	mustCommit(t, s, store.Batch{Requests: []store.RequestPut{{Request: &got, PrevVersion: prev}}})
+	if due, _ := s.DueRequests(ctx, at(2*time.Hour), 10); len(due) != 1 || due[0].ID != "bg2" {
+		t.Fatalf("after review, due = %v; want only bg2", requestIDs(due))
+	}
 }
