@@ -41,6 +41,9 @@ type Policy struct {
 	Identities map[string]map[string]string
 	// Roles by name.
 	Roles map[string]*Role
+	// OnCallSources by name, for break-glass and on-call auto-approval.
+	OnCallSources map[string]*OnCallSource
+	onCallSecrets []secretRef
 
 	warns []Problem
 }
@@ -125,11 +128,12 @@ func Load(path string) (*Policy, error) {
 func Parse(file string, data []byte) (*Policy, error) {
 	d := &decoder{file: file}
 	p := &Policy{
-		File:       file,
-		Providers:  map[string]*Provider{},
-		Groups:     map[string][]string{},
-		Identities: map[string]map[string]string{},
-		Roles:      map[string]*Role{},
+		File:          file,
+		Providers:     map[string]*Provider{},
+		Groups:        map[string][]string{},
+		Identities:    map[string]map[string]string{},
+		Roles:         map[string]*Role{},
+		OnCallSources: map[string]*OnCallSource{},
 	}
 	if root := d.parseYAML(data); root != nil {
 		d.decodePolicy(root, p)
@@ -191,7 +195,7 @@ func (d *decoder) syntaxError(err error, data []byte) {
 	d.probs = append(d.probs, p)
 }
 
-var topFields = []string{"version", "defaults", "providers", "groups", "identities", "roles"}
+var topFields = []string{"version", "defaults", "providers", "groups", "identities", "oncall_sources", "roles"}
 
 func (d *decoder) decodePolicy(root *yaml.Node, p *Policy) {
 	f, ok := d.fields(root, "", "a mapping with "+strings.Join(topFields, ", "), topFields...)
@@ -213,6 +217,8 @@ func (d *decoder) decodePolicy(root *yaml.Node, p *Policy) {
 	defs := d.decodeDefaults(f["defaults"], p)
 	d.decodeRoles(root, f["roles"], p, defs)
 	d.decodeIdentities(f["identities"], p)
+	d.decodeOnCallSources(f["oncall_sources"], p)
+	d.checkBreakGlassSources(p)
 	if len(d.probs) == 0 {
 		d.checkUsage(p)
 	}
@@ -813,7 +819,17 @@ func (p *Policy) MissingSecrets() []Problem {
 			out = append(out, pr)
 		}
 	}
+	for _, s := range p.onCallSecrets {
+		if v, ok := os.LookupEnv(s.env); !ok || strings.TrimSpace(v) == "" {
+			out = append(out, Problem{File: p.File, Line: s.node.Line, Column: s.node.Column, Field: s.field,
+				Message: fmt.Sprintf("environment variable %s is not set or empty; jitbot needs it to %s", s.env, s.purpose)})
+		}
+	}
 	return out
+}
+
+func (p *Policy) onCallSecret(env string, n *yaml.Node, field, typ string) {
+	p.onCallSecrets = append(p.onCallSecrets, secretRef{env: env, field: field, purpose: "ask " + typ + " who is on call", node: n})
 }
 
 func sortedKeys[V any](m map[string]V) []string {

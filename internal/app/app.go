@@ -53,6 +53,8 @@ type Deps struct {
 	// Emails resolves Slack profile emails (principal_from: slack_email); default: users.info when Slack is
 	// configured.
 	Emails approvals.EmailResolver
+	// OnCall answers break-glass checks; default: built from the policy's oncall_sources.
+	OnCall approvals.OnCall
 	// Subscribers receive every committed audit event (besides logs and metrics).
 	Subscribers []audit.Subscriber
 	Registry    *prometheus.Registry
@@ -150,6 +152,12 @@ func New(d Deps) (_ *App, err error) {
 		bus = append(bus, notes)
 	}
 
+	if d.OnCall == nil {
+		if d.OnCall, err = BuildOnCall(d.Policy, d.Getenv, d.Emails); err != nil {
+			return nil, err
+		}
+	}
+
 	mgr, err := grants.NewManager(grants.Options{
 		Store: d.Store, Providers: d.Providers, Publisher: bus, Observer: metrics, Now: d.Now, Holder: d.Holder,
 		AttemptTimeout: d.Tuning.ProviderTimeout, MaxAttempts: d.Tuning.MaxAttempts,
@@ -159,7 +167,7 @@ func New(d Deps) (_ *App, err error) {
 		return nil, err
 	}
 	svc, err := approvals.New(approvals.Options{
-		Store: d.Store, Policy: d.Policy, Directory: d.Directory, Emails: d.Emails, Activator: mgr, Publisher: bus, Now: d.Now,
+		Store: d.Store, Policy: d.Policy, Directory: d.Directory, Emails: d.Emails, OnCall: d.OnCall, Activator: mgr, Publisher: bus, Now: d.Now,
 		ActivationResumeAfter: mgr.ActivationResumeAfter(),
 	})
 	if err != nil {
