@@ -500,10 +500,13 @@ func (m *Manager) backoff(n int) time.Duration {
 }
 
 func (m *Manager) lockBinding(ctx context.Context, key string) (store.Lock, error) {
+	// Each operation holds the lock in its own name: re-acquiring with the same holder renews a lock, so a
+	// per-process holder would let a sweep in this process walk into a release in progress.
+	holder := m.opts.Holder + "/" + store.NewID("op")
 	deadline := time.Now().Add(m.opts.LockWait)
 	wait := 2 * time.Millisecond
 	for {
-		l, err := m.opts.Store.AcquireLock(ctx, "binding:"+key, m.opts.Holder, m.lockTTL())
+		l, err := m.opts.Store.AcquireLock(ctx, "binding:"+key, holder, m.lockTTL())
 		if err == nil {
 			return l, nil
 		}

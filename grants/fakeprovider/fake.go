@@ -33,6 +33,25 @@ type Fake struct {
 	calls   []Call
 	fail    []failure
 	latency time.Duration
+	hold    map[string]*gate
+}
+
+type gate struct {
+	arrived chan struct{}
+	proceed chan struct{}
+}
+
+// Hold makes the next call of op wait, after it arrived, until release is called: tests use it to run
+// something else while a provider call is in flight.
+func (f *Fake) Hold(op string) (arrived <-chan struct{}, release func()) {
+	g := &gate{arrived: make(chan struct{}), proceed: make(chan struct{})}
+	f.mu.Lock()
+	if f.hold == nil {
+		f.hold = map[string]*gate{}
+	}
+	f.hold[op] = g
+	f.mu.Unlock()
+	return g.arrived, func() { close(g.proceed) }
 }
 
 type failure struct {
@@ -75,7 +94,16 @@ var ErrUnavailable = errors.New("fake provider unavailable")
 func (f *Fake) do(ctx context.Context, op string, a grants.Assignment, apply func(present bool)) error {
 	f.mu.Lock()
 	lat := f.latency
+	g := f.hold[op]
+	delete(f.hold, op)
 	f.mu.Unlock()
+	if g != nil {
+		close(g.arrived)
+		select {
+		case <-g.proceed:
+		case <-ctx.Done():
+		}
+	}
 	if lat > 0 {
 		select {
 		case <-ctx.Done():

@@ -56,6 +56,10 @@ providers:
     webhook: {url: "http://127.0.0.1:1/unused", secret_env: UNUSED_SECRET}
 groups:
   S0APPROVERS: [{APPROVERS}]
+oncall_sources:
+  pd:
+    type: static
+    rota: [{user: "{ALICE}", schedule: PSCHED, level: 1, weekly: ["Mon-Sun 00:00-24:00 UTC"]}]
 roles:
   db:
     provider: fake
@@ -251,6 +255,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"BreakGlass", testBreakGlass},
 		{"BreakGlassReview", testBreakGlassReview},
 		{"OnCallAutoApproval", testAutoApprove},
+		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -903,5 +908,47 @@ func testAutoApprove(t *testing.T, e *env) {
 	// auto_approve does not make break-glass possible on a role that disallows it.
 	if _, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "auto", Reason: "x"}); !errors.Is(err, approvals.ErrBreakGlassNotAllowed) {
 		t.Fatalf("break-glass on a role with allowed: false: %v", err)
+	}
+}
+
+// A sweep that starts while a release is revoking at the provider must wait for it, not revoke again:
+// operations on one binding are serialised even inside one process.
+func testSweepDuringRelease(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 30*time.Minute)
+	arrived, release := e.fake.Hold("revoke")
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.mgr.Release(e.ctx, g.ID, alice)
+		done <- err
+	}()
+	<-arrived // the release's revoke is at the provider now
+	second, releaseSecond := e.fake.Hold("revoke")
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		if _, err := e.sw.Sweep(e.ctx); err != nil {
+			t.Errorf("sweep: %v", err)
+		}
+	}()
+	// Give a wrongly concurrent sweep the time to reach the provider. A correct engine passes however long
+	// this takes; only the detection of the bug depends on it.
+	select {
+	case <-second:
+		releaseSecond()
+		release()
+		t.Fatal("a sweep revoked at the provider while a release of the same binding was in flight")
+	case <-time.After(300 * time.Millisecond):
+	}
+	release()
+	defer releaseSecond()
+	if err := <-done; err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	<-swept
+	if n := len(e.fake.Calls("revoke")); n != 1 {
+		t.Fatalf("provider revokes = %d, want 1", n)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevoked {
+		t.Fatalf("grant state %s", got.State)
 	}
 }
