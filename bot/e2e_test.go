@@ -38,21 +38,41 @@ type world struct {
 	recv *receiver.Server
 	app  *app.App
 	st   store.Store
+	mode slacktest.Mode
+	url  string // the bot's HTTP server
 }
 
-func newWorld(t *testing.T, mode slacktest.Mode, be backendtest.Backend) *world {
+// worldConfig varies the workspace and the policy.
+type worldConfig struct {
+	freePlan  bool // the workspace is on Slack's free plan (no user groups)
+	staticDBA bool // the policy lists the DBA user group statically under groups:
+	// approvalsDown: the bot is not a member of the approval channel (every post there fails).
+	approvalsDown bool
+}
+
+func newEmulator(t *testing.T, cfg worldConfig) *slacktest.Server {
 	t.Helper()
 	emu := slacktest.New(slacktest.Options{
 		Users:      []slacktest.User{{ID: alice, Name: "alice"}, {ID: bob, Name: "bob"}, {ID: carol, Name: "carol"}, {ID: dave, Name: "dave"}},
 		UserGroups: []slacktest.UserGroup{{ID: "S0DBA", Handle: "dba", Members: []string{bob}}},
-		Channels:   []slacktest.Channel{{ID: approvalsCh, Name: "approvals"}, {ID: auditCh, Name: "audit"}, {ID: generalCh, Name: "general"}},
+		Channels:   []slacktest.Channel{{ID: approvalsCh, Name: "approvals", BotNotMember: cfg.approvalsDown}, {ID: auditCh, Name: "audit"}, {ID: generalCh, Name: "general"}},
+		FreePlan:   cfg.freePlan,
 	})
 	t.Cleanup(emu.Close)
-	recv := receiver.NewServer(hookSecret)
-	t.Cleanup(recv.Close)
+	return emu
+}
+
+// testPolicy: alice may request db-admin (2 approvals: the DBA group and carol) and db-read (1 approval:
+// carol or the DBA group); dave may request db-root only, which nobody else may.
+func testPolicy(t *testing.T, hookURL string, cfg worldConfig) *policy.Policy {
+	t.Helper()
+	groups := ""
+	if cfg.staticDBA {
+		groups = "groups:\n  S0DBA: [" + bob + "]\n"
+	}
 	src := fmt.Sprintf(`version: 1
 defaults: {approval_channel: %s, audit_channel: %s}
-providers:
+%sproviders:
   target:
     type: webhook
     principal_from: slack_user_id
@@ -71,24 +91,48 @@ roles:
     provider: target
     target: {resource: db, permission: read}
     requesters: {users: [%s]}
-    approvers: {users: [%s]}
+    approvers: {groups: [S0DBA], users: [%s]}
     default_duration: 1h
     max_duration: 2h
-`, approvalsCh, auditCh, recv.URL, alice, carol, alice, carol)
+  db-root:
+    provider: target
+    target: {resource: db, permission: root}
+    requesters: {users: [%s]}
+    approvers: {users: [%s]}
+    default_duration: 1h
+    max_duration: 1h
+`, approvalsCh, auditCh, groups, hookURL, alice, carol, alice, carol, dave, carol)
 	pol, err := policy.Parse("slack-e2e.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := be.Prepare(t)()
-	t.Cleanup(func() { _ = st.Close() })
+	return pol
+}
+
+func newApp(t *testing.T, mode slacktest.Mode, emu *slacktest.Server, st store.Store, pol *policy.Policy) (*app.App, error) {
 	sc := &app.SlackConfig{BotToken: emu.BotToken(), SigningSecret: emu.SigningSecret(), APIURL: emu.APIURL()}
 	if mode == slacktest.ModeSocket {
 		sc.AppToken = emu.AppToken()
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	a, err := app.New(app.Deps{Policy: pol, Store: st, Logger: log, Slack: sc,
+	return app.New(app.Deps{Policy: pol, Store: st, Logger: log, Slack: sc,
 		Getenv: func(string) string { return string(hookSecret) },
 		Tuning: app.Tuning{ProviderTimeout: 5 * time.Second, LeaderTTL: 3 * time.Second}})
+}
+
+func newWorld(t *testing.T, mode slacktest.Mode, be backendtest.Backend) *world {
+	return newWorldWith(t, mode, be, worldConfig{})
+}
+
+func newWorldWith(t *testing.T, mode slacktest.Mode, be backendtest.Backend, cfg worldConfig) *world {
+	t.Helper()
+	emu := newEmulator(t, cfg)
+	recv := receiver.NewServer(hookSecret)
+	t.Cleanup(recv.Close)
+	pol := testPolicy(t, recv.URL, cfg)
+	st := be.Prepare(t)()
+	t.Cleanup(func() { _ = st.Close() })
+	a, err := newApp(t, mode, emu, st, pol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +156,7 @@ roles:
 			t.Fatalf("bot never connected over Socket Mode: %v", err)
 		}
 	}
-	return &world{t: t, ctx: wctx, emu: emu, recv: recv, app: a, st: st}
+	return &world{t: t, ctx: wctx, emu: emu, recv: recv, app: a, st: st, mode: mode, url: srv.URL}
 }
 
 func (w *world) command(user, text string) *slacktest.Response {
@@ -192,7 +236,40 @@ func TestSlackEndToEnd(t *testing.T) {
 			name = "socket-" + be.Name
 		}
 		t.Run(name, func(t *testing.T) {
-			t.Run("QuorumOfTwoGrantExpireRevoke", func(t *testing.T) { testQuorumFlow(t, newWorld(t, mode, be)) })
+			t.Parallel()
+			flows := []struct {
+				name string
+				run  func(t *testing.T, w *world)
+				cfg  worldConfig
+			}{
+				{"QuorumOfTwoGrantExpireRevoke", testQuorumFlow, worldConfig{}},
+				{"RequestByModal", testRequestByModal, worldConfig{}},
+				{"DenyWithReason", testDenyWithReason, worldConfig{}},
+				{"RepeatedAndLateClicks", testRepeatedAndLateClicks, worldConfig{}},
+				{"Done", testDone, worldConfig{}},
+				{"Extend", testExtend, worldConfig{}},
+				{"CommandsAndBadInput", testCommands, worldConfig{}},
+				{"AppHome", testAppHome, worldConfig{}},
+				{"RateLimitedUpdate", testRateLimitedUpdate, worldConfig{}},
+				{"FailingPostMessage", testFailingPostMessage, worldConfig{}},
+				{"ApprovalChannelDown", testApprovalChannelDown, worldConfig{approvalsDown: true}},
+			}
+			for _, f := range flows {
+				t.Run(f.name, func(t *testing.T) {
+					t.Parallel()
+					f.run(t, newWorldWith(t, mode, be, f.cfg))
+				})
+			}
+			if mode == slacktest.ModeHTTP {
+				t.Run("Security", func(t *testing.T) {
+					t.Parallel()
+					testSecurity(t, newWorld(t, mode, be))
+				})
+			}
+			t.Run("FreePlanUserGroups", func(t *testing.T) {
+				t.Parallel()
+				testFreePlan(t, mode, be)
+			})
 		})
 	}
 }

@@ -42,12 +42,24 @@ func (b *Bot) tell(ctx context.Context, cb slack.InteractionCallback, text strin
 	if ch == "" {
 		ch = cb.Container.ChannelID
 	}
-	if ch == "" {
-		return
+	if ch != "" {
+		_, err := b.opts.API.PostEphemeralContext(ctx, ch, cb.User.ID, slack.MsgOptionText(text, false))
+		if err == nil {
+			return
+		}
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not answer the click; sending a DM instead")
 	}
-	if _, err := b.opts.API.PostEphemeralContext(ctx, ch, cb.User.ID, slack.MsgOptionText(text, false)); err != nil {
-		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not answer the click")
+	// A click in a view (the Home tab) has neither a response_url nor a channel: answer in a DM, or the
+	// person who clicked would never learn what happened (a refusal, an approval recorded).
+	if b.notes != nil {
+		b.notes.dm(cb.User.ID, text, nil)
 	}
+}
+
+// fromHome reports whether the click came from the clicker's Home tab, which then needs re-rendering: its
+// buttons were rendered from a state that the click may have changed.
+func fromHome(cb slack.InteractionCallback) bool {
+	return cb.Container.Type == "view" && cb.View.Type == slack.VTHomeTab
 }
 
 func (b *Bot) blockAction(ctx context.Context, cb slack.InteractionCallback, a *slack.BlockAction) {
@@ -57,6 +69,9 @@ func (b *Bot) blockAction(ctx context.Context, cb slack.InteractionCallback, a *
 	switch a.ActionID {
 	case ActionApprove:
 		b.later(ctx, func(ctx context.Context) {
+			if fromHome(cb) {
+				defer b.refreshHome(ctx, user)
+			}
 			out, err := b.opts.Approvals.Approve(ctx, id, user, "")
 			if err != nil {
 				b.tell(ctx, cb, friendly(ctx, err))

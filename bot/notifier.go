@@ -224,31 +224,38 @@ func (n *Notifier) postApproval(ctx context.Context, ch, reqID string) error {
 	if err != nil {
 		return err
 	}
-	if err := n.saveRef(ctx, reqID, ch, ts); err != nil {
+	moved, err := n.saveRef(ctx, reqID, ch, ts, req.Version)
+	if err != nil {
 		n.log.Error().Err(err).Str("request_id", reqID).Msg("could not record the approval message; later updates will post anew")
 	}
-	// The request may have moved while the message was being posted: render once more from the store.
+	if !moved && err == nil {
+		return nil // what was posted is what the store holds
+	}
+	// The request moved while the message was being posted: render once more from the store.
 	return n.render(ctx, reqID)
 }
 
-// saveRef stores the message reference on the request, retrying compare-and-swap conflicts.
-func (n *Notifier) saveRef(ctx context.Context, reqID, ch, ts string) error {
+// saveRef stores the message reference on the request, retrying compare-and-swap conflicts. moved reports
+// whether the request changed since version seen (the one the posted message was rendered from).
+func (n *Notifier) saveRef(ctx context.Context, reqID, ch, ts string, seen int64) (moved bool, err error) {
 	for range 20 {
 		req, err := n.st.GetRequest(ctx, reqID)
 		if err != nil {
-			return err
+			return true, err
 		}
 		prev := req.Version
+		moved = moved || prev != seen
 		if req.Meta == nil {
 			req.Meta = map[string]string{}
 		}
 		req.Meta["slack_channel"], req.Meta["slack_ts"] = ch, ts
 		err = n.st.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}})
 		if !errors.Is(err, store.ErrConflict) {
-			return err
+			return moved, err
 		}
+		moved = true
 	}
-	return store.ErrConflict
+	return true, store.ErrConflict
 }
 
 func (n *Notifier) grantOf(ctx context.Context, req store.Request) *store.Grant {

@@ -28,13 +28,17 @@ const replayWindow = 6 * time.Minute
 // body 413, a replayed request 401; none of them changes anything.
 func (b *Bot) HTTPHandler(signingSecret string) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /slack/commands", b.verified(signingSecret, b.serveCommand))
-	mux.Handle("POST /slack/interactions", b.verified(signingSecret, b.serveInteraction))
-	mux.Handle("POST /slack/events", b.verified(signingSecret, b.serveEvent))
+	mux.Handle("POST /slack/commands", b.verified(signingSecret, false, b.serveCommand))
+	mux.Handle("POST /slack/interactions", b.verified(signingSecret, false, b.serveInteraction))
+	mux.Handle("POST /slack/events", b.verified(signingSecret, true, b.serveEvent))
 	return mux
 }
 
-func (b *Bot) verified(secret string, next func(w http.ResponseWriter, r *http.Request, body []byte)) http.Handler {
+// verified checks the signature and refuses replays. retries is set for the Events API: Slack retries a
+// failed delivery with the same body and X-Slack-Retry-Num, possibly within the same second (so with the very
+// same signature); such a retry is a new delivery, and event_id deduplication makes it (and any replay
+// carrying a retry header) harmless.
+func (b *Bot) verified(secret string, retries bool, next func(w http.ResponseWriter, r *http.Request, body []byte)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := zerolog.Ctx(r.Context())
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
@@ -57,7 +61,11 @@ func (b *Bot) verified(secret string, next func(w http.ResponseWriter, r *http.R
 			http.Error(w, "invalid Slack signature", http.StatusUnauthorized)
 			return
 		}
-		first, err := b.opts.Store.MarkSeen(r.Context(), "slack-sig:"+r.Header.Get("X-Slack-Signature"), replayWindow)
+		key := "slack-sig:" + r.Header.Get("X-Slack-Signature")
+		if n := r.Header.Get("X-Slack-Retry-Num"); retries && n != "" {
+			key += ":retry:" + n
+		}
+		first, err := b.opts.Store.MarkSeen(r.Context(), key, replayWindow)
 		if err != nil {
 			log.Error().Err(err).Msg("could not check for a replayed request; refusing it")
 			http.Error(w, "try again", http.StatusServiceUnavailable)

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jitbot/jitbot/internal/refuse"
+	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 )
 
@@ -177,9 +178,9 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		if total := newExpiry.Sub(g.ActivatedAt); g.MaxDuration > 0 && total > g.MaxDuration {
 			left := g.MaxDuration - g.ExpiresAt.Sub(g.ActivatedAt)
 			if left <= 0 {
-				return refuse.New(ErrBadExtension, "Grant %s already runs for the maximum of %s for %s; request the role again.", g.ID, g.MaxDuration, g.Role)
+				return refuse.New(ErrBadExtension, "Grant %s already runs for the maximum of %s for %s; request the role again.", g.ID, policy.FormatDuration(g.MaxDuration), g.Role)
 			}
-			return refuse.New(ErrBadExtension, "Extending %s by %s would exceed the maximum of %s for %s; you can extend by at most %s.", g.ID, d, g.MaxDuration, g.Role, left.Round(time.Second))
+			return refuse.New(ErrBadExtension, "Extending %s by %s would exceed the maximum of %s for %s; you can extend by at most %s.", g.ID, policy.FormatDuration(d), policy.FormatDuration(g.MaxDuration), g.Role, policy.FormatDuration(left.Round(time.Second)))
 		}
 		p, err := m.provider(g)
 		if err != nil {
