@@ -155,33 +155,43 @@ func (s *Service) breakGlassToday(ctx context.Context, user, role string) (int, 
 	return n, nil
 }
 
+// MayReview reports (as a refusal) whether reviewer could review the break-glass request now, without
+// changing anything; Review checks everything again.
+func (s *Service) MayReview(ctx context.Context, requestID, reviewer string) (store.Request, error) {
+	req, err := s.opts.Store.GetRequest(ctx, requestID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Request{}, refusal(ErrNotFound, "There is no request %s.", requestID)
+	}
+	if err != nil {
+		return store.Request{}, fmt.Errorf("approvals: read request %s: %w", requestID, err)
+	}
+	if !req.BreakGlass {
+		return req, refusal(ErrNotReviewable, "Request %s was not a break-glass request; there is nothing to review.", req.ID)
+	}
+	if req.Review != nil {
+		return req, refusal(ErrAlreadyDecided, "Break-glass request %s was already reviewed by <@%s>.", req.ID, req.Review.By)
+	}
+	if reviewer == req.Requester {
+		return req, refusal(ErrSelfApproval, "You cannot review your own break-glass access.")
+	}
+	role, ok := s.opts.Policy.Role(req.Role)
+	if !ok {
+		return req, refusal(ErrUnknownRole, "Role %s is no longer in the policy.", req.Role)
+	}
+	if ok, err := s.CanApprove(ctx, role, reviewer); err != nil {
+		return req, err
+	} else if !ok {
+		return req, refusal(ErrNotEligible, "Only approvers of %s can review its break-glass use.", role.Name)
+	}
+	return req, nil
+}
+
 // Review records an approver's acknowledgement of a break-glass grant; it ends the reminders.
 func (s *Service) Review(ctx context.Context, requestID, reviewer, note string) (store.Request, error) {
 	for range casRetries {
-		req, err := s.opts.Store.GetRequest(ctx, requestID)
-		if errors.Is(err, store.ErrNotFound) {
-			return store.Request{}, refusal(ErrNotFound, "There is no request %s.", requestID)
-		}
+		req, err := s.MayReview(ctx, requestID, reviewer)
 		if err != nil {
-			return store.Request{}, fmt.Errorf("approvals: read request %s: %w", requestID, err)
-		}
-		if !req.BreakGlass {
-			return req, refusal(ErrNotReviewable, "Request %s was not a break-glass request; there is nothing to review.", req.ID)
-		}
-		if req.Review != nil {
-			return req, refusal(ErrAlreadyDecided, "Break-glass request %s was already reviewed by <@%s>.", req.ID, req.Review.By)
-		}
-		if reviewer == req.Requester {
-			return req, refusal(ErrSelfApproval, "You cannot review your own break-glass access.")
-		}
-		role, ok := s.opts.Policy.Role(req.Role)
-		if !ok {
-			return req, refusal(ErrUnknownRole, "Role %s is no longer in the policy.", req.Role)
-		}
-		if ok, err := s.CanApprove(ctx, role, reviewer); err != nil {
 			return req, err
-		} else if !ok {
-			return req, refusal(ErrNotEligible, "Only approvers of %s can review its break-glass use.", role.Name)
 		}
 		prev := req.Version
 		req.Review = &store.Decision{By: reviewer, At: s.now(), Note: note}

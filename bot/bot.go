@@ -170,6 +170,18 @@ func (b *Bot) Command(ctx context.Context, sc slack.SlashCommand) *slack.Msg {
 			return ephemeral(msg)
 		}
 		return ephemeral(b.requestedText(req))
+	case VerbBreak:
+		// The on-call lookup and the provider call are slow: answer now, report through response_url.
+		b.later(ctx, func(ctx context.Context) {
+			out, err := b.opts.Approvals.BreakGlass(ctx, approvals.NewRequest{Requester: user, Role: cmd.Role, Duration: cmd.Duration, Reason: cmd.Reason, Source: "slash-command"})
+			if err != nil {
+				b.respond(ctx, sc.ResponseURL, ":no_entry: "+friendly(ctx, err))
+				return
+			}
+			b.respond(ctx, sc.ResponseURL, fmt.Sprintf(":rotating_light: Break-glass %s: you get `%s` for %s now (grant %s). This is announced to the approvers and must be reviewed; use `%s done %s` as soon as you are finished.",
+				out.Request.ID, out.Request.Role, policy.FormatDuration(out.Request.Duration), out.GrantID, name, out.GrantID))
+		})
+		return ephemeral(fmt.Sprintf("Checking that you are on call for `%s`…", cmd.Role))
 	case VerbRoles:
 		roles, err := b.opts.Approvals.RequestableRoles(ctx, user)
 		if err != nil {

@@ -48,6 +48,8 @@ type worldConfig struct {
 	staticDBA bool // the policy lists the DBA user group statically under groups:
 	// approvalsDown: the bot is not a member of the approval channel (every post there fails).
 	approvalsDown bool
+	// pagerDuty, when set, is the URL of a PagerDuty API (pdfake) the policy's break-glass role asks.
+	pagerDuty string
 }
 
 func newEmulator(t *testing.T, cfg worldConfig) *slacktest.Server {
@@ -102,6 +104,24 @@ roles:
     default_duration: 1h
     max_duration: 1h
 `, approvalsCh, auditCh, groups, hookURL, alice, carol, alice, carol, dave, carol)
+	if cfg.pagerDuty != "" {
+		src = strings.Replace(src, "roles:\n", fmt.Sprintf(`oncall_sources:
+  pd:
+    type: pagerduty
+    api_key_env: PD_KEY
+    base_url: %s
+    users: {%s: PALICE}
+roles:
+  db-bg:
+    description: Emergency admin
+    provider: target
+    target: {resource: db, permission: emergency}
+    requesters: {users: [%s]}
+    approvers: {users: [%s]}
+    max_duration: 1h
+    breakglass: {source: pd, schedules: [PSCHED], max_level: 1, max_duration: 30m, review_every: 1m}
+`, cfg.pagerDuty, alice, alice, carol), 1)
+	}
 	pol, err := policy.Parse("slack-e2e.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
@@ -254,6 +274,10 @@ func TestSlackEndToEnd(t *testing.T) {
 				{"FailingPostMessage", testFailingPostMessage, worldConfig{}},
 				{"ApprovalChannelDown", testApprovalChannelDown, worldConfig{approvalsDown: true}},
 			}
+			t.Run("BreakGlass", func(t *testing.T) {
+				t.Parallel()
+				testBreakGlass(t, mode, be)
+			})
 			for _, f := range flows {
 				t.Run(f.name, func(t *testing.T) {
 					t.Parallel()

@@ -23,6 +23,7 @@ const (
 	VerbExtend  Verb = "extend"  // extend <grant> <duration>
 	VerbCancel  Verb = "cancel"  // cancel <request>
 	VerbHelp    Verb = "help"
+	VerbBreak   Verb = "breakglass" // breakglass <role> <duration> <reason…>
 )
 
 // Command is a parsed slash command.
@@ -49,6 +50,7 @@ func Usage(name string) string {
 		"`%[1]s done <grant>` ends a grant early\n"+
 		"`%[1]s extend <grant> <duration>` extends an active grant within the role's maximum\n"+
 		"`%[1]s cancel <request>` withdraws a pending request\n"+
+		"`%[1]s breakglass <role> <duration> <reason…>` takes a role at once while you are on call (announced and reviewed)\n"+
 		"`%[1]s help` shows this help", name)
 }
 
@@ -63,13 +65,13 @@ func Parse(name, text string) (Command, error) {
 		return &UsageError{Msg: fmt.Sprintf("Usage: `%s %s`", name, form)}
 	}
 	switch verb {
-	case VerbRequest:
+	case VerbRequest, VerbBreak:
 		if len(args) < 3 {
-			return Command{}, usage("request <role> <duration> <reason…>` (for example `" + name + " request prod-db-admin 1h INC-4521 failover")
+			return Command{}, usage(string(verb) + " <role> <duration> <reason…>` (for example `" + name + " " + string(verb) + " prod-db-admin 1h INC-4521 failover")
 		}
 		d, err := policy.ParseDuration(args[1])
 		if err != nil {
-			return Command{}, &UsageError{Msg: fmt.Sprintf("%q is not a duration: %s. Usage: `%s request <role> <duration> <reason…>`", args[1], err, name)}
+			return Command{}, &UsageError{Msg: fmt.Sprintf("%q is not a duration: %s. Usage: `%s %s <role> <duration> <reason…>`", args[1], err, name, verb)}
 		}
 		return Command{Verb: verb, Role: args[0], Duration: d, Reason: strings.Join(args[2:], " ")}, nil
 	case VerbRoles, VerbList, VerbHelp:

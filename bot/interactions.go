@@ -103,6 +103,17 @@ func (b *Bot) blockAction(ctx context.Context, cb slack.InteractionCallback, a *
 			b.tell(ctx, cb, releasedText(g))
 			b.refreshHome(ctx, user)
 		})
+	case ActionReview:
+		if _, err := b.opts.Approvals.MayReview(ctx, id, user); err != nil {
+			b.later(ctx, func(ctx context.Context) { b.tell(ctx, cb, friendly(ctx, err)) })
+			return
+		}
+		if _, err := b.opts.API.OpenViewContext(ctx, cb.TriggerID, ReviewModal(id)); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not open the review form")
+			b.later(ctx, func(ctx context.Context) {
+				b.tell(ctx, cb, "I could not open the form ("+slackErr(err)+"); try again.")
+			})
+		}
 	case ActionExtend:
 		g, err := b.opts.Store.GetGrant(ctx, id)
 		if err != nil || g.UserID != user {
@@ -172,6 +183,11 @@ func (b *Bot) viewSubmission(ctx context.Context, cb slack.InteractionCallback) 
 	case CallbackDeny:
 		id := cb.View.PrivateMetadata
 		if _, err := b.opts.Approvals.Deny(ctx, id, user, value(cb, blockReason)); err != nil {
+			return fieldErrors(map[string]string{blockReason: clip(friendly(ctx, err), 150)})
+		}
+		return nil
+	case CallbackReview:
+		if _, err := b.opts.Approvals.Review(ctx, cb.View.PrivateMetadata, user, value(cb, blockReason)); err != nil {
 			return fieldErrors(map[string]string{blockReason: clip(friendly(ctx, err), 150)})
 		}
 		return nil

@@ -196,6 +196,14 @@ func (n *Notifier) handle(e store.AuditEvent) {
 		return
 	}
 	n.enqueue(ch, job{key: "render:" + reqID, run: func(ctx context.Context) error { return n.render(ctx, reqID) }})
+	if e.Type == store.EventReviewPending {
+		// Announced again in the channel itself, not only in the thread, so that nobody can miss it.
+		text := fmt.Sprintf(":rotating_light: Break-glass %s (`%s`) is still unreviewed after %s. %s: review it in its thread's message.", reqID, e.Role, e.Details["since"], mentions(role))
+		n.enqueue(ch, job{run: func(ctx context.Context) error {
+			_, _, err := n.api.PostMessageContext(ctx, ch, slack.MsgOptionText(text, false))
+			return err
+		}})
+	}
 	if reply := threadReply(e); reply != "" {
 		n.enqueue(ch, job{run: func(ctx context.Context) error { return n.reply(ctx, reqID, reply) }})
 	}
@@ -325,6 +333,10 @@ func threadReply(e store.AuditEvent) string {
 		return fmt.Sprintf(":lock: Access removed (grant %s).", e.GrantID)
 	case store.EventRevokeFailed:
 		return fmt.Sprintf(":rotating_light: Removing access failed %s times: %s. jitbot keeps retrying.", e.Details["attempts"], clip(escape(e.Details["error"]), 500))
+	case store.EventBreakGlass:
+		return fmt.Sprintf(":rotating_light: Break-glass by %s: %s. On call: %s.", actor, escape(e.Details["reason"]), escape(e.Details["on_call"]))
+	case store.EventReviewed:
+		return fmt.Sprintf(":white_check_mark: Break-glass reviewed by %s.", actor)
 	}
 	return ""
 }

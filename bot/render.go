@@ -21,6 +21,8 @@ const (
 	ActionDeny      = "jit_deny"
 	ActionDone      = "jit_done"
 	ActionExtend    = "jit_extend"
+	ActionReview    = "jit_review"
+	CallbackReview  = "jit_review_modal"
 	CallbackRequest = "jit_request_modal"
 	CallbackDeny    = "jit_deny_modal"
 	CallbackExtend  = "jit_extend_modal"
@@ -89,6 +91,9 @@ func status(req store.Request, g *store.Grant, now time.Time) string {
 		return ":zzz: Expired: nobody decided in time"
 	}
 	by := "Approved by " + approvers(req.Approvals)
+	if req.BreakGlass {
+		by = "Break-glass: granted at once, without approval"
+	}
 	if g == nil {
 		return ":white_check_mark: " + by
 	}
@@ -136,6 +141,7 @@ func ApprovalMessage(req store.Request, role *policy.Role, g *store.Grant, now t
 	title := ":key: Access request " + req.ID
 	if req.BreakGlass {
 		title = ":rotating_light: BREAK-GLASS access " + req.ID
+		text = fmt.Sprintf(":rotating_light: BREAK-GLASS: <@%s> took %s for %s without approval. %s: review it.", req.Requester, req.Role, policy.FormatDuration(req.Duration), mentions(role))
 	}
 	desc := ""
 	target := ""
@@ -157,6 +163,14 @@ func ApprovalMessage(req store.Request, role *policy.Role, g *store.Grant, now t
 		slack.NewSectionBlock(nil, fields, nil),
 		slack.NewSectionBlock(mrkdwn("*Reason*\n"+clip(escape(req.Reason), 2900)), nil, nil),
 		slack.NewContextBlock("status:"+req.ID, mrkdwn(clip(status(req, g, now), 2900))),
+	}
+	if req.BreakGlass {
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(clip(reviewText(req, role), 2900)), nil, nil))
+		if req.Review == nil {
+			review := slack.NewButtonBlockElement(ActionReview, req.ID, plain("Mark reviewed…"))
+			review.Style = slack.StylePrimary
+			blocks = append(blocks, slack.NewActionBlock("review:"+req.ID, review))
+		}
 	}
 	if req.State == store.RequestPending {
 		approve := slack.NewButtonBlockElement(ActionApprove, req.ID, plain("Approve"))
@@ -243,4 +257,46 @@ func AuditLine(e store.AuditEvent) string {
 		return ":rotating_light: " + clip(b.String(), 2900)
 	}
 	return clip(b.String(), 2900)
+}
+
+// mentions names a role's approvers so that Slack notifies them (users and user groups).
+func mentions(role *policy.Role) string {
+	if role == nil {
+		return "Approvers"
+	}
+	var out []string
+	for _, u := range role.Approvers.Users {
+		out = append(out, "<@"+u+">")
+	}
+	for _, g := range role.Approvers.Groups {
+		out = append(out, "<!subteam^"+g+">")
+	}
+	if len(out) == 0 {
+		return "Approvers"
+	}
+	return strings.Join(out, " ")
+}
+
+// reviewText is the break-glass review line: who must review, or who did.
+func reviewText(req store.Request, role *policy.Role) string {
+	if req.Review != nil {
+		note := ""
+		if req.Review.Note != "" {
+			note = ": " + escape(req.Review.Note)
+		}
+		return fmt.Sprintf(":white_check_mark: *Reviewed* by <@%s>%s", req.Review.By, note)
+	}
+	return fmt.Sprintf(":mag: *Post-incident review required.* %s: acknowledge this break-glass use (the requester cannot).", mentions(role))
+}
+
+// ReviewModal asks the reviewer for an optional note.
+func ReviewModal(requestID string) slack.ModalViewRequest {
+	in := slack.NewPlainTextInputBlockElement(plain("What you checked (optional)"), inputID)
+	in.Multiline = true
+	in.MaxLength = 1000
+	return slack.ModalViewRequest{
+		Type: slack.VTModal, CallbackID: CallbackReview, Title: plain("Review break-glass"), Submit: plain("Mark reviewed"),
+		Close: plain("Cancel"), PrivateMetadata: requestID,
+		Blocks: slack.Blocks{BlockSet: []slack.Block{slack.NewInputBlock(blockReason, plain("Note"), nil, in).WithOptional(true)}},
+	}
 }
