@@ -41,6 +41,8 @@
 // Index entries are computed in Go from each new record; the commit script removes the entries listed in the
 // record's x field and adds the new ones, so the script itself knows nothing about records.
 //
-// The audit chain link (store.ChainHash) is computed inside the commit script by a SHA-256 written in Lua,
-// so sequence numbers, hashes and records land in one atomic step.
+// The audit chain links (store.ChainHash) are computed by the client against the head it last saw; the commit
+// script compare-and-sets the head, so sequence numbers, hashes and records land in one atomic step and Redis
+// spends no time hashing. When another replica moved the head, the script answers "stale" with the current
+// head and the client re-chains and retries.
 package redis

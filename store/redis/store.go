@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -54,6 +55,19 @@ type Store struct {
 	c    goredis.UniversalClient
 	now  func() time.Time
 	keys keys
+
+	// auditMu serialises this process's audited commits, and head caches the audit log's head as this
+	// process last saw it: links are hashed here and the commit script only compare-and-sets the head, so
+	// Redis never spends its single thread on SHA-256. Another replica's append makes the script answer
+	// "stale" with the current head, and the commit is recomputed and retried.
+	auditMu sync.Mutex
+	head    auditHead
+}
+
+type auditHead struct {
+	known bool
+	seq   int64
+	hash  string
 }
 
 var _ store.Store = (*Store)(nil)
@@ -304,15 +318,9 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 			args = append(args, e.score)
 		}
 	}
-	for _, raw := range raws {
-		args = append(args, raw, store.ContentDigest(raw))
-	}
-	res, err := scriptCommit.Run(ctx, s.c, keys, args...).Slice()
+	res, err := s.runCommit(ctx, keys, args, raws)
 	if err != nil {
-		return fmt.Errorf("redis: commit: %w", err)
-	}
-	if len(res) < 2 {
-		return fmt.Errorf("redis: commit: unexpected script reply %v", res)
+		return err
 	}
 	if res[0] == "conflict" {
 		i, _ := res[1].(int64)
@@ -864,4 +872,74 @@ func (s *Store) CountGrants(ctx context.Context, state store.GrantState) (int, e
 		return 0, fmt.Errorf("redis: count grants: %w", err)
 	}
 	return int(n), nil
+}
+
+// runCommit runs the commit script with the audit links chained onto the head. A stale head (another
+// replica appended) is refreshed from the script's answer and the links recomputed.
+func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [][]byte) ([]any, error) {
+	if len(raws) == 0 {
+		res, err := scriptCommit.Run(ctx, s.c, keys, append(args, 0, "")...).Slice()
+		if err != nil {
+			return nil, fmt.Errorf("redis: commit: %w", err)
+		}
+		return checkReply(res)
+	}
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	if !s.head.known {
+		if err := s.loadHead(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for range 100 {
+		full := append(append([]any{}, args...), s.head.seq, s.head.hash)
+		prev := s.head.hash
+		for i, raw := range raws {
+			h := store.ChainHash(prev, uint64(s.head.seq)+uint64(i)+1, raw)
+			full = append(full, raw, h)
+			prev = h
+		}
+		res, err := scriptCommit.Run(ctx, s.c, keys, full...).Slice()
+		if err != nil {
+			s.head.known = false // the commit may or may not have landed
+			return nil, fmt.Errorf("redis: commit: %w", err)
+		}
+		if len(res) == 3 && res[0] == "stale" {
+			seq, _ := res[1].(int64)
+			hash, _ := res[2].(string)
+			s.head = auditHead{known: true, seq: seq, hash: hash}
+			continue
+		}
+		res, err = checkReply(res)
+		if err == nil && res[0] == "ok" {
+			s.head = auditHead{known: true, seq: s.head.seq + int64(len(raws)), hash: prev}
+		}
+		return res, err
+	}
+	return nil, fmt.Errorf("redis: commit: the audit log kept moving under this commit: %w", store.ErrConflict)
+}
+
+func (s *Store) loadHead(ctx context.Context) error {
+	vals, err := s.c.MGet(ctx, s.keys.auditSeq(), s.keys.auditHead()).Result()
+	if err != nil {
+		return fmt.Errorf("redis: commit: read audit head: %w", err)
+	}
+	h := auditHead{known: true, hash: store.GenesisHash}
+	if v, ok := vals[0].(string); ok {
+		if h.seq, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return fmt.Errorf("redis: commit: corrupt audit sequence %q", v)
+		}
+	}
+	if v, ok := vals[1].(string); ok {
+		h.hash = v
+	}
+	s.head = h
+	return nil
+}
+
+func checkReply(res []any) ([]any, error) {
+	if len(res) < 2 {
+		return nil, fmt.Errorf("redis: commit: unexpected script reply %v", res)
+	}
+	return res, nil
 }
