@@ -107,3 +107,24 @@ func testBreakGlass(t *testing.T, mode slacktest.Mode, be backendtest.Backend) {
 		t.Fatalf("audit story of %s = %v, want %v (%d entries verified)", reqID, story, want, rep.Entries)
 	}
 }
+
+// testBreakGlassModal: the request form offers break-glass when a role allows it; choosing it grants at once
+// for the on-call requester and tells them by DM.
+func testBreakGlassModal(t *testing.T, mode slacktest.Mode, be backendtest.Backend) {
+	now := time.Now()
+	pd := pdfake.New(string(hookSecret))
+	t.Cleanup(pd.Close)
+	pd.AddUser(pdfake.User{ID: "PALICE", Name: "Alice"})
+	pd.AddOnCall(pdfake.OnCall{UserID: "PALICE", ScheduleID: "PSCHED", EscalationPolicyID: "PEP", Level: 1, Start: now.Add(-time.Hour), End: now.Add(time.Hour)})
+	w := newWorldWith(t, mode, be, worldConfig{pagerDuty: pd.URL})
+	w.command(alice, "")
+	modal := w.modal(alice, "jit_request_modal")
+	w.submit(alice, modal.ID, map[string]map[string]string{
+		"role": {"value": "db-bg"}, "duration": {"value": "15m"}, "reason": {"value": "INC-7 failover"}, "kind": {"value": "breakglass"},
+	})
+	if _, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "grant" && d.Payload.Role == "db-bg" }); err != nil {
+		t.Fatalf("no grant at the provider: %v", err)
+	}
+	w.dm(alice, "Break-glass")
+	w.approvalMessage(func(m slacktest.Message) bool { return strings.Contains(msgText(m), "BREAK-GLASS") })
+}

@@ -278,6 +278,10 @@ func TestSlackEndToEnd(t *testing.T) {
 				t.Parallel()
 				testBreakGlass(t, mode, be)
 			})
+			t.Run("BreakGlassByModal", func(t *testing.T) {
+				t.Parallel()
+				testBreakGlassModal(t, mode, be)
+			})
 			for _, f := range flows {
 				t.Run(f.name, func(t *testing.T) {
 					t.Parallel()

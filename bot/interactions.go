@@ -156,6 +156,24 @@ func (b *Bot) viewSubmission(ctx context.Context, cb slack.InteractionCallback) 
 				return fieldErrors(map[string]string{blockDuration: clip(err.Error(), 150)})
 			}
 		}
+		if value(cb, blockKind) == kindBreakGlass {
+			// The on-call lookup can outlast Slack's 3 seconds: close the form, report by DM.
+			in := approvals.NewRequest{Requester: user, Role: role, Duration: d, Reason: value(cb, blockReason), Source: "modal"}
+			b.later(ctx, func(ctx context.Context) {
+				out, err := b.opts.Approvals.BreakGlass(ctx, in)
+				text := ""
+				if err != nil {
+					text = ":no_entry: Break-glass refused: " + friendly(ctx, err)
+				} else {
+					text = fmt.Sprintf(":rotating_light: Break-glass %s: you get `%s` for %s now (grant %s). It is announced to the approvers and must be reviewed.",
+						out.Request.ID, out.Request.Role, policy.FormatDuration(out.Request.Duration), out.GrantID)
+				}
+				if b.notes != nil {
+					b.notes.dm(user, text, nil)
+				}
+			})
+			return nil
+		}
 		req, err := b.opts.Approvals.Create(ctx, approvals.NewRequest{Requester: user, Role: role, Duration: d, Reason: value(cb, blockReason), Source: "modal"})
 		if err != nil {
 			field := blockRole

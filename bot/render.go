@@ -30,6 +30,10 @@ const (
 	blockRole     = "role"
 	blockDuration = "duration"
 	blockReason   = "reason"
+	blockKind     = "kind"
+
+	kindRequest    = "request"
+	kindBreakGlass = "breakglass"
 	inputID       = "value"
 )
 
@@ -215,12 +219,25 @@ func RequestModal(roles []*policy.Role, channel string) slack.ModalViewRequest {
 		Submit:          plain("Request"),
 		Close:           plain("Cancel"),
 		PrivateMetadata: channel,
-		Blocks: slack.Blocks{BlockSet: []slack.Block{
+		Blocks: slack.Blocks{BlockSet: append([]slack.Block{
 			slack.NewInputBlock(blockRole, plain("Role"), nil, roleSel),
 			slack.NewInputBlock(blockDuration, plain("Duration"), plain("Leave empty for the role's default. Within the role's maximum."), dur).WithOptional(true),
 			slack.NewInputBlock(blockReason, plain("Reason"), nil, reason),
-		}},
+		}, kindBlock(roles)...)},
 	}
+}
+
+// kindBlock offers break-glass in the request form when one of the roles allows it.
+func kindBlock(roles []*policy.Role) []slack.Block {
+	for _, r := range roles {
+		if r.BreakGlass != nil && r.BreakGlass.Allowed {
+			kind := slack.NewRadioButtonsBlockElement(inputID,
+				slack.NewOptionBlockObject(kindRequest, plain("Ask the approvers"), nil),
+				slack.NewOptionBlockObject(kindBreakGlass, plain("Break glass: I am on call, grant it now"), plain("Checked against the on-call schedule, announced loudly, reviewed afterwards")))
+			return []slack.Block{slack.NewInputBlock(blockKind, plain("How"), nil, kind).WithOptional(true)}
+		}
+	}
+	return nil
 }
 
 // ReasonModal asks an approver why they deny, or a holder how much longer they need.
