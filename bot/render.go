@@ -34,7 +34,7 @@ const (
 
 	kindRequest    = "request"
 	kindBreakGlass = "breakglass"
-	inputID       = "value"
+	inputID        = "value"
 )
 
 func mrkdwn(s string) *slack.TextBlockObject {
