@@ -25,7 +25,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -182,35 +181,8 @@ func (c *Client) get(ctx context.Context, schedule string, at time.Time, out any
 		"flat":                   {"false"},
 		"date":                   {at.Format(time.RFC3339)},
 	}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return &oncall.SourceError{Source: "opsgenie", Op: op, Kind: oncall.ErrConfig, Err: c.redact(err)}
-	}
-	req.Header.Set("Authorization", "GenieKey "+c.cfg.APIKey)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "jitbot")
-	resp, err := c.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return &oncall.SourceError{Source: "opsgenie", Op: op, Kind: oncall.ErrUnavailable, Err: c.redact(err)}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return &oncall.SourceError{Source: "opsgenie", Op: op, Kind: oncall.ErrUnavailable, Err: c.redact(err)}
-	}
-	if resp.StatusCode/100 != 2 {
-		se := &oncall.SourceError{Source: "opsgenie", Op: op, Status: resp.StatusCode,
-			Kind: oncall.KindForStatus(resp.StatusCode), Message: c.errorMessage(body)}
-		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-			se.RetryAfter = oncall.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		}
-		return se
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return &oncall.SourceError{Source: "opsgenie", Op: op, Status: resp.StatusCode, Kind: oncall.ErrUnavailable,
-			Message: "unreadable answer", Err: c.redact(err)}
-	}
-	return nil
+	return oncall.GetJSON(ctx, c.cfg.HTTPClient, oncall.GetRequest{Source: "opsgenie", Op: op, URL: u.String(), APIKey: c.cfg.APIKey,
+		Headers: map[string]string{"Authorization": "GenieKey " + c.cfg.APIKey, "Accept": "application/json"}, ErrorMessage: c.errorMessage}, out)
 }
 
 // errorMessage reads Opsgenie's {"message","took","requestId"} (redacted, bounded), keeping the request id for
@@ -233,4 +205,3 @@ func (c *Client) errorMessage(body []byte) string {
 	return oncall.Redact(msg, c.cfg.APIKey)
 }
 
-func (c *Client) redact(err error) error { return oncall.RedactError(err, c.cfg.APIKey) }

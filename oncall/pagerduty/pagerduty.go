@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -231,35 +230,8 @@ func (c *Client) get(ctx context.Context, path string, params url.Values, out an
 	u := *c.base
 	u.Path = strings.TrimRight(u.Path, "/") + path
 	u.RawQuery = params.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return &oncall.SourceError{Source: "pagerduty", Op: op, Kind: oncall.ErrConfig, Err: c.redact(err)}
-	}
-	req.Header.Set("Authorization", "Token token="+c.cfg.APIKey)
-	req.Header.Set("Accept", "application/vnd.pagerduty+json;version=2")
-	req.Header.Set("User-Agent", "jitbot")
-	resp, err := c.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return &oncall.SourceError{Source: "pagerduty", Op: op, Kind: oncall.ErrUnavailable, Err: c.redact(err)}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return &oncall.SourceError{Source: "pagerduty", Op: op, Kind: oncall.ErrUnavailable, Err: c.redact(err)}
-	}
-	if resp.StatusCode/100 != 2 {
-		se := &oncall.SourceError{Source: "pagerduty", Op: op, Status: resp.StatusCode,
-			Kind: oncall.KindForStatus(resp.StatusCode), Message: c.errorMessage(body)}
-		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-			se.RetryAfter = oncall.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		}
-		return se
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return &oncall.SourceError{Source: "pagerduty", Op: op, Status: resp.StatusCode, Kind: oncall.ErrUnavailable,
-			Message: "unreadable answer", Err: c.redact(err)}
-	}
-	return nil
+	return oncall.GetJSON(ctx, c.cfg.HTTPClient, oncall.GetRequest{Source: "pagerduty", Op: op, URL: u.String(), APIKey: c.cfg.APIKey,
+		Headers: map[string]string{"Authorization": "Token token=" + c.cfg.APIKey, "Accept": "application/vnd.pagerduty+json;version=2"}, ErrorMessage: c.errorMessage}, out)
 }
 
 // errorMessage reads PagerDuty's {"error":{"message","code","errors"}} (redacted, bounded).
@@ -287,7 +259,6 @@ func (c *Client) errorMessage(body []byte) string {
 	return oncall.Redact(msg, c.cfg.APIKey)
 }
 
-func (c *Client) redact(err error) error { return oncall.RedactError(err, c.cfg.APIKey) }
 
 func firstNonEmpty(ss ...string) string {
 	for _, s := range ss {
