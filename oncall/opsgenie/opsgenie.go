@@ -204,4 +204,3 @@ func (c *Client) errorMessage(body []byte) string {
 	}
 	return oncall.Redact(msg, c.cfg.APIKey)
 }
-

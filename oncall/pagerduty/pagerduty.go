@@ -259,7 +259,6 @@ func (c *Client) errorMessage(body []byte) string {
 	return oncall.Redact(msg, c.cfg.APIKey)
 }
 
-
 func firstNonEmpty(ss ...string) string {
 	for _, s := range ss {
 		if s != "" {
