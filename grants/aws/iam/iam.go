@@ -385,17 +385,7 @@ func classify(err error) error {
 }
 
 func (p *Provider) withConflictRetry(ctx context.Context, fn func() error) error {
-	delay := p.cfg.ConflictBackoff
-	for attempt := 0; ; attempt++ {
-		err := fn()
-		if err == nil || awsutil.Code(err) != "ConcurrentModification" || attempt >= p.cfg.ConflictRetries {
-			return err
-		}
-		if serr := awsutil.Sleep(ctx, delay); serr != nil {
-			return fmt.Errorf("%w (after %w)", serr, err)
-		}
-		delay *= 2
-	}
+	return awsutil.RetryCode(ctx, "ConcurrentModification", p.cfg.ConflictRetries, p.cfg.ConflictBackoff, fn)
 }
 
 type plan struct {

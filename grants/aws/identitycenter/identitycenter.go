@@ -301,17 +301,7 @@ func classify(err error) error {
 
 // withConflictRetry runs fn, retrying ConflictException with doubling backoff.
 func (p *Provider) withConflictRetry(ctx context.Context, fn func() error) error {
-	delay := p.cfg.ConflictBackoff
-	for attempt := 0; ; attempt++ {
-		err := fn()
-		if err == nil || awsutil.Code(err) != "ConflictException" || attempt >= p.cfg.ConflictRetries {
-			return err
-		}
-		if serr := awsutil.Sleep(ctx, delay); serr != nil {
-			return fmt.Errorf("%w (after %w)", serr, err)
-		}
-		delay *= 2
-	}
+	return awsutil.RetryCode(ctx, "ConflictException", p.cfg.ConflictRetries, p.cfg.ConflictBackoff, fn)
 }
 
 // principalID resolves a.Principal to a user id.

@@ -5,6 +5,7 @@ package awsutil
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -119,3 +120,18 @@ func Sleep(ctx context.Context, d time.Duration) error {
 
 // CtxErr returns ctx.Err().
 func CtxErr(ctx context.Context) error { return ctx.Err() }
+
+// RetryCode runs fn, retrying while it fails with the AWS error code (a conflict the service tells callers
+// to retry), at most retries more times with doubling backoff from delay. It honours ctx between attempts.
+func RetryCode(ctx context.Context, code string, retries int, delay time.Duration, fn func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil || Code(err) != code || attempt >= retries {
+			return err
+		}
+		if serr := Sleep(ctx, delay); serr != nil {
+			return fmt.Errorf("%w (after %w)", serr, err)
+		}
+		delay *= 2
+	}
+}
