@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -115,4 +116,35 @@ type Store interface {
 	// Ping reports whether the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Validate reports, as ErrInvalid, a batch no store accepts: a nil record, an empty id, a negative
+// PrevVersion, the same record twice, or an audit event without a type. Every Store calls it first, so both
+// back ends refuse the same batches.
+func (b Batch) Validate() error {
+	seen := map[string]bool{}
+	for i, p := range b.Requests {
+		if p.Request == nil || p.Request.ID == "" || p.PrevVersion < 0 {
+			return fmt.Errorf("request put %d: nil request, empty id or negative version: %w", i, ErrInvalid)
+		}
+		if seen["r/"+p.Request.ID] {
+			return fmt.Errorf("request %q written twice in one batch: %w", p.Request.ID, ErrInvalid)
+		}
+		seen["r/"+p.Request.ID] = true
+	}
+	for i, p := range b.Grants {
+		if p.Grant == nil || p.Grant.ID == "" || p.PrevVersion < 0 {
+			return fmt.Errorf("grant put %d: nil grant, empty id or negative version: %w", i, ErrInvalid)
+		}
+		if seen["g/"+p.Grant.ID] {
+			return fmt.Errorf("grant %q written twice in one batch: %w", p.Grant.ID, ErrInvalid)
+		}
+		seen["g/"+p.Grant.ID] = true
+	}
+	for i, e := range b.Audit {
+		if e.Type == "" {
+			return fmt.Errorf("audit event %d has no type: %w", i, ErrInvalid)
+		}
+	}
+	return nil
 }

@@ -182,7 +182,7 @@ type auditHead struct {
 
 // Commit applies b atomically (see store.Store).
 func (s *Store) Commit(ctx context.Context, b store.Batch) error {
-	if err := validateBatch(b); err != nil {
+	if err := b.Validate(); err != nil {
 		return fmt.Errorf("bolt: commit: %w", err)
 	}
 	// Encode audit events before taking the writer lock.
@@ -221,26 +221,6 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	}
 	for _, p := range b.Grants {
 		p.Grant.Version = p.PrevVersion + 1
-	}
-	return nil
-}
-
-func validateBatch(b store.Batch) error {
-	for i, p := range b.Requests {
-		if p.Request == nil || p.Request.ID == "" {
-			return fmt.Errorf("request put %d: missing request or id: %w", i, store.ErrInvalid)
-		}
-		if p.PrevVersion < 0 {
-			return fmt.Errorf("request %q: negative PrevVersion: %w", p.Request.ID, store.ErrInvalid)
-		}
-	}
-	for i, p := range b.Grants {
-		if p.Grant == nil || p.Grant.ID == "" {
-			return fmt.Errorf("grant put %d: missing grant or id: %w", i, store.ErrInvalid)
-		}
-		if p.PrevVersion < 0 {
-			return fmt.Errorf("grant %q: negative PrevVersion: %w", p.Grant.ID, store.ErrInvalid)
-		}
 	}
 	return nil
 }

@@ -209,17 +209,11 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redis: commit: %w", err)
 	}
+	if err := b.Validate(); err != nil {
+		return fmt.Errorf("redis: commit: %w", err)
+	}
 	var puts []*put
-	seenReq, seenGrant := map[string]bool{}, map[string]bool{}
-	for i := range b.Requests {
-		rp := b.Requests[i]
-		if rp.Request == nil || rp.Request.ID == "" || rp.PrevVersion < 0 {
-			return fmt.Errorf("redis: commit: request put %d: nil request, empty id or negative version: %w", i, store.ErrInvalid)
-		}
-		if seenReq[rp.Request.ID] {
-			return fmt.Errorf("redis: commit: request %q written twice in one batch: %w", rp.Request.ID, store.ErrInvalid)
-		}
-		seenReq[rp.Request.ID] = true
+	for _, rp := range b.Requests {
 		r := *rp.Request
 		r.Version = rp.PrevVersion + 1
 		raw, err := json.Marshal(&r)
@@ -230,15 +224,7 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		puts = append(puts, &put{key: s.keys.request(r.ID), id: r.ID, prev: rp.PrevVersion, ver: r.Version,
 			json: raw, idx: s.keys.requestIndexes(&r), setResult: func(v int64) { orig.Version = v }})
 	}
-	for i := range b.Grants {
-		gp := b.Grants[i]
-		if gp.Grant == nil || gp.Grant.ID == "" || gp.PrevVersion < 0 {
-			return fmt.Errorf("redis: commit: grant put %d: nil grant, empty id or negative version: %w", i, store.ErrInvalid)
-		}
-		if seenGrant[gp.Grant.ID] {
-			return fmt.Errorf("redis: commit: grant %q written twice in one batch: %w", gp.Grant.ID, store.ErrInvalid)
-		}
-		seenGrant[gp.Grant.ID] = true
+	for _, gp := range b.Grants {
 		g := *gp.Grant
 		g.Version = gp.PrevVersion + 1
 		raw, err := json.Marshal(&g)
@@ -251,9 +237,6 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	}
 	raws := make([][]byte, len(b.Audit))
 	for i, e := range b.Audit {
-		if e.Type == "" {
-			return fmt.Errorf("redis: commit: audit event %d has no type: %w", i, store.ErrInvalid)
-		}
 		if e.At.IsZero() {
 			e.At = s.now()
 		}

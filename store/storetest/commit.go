@@ -17,6 +17,7 @@ var commitTests = []subtest{
 	{"BatchAtomicity", testBatchAtomicity},
 	{"AuditOnlyBatch", testAuditOnlyBatch},
 	{"EmptyIDInvalid", testEmptyIDInvalid},
+	{"MalformedBatchesInvalid", testMalformedBatches},
 }
 
 func testCreateSetsVersion(t *testing.T, s store.Store) {
@@ -240,6 +241,31 @@ func testEmptyIDInvalid(t *testing.T, s store.Store) {
 	wantNotFoundRequest(t, s, "req-ok")
 	err = s.Commit(t.Context(), createReqs(newRequest("", "U1", at(0), store.RequestPending)))
 	wantErrIs(t, "request with empty id", err, store.ErrInvalid)
+}
+
+// Both stores refuse the same malformed batches, and write nothing of them.
+func testMalformedBatches(t *testing.T, s store.Store) {
+	ok := store.AuditEvent{Type: "requested", At: t0, Actor: "U1"}
+	cases := map[string]store.Batch{
+		"same request twice": {Requests: []store.RequestPut{{Request: newRequest("dup", "U1", at(0), store.RequestPending)},
+			{Request: newRequest("dup", "U1", at(0), store.RequestPending)}}, Audit: []store.AuditEvent{ok}},
+		"same grant twice": {Grants: []store.GrantPut{{Grant: newGrant("dupg", "U1", "B1", at(0), store.GrantActive)},
+			{Grant: newGrant("dupg", "U1", "B1", at(0), store.GrantActive)}}, Audit: []store.AuditEvent{ok}},
+		"negative version": {Requests: []store.RequestPut{{Request: newRequest("neg", "U1", at(0), store.RequestPending), PrevVersion: -1}}},
+		"nil grant":        {Grants: []store.GrantPut{{}}},
+		"untyped audit event": {Requests: []store.RequestPut{{Request: newRequest("untyped", "U1", at(0), store.RequestPending)}},
+			Audit: []store.AuditEvent{{At: t0, Actor: "U1"}}},
+	}
+	for name, b := range cases {
+		wantErrIs(t, name, s.Commit(t.Context(), b), store.ErrInvalid)
+	}
+	for _, id := range []string{"dup", "neg", "untyped"} {
+		wantNotFoundRequest(t, s, id)
+	}
+	wantNotFoundGrant(t, s, "dupg")
+	if recs, err := s.ReadAudit(t.Context(), 0, 0); err != nil || len(recs) != 0 {
+		t.Fatalf("malformed batches wrote %d audit entries (%v)", len(recs), err)
+	}
 }
 
 // ---- Get ----
