@@ -61,7 +61,6 @@ type Bot struct {
 	opts  Options
 	notes *Notifier
 	wg    sync.WaitGroup
-	base  context.Context
 }
 
 // New validates opts.
@@ -83,7 +82,7 @@ func New(opts Options) (*Bot, error) {
 			return slack.PostWebhookContext(ctx, url, msg)
 		}
 	}
-	return &Bot{opts: opts, base: context.Background()}, nil
+	return &Bot{opts: opts}, nil
 }
 
 // SetNotifier lets handlers refresh views right away (e.g. App Home after a click).

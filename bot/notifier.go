@@ -26,13 +26,12 @@ type Notifier struct {
 	log    zerolog.Logger
 	remind func(g store.Grant) time.Duration
 
-	mu      sync.Mutex
-	queues  map[string]*channelQueue
-	dms     map[string]string
-	timers  map[string]*time.Timer
-	ctx     context.Context
-	wg      sync.WaitGroup
-	stopped bool
+	mu     sync.Mutex
+	queues map[string]*channelQueue
+	dms    map[string]string
+	timers map[string]*time.Timer
+	ctx    context.Context
+	wg     sync.WaitGroup
 }
 
 // NotifierOptions configures a Notifier. API, Store and Policy are required.

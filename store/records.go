@@ -179,7 +179,6 @@ const (
 	EventDriftRevoked  = "drift-revoked"          // access found at a provider that no live grant covers, removed
 	EventReviewPending = "break-glass-unreviewed" // a reminder: a break-glass grant still awaits review
 	EventReviewed      = "break-glass-reviewed"
-	EventAuditAnchored = "audit-anchored"
 )
 
 // AuditRecord is an AuditEvent as stored: its position in the log, the exact bytes that were hashed, and

@@ -457,15 +457,6 @@ func (s *Server) dmChannelLocked(user string) string {
 	return id
 }
 
-func (s *Server) dmUserLocked(channel string) (string, bool) {
-	for u, d := range s.dmByUser {
-		if d == channel {
-			return u, true
-		}
-	}
-	return "", false
-}
-
 func mustJSON(v any) json.RawMessage {
 	b, err := json.Marshal(v)
 	if err != nil {

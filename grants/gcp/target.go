@@ -46,8 +46,6 @@ type target struct {
 	role     string
 }
 
-func (t target) targetMap() map[string]string { return map[string]string{t.key: t.id, KeyRole: t.role} }
-
 // ValidateTarget checks a gcp-iam target from the policy file: exactly one of project, folder or organization,
 // and a role that IAM accepts in a conditional binding. The policy parser calls it so that mistakes surface in
 // `jitbot policy check` rather than at grant time.

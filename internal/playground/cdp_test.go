@@ -42,10 +42,9 @@ func findChromium() string {
 }
 
 type browser struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	ws   *websocket.Conn
-	port string
+	t   *testing.T
+	cmd *exec.Cmd
+	ws  *websocket.Conn
 
 	mu      sync.Mutex
 	nextID  int

@@ -518,7 +518,7 @@ func (s *Store) DueRequests(ctx context.Context, now time.Time, limit int) ([]st
 func scanPrefixDesc(c *bbolt.Cursor, prefix []byte, fn func(k, v []byte) bool) {
 	var k, v []byte
 	if succ := prefixSuccessor(prefix); succ != nil {
-		if k, v = c.Seek(succ); k == nil {
+		if k, _ = c.Seek(succ); k == nil {
 			k, v = c.Last()
 		} else {
 			k, v = c.Prev()

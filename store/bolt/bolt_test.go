@@ -66,7 +66,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if err := s.RenewLock(ctx, l, time.Hour); err != nil {
 		t.Fatalf("lock after reopen: %v", err)
 	}
-	if err := s.Commit(ctx, store.Batch{Audit: []store.AuditEvent{{Type: store.EventAuditAnchored}}}); err != nil {
+	if err := s.Commit(ctx, store.Batch{Audit: []store.AuditEvent{{Type: "test-event"}}}); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := s.ReadAudit(ctx, 0, 0)
@@ -288,7 +288,7 @@ func TestTamperDeletedLastEntry(t *testing.T) {
 	seedAudit(t, path, 4)
 	tamper(t, path, func(b *bbolt.Bucket) error { return b.Delete(seqKey(4)) })
 	s := openTest(t, path)
-	if err := s.Commit(t.Context(), store.Batch{Audit: []store.AuditEvent{{Type: store.EventAuditAnchored}}}); err != nil {
+	if err := s.Commit(t.Context(), store.Batch{Audit: []store.AuditEvent{{Type: "test-event"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

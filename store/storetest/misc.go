@@ -378,7 +378,7 @@ func testAudit(t *testing.T, s store.Store) {
 	}
 
 	// Appends continue the chain.
-	mustCommit(t, s, store.Batch{Audit: []store.AuditEvent{ev(store.EventAuditAnchored, 7)}})
+	mustCommit(t, s, store.Batch{Audit: []store.AuditEvent{ev("test-event", 7)}})
 	more := readAudit(t, s, 6, 0)
 	if len(more) != 1 || more[0].Seq != 7 || more[0].PrevHash != recs[5].Hash {
 		t.Fatalf("record after more commits = %+v", more)
