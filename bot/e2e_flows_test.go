@@ -496,7 +496,7 @@ func testDone(t *testing.T, w *world) {
 	// The "I'm done" button in the DM that announced the grant.
 	id2, msg2 := w.request(alice, "request db-read 1h INC-14 second look")
 	g2 := w.approve(carol, msg2, id2)
-	dm := w.dm(alice, "is active until (grant "+g2+")")
+	dm := w.dm(alice, "(grant "+g2+")") // the DM announcing g2 (nothing else names it yet)
 	w.click(alice, dm, "jit_done", g2)
 	if _, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "revoke" && d.Payload.GrantID == g2 }); err != nil {
 		t.Fatalf("no revoke for the button: %v", err)
