@@ -36,6 +36,10 @@ type Config struct {
 	LeaderTTL           time.Duration `envconfig:"JITBOT_LEADER_TTL" default:"15s"`
 	ReconcileInterval   time.Duration `envconfig:"JITBOT_RECONCILE_INTERVAL" default:"10m"`
 	ShutdownTimeout     time.Duration `envconfig:"JITBOT_SHUTDOWN_TIMEOUT" default:"20s"`
+
+	// ExpectedReplicas is how many replicas the deployment runs (the Helm chart sets it). The embedded store
+	// is one process's file: several replicas on it would each run their own store and sweeper.
+	ExpectedReplicas int `envconfig:"JITBOT_EXPECTED_REPLICAS" default:"1"`
 }
 
 // loadConfig reads and validates the environment. Every problem is reported in one error.
@@ -100,6 +104,11 @@ func (c Config) validate() error {
 	}
 	if c.SlackBotToken != "" && c.SlackAppToken == "" && c.SlackSigningSecret == "" {
 		problems = append(problems, "SLACK_SIGNING_SECRET is required in HTTP mode (set it, or set SLACK_APP_TOKEN for Socket Mode)")
+	}
+	if c.ExpectedReplicas < 1 {
+		problems = append(problems, "JITBOT_EXPECTED_REPLICAS must be at least 1")
+	} else if c.ExpectedReplicas > 1 && c.RedisURL == "" {
+		problems = append(problems, fmt.Sprintf("JITBOT_EXPECTED_REPLICAS is %d but JITBOT_REDIS_URL is not set: every replica would run its own embedded store and sweeper (split brain); set JITBOT_REDIS_URL or run one replica", c.ExpectedReplicas))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("configuration: %s", strings.Join(problems, "; "))
