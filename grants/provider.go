@@ -22,6 +22,12 @@ type Assignment struct {
 	Principal  string            // the user's identity at the provider
 	Target     map[string]string // provider-specific scope from the policy
 	ExpiresAt  time.Time         // when jitbot will revoke (providers that can expire access themselves use it)
+	// Generation orders the operations on one binding: it is greater for every later Grant or Revoke of the
+	// same BindingKey, across replicas and restarts (see the binding lock's fence). A provider that can
+	// remember the last generation it applied per binding must ignore an operation with a lower one: that is
+	// a call jitbot gave up on (a timeout, a lock lost mid-call) arriving after a newer decision. 0 for
+	// operations made outside a binding lock (Check calls of tools, tests).
+	Generation uint64
 }
 
 // Provider applies and removes access. Every method must be idempotent: granting what is present and revoking

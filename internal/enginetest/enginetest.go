@@ -180,10 +180,19 @@ func newEnv(t *testing.T, st store.Store) *env {
 }
 
 func (e *env) newManager(holder string) (*grants.Manager, *grants.Sweeper) {
-	mgr, err := grants.NewManager(grants.Options{
+	return e.newManagerWith(holder, nil)
+}
+
+// newManagerWith is newManager with tweak applied to the manager's options.
+func (e *env) newManagerWith(holder string, tweak func(*grants.Options)) (*grants.Manager, *grants.Sweeper) {
+	opts := grants.Options{
 		Store: e.st, Providers: map[string]grants.Provider{"fake": e.fake, "fakemail": e.mailFake}, Publisher: e.pub, Now: e.clock.Now,
 		Holder: holder, AttemptTimeout: 5 * time.Second, MaxAttempts: 3, BackoffBase: time.Second, BackoffMax: 4 * time.Second,
-	})
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	mgr, err := grants.NewManager(opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -256,6 +265,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"BreakGlassReview", testBreakGlassReview},
 		{"OnCallAutoApproval", testAutoApprove},
 		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
+		{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -950,5 +960,63 @@ func testSweepDuringRelease(t *testing.T, e *env) {
 	}
 	if got := e.grant(g.ID); got.State != store.GrantRevoked {
 		t.Fatalf("grant state %s", got.State)
+	}
+}
+
+// writeAhead stores an activating lease for user on role db, as approval does before calling the provider.
+func (e *env) writeAhead(user, requestID string) store.Grant {
+	e.t.Helper()
+	now := e.clock.Now()
+	g := grants.NewLease(grants.LeaseSpec{RequestID: requestID, UserID: user, Role: "db", Provider: "fake", Principal: user,
+		Target: map[string]string{"db": "main"}, Duration: 10 * time.Minute, MaxDuration: time.Hour}, now, now.Add(30*time.Second))
+	if err := e.st.Commit(e.ctx, store.Batch{Grants: []store.GrantPut{{Grant: &g}}}); err != nil {
+		e.t.Fatal(err)
+	}
+	return g
+}
+
+// A replica whose provider Grant stalls past its binding lock's ttl must not leave access behind: meanwhile
+// another replica activates the grant and the holder releases it (revoked, recorded revoked); then the stalled
+// Grant lands. The stalled replica's commit is refused (fence and version), and it must converge the binding
+// to what the store says: nothing live, so the provider must hold nothing.
+func testLockLostMidGrant(t *testing.T, e *env) {
+	stalled, _ := e.newManagerWith("replica-stalled", func(o *grants.Options) { o.LockTTL = 50 * time.Millisecond })
+	other, _ := e.newManagerWith("replica-b", func(o *grants.Options) { o.LockWait = time.Hour })
+	g := e.writeAhead(alice, "r-stall")
+
+	arrived, release, landed := e.fake.HoldLanding("grant")
+	done := make(chan error, 1)
+	go func() { done <- stalled.Activate(e.ctx, g.ID) }()
+	<-arrived // the stalled replica's Grant is at the provider; its lock expires while it waits
+
+	// The other replica waits for the lock (it can only get it once the stalled holder's ttl has passed),
+	// activates, and the holder releases.
+	if err := other.Activate(e.ctx, g.ID); err != nil {
+		t.Fatalf("activate by the other replica: %v", err)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantActive {
+		t.Fatalf("after the other replica's activation: %s", got.State)
+	}
+	if _, err := other.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevoked || e.fake.PresentCount() != 0 {
+		t.Fatalf("after release: state %s, provider holds %d", got.State, e.fake.PresentCount())
+	}
+
+	release()
+	<-landed // the stalled Grant is applied at the provider now
+	<-done
+	if n := e.fake.PresentCount(); n != 0 {
+		t.Fatalf("the provider holds %d assignments after the grant was released and recorded revoked", n)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevoked {
+		t.Fatalf("grant state %s, want revoked", got.State)
+	}
+	if e.pub.count(store.EventDriftRevoked) != 1 {
+		t.Fatalf("drift-revoked events = %d, want 1 for the stray grant", e.pub.count(store.EventDriftRevoked))
+	}
+	if _, err := audit.Verify(e.ctx, e.st, ""); err != nil {
+		t.Fatalf("audit: %v", err)
 	}
 }
