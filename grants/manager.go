@@ -74,6 +74,10 @@ type Options struct {
 	// LockWait is how long an operation waits for another operation on the same binding. Default
 	// AttemptTimeout.
 	LockWait time.Duration
+	// LateCallWindow is how long after a revoke a provider call that jitbot gave up on (an attempt timeout)
+	// may still land at a provider that cannot order operations (see Sequenced): the revoked binding is
+	// checked again, from the durable due index, once it has passed. Default 2×AttemptTimeout.
+	LateCallWindow time.Duration
 	// LockTTL is the binding lock's lifetime; it is renewed before every provider call, and every commit made
 	// under it is fenced by it (store.Batch.Fence). Default 2×AttemptTimeout + 5s.
 	LockTTL time.Duration
@@ -115,6 +119,9 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	if opts.LockWait <= 0 {
 		opts.LockWait = opts.AttemptTimeout
+	}
+	if opts.LateCallWindow <= 0 {
+		opts.LateCallWindow = 2 * opts.AttemptTimeout
 	}
 	if opts.LockTTL <= 0 {
 		opts.LockTTL = 2*opts.AttemptTimeout + 5*time.Second
@@ -536,7 +543,11 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 		prev := g.Version
 		events = append(events, m.markEnded(g, now)...)
 		if err == nil {
-			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, ""
+			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, keptError(g)
+			if g == last && !sequenced(p) {
+				g.RecheckAt = now.Add(m.opts.LateCallWindow)
+				g.DueAt = g.RecheckAt
+			}
 			lag := now.Sub(g.EndedAt)
 			events = append(events, m.event(store.EventRevoked, "system:grants", g, map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}))
 			if m.opts.Observer != nil && g.EndReason == "expired" {
@@ -577,6 +588,118 @@ func (m *Manager) markEnded(g *store.Grant, now time.Time) []store.AuditEvent {
 	}
 	g.State, g.EndReason, g.EndedAt = store.GrantRevoking, "expired", g.ExpiresAt
 	return []store.AuditEvent{m.event(store.EventGrantExpired, "system:sweeper", g, map[string]string{"expired_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano)})}
+}
+
+// sequenced reports whether p's far end ignores operations older than the last it applied.
+func sequenced(p Provider) bool {
+	s, ok := p.(Sequenced)
+	return ok && s.OrdersByGeneration()
+}
+
+// keptError is what LastError keeps once a lease's access is gone: why its activation failed, if it did (the
+// record must still say why the grant never became active), else nothing.
+func keptError(g *store.Grant) string {
+	if g.EndReason == "activation_failed" {
+		return g.LastError
+	}
+	return ""
+}
+
+// ConvergeDue converges a binding for the sweeper, given the binding's grants the sweeper claimed as due:
+// besides live leases these can be revoked leases whose re-check is due (see store.Grant.RecheckAt).
+func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []store.Grant) error {
+	var rechecks []string
+	for _, g := range due {
+		if g.State.Terminal() && !g.RecheckAt.IsZero() {
+			rechecks = append(rechecks, g.ID)
+		}
+	}
+	return m.withBinding(ctx, bindingKey, func(b *binding) error {
+		err := m.converge(ctx, b)
+		for _, id := range rechecks {
+			err = errors.Join(err, m.recheck(ctx, b, id))
+		}
+		return err
+	})
+}
+
+// recheck runs a revoked lease's due re-check: when no live lease covers the binding, a provider call that
+// jitbot gave up on may have brought the access back after the revoke, so the provider is asked and the access
+// revoked again if it is there (a drift-revoked event says so). A failed check or revoke is retried with
+// backoff, and raises a revoke-failed alert once it has failed MaxAttempts times.
+func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
+	g, err := m.opts.Store.GetGrant(ctx, id)
+	if err != nil {
+		return fmt.Errorf("grants: re-check %s: %w", id, err)
+	}
+	now := m.now()
+	if !g.State.Terminal() || g.RecheckAt.IsZero() || now.Before(g.RecheckAt) {
+		return nil // done or moved meanwhile
+	}
+	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: b.key})
+	if err != nil {
+		return fmt.Errorf("grants: list leases of binding: %w", err)
+	}
+	prev := g.Version
+	var events []store.AuditEvent
+	var callErr error
+	if len(leases) == 0 { // a live lease means the access is wanted, or its own revoke will re-check
+		var ev *store.AuditEvent
+		if ev, callErr = m.revokeIfBack(ctx, b, &g); ev != nil {
+			events = append(events, *ev)
+		}
+	}
+	if callErr == nil {
+		g.RecheckAt, g.DueAt, g.Attempts = time.Time{}, time.Time{}, 0
+	} else {
+		g.Attempts++
+		g.DueAt = now.Add(m.backoff(g.Attempts))
+		if g.Attempts == m.opts.MaxAttempts {
+			events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": callErr.Error(), "attempts": strconv.Itoa(g.Attempts),
+				"alert": "could not confirm that access stayed gone after its revoke; jitbot keeps retrying"}))
+		}
+	}
+	if err := m.commit(ctx, b, []store.GrantPut{{Grant: &g, PrevVersion: prev}}, events...); err != nil {
+		return err
+	}
+	if callErr != nil {
+		return fmt.Errorf("grants: re-check %s: %w", g.ID, callErr)
+	}
+	return nil
+}
+
+// revokeIfBack asks the provider whether g's access is there and revokes it if it is, or if the provider
+// cannot tell (fail closed). It returns a drift-revoked event when the access had come back.
+func (m *Manager) revokeIfBack(ctx context.Context, b *binding, g *store.Grant) (*store.AuditEvent, error) {
+	p, err := m.provider(g)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.renew(ctx, b); err != nil {
+		return nil, err
+	}
+	a := b.assignment(g, g.ExpiresAt)
+	present, checkErr := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
+		ok, err := p.Check(ctx, a)
+		if ok {
+			return "present", err
+		}
+		return "", err
+	})
+	if checkErr == nil && present == "" {
+		return nil, nil
+	}
+	a = b.assignment(g, g.ExpiresAt)
+	if _, err := m.call(ctx, "revoke", g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+		return nil, err
+	}
+	if checkErr != nil {
+		return nil, nil // gone now; whether it had come back is unknown
+	}
+	zerolog.Ctx(ctx).Warn().Str("grant_id", g.ID).Msg("access came back after its revoke; revoked again")
+	ev := m.event(store.EventDriftRevoked, "system:grants", g, map[string]string{"provider": g.Provider,
+		"reason": "the access came back after its revoke (a provider call jitbot had given up on landed late); revoked again"})
+	return &ev, nil
 }
 
 // finalState is the terminal state of an ended lease whose access is gone.

@@ -44,6 +44,14 @@ type Provider interface {
 	Check(ctx context.Context, a Assignment) (present bool, err error)
 }
 
+// Sequenced is implemented by providers whose far end orders operations by Assignment.Generation and ignores
+// one older than the last it applied (the webhook contract). For every other provider a call that jitbot
+// gave up on could land after a later revoke, so the manager checks a revoked binding again once such a call
+// can no longer arrive (Options.LateCallWindow) and revokes again if the access came back.
+type Sequenced interface {
+	OrdersByGeneration() bool
+}
+
 // ErrPermanent marks a provider failure that retrying cannot fix.
 var ErrPermanent = errors.New("permanent provider error")
 

@@ -45,10 +45,11 @@ type gate struct {
 	landing bool
 }
 
-// HoldLanding makes the next call of op wait, after it arrived, until release is called, whatever happens to
-// the caller's context meanwhile, and then apply: a call that lands at the provider after jitbot gave up on
-// it (a timeout), or after the caller stalled past its binding lock. The caller gets ctx's error if its
-// context ended meanwhile (it gave up), else success. landed is closed once the call was applied.
+// HoldLanding makes the next call of op wait, after it arrived, until release is called, and then apply,
+// whatever happened to the caller's context meanwhile: a call the provider received and applies after the
+// caller stalled past its binding lock (the caller waits, then succeeds), or after the caller gave up on it
+// (its context ended: the caller gets ctx's error at once, and the call still applies on release). landed is
+// closed once the call was applied.
 func (f *Fake) HoldLanding(op string) (arrived <-chan struct{}, release func(), landed <-chan struct{}) {
 	g := &gate{arrived: make(chan struct{}), proceed: make(chan struct{}), landing: true}
 	done := make(chan struct{})
@@ -123,16 +124,23 @@ func (f *Fake) do(ctx context.Context, op string, a grants.Assignment, apply fun
 	f.mu.Unlock()
 	if g != nil && g.landing {
 		close(g.arrived)
-		<-g.proceed
-		f.mu.Lock()
-		key := Key(a)
-		_, was := f.present[key]
-		apply(was)
-		f.calls = append(f.calls, Call{Op: op, Assignment: a, WasPresent: was})
-		close(f.landed[g])
-		delete(f.landed, g)
-		f.mu.Unlock()
-		return ctx.Err()
+		land := func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			_, was := f.present[Key(a)]
+			apply(was)
+			f.calls = append(f.calls, Call{Op: op, Assignment: a, WasPresent: was})
+			close(f.landed[g])
+			delete(f.landed, g)
+		}
+		select {
+		case <-g.proceed:
+			land()
+			return nil
+		case <-ctx.Done():
+			go func() { <-g.proceed; land() }() // the caller gave up; the provider applies it anyway
+			return ctx.Err()
+		}
 	}
 	if g != nil {
 		close(g.arrived)

@@ -266,6 +266,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"OnCallAutoApproval", testAutoApprove},
 		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
 		{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
+		{"LateGrantAfterRevokeIsRevokedAgain", testLateGrantAfterRevoke},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -980,7 +981,7 @@ func (e *env) writeAhead(user, requestID string) store.Grant {
 // Grant lands. The stalled replica's commit is refused (fence and version), and it must converge the binding
 // to what the store says: nothing live, so the provider must hold nothing.
 func testLockLostMidGrant(t *testing.T, e *env) {
-	stalled, _ := e.newManagerWith("replica-stalled", func(o *grants.Options) { o.LockTTL = 50 * time.Millisecond })
+	stalled, _ := e.newManagerWith("replica-stalled", func(o *grants.Options) { o.LockTTL, o.AttemptTimeout = 50*time.Millisecond, time.Hour })
 	other, _ := e.newManagerWith("replica-b", func(o *grants.Options) { o.LockWait = time.Hour })
 	g := e.writeAhead(alice, "r-stall")
 
@@ -1018,5 +1019,79 @@ func testLockLostMidGrant(t *testing.T, e *env) {
 	}
 	if _, err := audit.Verify(e.ctx, e.st, ""); err != nil {
 		t.Fatalf("audit: %v", err)
+	}
+}
+
+// The 14 s / 10 s case at a provider that cannot order operations: the first Grant attempt times out
+// (jitbot gives up) but the provider applies it later, after the retry succeeded, the holder released and
+// the revoke was applied. The revoke schedules a re-check in the durable due index for when such a call can no
+// longer land; a sweeper of a freshly started replica runs it, finds the access back and revokes it again.
+func testLateGrantAfterRevoke(t *testing.T, e *env) {
+	const window = 20 * time.Second
+	mgr, _ := e.newManagerWith("replica-a", func(o *grants.Options) { o.AttemptTimeout, o.LateCallWindow = 20*time.Millisecond, window })
+	g := e.writeAhead(alice, "r-late")
+
+	arrived, land, landed := e.fake.HoldLanding("grant")
+	if err := mgr.Activate(e.ctx, g.ID); err != nil {
+		t.Fatalf("activate: %v", err)
+	}
+	<-arrived
+	if got := e.grant(g.ID); got.State != store.GrantActivating || got.Attempts != 1 {
+		t.Fatalf("after the timed-out attempt: %s attempts %d, want activating 1", got.State, got.Attempts)
+	}
+	if err := mgr.Activate(e.ctx, g.ID); err != nil { // the retry
+		t.Fatalf("retry: %v", err)
+	}
+	if _, err := mgr.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	revoked := e.grant(g.ID)
+	if revoked.State != store.GrantRevoked || e.fake.PresentCount() != 0 {
+		t.Fatalf("after release: %s, provider holds %d", revoked.State, e.fake.PresentCount())
+	}
+	if !revoked.RecheckAt.Equal(revoked.RevokedAt.Add(window)) || !revoked.DueAt.Equal(revoked.RecheckAt) {
+		t.Fatalf("re-check at %v due %v, want both at revoke time %v + %s", revoked.RecheckAt, revoked.DueAt, revoked.RevokedAt, window)
+	}
+
+	land()
+	<-landed // the abandoned first attempt lands: the provider's last word is "grant"
+	if e.fake.PresentCount() != 1 {
+		t.Fatal("the late grant did not land at the fake")
+	}
+
+	// A restart: a new manager and sweeper on the same store.
+	_, sw := e.newManager("replica-restarted")
+	if _, err := sw.Sweep(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e.fake.PresentCount() != 1 || len(e.fake.Calls("check")) != 0 {
+		t.Fatal("the re-check ran before its time")
+	}
+	e.clock.Advance(window)
+	if _, err := sw.Sweep(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.PresentCount(); n != 0 {
+		t.Fatalf("provider holds %d assignments after the re-check", n)
+	}
+	got := e.grant(g.ID)
+	if got.State != store.GrantRevoked || !got.RecheckAt.IsZero() || !got.DueAt.IsZero() {
+		t.Fatalf("after the re-check: %s recheck %v due %v", got.State, got.RecheckAt, got.DueAt)
+	}
+	if e.pub.count(store.EventDriftRevoked) != 1 {
+		t.Fatalf("drift-revoked events = %d, want 1", e.pub.count(store.EventDriftRevoked))
+	}
+	// Generations increase with every operation on the binding; the late call carries the lowest.
+	gr, rv := e.fake.Calls("grant"), e.fake.Calls("revoke")
+	if len(gr) != 2 || len(rv) != 2 {
+		t.Fatalf("grants %d revokes %d, want 2 and 2", len(gr), len(rv))
+	}
+	late, retry := gr[1].Assignment.Generation, gr[0].Assignment.Generation
+	if !(0 < late && late < retry && retry < rv[0].Assignment.Generation && rv[0].Assignment.Generation < rv[1].Assignment.Generation) {
+		t.Fatalf("generations: late grant %d, retry %d, revoke %d, revoke again %d: want strictly increasing", late, retry, rv[0].Assignment.Generation, rv[1].Assignment.Generation)
+	}
+	e.sweep()
+	if len(e.fake.Calls("check")) != 1 {
+		t.Fatal("a done re-check ran again")
 	}
 }
