@@ -196,7 +196,7 @@ func (e *env) newManagerWith(holder string, tweak func(*grants.Options)) (*grant
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	sw, err := grants.NewSweeper(grants.SweeperOptions{Manager: mgr, Store: e.st, Batch: 64, Concurrency: 16})
+	sw, err := grants.NewSweeper(grants.SweeperOptions{Manager: mgr, Store: opts.Store, Batch: 64, Concurrency: 16})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -523,7 +523,8 @@ func testRevokeEscalation(t *testing.T, e *env) {
 func testPermanentGrantFailure(t *testing.T, e *env) {
 	e.fake.FailNext("grant", grants.Permanent(errors.New("access denied")), 1)
 	g := e.approved(alice, "db", 10*time.Minute)
-	if g.State != store.GrantFailed || g.EndReason != "activation_failed" || g.LastError != "" && !strings.Contains(g.LastError, "access denied") {
+	// The undo's successful revoke must not erase why the grant failed.
+	if g.State != store.GrantFailed || g.EndReason != "activation_failed" || !strings.Contains(g.LastError, "access denied") {
 		t.Fatalf("grant after permanent failure: state %s reason %s err %q", g.State, g.EndReason, g.LastError)
 	}
 	if len(e.fake.Calls("revoke")) != 1 {
@@ -922,10 +923,33 @@ func testAutoApprove(t *testing.T, e *env) {
 	}
 }
 
+// lockWatch reports every refused AcquireLock of one lock name, so a test can wait until an operation is
+// blocked on a lock instead of guessing how long it takes to get there.
+type lockWatch struct {
+	store.Store
+	name    string
+	refused chan struct{}
+}
+
+func (w *lockWatch) AcquireLock(ctx context.Context, name, holder string, ttl time.Duration) (store.Lock, error) {
+	l, err := w.Store.AcquireLock(ctx, name, holder, ttl)
+	if name == w.name && errors.Is(err, store.ErrLockHeld) {
+		select {
+		case w.refused <- struct{}{}:
+		default:
+		}
+	}
+	return l, err
+}
+
 // A sweep that starts while a release is revoking at the provider must wait for it, not revoke again:
-// operations on one binding are serialised even inside one process.
+// operations on one binding are serialised even inside one process. Deterministic: the test proceeds when
+// either the sweep reaches the provider (the bug) or the sweep was refused the binding lock (it waits).
 func testSweepDuringRelease(t *testing.T, e *env) {
 	g := e.approved(alice, "db", 30*time.Minute)
+	// The manager's lock for a binding is named "binding:<binding key>".
+	watch := &lockWatch{Store: e.st, name: "binding:" + g.BindingKey, refused: make(chan struct{}, 1)}
+	_, sweeper := e.newManagerWith("replica-a", func(o *grants.Options) { o.Store, o.LockWait = watch, time.Hour })
 	arrived, release := e.fake.Hold("revoke")
 	done := make(chan error, 1)
 	go func() {
@@ -934,24 +958,21 @@ func testSweepDuringRelease(t *testing.T, e *env) {
 	}()
 	<-arrived // the release's revoke is at the provider now
 	second, releaseSecond := e.fake.Hold("revoke")
+	defer releaseSecond()
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
-		if _, err := e.sw.Sweep(e.ctx); err != nil {
+		if _, err := sweeper.Sweep(e.ctx); err != nil {
 			t.Errorf("sweep: %v", err)
 		}
 	}()
-	// Give a wrongly concurrent sweep the time to reach the provider. A correct engine passes however long
-	// this takes; only the detection of the bug depends on it.
 	select {
 	case <-second:
-		releaseSecond()
 		release()
 		t.Fatal("a sweep revoked at the provider while a release of the same binding was in flight")
-	case <-time.After(300 * time.Millisecond):
+	case <-watch.refused: // the sweep claimed the grant and waits for the binding lock
 	}
 	release()
-	defer releaseSecond()
 	if err := <-done; err != nil {
 		t.Fatalf("release: %v", err)
 	}
@@ -981,7 +1002,9 @@ func (e *env) writeAhead(user, requestID string) store.Grant {
 // Grant lands. The stalled replica's commit is refused (fence and version), and it must converge the binding
 // to what the store says: nothing live, so the provider must hold nothing.
 func testLockLostMidGrant(t *testing.T, e *env) {
-	stalled, _ := e.newManagerWith("replica-stalled", func(o *grants.Options) { o.LockTTL, o.AttemptTimeout = 50*time.Millisecond, time.Hour })
+	// The ttl only decides how long the other replica waits for the lock (it waits for the lock, not for a
+	// time); it is long enough that the stalled replica's own realigning steps never outlive it.
+	stalled, _ := e.newManagerWith("replica-stalled", func(o *grants.Options) { o.LockTTL, o.AttemptTimeout = 500*time.Millisecond, time.Hour })
 	other, _ := e.newManagerWith("replica-b", func(o *grants.Options) { o.LockWait = time.Hour })
 	g := e.writeAhead(alice, "r-stall")
 
@@ -1028,11 +1051,14 @@ func testLockLostMidGrant(t *testing.T, e *env) {
 // longer land; a sweeper of a freshly started replica runs it, finds the access back and revokes it again.
 func testLateGrantAfterRevoke(t *testing.T, e *env) {
 	const window = 20 * time.Second
-	mgr, _ := e.newManagerWith("replica-a", func(o *grants.Options) { o.AttemptTimeout, o.LateCallWindow = 20*time.Millisecond, window })
+	// The first attempt's replica gives up after 20 ms; the held call cannot answer before, so the timeout
+	// fires whatever the load. Everything after runs with a timeout that nothing reaches.
+	impatient, _ := e.newManagerWith("replica-a", func(o *grants.Options) { o.AttemptTimeout = 20 * time.Millisecond })
+	mgr, _ := e.newManagerWith("replica-b", func(o *grants.Options) { o.AttemptTimeout, o.LateCallWindow = time.Hour, window })
 	g := e.writeAhead(alice, "r-late")
 
 	arrived, land, landed := e.fake.HoldLanding("grant")
-	if err := mgr.Activate(e.ctx, g.ID); err != nil {
+	if err := impatient.Activate(e.ctx, g.ID); err != nil {
 		t.Fatalf("activate: %v", err)
 	}
 	<-arrived
