@@ -143,6 +143,11 @@ type Grant struct {
 	Attempts    int    `json:"attempts,omitempty"`
 	LastError   string `json:"last_error,omitempty"`
 	ProviderRef string `json:"provider_ref,omitempty"` // e.g. an asynchronous provider request id
+	// RecheckAt is set on a revoked lease when its provider cannot order operations (see grants.Sequenced):
+	// a provider call that jitbot gave up on could still land until then and bring the access back, so the
+	// binding is checked again at RecheckAt, and revoked again if nothing live covers it. While it is set,
+	// the (terminal) grant's DueAt is RecheckAt. Zero: no re-check pending.
+	RecheckAt time.Time `json:"recheck_at,omitzero"`
 
 	Meta    map[string]string `json:"meta,omitempty"`
 	Version int64             `json:"version"`

@@ -42,6 +42,11 @@ type Batch struct {
 	Grants   []GrantPut
 	// Audit events are appended to the hash-chained log in order, in the same atomic step.
 	Audit []AuditEvent
+	// Fence, when set, makes the batch conditional on the caller still holding that lock (same name, holder
+	// and fence, not expired) at the instant the batch is applied: otherwise Commit returns ErrLockLost and
+	// writes nothing. A holder that stalled past its lock's ttl (a GC pause, a slow provider call) cannot
+	// then write over what the lock's next holder decided, even where its record versions still match.
+	Fence *Lock
 }
 
 // RequestQuery selects requests. Exactly one of Requester or State must be set.
@@ -71,7 +76,8 @@ type Lock struct {
 // Store is jitbot's durable state. Every method honours ctx cancellation. All timestamps are stored with at
 // least millisecond precision; indexes are kept by the store from the records themselves.
 type Store interface {
-	// Commit applies b atomically. Returns ErrConflict (nothing written) when a version check fails.
+	// Commit applies b atomically. Returns ErrConflict (nothing written) when a version check fails, and
+	// ErrLockLost (nothing written) when b.Fence is set and that lock is no longer held as given.
 	Commit(ctx context.Context, b Batch) error
 
 	// GetRequest returns ErrNotFound for an unknown id.
@@ -145,6 +151,9 @@ func (b Batch) Validate() error {
 		if e.Type == "" {
 			return fmt.Errorf("audit event %d has no type: %w", i, ErrInvalid)
 		}
+	}
+	if b.Fence != nil && (b.Fence.Name == "" || b.Fence.Holder == "") {
+		return fmt.Errorf("batch fence without lock name or holder: %w", ErrInvalid)
 	}
 	return nil
 }

@@ -195,6 +195,11 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		raws[i] = raw
 	}
 	err := s.update(ctx, "commit", func(tx *bbolt.Tx) error {
+		if b.Fence != nil {
+			if err := s.checkFence(tx, *b.Fence); err != nil {
+				return err
+			}
+		}
 		for _, p := range b.Requests {
 			if err := putRequest(tx, p); err != nil {
 				return err
@@ -801,6 +806,18 @@ func (s *Store) RenewLock(ctx context.Context, l store.Lock, ttl time.Duration) 
 		cur.ExpiresAt = now.Add(ttl).UnixNano()
 		return putLock(tx, l.Name, *cur)
 	})
+}
+
+// checkFence fails with store.ErrLockLost unless l is held now, exactly as given (see store.Batch.Fence).
+func (s *Store) checkFence(tx *bbolt.Tx, l store.Lock) error {
+	cur, err := getLock(tx, l.Name)
+	if err != nil {
+		return err
+	}
+	if cur == nil || cur.Holder != l.Holder || cur.Fence != l.Fence || s.now().UnixNano() >= cur.ExpiresAt {
+		return fmt.Errorf("batch fenced by lock %q (fence %d), which is no longer held: %w", l.Name, l.Fence, store.ErrLockLost)
+	}
+	return nil
 }
 
 // ReleaseLock frees the lock if l still owns it; otherwise it does nothing.

@@ -246,7 +246,7 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		}
 		raws[i] = raw
 	}
-	if len(puts) == 0 && len(raws) == 0 {
+	if len(puts) == 0 && len(raws) == 0 && b.Fence == nil {
 		return nil
 	}
 
@@ -301,9 +301,17 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 			args = append(args, e.score)
 		}
 	}
-	res, err := s.runCommit(ctx, keys, args, raws)
+	var tail []any
+	if b.Fence != nil {
+		keys = append(keys, s.keys.lock(b.Fence.Name))
+		tail = append(tail, lockValue(*b.Fence))
+	}
+	res, err := s.runCommit(ctx, keys, args, raws, tail)
 	if err != nil {
 		return err
+	}
+	if res[0] == "lost" {
+		return fmt.Errorf("redis: commit: batch fenced by lock %q (fence %d), which is no longer held: %w", b.Fence.Name, b.Fence.Fence, store.ErrLockLost)
 	}
 	if res[0] == "conflict" {
 		i, _ := res[1].(int64)
@@ -859,9 +867,10 @@ func (s *Store) CountGrants(ctx context.Context, state store.GrantState) (int, e
 
 // runCommit runs the commit script with the audit links chained onto the head. A stale head (another
 // replica appended) is refreshed from the script's answer and the links recomputed.
-func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [][]byte) ([]any, error) {
+// tail (the fence's expected lock value, if any) goes after the audit arguments.
+func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [][]byte, tail []any) ([]any, error) {
 	if len(raws) == 0 {
-		res, err := scriptCommit.Run(ctx, s.c, keys, append(args, 0, "")...).Slice()
+		res, err := scriptCommit.Run(ctx, s.c, keys, append(append(args, 0, ""), tail...)...).Slice()
 		if err != nil {
 			return nil, fmt.Errorf("redis: commit: %w", err)
 		}
@@ -882,6 +891,7 @@ func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [
 			full = append(full, raw, h)
 			prev = h
 		}
+		full = append(full, tail...)
 		res, err := scriptCommit.Run(ctx, s.c, keys, full...).Slice()
 		if err != nil {
 			s.head.known = false // the commit may or may not have landed
