@@ -139,6 +139,9 @@ func (k keys) auditLog() string         { return k.p + "audit:log" }
 func (k keys) lock(name string) string  { return k.p + "lock:" + name }
 func (k keys) fence(name string) string { return k.p + "lock-fence:" + name }
 func (k keys) seen(key string) string   { return k.p + "seen:" + key }
+func (k keys) counter(key string) string {
+	return k.p + "counter:" + key
+}
 
 // ms is the index score of t.
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -235,6 +238,17 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		puts = append(puts, &put{key: s.keys.grant(g.ID), id: g.ID, prev: gp.PrevVersion, ver: g.Version,
 			json: raw, idx: s.keys.grantIndexes(&g), setResult: func(v int64) { orig.Version = v }})
 	}
+	for _, cp := range b.Counters {
+		c := *cp.Counter
+		c.Version = cp.PrevVersion + 1
+		raw, err := json.Marshal(&c)
+		if err != nil {
+			return fmt.Errorf("redis: commit: encode counter %q: %w", c.Key, err)
+		}
+		orig := cp.Counter
+		puts = append(puts, &put{key: s.keys.counter(c.Key), id: c.Key, prev: cp.PrevVersion, ver: c.Version,
+			json: raw, setResult: func(v int64) { orig.Version = v }})
+	}
 	raws := make([][]byte, len(b.Audit))
 	for i, e := range b.Audit {
 		if e.At.IsZero() {
@@ -329,6 +343,15 @@ func (s *Store) GetRequest(ctx context.Context, id string) (store.Request, error
 		return store.Request{}, err
 	}
 	return r, nil
+}
+
+// GetCounter implements store.Store.
+func (s *Store) GetCounter(ctx context.Context, key string) (store.Counter, error) {
+	var c store.Counter
+	if err := s.get(ctx, s.keys.counter(key), "counter", key, &c); err != nil {
+		return store.Counter{}, err
+	}
+	return c, nil
 }
 
 // GetGrant implements store.Store.
