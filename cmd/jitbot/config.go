@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/jitbot/jitbot/store/redis"
 )
 
 // Config is jitbot's whole configuration, from the environment. Slack variables keep Slack's usual names;
@@ -42,7 +44,7 @@ type Config struct {
 func loadConfig() (Config, error) {
 	var c Config
 	if err := envconfig.Process("", &c); err != nil {
-		// envconfig names the variable and the bad value; strip the value in case it is a secret.
+		// envconfig names the variable and the bad value; drop the value in case it is a secret.
 		return c, fmt.Errorf("configuration: %s", scrubEnvconfigError(err))
 	}
 	return c, c.validate()
@@ -50,7 +52,7 @@ func loadConfig() (Config, error) {
 
 func scrubEnvconfigError(err error) string {
 	if pe, ok := err.(*envconfig.ParseError); ok {
-		return fmt.Sprintf("%s: cannot parse %q as %s", pe.KeyName, pe.Value, pe.TypeName)
+		return fmt.Sprintf("%s: cannot parse its value as %s", pe.KeyName, pe.TypeName)
 	}
 	return err.Error()
 }
@@ -118,14 +120,11 @@ func (c Config) slackMode() string {
 	return "http mode (/slack/commands, /slack/interactions, /slack/events)"
 }
 
-// storeDescription says which store is in use without revealing credentials.
+// storeDescription says which store is in use without revealing credentials (userinfo and secret query
+// parameters such as sentinel_password are redacted).
 func (c Config) storeDescription() string {
 	if c.RedisURL == "" {
 		return "embedded (" + c.DataDir + ")"
 	}
-	if u, err := url.Parse(c.RedisURL); err == nil {
-		u.User = nil
-		return "redis (" + u.Redacted() + ")"
-	}
-	return "redis"
+	return "redis (" + redis.RedactURL(c.RedisURL) + ")"
 }

@@ -114,6 +114,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	routeRedisLogs(log)
 	pol, err := loadPolicyForServe(cfg.PolicyFile)
 	if err != nil {
 		return err
