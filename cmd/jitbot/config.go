@@ -24,9 +24,13 @@ type Config struct {
 	RedisURL   string `envconfig:"JITBOT_REDIS_URL"`
 	// RedisKeyPrefix must contain one hash tag so every key lands in one Redis Cluster slot.
 	RedisKeyPrefix string `envconfig:"JITBOT_REDIS_KEY_PREFIX" default:"{jit}"`
-	DataDir        string `envconfig:"JITBOT_DATA_DIR" default:"./data"`
-	ListenAddr     string `envconfig:"JITBOT_LISTEN_ADDR" default:":8080"`
-	LogLevel       string `envconfig:"JITBOT_LOG_LEVEL" default:"info"`
+	// RedisMinReplicas makes every commit wait for that many replica acknowledgements (WAIT).
+	RedisMinReplicas    int           `envconfig:"JITBOT_REDIS_MIN_REPLICAS" default:"0"`
+	RedisReplicaTimeout time.Duration `envconfig:"JITBOT_REDIS_REPLICA_TIMEOUT" default:"1s"`
+	RedisAllowEviction  bool          `envconfig:"JITBOT_REDIS_ALLOW_EVICTION" default:"false"`
+	DataDir             string        `envconfig:"JITBOT_DATA_DIR" default:"./data"`
+	ListenAddr          string        `envconfig:"JITBOT_LISTEN_ADDR" default:":8080"`
+	LogLevel            string        `envconfig:"JITBOT_LOG_LEVEL" default:"info"`
 
 	SweepInterval       time.Duration `envconfig:"JITBOT_SWEEP_INTERVAL" default:"1s"`
 	RevokeRetryInterval time.Duration `envconfig:"JITBOT_REVOKE_RETRY_INTERVAL" default:"5m"`
@@ -71,6 +75,12 @@ func (c Config) validate() error {
 	}
 	if c.ReconcileInterval < 0 {
 		problems = append(problems, "JITBOT_RECONCILE_INTERVAL must be a duration such as 10m (0 turns drift reconciliation off)")
+	}
+	if c.RedisMinReplicas < 0 || c.RedisMinReplicas > 16 {
+		problems = append(problems, "JITBOT_REDIS_MIN_REPLICAS must be between 0 and 16")
+	}
+	if c.RedisReplicaTimeout <= 0 {
+		problems = append(problems, "JITBOT_REDIS_REPLICA_TIMEOUT must be a positive duration such as 1s")
 	}
 	if c.SweepConcurrency < 1 || c.SweepConcurrency > 1024 {
 		problems = append(problems, "JITBOT_SWEEP_CONCURRENCY must be between 1 and 1024")

@@ -25,6 +25,10 @@ type Options struct {
 	Prefix string
 	// Now stamps audit events committed with a zero At. Default time.Now.
 	Now func() time.Time
+	// MinReplicas, when positive, makes every Commit wait (WAIT) until that many replicas acknowledged it,
+	// at most ReplicaTimeout (default DefaultReplicaTimeout), and fail with ErrNotReplicated otherwise.
+	MinReplicas    int
+	ReplicaTimeout time.Duration
 }
 
 // ValidatePrefix reports whether prefix contains a usable hash tag.
@@ -62,6 +66,9 @@ type Store struct {
 	// "stale" with the current head, and the commit is recomputed and retried.
 	auditMu sync.Mutex
 	head    auditHead
+
+	minReplicas    int
+	replicaTimeout time.Duration
 }
 
 type auditHead struct {
@@ -79,7 +86,10 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	if err != nil {
 		panic(err)
 	}
-	return &Store{c: client, now: o.Now, keys: keys{p: o.Prefix + ":"}}
+	if o.ReplicaTimeout <= 0 {
+		o.ReplicaTimeout = DefaultReplicaTimeout
+	}
+	return &Store{c: client, now: o.Now, keys: keys{p: o.Prefix + ":"}, minReplicas: o.MinReplicas, replicaTimeout: o.ReplicaTimeout}
 }
 
 // Open connects to the Redis at url (see the package documentation for the forms) and checks it answers.
@@ -884,7 +894,7 @@ func (s *Store) CountGrants(ctx context.Context, state store.GrantState) (int, e
 // replica appended) is refreshed from the script's answer and the links recomputed.
 func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [][]byte) ([]any, error) {
 	if len(raws) == 0 {
-		res, err := scriptCommit.Run(ctx, s.c, keys, append(args, 0, "")...).Slice()
+		res, err := s.evalCommit(ctx, keys, append(args, 0, "")...)
 		if err != nil {
 			return nil, fmt.Errorf("redis: commit: %w", err)
 		}
@@ -905,7 +915,7 @@ func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [
 			full = append(full, raw, h)
 			prev = h
 		}
-		res, err := scriptCommit.Run(ctx, s.c, keys, full...).Slice()
+		res, err := s.evalCommit(ctx, keys, full...)
 		if err != nil {
 			s.head.known = false // the commit may or may not have landed
 			return nil, fmt.Errorf("redis: commit: %w", err)
