@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -48,7 +49,18 @@ func TestServeChecksRedisDurability(t *testing.T) {
 	t.Run("durable redis starts quietly", func(t *testing.T) {
 		url, _ := redistest.StartServer(t, "--appendonly", "yes", "--maxmemory", "64mb", "--maxmemory-policy", "noeviction")
 		redisServeEnv(t, url)
-		logs := serveUntilReady(t, nil)
+		logs := serveUntilReady(t, func(base string) {
+			// The clock skew against Redis TIME is measured at start-up and exported.
+			resp, err := http.Get(base + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), "\njitbot_clock_skew_seconds ") {
+				t.Errorf("/metrics has no jitbot_clock_skew_seconds sample")
+			}
+		})
 		if strings.Contains(logs, "redis-durability") || !strings.Contains(logs, `"aof":true`) {
 			t.Fatalf("unexpected durability warnings:\n%s", logs)
 		}
