@@ -25,6 +25,7 @@ type Store interface {
 	GetRequest(ctx context.Context, id string) (store.Request, error)
 	ListRequests(ctx context.Context, q store.RequestQuery) ([]store.Request, error)
 	DueRequests(ctx context.Context, now time.Time, limit int) ([]store.Request, error)
+	GetCounter(ctx context.Context, key string) (store.Counter, error)
 }
 
 // Activator applies a freshly approved grant at its provider. An error does not undo the approval: the grant

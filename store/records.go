@@ -195,3 +195,17 @@ type AuditRecord struct {
 	PrevHash string     `json:"prev_hash"`
 	Hash     string     `json:"hash"`
 }
+
+// Counter is a small compare-and-swap record that makes a limit hold across concurrent requests and replicas:
+// the event it counts is appended in the same atomic Commit as the action it limits, so of N concurrent
+// actions racing for the last slot exactly one commits and the others get ErrConflict and re-read it.
+type Counter struct {
+	Key string `json:"key"`
+	// Events are the instants of the counted events, oldest first. The owner prunes events that fell out of
+	// its window before it appends, so the record stays as small as the limit.
+	Events  []time.Time `json:"events,omitempty"`
+	Version int64       `json:"version"`
+}
+
+// BreakGlassCounterKey is the Counter that records a person's break-glass activations of a role.
+func BreakGlassCounterKey(user, role string) string { return "breakglass/" + user + "/" + role }

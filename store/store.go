@@ -35,6 +35,12 @@ type GrantPut struct {
 	PrevVersion int64
 }
 
+// CounterPut writes one counter, with the same version rules as RequestPut.
+type CounterPut struct {
+	Counter     *Counter
+	PrevVersion int64
+}
+
 // Batch is an all-or-nothing set of writes: every put's version check passes and every write and audit
 // append lands, or nothing does.
 type Batch struct {
@@ -47,6 +53,8 @@ type Batch struct {
 	// writes nothing. A holder that stalled past its lock's ttl (a GC pause, a slow provider call) cannot
 	// then write over what the lock's next holder decided, even where its record versions still match.
 	Fence *Lock
+	// Counters are compare-and-swap limit records written in the same atomic step (see Counter).
+	Counters []CounterPut
 }
 
 // RequestQuery selects requests. Exactly one of Requester or State must be set.
@@ -87,6 +95,9 @@ type Store interface {
 	// DueRequests returns requests whose DueAt() <= now (pending requests past PendingUntil, break-glass
 	// requests whose review reminder is due), earliest first, at most limit.
 	DueRequests(ctx context.Context, now time.Time, limit int) ([]Request, error)
+
+	// GetCounter returns ErrNotFound for a counter never written.
+	GetCounter(ctx context.Context, key string) (Counter, error)
 
 	// GetGrant returns ErrNotFound for an unknown id.
 	GetGrant(ctx context.Context, id string) (Grant, error)
@@ -146,6 +157,15 @@ func (b Batch) Validate() error {
 			return fmt.Errorf("grant %q written twice in one batch: %w", p.Grant.ID, ErrInvalid)
 		}
 		seen["g/"+p.Grant.ID] = true
+	}
+	for i, p := range b.Counters {
+		if p.Counter == nil || p.Counter.Key == "" || p.PrevVersion < 0 {
+			return fmt.Errorf("counter put %d: nil counter, empty key or negative version: %w", i, ErrInvalid)
+		}
+		if seen["c/"+p.Counter.Key] {
+			return fmt.Errorf("counter %q written twice in one batch: %w", p.Counter.Key, ErrInvalid)
+		}
+		seen["c/"+p.Counter.Key] = true
 	}
 	for i, e := range b.Audit {
 		if e.Type == "" {

@@ -92,7 +92,7 @@ func newLogger(w io.Writer, level string) zerolog.Logger {
 // openStore opens Redis when a URL is configured, else the embedded bbolt file in the data directory.
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.RedisURL != "" {
-		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix})
+		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix, MinReplicas: cfg.RedisMinReplicas, ReplicaTimeout: cfg.RedisReplicaTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 		}
@@ -114,6 +114,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	routeRedisLogs(log)
 	pol, err := loadPolicyForServe(cfg.PolicyFile)
 	if err != nil {
 		return err
@@ -123,6 +124,11 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if rs, ok := st.(*redis.Store); ok {
+		if err := checkRedisDurability(ctx, log, cfg, rs); err != nil {
+			return err
+		}
+	}
 	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning()}
 	if cfg.SlackBotToken != "" {
 		deps.Slack = &app.SlackConfig{BotToken: cfg.SlackBotToken, SigningSecret: cfg.SlackSigningSecret,

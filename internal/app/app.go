@@ -40,6 +40,8 @@ type Tuning struct {
 	ClaimHold           time.Duration
 	// ReconcileInterval is how often providers are listed for drift; 0 disables it.
 	ReconcileInterval time.Duration
+	// ClockCheckInterval is how often the local clock is compared with the store's (Redis TIME); default 1m.
+	ClockCheckInterval time.Duration
 }
 
 // Deps are what an App is built from. Policy and Store are required.
@@ -91,6 +93,9 @@ type App struct {
 	Metrics   *telemetry.Metrics
 	registry  *prometheus.Registry
 	log       zerolog.Logger
+	// clock compares this process's clock with the store's, when the store has one (Redis).
+	clock         *telemetry.ClockWatch
+	clockInterval time.Duration
 }
 
 // New wires an App.
@@ -195,7 +200,10 @@ func New(d Deps) (_ *App, err error) {
 		return nil, err
 	}
 	a := &App{Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, registry: d.Registry, log: d.Logger,
-		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes}
+		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes, clockInterval: d.Tuning.ClockCheckInterval}
+	if sc, ok := d.Store.(telemetry.StoreClock); ok {
+		a.clock = telemetry.NewClockWatch(d.Registry, sc, d.Now, 0)
+	}
 	if api != nil {
 		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Command: d.Slack.Command, Now: d.Now})
 		if err != nil {
@@ -212,6 +220,14 @@ func New(d Deps) (_ *App, err error) {
 func (a *App) Run(ctx context.Context) error {
 	ctx = a.log.WithContext(ctx)
 	errc := make(chan error, 2)
+	clockCtx, stopClock := context.WithCancel(ctx)
+	clockDone := make(chan struct{})
+	if a.clock != nil {
+		go func() { defer close(clockDone); a.clock.Run(clockCtx, a.clockInterval) }()
+	} else {
+		close(clockDone)
+	}
+	defer func() { stopClock(); <-clockDone }()
 	go func() { errc <- a.Sweeper.Run(ctx) }()
 	n := 1
 	if a.Bot != nil && a.slackCfg.AppToken != "" {

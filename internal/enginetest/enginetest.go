@@ -263,6 +263,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PrincipalFromSlackEmail", testSlackEmail},
 		{"BreakGlass", testBreakGlass},
 		{"BreakGlassReview", testBreakGlassReview},
+		{"BreakGlassDailyLimitUnderConcurrency", testBreakGlassLimitConcurrent},
 		{"OnCallAutoApproval", testAutoApprove},
 		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
 		{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
@@ -849,6 +850,59 @@ func testBreakGlass(t *testing.T, e *env) {
 	e.clock.Advance(25 * time.Hour)
 	if _, err := bgReq(alice, "bg", 30*time.Minute); err != nil {
 		t.Fatalf("activation after 24h: %v", err)
+	}
+}
+
+// testBreakGlassLimitConcurrent: ten break-glass requests at once by one on-call person against
+// daily_limit: 2 grant exactly two; the rest are refused with the limit named, and nothing of theirs is stored.
+func testBreakGlassLimitConcurrent(t *testing.T, e *env) {
+	e.onCall.set(alice, 1)
+	const n = 10
+	outs := make([]approvals.Outcome, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			outs[i], errs[i] = e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bg", Duration: 30 * time.Minute, Reason: fmt.Sprintf("INC-%d outage", i)})
+		})
+	}
+	close(start)
+	wg.Wait()
+	granted := 0
+	for i, err := range errs {
+		switch {
+		case err == nil && outs[i].GrantID != "":
+			granted++
+		case errors.Is(err, approvals.ErrDailyLimit):
+			if msg := err.Error(); !strings.Contains(msg, "the limit is 2") {
+				t.Errorf("refusal message %q does not name the limit", msg)
+			}
+		default:
+			t.Errorf("request %d: %+v %v, want a grant or ErrDailyLimit", i, outs[i], err)
+		}
+	}
+	if granted != 2 {
+		t.Fatalf("%d of %d concurrent break-glass requests were granted, want exactly daily_limit = 2", granted, n)
+	}
+	reqs, err := e.st.ListRequests(e.ctx, store.RequestQuery{Requester: alice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != 2 {
+		t.Fatalf("%d break-glass requests stored, want 2", len(reqs))
+	}
+	if got := e.pub.count(store.EventBreakGlass); got != 2 {
+		t.Fatalf("%d break-glass audit events, want 2", got)
+	}
+	if got := len(e.fake.Calls("grant")); got != 2 {
+		t.Fatalf("%d provider grant calls, want 2", got)
+	}
+	// The window still rolls: a day later the person may break glass again.
+	e.clock.Advance(24*time.Hour + time.Second)
+	if _, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bg", Duration: 30 * time.Minute, Reason: "INC-11"}); err != nil {
+		t.Fatalf("break-glass a day later: %v", err)
 	}
 }
 

@@ -25,6 +25,10 @@ type Options struct {
 	Prefix string
 	// Now stamps audit events committed with a zero At. Default time.Now.
 	Now func() time.Time
+	// MinReplicas, when positive, makes every Commit wait (WAIT) until that many replicas acknowledged it,
+	// at most ReplicaTimeout (default DefaultReplicaTimeout), and fail with ErrNotReplicated otherwise.
+	MinReplicas    int
+	ReplicaTimeout time.Duration
 }
 
 // ValidatePrefix reports whether prefix contains a usable hash tag.
@@ -62,6 +66,9 @@ type Store struct {
 	// "stale" with the current head, and the commit is recomputed and retried.
 	auditMu sync.Mutex
 	head    auditHead
+
+	minReplicas    int
+	replicaTimeout time.Duration
 }
 
 type auditHead struct {
@@ -79,7 +86,10 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	if err != nil {
 		panic(err)
 	}
-	return &Store{c: client, now: o.Now, keys: keys{p: o.Prefix + ":"}}
+	if o.ReplicaTimeout <= 0 {
+		o.ReplicaTimeout = DefaultReplicaTimeout
+	}
+	return &Store{c: client, now: o.Now, keys: keys{p: o.Prefix + ":"}, minReplicas: o.MinReplicas, replicaTimeout: o.ReplicaTimeout}
 }
 
 // Open connects to the Redis at url (see the package documentation for the forms) and checks it answers.
@@ -139,6 +149,9 @@ func (k keys) auditLog() string         { return k.p + "audit:log" }
 func (k keys) lock(name string) string  { return k.p + "lock:" + name }
 func (k keys) fence(name string) string { return k.p + "lock-fence:" + name }
 func (k keys) seen(key string) string   { return k.p + "seen:" + key }
+func (k keys) counter(key string) string {
+	return k.p + "counter:" + key
+}
 
 // ms is the index score of t.
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -234,6 +247,17 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		orig := gp.Grant
 		puts = append(puts, &put{key: s.keys.grant(g.ID), id: g.ID, prev: gp.PrevVersion, ver: g.Version,
 			json: raw, idx: s.keys.grantIndexes(&g), setResult: func(v int64) { orig.Version = v }})
+	}
+	for _, cp := range b.Counters {
+		c := *cp.Counter
+		c.Version = cp.PrevVersion + 1
+		raw, err := json.Marshal(&c)
+		if err != nil {
+			return fmt.Errorf("redis: commit: encode counter %q: %w", c.Key, err)
+		}
+		orig := cp.Counter
+		puts = append(puts, &put{key: s.keys.counter(c.Key), id: c.Key, prev: cp.PrevVersion, ver: c.Version,
+			json: raw, setResult: func(v int64) { orig.Version = v }})
 	}
 	raws := make([][]byte, len(b.Audit))
 	for i, e := range b.Audit {
@@ -337,6 +361,15 @@ func (s *Store) GetRequest(ctx context.Context, id string) (store.Request, error
 		return store.Request{}, err
 	}
 	return r, nil
+}
+
+// GetCounter implements store.Store.
+func (s *Store) GetCounter(ctx context.Context, key string) (store.Counter, error) {
+	var c store.Counter
+	if err := s.get(ctx, s.keys.counter(key), "counter", key, &c); err != nil {
+		return store.Counter{}, err
+	}
+	return c, nil
 }
 
 // GetGrant implements store.Store.
@@ -870,7 +903,7 @@ func (s *Store) CountGrants(ctx context.Context, state store.GrantState) (int, e
 // tail (the fence's expected lock value, if any) goes after the audit arguments.
 func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [][]byte, tail []any) ([]any, error) {
 	if len(raws) == 0 {
-		res, err := scriptCommit.Run(ctx, s.c, keys, append(append(args, 0, ""), tail...)...).Slice()
+		res, err := s.evalCommit(ctx, keys, append(append(args, 0, ""), tail...)...)
 		if err != nil {
 			return nil, fmt.Errorf("redis: commit: %w", err)
 		}
@@ -892,7 +925,7 @@ func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [
 			prev = h
 		}
 		full = append(full, tail...)
-		res, err := scriptCommit.Run(ctx, s.c, keys, full...).Slice()
+		res, err := s.evalCommit(ctx, keys, full...)
 		if err != nil {
 			s.head.known = false // the commit may or may not have landed
 			return nil, fmt.Errorf("redis: commit: %w", err)
