@@ -36,6 +36,12 @@ type Config struct {
 	LeaderTTL           time.Duration `envconfig:"JITBOT_LEADER_TTL" default:"15s"`
 	ReconcileInterval   time.Duration `envconfig:"JITBOT_RECONCILE_INTERVAL" default:"10m"`
 	ShutdownTimeout     time.Duration `envconfig:"JITBOT_SHUTDOWN_TIMEOUT" default:"20s"`
+
+	// Audit checkpoints (docs/audit.md). The signing key is a secret: never log it.
+	AuditSigningKey         string        `envconfig:"JITBOT_AUDIT_SIGNING_KEY"`
+	AuditPublicKeys         string        `envconfig:"JITBOT_AUDIT_PUBLIC_KEYS"`
+	AuditCheckpointFile     string        `envconfig:"JITBOT_AUDIT_CHECKPOINT_FILE"`
+	AuditCheckpointInterval time.Duration `envconfig:"JITBOT_AUDIT_CHECKPOINT_INTERVAL" default:"10m"`
 }
 
 // loadConfig reads and validates the environment. Every problem is reported in one error.
@@ -101,6 +107,7 @@ func (c Config) validate() error {
 	if c.SlackBotToken != "" && c.SlackAppToken == "" && c.SlackSigningSecret == "" {
 		problems = append(problems, "SLACK_SIGNING_SECRET is required in HTTP mode (set it, or set SLACK_APP_TOKEN for Socket Mode)")
 	}
+	problems = append(problems, c.auditProblems()...)
 	if len(problems) > 0 {
 		return fmt.Errorf("configuration: %s", strings.Join(problems, "; "))
 	}
