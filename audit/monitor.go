@@ -34,6 +34,8 @@ type MonitorObserver interface {
 	AuditVerified(seq uint64)
 	AuditDiverged(diverged bool)
 	AuditCheckpointed(seq uint64)
+	// AuditCheckRefused counts Checks that found the store diverged (each is a sweep not run).
+	AuditCheckRefused()
 }
 
 // MonitorOptions configure a Monitor. Store is required; everything else is optional.
@@ -55,18 +57,22 @@ type MonitorOptions struct {
 	RemindEvery time.Duration
 }
 
-// Monitor follows the audit log as it grows and checks each new entry against the last head it trusts, so a
-// store that went backwards is noticed before the sweeper acts on it. It also writes the periodic
-// checkpoints. Its methods are safe for concurrent use; the leader calls them.
+// Monitor watches the audit log for a store that went backwards and writes the periodic checkpoints. Check
+// is cheap (two reads) and runs before every sweep: the head must not be behind the last head seen, and the
+// entry at that seq must still have the hash seen. Checkpoint runs on the checkpoint interval: it verifies
+// every entry appended since the last verified head, then signs the head and publishes it. Methods are safe
+// for concurrent use; the sweeper leader calls them.
 type Monitor struct {
 	o MonitorOptions
 
 	mu          sync.Mutex
 	started     bool
-	trusted     store.AuditHead // verified: the log had this head, and every entry up to it chains
-	source      string          // where trusted came from, for messages
-	published   uint64          // seq of the last checkpoint written
-	diverged    error           // non-nil while the store does not extend trusted
+	trusted     store.AuditHead // every entry up to it was verified (or it is a checkpoint from the file)
+	seen        store.AuditHead // the highest head seen; trusted.Seq <= seen.Seq
+	seenKnown   bool
+	source      string // where seen came from, for messages
+	published   uint64 // seq of the last checkpoint written
+	diverged    error  // non-nil while the store does not extend seen
 	divergedAt  time.Time
 	lastWarning time.Time
 }
@@ -85,68 +91,69 @@ func NewMonitor(o MonitorOptions) (*Monitor, error) {
 	return &Monitor{o: o}, nil
 }
 
-// Diverged returns the divergence error while the store does not extend the trusted head, else nil.
+// Diverged returns the divergence error while the store does not extend the last head seen, else nil.
 func (m *Monitor) Diverged() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.diverged
 }
 
-// Trusted returns the last verified head.
-func (m *Monitor) Trusted() store.AuditHead {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.trusted
-}
-
-// Check verifies the entries appended since the last check and returns nil when the store extends the
-// trusted head, an error wrapping ErrStoreDiverged when it does not (it stays so until the checkpoint file
-// shows an operator accepted the store's state, see `jitbot audit accept`), or another error when the store
-// could not be read.
+// Check returns nil when the store extends the last head seen outside it, an error wrapping
+// ErrStoreDiverged when it does not (it stays so until the checkpoint file shows that an operator accepted the
+// store's state, see `jitbot audit accept`), or another error when the store could not be read.
 func (m *Monitor) Check(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.check(ctx)
+	_, err := m.check(ctx, false)
+	if errors.Is(err, ErrStoreDiverged) && m.o.Observer != nil {
+		m.o.Observer.AuditCheckRefused()
+	}
+	return err
 }
 
-func (m *Monitor) check(ctx context.Context) error {
+func (m *Monitor) check(ctx context.Context, full bool) (store.AuditHead, error) {
 	if !m.started || m.diverged != nil {
-		// At start, and while diverged (an operator may have accepted the store since), the trusted head is the
-		// last checkpoint in the file when there is one.
-		if err := m.loadTrusted(); err != nil {
-			return err
+		// At start, and while diverged (an operator may have accepted the store since), read the checkpoint file.
+		if err := m.loadCheckpoint(); err != nil {
+			return store.AuditHead{}, err
 		}
 		m.started = true
 	}
 	head, err := m.o.Store.AuditHead(ctx)
 	if err != nil {
-		return fmt.Errorf("audit: monitor: %w", err)
+		return head, fmt.Errorf("audit: monitor: %w", err)
 	}
-	why, err := m.extends(ctx, head)
+	why, err := m.follows(ctx, head)
+	if err == nil && why == "" && full {
+		why, err = m.chains(ctx, head)
+	}
 	if err != nil {
-		return err
+		return head, err
 	}
 	if why != "" {
-		return m.divergedNow(ctx, head, why)
+		return head, m.divergedNow(ctx, head, why)
 	}
 	if m.diverged != nil {
-		m.o.Logger.Warn().Uint64("seq", head.Seq).Msg("audit log matches the accepted checkpoint again; sweeping resumes")
+		m.o.Logger.Warn().Uint64("seq", head.Seq).Msg("audit: the store extends the accepted checkpoint; sweeping resumes")
 		m.diverged = nil
 		m.observeDiverged(false)
 	}
-	m.trusted = head
-	if m.o.Observer != nil {
-		m.o.Observer.AuditVerified(head.Seq)
+	m.seen, m.seenKnown, m.source = head, true, "this process"
+	if full {
+		m.trusted = head
+		if m.o.Observer != nil {
+			m.o.Observer.AuditVerified(head.Seq)
+		}
 	}
-	return nil
+	return head, nil
 }
 
-// loadTrusted reads the checkpoint file. At start, its last checkpoint becomes the trusted head (none: the
-// genesis, so the whole log is verified once). While diverged, a checkpoint an operator wrote after the
-// divergence with `jitbot audit accept` replaces the trusted head.
-func (m *Monitor) loadTrusted() error {
+// loadCheckpoint reads the checkpoint file. At start, its last checkpoint is the head seen (and trusted).
+// While diverged, a checkpoint an operator wrote after the divergence with `jitbot audit accept` replaces
+// them.
+func (m *Monitor) loadCheckpoint() error {
 	if !m.started {
-		m.trusted, m.source = store.AuditHead{Hash: store.GenesisHash}, "the start of the log"
+		m.trusted = store.AuditHead{Hash: store.GenesisHash}
 	}
 	if m.o.CheckpointFile == "" {
 		return nil
@@ -159,24 +166,22 @@ func (m *Monitor) loadTrusted() error {
 		return err
 	}
 	if err != nil {
-		m.o.Logger.Error().Err(err).Msg("checkpoint file has a malformed line; using the checkpoints before it")
+		m.o.Logger.Error().Err(err).Msg("audit: checkpoint file has a malformed line; using the checkpoints before it")
 	}
 	for i := len(cs) - 1; i >= 0; i-- {
 		c := cs[i]
 		if m.o.Signer != nil {
 			// With a key, only signed checkpoints count: anyone who can write the file can add unsigned lines.
 			if verr := c.Verify([]PublicKey{m.o.Signer.Public()}); verr != nil || !c.Signed() {
-				m.o.Logger.Error().Uint64("seq", c.Seq).AnErr("reason", verr).Msg("ignoring a checkpoint that is unsigned or does not verify with the signing key")
+				m.o.Logger.Error().Uint64("seq", c.Seq).AnErr("reason", verr).Msg("audit: ignoring a checkpoint that is unsigned or does not verify with the signing key")
 				continue
 			}
 		}
-		switch {
-		case !m.started:
-		case c.Accept && c.At.After(m.divergedAt):
-		default:
+		if m.started && !(c.Accept && c.At.After(m.divergedAt)) {
 			return nil
 		}
-		m.trusted = store.AuditHead{Seq: c.Seq, Hash: c.Hash}
+		h := store.AuditHead{Seq: c.Seq, Hash: c.Hash}
+		m.trusted, m.seen, m.seenKnown = h, h, true
 		m.source = "the checkpoint of " + c.At.Format(timeFormat) + " in " + m.o.CheckpointFile
 		m.published = c.Seq
 		return nil
@@ -184,22 +189,44 @@ func (m *Monitor) loadTrusted() error {
 	return nil
 }
 
-// extends reports why the log with head does not extend the trusted head ("" when it does), reading and
-// verifying every entry after the trusted head.
-func (m *Monitor) extends(ctx context.Context, head store.AuditHead) (string, error) {
-	t := m.trusted
+// follows reports why head does not follow the head seen ("" when it does): it must not be behind, and the
+// entry at the seen seq must still be the one seen.
+func (m *Monitor) follows(ctx context.Context, head store.AuditHead) (string, error) {
+	if !m.seenKnown {
+		return "", nil
+	}
+	t := m.seen
 	switch {
 	case head.Seq < t.Seq:
-		return fmt.Sprintf("the store's audit head is seq %d, behind seq %d recorded by %s: %d entries are gone",
+		return fmt.Sprintf("the store's audit head is seq %d, behind seq %d seen by %s: %d entries are gone",
 			head.Seq, t.Seq, m.source, t.Seq-head.Seq), nil
 	case head.Seq == t.Seq:
 		if head.Hash != t.Hash {
-			return fmt.Sprintf("the store's audit head is seq %d with hash %s, but %s recorded hash %s at that seq",
+			return fmt.Sprintf("the store's audit head is seq %d with hash %s, but %s saw hash %s at that seq",
 				head.Seq, short(head.Hash), m.source, short(t.Hash)), nil
 		}
 		return "", nil
+	case t.Seq == 0:
+		return "", nil
 	}
-	seq, hash := t.Seq, t.Hash
+	recs, err := m.o.Store.ReadAudit(ctx, t.Seq-1, 1)
+	if err != nil {
+		return "", fmt.Errorf("audit: monitor: read entry %d: %w", t.Seq, err)
+	}
+	if len(recs) == 0 || recs[0].Seq != t.Seq {
+		return fmt.Sprintf("entry %d, seen by %s, is gone from the store", t.Seq, m.source), nil
+	}
+	if recs[0].Hash != t.Hash {
+		return fmt.Sprintf("entry %d has hash %s, but %s saw hash %s: the store lost writes and new ones took their place, or the log was rewritten",
+			t.Seq, short(recs[0].Hash), m.source, short(t.Hash)), nil
+	}
+	return "", nil
+}
+
+// chains reports why the entries after the trusted head up to head do not form an unbroken chain ending at
+// head ("" when they do).
+func (m *Monitor) chains(ctx context.Context, head store.AuditHead) (string, error) {
+	seq, hash := m.trusted.Seq, m.trusted.Hash
 	const page = 1000
 	for seq < head.Seq {
 		recs, err := m.o.Store.ReadAudit(ctx, seq, int(min(page, head.Seq-seq)))
@@ -211,11 +238,6 @@ func (m *Monitor) extends(ctx context.Context, head store.AuditHead) (string, er
 		}
 		next, nextHash, err := store.VerifyChain(recs, seq, hash)
 		if err != nil {
-			var ce *store.ChainError
-			if errors.As(err, &ce) && ce.Seq == t.Seq+1 && seq == t.Seq {
-				return fmt.Sprintf("entry %d no longer follows the head seq %d recorded by %s (%s): the log was rewritten or replaced",
-					ce.Seq, t.Seq, m.source, ce.Reason), nil
-			}
 			return err.Error(), nil
 		}
 		seq, hash = next, nextHash
@@ -246,11 +268,11 @@ func (m *Monitor) divergedNow(ctx context.Context, head store.AuditHead, why str
 	}
 	m.diverged, m.lastWarning, m.divergedAt = err, now, now
 	m.observeDiverged(true)
-	m.o.Logger.Error().Err(err).Uint64("store_seq", head.Seq).Uint64("trusted_seq", m.trusted.Seq).
+	m.o.Logger.Error().Err(err).Uint64("store_seq", head.Seq).Uint64("seen_seq", m.seen.Seq).
 		Msg("audit: the store went backwards or its audit log was rewritten; the sweeper is paused until an operator checks it (see docs/audit.md: jitbot audit accept)")
 	ev := store.AuditEvent{Type: EventStoreDiverged, At: now, Actor: "system:audit", Details: map[string]string{
 		"reason": why, "store_seq": strconv.FormatUint(head.Seq, 10), "store_head": head.Hash,
-		"trusted_seq": strconv.FormatUint(m.trusted.Seq, 10), "trusted_head": m.trusted.Hash,
+		"seen_seq": strconv.FormatUint(m.seen.Seq, 10), "seen_head": m.seen.Hash,
 	}}
 	if cerr := m.o.Store.Commit(ctx, store.Batch{Audit: []store.AuditEvent{ev}}); cerr != nil {
 		m.o.Logger.Error().Err(cerr).Msg("audit: could not record the divergence alert in the store")
@@ -269,7 +291,7 @@ func (m *Monitor) divergedNow(ctx context.Context, head store.AuditHead, why str
 func (m *Monitor) Checkpoint(ctx context.Context) (Checkpoint, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.check(ctx); err != nil {
+	if _, err := m.check(ctx, true); err != nil {
 		return Checkpoint{}, false, err
 	}
 	if m.trusted.Seq == 0 || m.trusted.Seq <= m.published {

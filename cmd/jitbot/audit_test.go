@@ -290,3 +290,38 @@ func TestAuditVerifyAgainstSignedCheckpoints(t *testing.T) {
 		t.Fatalf("no public key: exit %d, %q", code, stderr)
 	}
 }
+
+func TestAuditAcceptAfterLostWrites(t *testing.T) {
+	bothCLIStores(t, func(t *testing.T, cs cliStore) {
+		cpFile := filepath.Join(t.TempDir(), "checkpoints")
+		recs := seeded(t, cs, 5)
+		if err := audit.AppendCheckpoint(cpFile, (*audit.Signer)(nil).Checkpoint(5, recs[4].Hash, time.Now(), false)); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, stderr := runCLI(t, "audit", "accept", "--yes"); code != 1 || !strings.Contains(stderr, "JITBOT_AUDIT_CHECKPOINT_FILE") {
+			t.Fatalf("accept without a checkpoint file: exit %d, %q", code, stderr)
+		}
+		t.Setenv("JITBOT_AUDIT_CHECKPOINT_FILE", cpFile)
+		// The store loses its last two writes.
+		cs.deleteSeqs(4, 5)
+		cs.setHead(store.AuditHead{Seq: 3, Hash: recs[2].Hash})
+		code, _, stderr := runCLI(t, "audit", "verify", "--checkpoint", cpFile)
+		if code != 1 || !strings.Contains(stderr, "published seq 5") {
+			t.Fatalf("verify against the checkpoint after lost writes: exit %d, %q", code, stderr)
+		}
+		code, stdout, _ := runCLI(t, "audit", "accept")
+		if code != 0 || !strings.Contains(stdout, "entries 4..5 will be accepted as lost") || !strings.Contains(stdout, "nothing written") {
+			t.Fatalf("accept dry run: exit %d, %q", code, stdout)
+		}
+		if cps, _ := audit.ReadCheckpointFile(cpFile); len(cps) != 1 {
+			t.Fatalf("the dry run wrote to the checkpoint file: %d lines", len(cps))
+		}
+		if code, stdout, stderr := runCLI(t, "audit", "accept", "--yes"); code != 0 || !strings.Contains(stdout, "accepted") {
+			t.Fatalf("accept: exit %d, %q %q", code, stdout, stderr)
+		}
+		code, stdout, stderr = runCLI(t, "audit", "verify", "--checkpoint", cpFile)
+		if code != 0 || !strings.Contains(stdout, "1 earlier ones predate an accepted rewind") {
+			t.Fatalf("verify after the acceptance: exit %d, %q %q", code, stdout, stderr)
+		}
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jitbot/jitbot/audit"
+	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
 )
@@ -294,31 +295,35 @@ func auditAcceptCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 1
 	}
 	defer st.Close()
-	// The store must at least be consistent with itself: an acceptance says "history before this is gone", not
-	// "this broken chain is fine".
-	rep, err := audit.VerifyLog(ctx, st, audit.VerifyOptions{})
-	if err != nil && !audit.IsKind(err, audit.KindEmpty) {
-		fmt.Fprintf(stderr, "jitbot audit accept: the store's log does not verify on its own, so it cannot be accepted: %v\n", err)
+	head, err := st.AuditHead(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "jitbot audit accept:", err)
 		return 1
 	}
-	last := "no earlier checkpoint"
+	if head.Seq == 0 {
+		fmt.Fprintf(stderr, "jitbot audit accept: the %s has no audit head (jitbot serve records its divergence alert first): "+
+			"check JITBOT_DATA_DIR, or JITBOT_REDIS_URL and JITBOT_REDIS_KEY_PREFIX\n", cfg.storeDescription())
+		return 1
+	}
+	// Say what is being accepted: the log as it stands, and how it relates to the last checkpoint.
+	if _, verr := audit.VerifyLog(ctx, st, audit.VerifyOptions{}); verr != nil {
+		fmt.Fprintf(stdout, "warning: the store's log does not verify on its own: %v\n", verr)
+	}
+	last := "there is no earlier checkpoint"
 	if cs, err := audit.ReadCheckpointFile(cfg.AuditCheckpointFile); err == nil && len(cs) > 0 {
 		c := cs[len(cs)-1]
 		last = fmt.Sprintf("the last checkpoint is seq %d of %s", c.Seq, c.At.Format(time.RFC3339))
-		if c.Seq > rep.Entries {
-			last += fmt.Sprintf(": entries %d..%d will be accepted as lost", rep.Entries+1, c.Seq)
+		if c.Seq > head.Seq {
+			last += fmt.Sprintf(": entries %d..%d will be accepted as lost", head.Seq+1, c.Seq)
 		}
 	}
-	fmt.Fprintf(stdout, "the %s has %d audit entries (head %d:%s); %s\n", cfg.storeDescription(), rep.Entries, rep.Entries, rep.HeadHash, last)
+	fmt.Fprintf(stdout, "the %s's audit head is %d:%s; %s\n", cfg.storeDescription(), head.Seq, head.Hash, last)
 	if !*yes {
-		fmt.Fprintln(stdout, "nothing written: run again with --yes to accept this head")
+		fmt.Fprintln(stdout, "nothing written: run again with --yes to accept this head (grants written after the lost entries may be missing: "+
+			"check the providers for access the store no longer knows about)")
 		return 0
 	}
-	if rep.Entries == 0 {
-		fmt.Fprintln(stderr, "jitbot audit accept: the store's audit log is empty; jitbot serve records its divergence alert first, so check JITBOT_DATA_DIR / JITBOT_REDIS_URL")
-		return 1
-	}
-	c := signer.Checkpoint(rep.Entries, rep.HeadHash, time.Now(), true)
+	c := signer.Checkpoint(head.Seq, head.Hash, time.Now(), true)
 	if err := audit.AppendCheckpoint(cfg.AuditCheckpointFile, c); err != nil {
 		fmt.Fprintln(stderr, "jitbot:", err)
 		return 1
@@ -337,4 +342,13 @@ func (c Config) auditProblems() []string {
 		problems = append(problems, err.Error())
 	}
 	return problems
+}
+
+// auditOptions are the audit monitor's settings for serve.
+func (c Config) auditOptions() (app.AuditOptions, error) {
+	_, signer, err := auditKeys(c)
+	if err != nil {
+		return app.AuditOptions{}, err
+	}
+	return app.AuditOptions{Signer: signer, CheckpointFile: c.AuditCheckpointFile, CheckpointInterval: c.AuditCheckpointInterval}, nil
 }

@@ -122,6 +122,9 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	}
 	defer st.Close()
 	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning()}
+	if deps.Audit, err = cfg.auditOptions(); err != nil {
+		return err
+	}
 	if cfg.SlackBotToken != "" {
 		deps.Slack = &app.SlackConfig{BotToken: cfg.SlackBotToken, SigningSecret: cfg.SlackSigningSecret,
 			AppToken: cfg.SlackAppToken, APIURL: cfg.SlackAPIURL, Command: cfg.SlackCommand}

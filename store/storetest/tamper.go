@@ -40,6 +40,8 @@ func RunAuditTamper(t *testing.T, newStore func(t *testing.T) (store.Store, Audi
 		{"MonitorSeesStoreGoBackwards", testMonitorRewound},
 		{"MonitorSeesLostWritesOvertaken", testMonitorOvertaken},
 		{"CheckpointFileSurvivesRestart", testMonitorCheckpointFile},
+		{"CheckpointNeverBlessesABrokenChain", testMonitorCheckpointBrokenChain},
+		{"SignedCheckpointsProveTheLog", testSignedCheckpoints},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, tm := newStore(t)
@@ -169,6 +171,7 @@ type recordingObserver struct {
 func (o *recordingObserver) AuditVerified(seq uint64)     { o.verified = seq }
 func (o *recordingObserver) AuditDiverged(d bool)         { o.diverged = append(o.diverged, d) }
 func (o *recordingObserver) AuditCheckpointed(seq uint64) { o.checkpointed = seq }
+func (o *recordingObserver) AuditCheckRefused()           {}
 
 func newMonitor(t *testing.T, s store.Store, file string, obs audit.MonitorObserver, posts *[]string) *audit.Monitor {
 	t.Helper()
@@ -195,16 +198,16 @@ func testMonitorRewound(t *testing.T, s store.Store, tm AuditTamperer) {
 	var posts []string
 	m := newMonitor(t, s, "", obs, &posts)
 	recs := seedLog(t, s, 6)
-	if err := m.Check(t.Context()); err != nil || obs.verified != 6 {
-		t.Fatalf("Check of a growing log: %v (verified %d)", err, obs.verified)
+	if err := m.Check(t.Context()); err != nil {
+		t.Fatalf("Check of a growing log: %v", err)
 	}
 	rollBack(t, s, tm, recs, 4) // the store lost seq 5 and 6
 	err := m.Check(t.Context())
 	if !errors.Is(err, audit.ErrStoreDiverged) || !strings.Contains(err.Error(), "seq 4, behind seq 6") {
 		t.Fatalf("Check after lost writes = %v, want ErrStoreDiverged naming seq 4 behind 6", err)
 	}
-	if ev := lastEvent(t, s); ev.Type != audit.EventStoreDiverged || ev.Details["trusted_seq"] != "6" || ev.Details["store_seq"] != "4" {
-		t.Fatalf("alert event = %+v, want %s with trusted_seq 6, store_seq 4", ev, audit.EventStoreDiverged)
+	if ev := lastEvent(t, s); ev.Type != audit.EventStoreDiverged || ev.Details["seen_seq"] != "6" || ev.Details["store_seq"] != "4" {
+		t.Fatalf("alert event = %+v, want %s with seen_seq 6, store_seq 4", ev, audit.EventStoreDiverged)
 	}
 	if len(obs.diverged) != 1 || !obs.diverged[0] || len(posts) != 1 || !strings.Contains(posts[0], "paused") {
 		t.Fatalf("observer %v, posts %q: want one divergence and one Slack alert", obs.diverged, posts)
@@ -237,8 +240,8 @@ func testMonitorOvertaken(t *testing.T, s store.Store, tm AuditTamperer) {
 	if h, _ := s.AuditHead(t.Context()); h.Seq != 7 {
 		t.Fatalf("head after new writes = %d, want 7", h.Seq)
 	}
-	if err := m.Check(t.Context()); !errors.Is(err, audit.ErrStoreDiverged) || !strings.Contains(err.Error(), "entry 7") {
-		t.Fatalf("Check = %v, want ErrStoreDiverged at entry 7", err)
+	if err := m.Check(t.Context()); !errors.Is(err, audit.ErrStoreDiverged) || !strings.Contains(err.Error(), "entry 6 has hash") {
+		t.Fatalf("Check = %v, want ErrStoreDiverged: entry 6 is not the one seen", err)
 	}
 }
 
@@ -284,4 +287,69 @@ func testMonitorCheckpointFile(t *testing.T, s store.Store, tm AuditTamperer) {
 	if _, err := os.Stat(file); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func testMonitorCheckpointBrokenChain(t *testing.T, s store.Store, tm AuditTamperer) {
+	var posts []string
+	m := newMonitor(t, s, "", nil, &posts)
+	seedLog(t, s, 4)
+	if err := m.Check(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, s, store.Batch{Audit: []store.AuditEvent{event("test-event", "a"), event("test-event", "b")}})
+	if err := tm.DeleteAuditEntry(t.Context(), 5); err != nil {
+		t.Fatal(err)
+	}
+	// The quick check before a sweep only sees that the store did not go backwards ...
+	if err := m.Check(t.Context()); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	// ... the checkpoint verifies every new entry and refuses to sign a broken chain.
+	if _, ok, err := m.Checkpoint(t.Context()); ok || !errors.Is(err, audit.ErrStoreDiverged) || !strings.Contains(err.Error(), "seq 5") {
+		t.Fatalf("Checkpoint over a missing entry = %v, %v; want refused, naming seq 5", ok, err)
+	}
+}
+
+func testSignedCheckpoints(t *testing.T, s store.Store, tm AuditTamperer) {
+	priv, _, err := audit.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := audit.ParseSigningKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "checkpoints")
+	var posts []string
+	m, err := audit.NewMonitor(audit.MonitorOptions{Store: s, Signer: signer, CheckpointFile: file, Logger: zerolog.Nop(),
+		Post: func(text string) { posts = append(posts, text) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := seedLog(t, s, 5)
+	c, ok, err := m.Checkpoint(t.Context())
+	if err != nil || !ok || !c.Signed() {
+		t.Fatalf("Checkpoint = %+v, %v, %v", c, ok, err)
+	}
+	if len(posts) != 1 || !strings.Contains(posts[0], c.String()) {
+		t.Fatalf("posted %q, want the checkpoint line", posts)
+	}
+	fromSlack, err := audit.ParseCheckpoint(posts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := audit.ReadCheckpointFile(file)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("checkpoint file: %v, %v", cs, err)
+	}
+	keys := []audit.PublicKey{signer.Public()}
+	o := audit.VerifyOptions{Checkpoints: []audit.Checkpoint{cs[0], fromSlack}, Keys: keys}
+	if rep, err := audit.VerifyLog(t.Context(), s, o); err != nil || rep.Checkpoints != 2 || rep.LatestCheckpoint.Seq != 5 {
+		t.Fatalf("VerifyLog against its own checkpoints: %+v, %v", rep, err)
+	}
+	// The store loses its last two writes (or someone cuts them and sets the head back): the log is
+	// consistent on its own, the signed checkpoint is not satisfied.
+	rollBack(t, s, tm, recs, 3)
+	_, err = audit.VerifyLog(t.Context(), s, o)
+	wantKind(t, err, audit.KindCheckpoint, "published seq 5", "only 3 entries")
 }
