@@ -125,6 +125,10 @@ type Store interface {
 	// ReadAudit returns audit records with Seq > afterSeq in order, at most limit (0: no limit). Records are
 	// returned as stored, without verification: see VerifyChain.
 	ReadAudit(ctx context.Context, afterSeq uint64, limit int) ([]AuditRecord, error)
+	// AuditHead returns the audit log's head as the store records it beside the entries: the seq and hash of
+	// the last appended entry ({0, GenesisHash} for an empty log). A log whose last entry is not the head was
+	// cut off (see audit.Verify).
+	AuditHead(ctx context.Context) (AuditHead, error)
 
 	// MarkSeen records key for ttl and reports whether this is the first time it was seen within ttl (used to
 	// drop redelivered Slack events and replayed requests).

@@ -46,6 +46,12 @@ type Config struct {
 	// ExpectedReplicas is how many replicas the deployment runs (the Helm chart sets it). The embedded store
 	// is one process's file: several replicas on it would each run their own store and sweeper.
 	ExpectedReplicas int `envconfig:"JITBOT_EXPECTED_REPLICAS" default:"1"`
+
+	// Audit checkpoints (docs/audit.md). The signing key is a secret: never log it.
+	AuditSigningKey         string        `envconfig:"JITBOT_AUDIT_SIGNING_KEY"`
+	AuditPublicKeys         string        `envconfig:"JITBOT_AUDIT_PUBLIC_KEYS"`
+	AuditCheckpointFile     string        `envconfig:"JITBOT_AUDIT_CHECKPOINT_FILE"`
+	AuditCheckpointInterval time.Duration `envconfig:"JITBOT_AUDIT_CHECKPOINT_INTERVAL" default:"10m"`
 }
 
 // loadConfig reads and validates the environment. Every problem is reported in one error.
@@ -122,6 +128,7 @@ func (c Config) validate() error {
 	} else if c.ExpectedReplicas > 1 && c.RedisURL == "" {
 		problems = append(problems, fmt.Sprintf("JITBOT_EXPECTED_REPLICAS is %d but JITBOT_REDIS_URL is not set: every replica would run its own embedded store and sweeper (split brain); set JITBOT_REDIS_URL or run one replica", c.ExpectedReplicas))
 	}
+	problems = append(problems, c.auditProblems()...)
 	if len(problems) > 0 {
 		return fmt.Errorf("configuration: %s", strings.Join(problems, "; "))
 	}

@@ -260,7 +260,8 @@ func TestAuditVerifyDetectsAnEditedEntry(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, "4 entries") {
 			t.Fatalf("clean log: exit %d %s", code, stdout)
 		}
-		head := strings.Fields(stdout)[len(strings.Fields(stdout))-1]
+		first := strings.Fields(strings.SplitN(stdout, "\n", 2)[0])
+		head := first[len(first)-1]
 		// Truncation is only visible against a head recorded earlier.
 		if code, _, stderr := runCLI(t, "audit", "verify", "--expect-head", head); code != 0 {
 			t.Fatalf("expect-head of the current log: exit %d %s", code, stderr)

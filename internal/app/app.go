@@ -66,6 +66,8 @@ type Deps struct {
 	Tuning      Tuning
 	// Slack, when set, adds the Slack front end (HTTP mode, or Socket Mode with an app token).
 	Slack *SlackConfig
+	// Audit configures the audit monitor and checkpoints (audit.go).
+	Audit AuditOptions
 }
 
 // SlackConfig is how jitbot reaches Slack.
@@ -91,6 +93,7 @@ type App struct {
 	Sweeper   *grants.Sweeper
 	Store     store.Store
 	Metrics   *telemetry.Metrics
+	Monitor   *audit.Monitor // pauses the sweeper while the store is behind the last audit head seen
 	registry  *prometheus.Registry
 	log       zerolog.Logger
 	// clock compares this process's clock with the store's, when the store has one (Redis).
@@ -178,6 +181,10 @@ func New(d Deps) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	mon, err := newAuditMonitor(d, bus, notes)
+	if err != nil {
+		return nil, err
+	}
 	sw, err := grants.NewSweeper(grants.SweeperOptions{
 		Manager: mgr, Store: d.Store, Interval: d.Tuning.SweepInterval, SlowInterval: d.Tuning.RevokeRetryInterval,
 		Concurrency: d.Tuning.SweepConcurrency, LeaderTTL: d.Tuning.LeaderTTL, ClaimHold: d.Tuning.ClaimHold,
@@ -188,7 +195,8 @@ func New(d Deps) (_ *App, err error) {
 			_, err := svc.RemindReviews(ctx)
 			return err
 		}},
-		Periodic: []grants.PeriodicJob{{Name: "drift reconciliation", Every: d.Tuning.ReconcileInterval, Run: func(ctx context.Context) error {
+		Gate: mon.Check,
+		Periodic: []grants.PeriodicJob{auditCheckpointJob(mon, d.Audit), {Name: "drift reconciliation", Every: d.Tuning.ReconcileInterval, Run: func(ctx context.Context) error {
 			rep, err := mgr.Reconcile(ctx)
 			if rep.Revoked > 0 || rep.Failed > 0 {
 				zerolog.Ctx(ctx).Warn().Int("checked", rep.Checked).Int("revoked", rep.Revoked).Int("failed", rep.Failed).Msg("drift reconciliation")
@@ -199,7 +207,7 @@ func New(d Deps) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, registry: d.Registry, log: d.Logger,
+	a := &App{Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, Monitor: mon, registry: d.Registry, log: d.Logger,
 		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes, clockInterval: d.Tuning.ClockCheckInterval}
 	if sc, ok := d.Store.(telemetry.StoreClock); ok {
 		a.clock = telemetry.NewClockWatch(d.Registry, sc, d.Now, 0)

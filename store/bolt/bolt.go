@@ -904,6 +904,27 @@ func (s *Store) ReadAudit(ctx context.Context, afterSeq uint64, limit int) ([]st
 	return out, nil
 }
 
+// AuditHead returns the head that appends keep in the meta bucket.
+func (s *Store) AuditHead(ctx context.Context) (store.AuditHead, error) {
+	h := store.AuditHead{Hash: store.GenesisHash}
+	err := s.view(ctx, "audit head", func(tx *bbolt.Tx) error {
+		data := tx.Bucket(bMeta).Get(keyAuditHead)
+		if data == nil {
+			return nil
+		}
+		var stored auditHead
+		if err := json.Unmarshal(data, &stored); err != nil {
+			return fmt.Errorf("decode audit head: %w", err)
+		}
+		h = store.AuditHead{Seq: stored.Seq, Hash: stored.Hash}
+		return nil
+	})
+	if err != nil {
+		return store.AuditHead{}, err
+	}
+	return h, nil
+}
+
 // ---- MarkSeen ----
 
 // MarkSeen records key for ttl and reports whether it was not already recorded (within its ttl). A repeated

@@ -833,21 +833,33 @@ func (s *Store) MarkSeen(ctx context.Context, key string, ttl time.Duration) (bo
 // auditPage is how many audit entries ReadAudit asks for per round trip.
 const auditPage = 512
 
-// ReadAudit implements store.Store.
+// ReadAudit implements store.Store. It reads up to the sequence counter or the number of stored entries,
+// whichever is higher, and then a page further while entries turn up: entries past a counter that was set
+// back (a lost write, or an attacker hiding the tail) are returned, so verification sees them.
 func (s *Store) ReadAudit(ctx context.Context, afterSeq uint64, limit int) ([]store.AuditRecord, error) {
 	if limit < 0 {
 		return nil, fmt.Errorf("redis: read audit: negative limit: %w", store.ErrInvalid)
 	}
-	last, err := s.c.Get(ctx, s.keys.auditSeq()).Uint64()
-	if errors.Is(err, goredis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
+	var seqCmd *goredis.StringCmd
+	var lenCmd *goredis.IntCmd
+	if _, err := s.c.Pipelined(ctx, func(pl goredis.Pipeliner) error {
+		seqCmd = pl.Get(ctx, s.keys.auditSeq())
+		lenCmd = pl.HLen(ctx, s.keys.auditLog())
+		return nil
+	}); err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, fmt.Errorf("redis: read audit: %w", err)
 	}
+	last, err := seqCmd.Uint64()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, fmt.Errorf("redis: read audit: sequence counter: %w", err)
+	}
+	bound := max(last, uint64(max(lenCmd.Val(), 0)))
 	var out []store.AuditRecord
-	for next := afterSeq + 1; next <= last && (limit == 0 || len(out) < limit); {
-		n := min(uint64(auditPage), last-next+1)
+	for next := afterSeq + 1; limit == 0 || len(out) < limit; {
+		n := uint64(auditPage)
+		if next <= bound {
+			n = min(n, bound-next+1)
+		}
 		if limit > 0 {
 			n = min(n, uint64(limit-len(out)))
 		}
@@ -859,16 +871,39 @@ func (s *Store) ReadAudit(ctx context.Context, afterSeq uint64, limit int) ([]st
 		if err != nil {
 			return nil, fmt.Errorf("redis: read audit: %w", err)
 		}
+		found := false
 		for i, v := range vals {
 			str, ok := v.(string)
 			if !ok {
 				continue // missing entry: VerifyChain reports the gap
 			}
+			found = true
 			out = append(out, decodeAudit(next+uint64(i), str))
+		}
+		if next > bound && !found {
+			break
 		}
 		next += n
 	}
 	return out, nil
+}
+
+// AuditHead implements store.Store: the sequence counter and head hash the commit script keeps.
+func (s *Store) AuditHead(ctx context.Context) (store.AuditHead, error) {
+	vals, err := s.c.MGet(ctx, s.keys.auditSeq(), s.keys.auditHead()).Result()
+	if err != nil {
+		return store.AuditHead{}, fmt.Errorf("redis: audit head: %w", err)
+	}
+	h := store.AuditHead{Hash: store.GenesisHash}
+	if v, ok := vals[0].(string); ok {
+		if h.Seq, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return store.AuditHead{}, fmt.Errorf("redis: audit head: corrupt sequence counter %q", v)
+		}
+	}
+	if v, ok := vals[1].(string); ok {
+		h.Hash = v
+	}
+	return h, nil
 }
 
 // decodeAudit parses a stored "<prev>\n<hash>\n<raw>" entry. A malformed entry is returned as best it can be,
