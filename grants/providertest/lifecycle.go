@@ -98,7 +98,9 @@ type inventoryProvider struct {
 	inv grants.Inventory
 }
 
-func (p inventoryProvider) ListOwned(ctx context.Context) ([]grants.Owned, error) { return p.inv.ListOwned(ctx) }
+func (p inventoryProvider) ListOwned(ctx context.Context) ([]grants.Owned, error) {
+	return p.inv.ListOwned(ctx)
+}
 
 // repeat calls op until it succeeds, at most 10 times, failing the test on a permanent error.
 func (s *suite) repeat(t *testing.T, what string, op func(ctx context.Context) error) {
