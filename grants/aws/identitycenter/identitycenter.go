@@ -49,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -271,6 +272,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		now:   time.Now,
 	}, nil
 }
+
+// Scopes returns the account/permission-set pairs ListOwned lists.
+func (p *Provider) Scopes() []Scope { return slices.Clone(p.cfg.Scopes) }
 
 // target extracts and validates the target of a.
 func target(a grants.Assignment) (acct, ps string, err error) {
