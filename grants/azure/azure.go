@@ -2,11 +2,14 @@
 //
 // Two modes:
 //
-//   - rbac (default): Grant PUTs a role assignment named UUIDv5(grant id) at the target scope, Revoke DELETEs it
-//     and Check GETs it. jitbot alone ends the access (at expiry, through the sweeper).
-//   - pim: Grant creates a PIM role assignment schedule request (requestType AdminAssign) whose schedule expires
-//     after the grant's remaining duration, so Azure ends the access even if jitbot is down; Revoke creates an
-//     AdminRemove request; Check lists the principal's active role assignment schedule instances.
+//   - rbac (default): Grant PUTs a role assignment named UUIDv5(binding key) at the target scope, Revoke DELETEs
+//     it and Check GETs it. jitbot alone ends the access (at expiry, through the sweeper). An equal assignment
+//     under another name (made by a human) is reported as pre-existing and never deleted.
+//   - pim: Grant creates a PIM role assignment schedule request (requestType AdminAssign) whose schedule ends at
+//     the binding's latest lease end, so Azure ends the access even if jitbot is down, and moves that end with
+//     AdminExtend / AdminUpdate requests when leases are extended, overlap or end early; Revoke creates an
+//     AdminRemove request; Check lists the principal's active role assignment schedule instances. Only
+//     assignments whose schedule jitbot's own request made are changed or removed (see ownsInstance).
 //
 // Errors are *APIError values (never carrying request headers, so never a token), wrapped with grants.Permanent
 // when retrying cannot help. The SDK's own retries are disabled unless Config.ClientOptions sets Retry: jitbot's
@@ -60,9 +63,10 @@ type Provider struct {
 	now            func() time.Time
 	log            zerolog.Logger
 
-	ra    *armauthorization.RoleAssignmentsClient
-	reqs  *armauthorization.RoleAssignmentScheduleRequestsClient
-	insts *armauthorization.RoleAssignmentScheduleInstancesClient
+	ra     *armauthorization.RoleAssignmentsClient
+	reqs   *armauthorization.RoleAssignmentScheduleRequestsClient
+	insts  *armauthorization.RoleAssignmentScheduleInstancesClient
+	scheds *armauthorization.RoleAssignmentSchedulesClient
 }
 
 var (
@@ -70,7 +74,8 @@ var (
 	_ grants.Inventory = (*Provider)(nil)
 )
 
-// maxRequestGenerations bounds how many PIM requests of one kind jitbot makes for one grant (see RequestName).
+// maxRequestGenerations bounds how many PIM requests of one kind (and, for extensions, one end) jitbot makes for
+// one grant: a new one is needed only when the access was removed behind jitbot's back and granted again.
 const maxRequestGenerations = 16
 
 // minPIMDuration is the shortest schedule jitbot asks PIM for: PIM refuses removing an assignment during its
@@ -135,6 +140,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		return nil, fmt.Errorf("azure: %w", err)
 	}
 	if p.insts, err = armauthorization.NewRoleAssignmentScheduleInstancesClient(cred, &opts); err != nil {
+		return nil, fmt.Errorf("azure: %w", err)
+	}
+	if p.scheds, err = armauthorization.NewRoleAssignmentSchedulesClient(cred, &opts); err != nil {
 		return nil, fmt.Errorf("azure: %w", err)
 	}
 	return p, nil
