@@ -18,14 +18,17 @@
 // The condition title "jitbot <grant id>" marks a binding as jitbot's; the prefix "jitbot " is reserved.
 //
 //   - Grant adds the grant's binding, or updates the expiry of the binding with the same title (a retry after a
-//     lost response, or an extension), so granting twice leaves one binding.
+//     lost response, or an extension), so granting twice leaves one binding; and it takes the principal out of
+//     every other jitbot binding of the role on the resource (an earlier lease of the same access), so that the
+//     one binding's condition - the latest end of the leases, as jitbot passes it - is GCP's expiry.
 //   - Revoke removes the principal from every jitbot binding for the target's role on the resource, whatever
 //     grant id the title carries: grants.Assignment says that leases sharing a binding (same principal and
 //     target) differ only in grant id and expiry, and jitbot revokes a shared binding once, with the last lease.
 //     Removing only the last lease's binding would leave an earlier, longer lease's binding granting access.
 //     Bindings without a jitbot title are never touched; other members of a jitbot binding are kept.
-//   - Check reports whether this grant's binding holds the principal and its condition has not expired (a
-//     condition jitbot cannot parse counts as present: access may exist).
+//   - Check reports whether a jitbot binding of the role holds the principal and its condition has not expired
+//     (a condition jitbot cannot parse counts as present: access may exist). A human's binding of the same
+//     member and role is not jitbot's access and is not reported.
 //   - ListOwned lists every jitbot binding member in Config.Scopes, expired ones included (they grant nothing
 //     but still count against the policy's binding limits).
 //
@@ -243,26 +246,47 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	return fmt.Sprintf("%s %s condition %q", as.resource, as.role, as.title), nil
 }
 
-// applyGrant makes sure pol holds a binding for as.role, as.principal and as.cond; it reports whether it
-// changed pol.
+// applyGrant makes sure pol holds a binding for as.role, as.principal and as.cond, and that it is the only
+// jitbot binding granting the role to the principal; it reports whether it changed pol.
+//
+// jitbot's overlapping leases of one access share a binding (grants.Assignment): Grant is called for every
+// lease with the latest end of them all, and again with the remaining lease's end when a longer one ends
+// early. So the condition this call brings is the binding's whole provider-side expiry, and a jitbot binding
+// of an earlier lease (another title) must not outlive it: were it kept, its later request.time condition
+// would keep granting the access until the final revoke, and GCP's own expiry - the guard for when jitbot is
+// down - would be the ended lease's.
 func applyGrant(pol *crm.Policy, as assignment) bool {
-	for i, b := range pol.Bindings {
-		if b.Role != as.role || b.Condition == nil || b.Condition.Title != as.title || !hasMember(b.Members, as.principal) {
+	changed := false
+	found := false
+	kept := pol.Bindings[:0:0]
+	for _, b := range pol.Bindings {
+		if b.Role != as.role || b.Condition == nil || !strings.HasPrefix(b.Condition.Title, TitlePrefix) || !hasMember(b.Members, as.principal) {
+			kept = append(kept, b)
 			continue
 		}
-		if sameCondition(b.Condition, as.cond) {
-			return false
+		if b.Condition.Title == as.title && !found && len(b.Members) == 1 {
+			found = true
+			if !sameCondition(b.Condition, as.cond) {
+				b.Condition = copyExpr(as.cond)
+				changed = true
+			}
+			kept = append(kept, b)
+			continue
 		}
-		if len(b.Members) == 1 {
-			pol.Bindings[i].Condition = copyExpr(as.cond)
-			return true
+		// Another lease's binding of the same access, a duplicate, or a jitbot binding someone added other
+		// members to: the principal leaves it (other members are kept).
+		changed = true
+		if m := removeMember(b.Members, as.principal); len(m) > 0 {
+			b.Members = m
+			kept = append(kept, b)
 		}
-		// Someone added other members to jitbot's binding: move the principal to a binding of its own.
-		pol.Bindings[i].Members = removeMember(b.Members, as.principal)
-		break
 	}
-	pol.Bindings = append(pol.Bindings, &crm.Binding{Role: as.role, Members: []string{as.principal}, Condition: copyExpr(as.cond)})
-	return true
+	if !found {
+		kept = append(kept, &crm.Binding{Role: as.role, Members: []string{as.principal}, Condition: copyExpr(as.cond)})
+		changed = true
+	}
+	pol.Bindings = kept
+	return changed
 }
 
 // Revoke removes the principal from every jitbot binding for the role on the resource (see the package
@@ -298,7 +322,7 @@ func applyRevoke(pol *crm.Policy, as assignment) bool {
 	return changed
 }
 
-// Check reports whether the grant's binding holds the principal and has not expired.
+// Check reports whether a jitbot binding of the role holds the principal and has not expired.
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
 	as, err := p.parse(a, false)
 	if err != nil {
@@ -318,7 +342,9 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 	}
 	now := p.now()
 	for _, b := range pol.Bindings {
-		if b.Role != as.role || b.Condition == nil || b.Condition.Title != as.title || !hasMember(b.Members, as.principal) {
+		// Any jitbot binding of the role: the binding's access may carry the title of another of its leases
+		// (see applyGrant). Bindings a human made are not jitbot's access and do not count.
+		if b.Role != as.role || b.Condition == nil || !strings.HasPrefix(b.Condition.Title, TitlePrefix) || !hasMember(b.Members, as.principal) {
 			continue
 		}
 		exp, ok := ParseExpression(b.Condition.Expression)
