@@ -24,6 +24,10 @@
 //	annotations: jitbot.dev/grant-id, jitbot.dev/request-id, jitbot.dev/slack-user, jitbot.dev/expires-at
 //	             (RFC 3339, the expiry known when the binding was created), jitbot.dev/granted-at
 //
+// Grant first reads the Role or ClusterRole the target names and fails permanently when it does not exist: the
+// API server accepts a binding to a missing role from a caller with bind, so a typo would otherwise grant
+// nothing while every call reports success. Errors quote the API server's Status message.
+//
 // Overlapping leases of one principal on one target (grants.Assignment: same principal and target, different
 // grant ids) each get their own binding, and the manager calls Revoke only when no lease covers the access any
 // more, with the assignment of one of them. Revoke therefore deletes every jitbot binding carrying the same
@@ -538,6 +542,9 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	if err != nil {
 		return "", err
 	}
+	if err := p.roleExists(ctx, s.t); err != nil {
+		return "", err
+	}
 	body, err := json.Marshal(p.desired(s, a))
 	if err != nil {
 		return "", grants.Permanent(fmt.Errorf("kube: encode %s: %w", s.ref(), err))
@@ -568,8 +575,63 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	return s.ref(), nil
 }
 
+// roleExists checks that the Role or ClusterRole a target names exists. The API server does not: holding bind
+// on a role name, the bot may create a binding to a role that does not exist, and such a grant "succeeds", is
+// reported present, and gives nobody anything (a typo in the policy would fail silently). Needs get on roles
+// or clusterroles (docs/providers/kubernetes.md).
+func (p *Provider) roleExists(ctx context.Context, t target) error {
+	res, where := "clusterroles", ""
+	r := p.rc.Get().MaxRetries(0)
+	if t.roleRef.Kind == "Role" {
+		res, where = "roles", fmt.Sprintf(" in namespace %q (or that namespace does not exist)", t.namespace)
+		r = r.Namespace(t.namespace)
+	}
+	_, err := doRaw(ctx, r.Resource(res).Name(t.roleRef.Name))
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("kube: grant: get %s %s: %w", t.roleRef.Kind, t.roleRef.Name, ctx.Err())
+	case apierrors.IsNotFound(err):
+		return grants.Permanent(fmt.Errorf("kube: grant: %s %q does not exist%s, so a binding to it would grant nothing: check the role's target in the policy (or create the role first)",
+			t.roleRef.Kind, t.roleRef.Name, where))
+	case apierrors.IsForbidden(err):
+		return grants.Permanent(fmt.Errorf("kube: grant: cannot check that %s %q exists%s: the bot needs get on %s (part of the RBAC in docs/providers/kubernetes.md). Apiserver said: %w",
+			t.roleRef.Kind, t.roleRef.Name, where, res, err))
+	}
+	return classify(ctx, "grant: get "+t.roleRef.Kind+" "+t.roleRef.Name, err, opCheck)
+}
+
+// VerifyTarget checks a policy target against the cluster: the target is valid for this provider and the Role or
+// ClusterRole it names exists. For `jitbot policy check` when the cluster is reachable; it creates nothing.
+func (p *Provider) VerifyTarget(ctx context.Context, target map[string]string) error {
+	t, err := parseTarget(target)
+	if err != nil {
+		return err
+	}
+	if err := checkScope(p.namespaces, t.namespace); err != nil {
+		return err
+	}
+	return p.roleExists(ctx, t)
+}
+
+// doRaw runs r and returns the body. On an error answer it returns the API server's own Status (reason and
+// message, such as `User "x" cannot get resource "rolebindings"`): Result.Raw alone reports only a generic
+// "unknown (get rolebindings...)" for a JSON error body; Result.Error decodes the Status.
+func doRaw(ctx context.Context, r *rest.Request) ([]byte, error) {
+	res := r.Do(ctx)
+	raw, err := res.Raw()
+	if err != nil {
+		if serr := res.Error(); serr != nil {
+			err = serr
+		}
+		return nil, err
+	}
+	return raw, nil
+}
+
 func (p *Provider) get(ctx context.Context, s spec) (binding, bool, error) {
-	raw, err := p.req("GET", s).Name(s.name).Do(ctx).Raw()
+	raw, err := doRaw(ctx, p.req("GET", s).Name(s.name))
 	if apierrors.IsNotFound(err) {
 		return binding{}, false, nil
 	}
@@ -647,7 +709,7 @@ func (p *Provider) list(ctx context.Context, namespace, resource, selector strin
 		if cont != "" {
 			r = r.Param("continue", cont)
 		}
-		raw, err := r.Do(ctx).Raw()
+		raw, err := doRaw(ctx, r)
 		if err != nil {
 			return nil, err
 		}
