@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -81,6 +82,9 @@ type Options struct {
 type Manager struct {
 	opts       Options
 	onSchedule func(time.Time)
+	// maxBudget is the longest attempt any provider declared (grants.AttemptBudgeter), at least AttemptTimeout:
+	// binding locks must outlive the longest provider call.
+	maxBudget time.Duration
 }
 
 // NewManager validates opts and returns a Manager.
@@ -113,8 +117,19 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.LockWait <= 0 {
 		opts.LockWait = opts.AttemptTimeout
 	}
-	return &Manager{opts: opts}, nil
+	m := &Manager{opts: opts, maxBudget: opts.AttemptTimeout}
+	for _, p := range opts.Providers {
+		if b, ok := p.(AttemptBudgeter); ok {
+			for _, op := range []string{"grant", "revoke", "check"} {
+				m.maxBudget = max(m.maxBudget, min(b.AttemptBudget(op), maxAttemptBudget))
+			}
+		}
+	}
+	return m, nil
 }
+
+// maxAttemptBudget caps what an adapter may declare: a call that needs longer must be resumable.
+const maxAttemptBudget = 15 * time.Minute
 
 // ActivationResumeAfter is the write-ahead resume delay for new grant records.
 func (m *Manager) ActivationResumeAfter() time.Duration { return m.opts.ActivationResumeAfter }
@@ -195,8 +210,12 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 			until = others
 		}
 		a := assignment(g, until)
-		if _, err := m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) }); err != nil {
+		ref, err := m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+		if err != nil {
 			return fmt.Errorf("grants: extend %s at provider %s: %w", g.ID, g.Provider, err)
+		}
+		if ref != "" {
+			g.ProviderRef = ref // e.g. standing access removed meanwhile and now created by jitbot
 		}
 		prev := g.Version
 		oldExpiry := g.ExpiresAt
@@ -257,7 +276,7 @@ func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) err
 			if err := m.renew(ctx, lock); err != nil {
 				return err
 			}
-			m.activate(ctx, &leases[i], latestExpiry(leases, m.now(), ""))
+			m.activate(ctx, &leases[i], latestExpiry(leases, m.now(), ""), bindingRef(leases, leases[i].ID))
 		}
 	}
 	// 2. Decide whether access is still wanted, and end the leases that are over.
@@ -288,7 +307,8 @@ func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) err
 }
 
 // activate calls the provider for one activating lease and records the outcome.
-func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time.Time) {
+// inherited is the provider reference of another live lease of the binding, used when g has none of its own.
+func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time.Time, inherited string) {
 	log := zerolog.Ctx(ctx).With().Str("grant_id", g.ID).Str("request_id", g.RequestID).Logger()
 	p, err := m.provider(g)
 	var ref string
@@ -298,7 +318,15 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time
 			until = othersUntil
 		}
 		a := assignment(g, until)
+		if a.Ref == "" {
+			a.Ref = inherited
+		}
 		ref, err = m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+	}
+	if ref != "" {
+		// Kept after a failed attempt too: it can name an operation still in flight, or say whose the
+		// access is, and the next attempt (or the undo) resumes from it.
+		g.ProviderRef = ref
 	}
 	now := m.now()
 	prev := g.Version
@@ -307,11 +335,13 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time
 	case err == nil:
 		g.State, g.ActivatedAt, g.ExpiresAt = store.GrantActive, now, now.Add(g.Duration).Truncate(time.Millisecond)
 		g.DueAt, g.Attempts, g.LastError = g.ExpiresAt, 0, ""
-		if ref != "" {
-			g.ProviderRef = ref
+		details := map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano), "provider": g.Provider}
+		if IsPreExisting(g.ProviderRef) {
+			details["pre_existing"] = "true"
+			details["note"] = "the access was already present at the provider before this grant; jitbot will not remove it"
 		}
-		ev = m.event(store.EventGranted, "system:grants", g, map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano), "provider": g.Provider})
-		log.Info().Time("expires_at", g.ExpiresAt).Msg("grant active")
+		ev = m.event(store.EventGranted, "system:grants", g, details)
+		log.Info().Time("expires_at", g.ExpiresAt).Bool("pre_existing", IsPreExisting(g.ProviderRef)).Msg("grant active")
 	case IsPermanent(err) || g.Attempts+1 >= m.opts.MaxAttempts:
 		// Undo whatever the provider may have applied: the lease goes through revocation and ends as failed.
 		g.State, g.EndReason, g.EndedAt, g.DueAt = store.GrantRevoking, "activation_failed", now, now
@@ -374,6 +404,22 @@ func (m *Manager) shrinkExpiry(ctx context.Context, ending []*store.Grant, cover
 	}
 }
 
+// bindingRef is the provider reference the binding's other live leases hold: one naming access jitbot made
+// (or an operation of jitbot's) wins over a pre-existing one, so that jitbot never forgets what it created.
+func bindingRef(leases []store.Grant, except string) string {
+	ref := ""
+	for _, g := range leases {
+		if g.ID == except || g.ProviderRef == "" || !slices.Contains(store.LiveGrantStates, g.State) {
+			continue
+		}
+		if !IsPreExisting(g.ProviderRef) {
+			return g.ProviderRef
+		}
+		ref = g.ProviderRef
+	}
+	return ref
+}
+
 // latestExpiry is the latest expiry among the binding's active, unexpired leases other than except.
 func latestExpiry(leases []store.Grant, now time.Time, except string) time.Time {
 	var t time.Time
@@ -393,9 +439,17 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 			last = g
 		}
 	}
+	ref := ""
+	for _, g := range ending {
+		if g.ProviderRef != "" && (ref == "" || IsPreExisting(ref)) {
+			ref = g.ProviderRef
+		}
+	}
+	preExisting := IsPreExisting(ref)
 	p, err := m.provider(last)
-	if err == nil {
+	if err == nil && !preExisting {
 		a := assignment(last, last.ExpiresAt)
+		a.Ref = ref
 		_, err = m.call(ctx, "revoke", last, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) })
 	}
 	now := m.now()
@@ -407,7 +461,13 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 		if err == nil {
 			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, ""
 			lag := now.Sub(g.EndedAt)
-			events = append(events, m.event(store.EventRevoked, "system:grants", g, map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}))
+			details := map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}
+			if preExisting {
+				// Nothing was removed: the access was there before jitbot granted it (standing access).
+				details["pre_existing"] = "true"
+				details["note"] = "the access existed before the grant and was left in place"
+			}
+			events = append(events, m.event(store.EventRevoked, "system:grants", g, details))
 			if m.opts.Observer != nil && g.EndReason == "expired" {
 				m.opts.Observer.Revoked(lag)
 			}
@@ -468,18 +528,30 @@ func (m *Manager) commit(ctx context.Context, puts []store.GrantPut, events ...s
 	return nil
 }
 
-// call runs one provider call under AttemptTimeout and reports it.
+// call runs one provider call under the attempt budget (AttemptTimeout, or what the provider declares as a
+// grants.AttemptBudgeter) and reports it. A reference returned with an error is passed on: it can name an
+// operation still in flight that the next attempt resumes.
 func (m *Manager) call(ctx context.Context, op string, g *store.Grant, fn func(context.Context) (string, error)) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.opts.AttemptTimeout)
+	ctx, cancel := context.WithTimeout(ctx, m.attemptBudget(g.Provider, op))
 	defer cancel()
 	ref, err := fn(ctx)
 	if m.opts.Observer != nil {
 		m.opts.Observer.ProviderCall(op, err)
 	}
 	if err != nil {
-		return "", fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
+		return ref, fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
 	}
 	return ref, nil
+}
+
+// attemptBudget is how long one call of op at the named provider may take.
+func (m *Manager) attemptBudget(provider, op string) time.Duration {
+	if b, ok := m.opts.Providers[provider].(AttemptBudgeter); ok {
+		if d := min(b.AttemptBudget(op), maxAttemptBudget); d > 0 {
+			return d
+		}
+	}
+	return m.opts.AttemptTimeout
 }
 
 func (m *Manager) provider(g *store.Grant) (Provider, error) {
@@ -527,7 +599,7 @@ func (m *Manager) lockBinding(ctx context.Context, key string) (store.Lock, erro
 }
 
 // lockTTL outlives one provider call with margin; the lock is renewed before every provider call.
-func (m *Manager) lockTTL() time.Duration { return 2*m.opts.AttemptTimeout + 5*time.Second }
+func (m *Manager) lockTTL() time.Duration { return 2*m.maxBudget + 5*time.Second }
 
 func (m *Manager) renew(ctx context.Context, l store.Lock) error {
 	if err := m.opts.Store.RenewLock(ctx, l, m.lockTTL()); err != nil {
@@ -549,7 +621,7 @@ func (m *Manager) event(typ, actor string, g *store.Grant, details map[string]st
 }
 
 func assignment(g *store.Grant, expires time.Time) Assignment {
-	return Assignment{BindingKey: g.BindingKey, GrantID: g.ID, RequestID: g.RequestID, UserID: g.UserID, Role: g.Role, Principal: g.Principal, Target: g.Target, ExpiresAt: expires}
+	return Assignment{BindingKey: g.BindingKey, GrantID: g.ID, RequestID: g.RequestID, UserID: g.UserID, Role: g.Role, Principal: g.Principal, Target: g.Target, ExpiresAt: expires, Ref: g.ProviderRef}
 }
 
 func describeState(g *store.Grant, now time.Time) string {

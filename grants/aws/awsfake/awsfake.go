@@ -93,6 +93,7 @@ type Server struct {
 	storeID       string
 	pollsToFinish int
 	settleAfter   time.Duration
+	asyncMin      time.Duration // no asynchronous request finishes before it is this old
 	pageSize      int
 	duplicateMode string // CreateAccountAssignment of an existing assignment: "succeed" or "fail"
 	deleteAbsent  string // DeleteAccountAssignment of an absent assignment: "notfound", "succeed" or "fail"
@@ -117,6 +118,7 @@ type Server struct {
 	userInline  map[string]map[string]string
 
 	faults  []*fault
+	waiters map[string][]chan struct{} // Await: closed when the next call of the operation is recorded
 	latency time.Duration
 	calls   []Call
 	sigErrs []string
@@ -218,6 +220,38 @@ func (s *Server) SetDuplicateCreate(mode string) { s.mu.Lock(); s.duplicateMode 
 // (default: ResourceNotFoundException, as Terraform's AWS provider expects), "succeed" (the request SUCCEEDs) or
 // "fail" (the request ends FAILED).
 func (s *Server) SetDeleteAbsent(mode string) { s.mu.Lock(); s.deleteAbsent = mode; s.mu.Unlock() }
+
+// SetAsyncDuration makes every asynchronous request (existing and future) take at least d from its creation
+// before it can finish, however often it is polled (0 restores polls-only completion): the stand-in for
+// Identity Center provisioning that takes tens of seconds or minutes. Requests nobody polls still finish
+// after max(SettleAfter, d).
+func (s *Server) SetAsyncDuration(d time.Duration) { s.mu.Lock(); s.asyncMin = d; s.mu.Unlock() }
+
+// StartRequest starts an asynchronous creation (deletion=false) or deletion of the account assignment k, as
+// an earlier CreateAccountAssignment / DeleteAccountAssignment whose caller went away would have, and returns
+// its request id. It stays IN_PROGRESS like any request (PollsToFinish polls, SetAsyncDuration, SettleAfter
+// or Settle). The permission set must be registered; nothing else is checked.
+func (s *Server) StartRequest(k AssignmentKey, deletion bool) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := &asyncRequest{id: newUUID(), deletion: deletion, key: k, created: time.Now(), status: "IN_PROGRESS"}
+	s.requests[q.id] = q
+	s.order = append(s.order, q.id)
+	return q.id
+}
+
+// InProgress counts the asynchronous requests for k that have not finished.
+func (s *Server) InProgress(k AssignmentKey) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, q := range s.requests {
+		if q.key == k && q.status == "IN_PROGRESS" {
+			n++
+		}
+	}
+	return n
+}
 
 // SetPollsToFinish changes Options.PollsToFinish.
 func (s *Server) SetPollsToFinish(n int) { s.mu.Lock(); s.pollsToFinish = n; s.mu.Unlock() }
@@ -394,7 +428,7 @@ func (s *Server) settle() {
 	now := time.Now()
 	for _, id := range s.order {
 		q := s.requests[id]
-		if q.status == "IN_PROGRESS" && now.Sub(q.created) >= s.settleAfter {
+		if q.status == "IN_PROGRESS" && now.Sub(q.created) >= max(s.settleAfter, s.asyncMin) {
 			s.finish(q)
 		}
 	}
@@ -580,5 +614,24 @@ func (s *Server) SetInlinePolicy(user, name, doc string, present bool) {
 	}
 }
 
-// record appends a call. Caller holds mu.
-func (s *Server) record(c Call) { s.calls = append(s.calls, c) }
+// Await returns a channel that is closed once the fake has answered the next request of operation op: tests
+// use it to act at a precise point of an adapter's sequence instead of racing a timer.
+func (s *Server) Await(op string) <-chan struct{} {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiters == nil {
+		s.waiters = map[string][]chan struct{}{}
+	}
+	s.waiters[op] = append(s.waiters[op], ch)
+	return ch
+}
+
+// record appends a call and wakes its Await channels. Caller holds mu.
+func (s *Server) record(c Call) {
+	s.calls = append(s.calls, c)
+	for _, ch := range s.waiters[c.Operation] {
+		close(ch)
+	}
+	delete(s.waiters, c.Operation)
+}
