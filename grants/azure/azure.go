@@ -70,8 +70,9 @@ type Provider struct {
 }
 
 var (
-	_ grants.Provider  = (*Provider)(nil)
-	_ grants.Inventory = (*Provider)(nil)
+	_ grants.Provider        = (*Provider)(nil)
+	_ grants.Inventory       = (*Provider)(nil)
+	_ grants.AttemptBudgeter = (*Provider)(nil)
 )
 
 // maxRequestGenerations bounds how many PIM requests of one kind (and, for extensions, one end) jitbot makes for
@@ -233,8 +234,22 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 		}
 		return inst != nil, nil
 	}
-	return p.checkRBAC(ctx, a, t)
+	return p.checkRBAC(ctx, a, t, principal)
 }
+
+// AttemptBudget (grants.AttemptBudgeter): in pim mode a grant or revoke waits for PIM to process its requests
+// (and for other requests in flight on the same role), which usually takes seconds but can take longer; two
+// minutes bound one attempt, and an attempt cut short is resumed by the next (requests are found by name).
+// rbac calls are single ARM requests: the manager's default applies.
+func (p *Provider) AttemptBudget(op string) time.Duration {
+	if p.mode == ModePIM && (op == "grant" || op == "revoke") {
+		return pimAttemptBudget
+	}
+	return 0
+}
+
+// pimAttemptBudget is the attempt budget of PIM grants and revokes.
+const pimAttemptBudget = 2 * time.Minute
 
 func asAPI(err error) *APIError {
 	var ae *APIError
@@ -329,7 +344,7 @@ func (p *Provider) grantRBAC(ctx context.Context, a grants.Assignment, t target,
 		}
 		p.log.Warn().Str("grant_id", a.GrantID).Str("existing", existing).Str("scope", t.Scope).
 			Msg("azure: an equal role assignment already exists under another name; treating the grant as present (revoke will not remove it)")
-		return existing + " (pre-existing: not created by jitbot, revoke leaves it)", nil
+		return grants.PreExistingRef(existing), nil
 	}
 	return "", classify(ae)
 }
@@ -378,7 +393,9 @@ func (p *Provider) revokeRBAC(ctx context.Context, a grants.Assignment, t target
 	return classify(ae)
 }
 
-func (p *Provider) checkRBAC(ctx context.Context, a grants.Assignment, t target) (bool, error) {
+// checkRBAC reports whether the principal holds the role at the scope: through jitbot's assignment, or through
+// an equal one made by someone else (standing access, which Grant reported as pre-existing).
+func (p *Provider) checkRBAC(ctx context.Context, a grants.Assignment, t target, principal string) (bool, error) {
 	name := AssignmentName(leaseKey(a))
 	_, err := p.ra.Get(ctx, t.sdkScope(), name, nil)
 	if err == nil {
@@ -388,10 +405,14 @@ func (p *Provider) checkRBAC(ctx context.Context, a grants.Assignment, t target)
 	if e != nil {
 		return false, e
 	}
-	if ae.StatusCode == http.StatusNotFound {
+	if ae.StatusCode != http.StatusNotFound {
+		return false, classify(ae)
+	}
+	existing, err := p.findAssignment(ctx, t, principal)
+	if ae := asAPI(err); ae != nil && ae.StatusCode == http.StatusNotFound {
 		return false, nil
 	}
-	return false, classify(ae)
+	return existing != "", err
 }
 
 func deref(s *string) string {

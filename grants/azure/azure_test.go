@@ -92,9 +92,11 @@ func TestGrantRequestShape(t *testing.T) {
 	if present, err := p.Check(t.Context(), b); err != nil || present {
 		t.Fatalf("Check = %v, %v", present, err)
 	}
+	// Check: GET of jitbot's name (404), then the list that would find an equal assignment someone else made.
 	rs := f.Requests()
-	if len(rs) != 2 || rs[0].Method != http.MethodDelete || rs[0].Path != w[0].Path || rs[1].Method != http.MethodGet || rs[1].Path != w[0].Path ||
-		rs[1].Status != http.StatusNotFound || rs[1].ErrorCode != "RoleAssignmentNotFound" {
+	if len(rs) != 3 || rs[0].Method != http.MethodDelete || rs[0].Path != w[0].Path || rs[1].Method != http.MethodGet || rs[1].Path != w[0].Path ||
+		rs[1].Status != http.StatusNotFound || rs[1].ErrorCode != "RoleAssignmentNotFound" ||
+		rs[2].Method != http.MethodGet || rs[2].Query.Get("$filter") != "principalId eq '"+b.Principal+"'" {
 		t.Fatalf("revoke/check requests = %+v", rs)
 	}
 }

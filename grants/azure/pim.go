@@ -57,6 +57,90 @@ func statusDone(s armauthorization.Status) bool {
 	return false
 }
 
+// statusInFlight: PIM is processing the request and will change the assignment without anyone's decision.
+// Requests waiting for a human (PendingApproval, PendingAdminDecision) are not waited for: they may wait days.
+func statusInFlight(s armauthorization.Status) bool {
+	switch s {
+	case armauthorization.StatusAccepted, armauthorization.StatusPendingProvisioning, armauthorization.StatusProvisioningStarted,
+		armauthorization.StatusPendingRevocation, armauthorization.StatusPendingScheduleCreation, armauthorization.StatusPendingEvaluation,
+		armauthorization.StatusPendingExternalProvisioning, armauthorization.StatusAdminApproved, armauthorization.StatusPendingApprovalProvisioning:
+		return true
+	}
+	return false
+}
+
+// pollInterval bounds the wait between two reads of a request PIM is processing.
+const (
+	pollFirst = 200 * time.Millisecond
+	pollMax   = 2 * time.Second
+)
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// awaitQuiet waits until no schedule request for the principal's role at the scope is being processed - by
+// jitbot (an earlier attempt that timed out, another lease of the binding) or by anyone else - so that no
+// decision is taken from an instance list that an in-flight request is about to change. It lists the
+// principal's requests ("principalId eq", documented to return them at, above and below the scope) and keeps
+// the exact scope and role. When ctx ends first it returns a retryable error naming the request: the next
+// attempt waits again.
+func (p *Provider) awaitQuiet(ctx context.Context, op string, a grants.Assignment, t target, principal string) error {
+	wait := pollFirst
+	for {
+		busy, err := p.inFlight(ctx, t, principal)
+		if err != nil || busy == nil {
+			return err
+		}
+		what := fmt.Sprintf("azure pim %s %s: schedule request %s (%s) is %s; waiting for Azure", op, a.GrantID, deref(busy.Name), requestType(busy), status(busy))
+		if err := sleep(ctx, wait); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		wait = min(2*wait, pollMax)
+	}
+}
+
+func requestType(r *armauthorization.RoleAssignmentScheduleRequest) string {
+	if r == nil || r.Properties == nil || r.Properties.RequestType == nil {
+		return ""
+	}
+	return string(*r.Properties.RequestType)
+}
+
+func (p *Provider) inFlight(ctx context.Context, t target, principal string) (*armauthorization.RoleAssignmentScheduleRequest, error) {
+	filter := "principalId eq '" + principal + "'"
+	pager := p.reqs.NewListForScopePager(t.sdkScope(), &armauthorization.RoleAssignmentScheduleRequestsClientListForScopeOptions{Filter: &filter})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			ae, e := toAPIError(ctx, "GET roleAssignmentScheduleRequests", t.Scope+"/providers/Microsoft.Authorization/roleAssignmentScheduleRequests", err)
+			if e != nil {
+				return nil, e
+			}
+			return nil, classify(ae)
+		}
+		for _, r := range page.Value {
+			if r == nil || r.Properties == nil {
+				continue
+			}
+			pr := r.Properties
+			if statusInFlight(status(r)) && strings.EqualFold(deref(pr.PrincipalID), principal) &&
+				roleGUIDOf(deref(pr.RoleDefinitionID)) == t.RoleGUID && sameScope(deref(pr.Scope), t.Scope) {
+				return r, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
 func statusFailed(s armauthorization.Status) bool {
 	switch s {
 	case armauthorization.StatusFailed, armauthorization.StatusFailedAsResourceIsLocked, armauthorization.StatusDenied,
@@ -150,6 +234,9 @@ func (p *Provider) grantPIM(ctx context.Context, a grants.Assignment, t target, 
 	if a.ExpiresAt.IsZero() {
 		return "", grants.Permanent(fmt.Errorf("azure pim grant %s: the assignment has no expiry", a.GrantID))
 	}
+	if err := p.awaitQuiet(ctx, "grant", a, t, principal); err != nil {
+		return "", err
+	}
 	inst, err := p.activeInstance(ctx, t, principal)
 	if err != nil {
 		return "", err // a 404 here (scope missing) is permanent, as classify says
@@ -165,7 +252,7 @@ func (p *Provider) grantPIM(ctx context.Context, a grants.Assignment, t target, 
 	if !owned {
 		p.log.Warn().Str("grant_id", a.GrantID).Str("scope", t.Scope).Str("instance", deref(inst.ID)).Str("why", why).
 			Msg("azure pim: the principal already holds the role through an assignment jitbot did not make; leaving it as it is")
-		return deref(inst.ID) + " (pre-existing: not created by jitbot, revoke leaves it)", nil
+		return grants.PreExistingRef(deref(inst.ID)), nil
 	}
 	cur := inst.Properties.EndDateTime
 	if cur != nil && cur.UTC().Truncate(time.Second).Equal(end) {
@@ -244,22 +331,11 @@ func (p *Provider) putRequest(ctx context.Context, a grants.Assignment, t target
 			if statusDone(st) || statusFailed(st) {
 				continue // processed earlier; its effect is gone (drift, expiry) or it failed: a new request is needed
 			}
-			return "", fmt.Errorf("azure pim %s %s: schedule request %s is %s; waiting for Azure", op, a.GrantID, name, st)
+			return p.awaitRequest(ctx, op, a, t, name, prev)
 		}
 		resp, err := p.reqs.Create(ctx, t.sdkScope(), name, body, nil)
 		if err == nil {
-			st := status(&resp.RoleAssignmentScheduleRequest)
-			if statusFailed(st) {
-				return "", fmt.Errorf("azure pim %s %s: schedule request %s ended %s", op, a.GrantID, name, st)
-			}
-			if !statusDone(st) && st != "" {
-				// Accepted but not provisioned yet: the next attempt finds the request and waits for it.
-				return "", fmt.Errorf("azure pim %s %s: schedule request %s is %s; waiting for Azure", op, a.GrantID, name, st)
-			}
-			if resp.ID != nil {
-				return *resp.ID, nil
-			}
-			return requestPath(t, name), nil
+			return p.awaitRequest(ctx, op, a, t, name, &resp.RoleAssignmentScheduleRequest)
 		}
 		ae, e := toAPIError(ctx, "PUT roleAssignmentScheduleRequests", requestPath(t, name), err)
 		if e != nil {
@@ -274,6 +350,39 @@ func (p *Provider) putRequest(ctx context.Context, a grants.Assignment, t target
 		return "", classify(ae)
 	}
 	return "", grants.Permanent(fmt.Errorf("azure pim %s %s: %d %s requests already made for this grant (the access keeps disappearing behind jitbot's back)", op, a.GrantID, maxRequestGenerations, kind))
+}
+
+// awaitRequest waits (within ctx) until PIM has processed jitbot's request name and reports its outcome. When
+// ctx ends first the error is retryable: the next attempt finds the request by name and waits again.
+func (p *Provider) awaitRequest(ctx context.Context, op string, a grants.Assignment, t target, name string, r *armauthorization.RoleAssignmentScheduleRequest) (string, error) {
+	wait := pollFirst
+	for {
+		st := status(r)
+		switch {
+		case statusFailed(st):
+			return "", fmt.Errorf("azure pim %s %s: schedule request %s ended %s", op, a.GrantID, name, st)
+		case st == "" || statusDone(st):
+			if r != nil && r.ID != nil {
+				return *r.ID, nil
+			}
+			return requestPath(t, name), nil
+		case !statusInFlight(st):
+			// Waiting for a human decision (approval): not jitbot's to wait for within one attempt.
+			return "", fmt.Errorf("azure pim %s %s: schedule request %s is %s", op, a.GrantID, name, st)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return "", fmt.Errorf("azure pim %s %s: schedule request %s is %s; waiting for Azure: %w", op, a.GrantID, name, st, err)
+		}
+		wait = min(2*wait, pollMax)
+		got, err := p.getRequest(ctx, t, name)
+		if err != nil {
+			return "", err
+		}
+		if got == nil {
+			return "", fmt.Errorf("azure pim %s %s: schedule request %s is not readable yet", op, a.GrantID, name)
+		}
+		r = got
+	}
 }
 
 // ownsInstance decides whether jitbot made the active assignment behind inst: the schedule request that
@@ -343,9 +452,15 @@ func splitResourceID(id, typ string) (scope, name string, ok bool) {
 }
 
 // revokePIM removes jitbot's active assignment of the role. An assignment jitbot did not make is left alone;
-// an AdminAssign of the grant that Azure is still processing is waited for, so that the access cannot appear
-// after the revoke reported success.
+// requests Azure is still processing for the principal's role (an AdminAssign of an earlier attempt) are waited
+// for first, so that the access cannot appear after the revoke reported success.
 func (p *Provider) revokePIM(ctx context.Context, a grants.Assignment, t target, principal string) error {
+	if err := p.awaitQuiet(ctx, "revoke", a, t, principal); err != nil {
+		if ae := asAPI(err); ae != nil && ae.StatusCode == http.StatusNotFound {
+			return nil
+		}
+		return err
+	}
 	inst, err := p.activeInstance(ctx, t, principal)
 	if err != nil {
 		if ae := asAPI(err); ae != nil && ae.StatusCode == http.StatusNotFound {
@@ -354,7 +469,7 @@ func (p *Provider) revokePIM(ctx context.Context, a grants.Assignment, t target,
 		return err
 	}
 	if inst == nil {
-		return p.noAssignInFlight(ctx, a, t)
+		return nil
 	}
 	owned, why, err := p.ownsInstance(ctx, t, inst)
 	if err != nil {
@@ -378,27 +493,6 @@ func (p *Provider) revokePIM(ctx context.Context, a grants.Assignment, t target,
 		return nil // already gone (expired, or removed meanwhile)
 	}
 	return err // ActiveDurationTooShort: retryable
-}
-
-// noAssignInFlight returns a retryable error while an AdminAssign request of the grant is still being processed.
-func (p *Provider) noAssignInFlight(ctx context.Context, a grants.Assignment, t target) error {
-	for k := range maxRequestGenerations {
-		name := RequestName(pimKey(a), "assign", k)
-		r, err := p.getRequest(ctx, t, name)
-		if err != nil {
-			if ae := asAPI(err); ae != nil && ae.StatusCode == http.StatusNotFound {
-				return nil
-			}
-			return err
-		}
-		if r == nil {
-			return nil
-		}
-		if st := status(r); !statusDone(st) && !statusFailed(st) {
-			return fmt.Errorf("azure pim revoke %s: schedule request %s is %s; waiting for Azure before removing what it assigns", a.GrantID, name, st)
-		}
-	}
-	return nil
 }
 
 // requestNameTaken recognises the answer to a PUT of a schedule request name that already exists ("A role

@@ -18,8 +18,9 @@
 // a human administrator would, through a request of AdminID.
 //
 // Divergences from Azure, known and deliberate:
-//   - requests are processed synchronously (status Provisioned at once); real PIM may answer Accepted or
-//     PendingProvisioning first;
+//   - requests are processed at once unless SetProvisionDelay (or StartRequest) makes them pending; a pending
+//     request answers PendingProvisioning / PendingRevocation, while real PIM may also show Accepted or
+//     ProvisioningStarted; the checks of a request (RoleAssignmentExists, ...) are made when it is PUT;
 //   - a schedule is forgotten with its instance (404 after it ends or is removed); Azure keeps ended schedules;
 //   - which request a schedule names after an AdminExtend/AdminUpdate (the fake: the last one) is not documented;
 //     the adapter's ownership test holds either way for its own changes;
@@ -179,6 +180,16 @@ type Server struct {
 	replicated  map[string]bool
 	log         []Request
 	seq         int
+	delay       time.Duration // SetProvisionDelay
+	pending     []*pendingOp
+}
+
+// pendingOp is a schedule request PIM has accepted but not processed yet.
+type pendingOp struct {
+	req     *ScheduleRequest
+	effect  func()
+	final   string
+	readyAt time.Time
 }
 
 // New starts a fake. Close it when done (t.Cleanup(s.Close)).
@@ -468,6 +479,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, rec *Request, la
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.settleLocked(false)
 	scope = normScope(scope)
 	switch {
 	case typ == "roleassignments" && name == "" && r.Method == http.MethodGet:
@@ -775,7 +787,94 @@ type requestBody struct {
 	} `json:"properties"`
 }
 
+// settleLocked processes the pending requests whose time has come; the caller holds s.mu.
+func (s *Server) settleLocked(all bool) {
+	now := s.now()
+	kept := s.pending[:0]
+	for _, op := range s.pending {
+		if all || !now.Before(op.readyAt) {
+			op.effect()
+			op.req.Status = op.final
+			continue
+		}
+		kept = append(kept, op)
+	}
+	s.pending = kept
+}
+
+// SetProvisionDelay makes every following schedule request take d (by the fake's clock) before PIM processes
+// it: until then it answers with status PendingProvisioning (PendingRevocation for AdminRemove) and has no
+// effect, as real PIM may. 0 (the default) processes requests at once.
+func (s *Server) SetProvisionDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
+// Settle processes every pending schedule request now.
+func (s *Server) Settle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settleLocked(true)
+}
+
+// Pending returns how many schedule requests are accepted but not processed yet.
+func (s *Server) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settleLocked(false)
+	return len(s.pending)
+}
+
+// StartRequest leaves a schedule request of the adapter's identity (CallerID) in flight, as an earlier attempt
+// that timed out leaves it: requestType AdminAssign (until end) or AdminRemove, named name at scope, processed
+// after d by the fake's clock or at Settle.
+func (s *Server) StartRequest(scope, name, principal, roleDefinitionID, requestType string, end *time.Time, justification string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	scope = normScope(scope)
+	now := s.now()
+	id := requestID(scope, name)
+	req := &ScheduleRequest{ID: id, Name: name, Scope: scope, PrincipalID: principal, RoleDefinitionID: roleDefinitionID,
+		RequestType: requestType, Justification: justification, RequestorID: CallerID, StartDateTime: now, EndDateTime: end, CreatedOn: now}
+	op := &pendingOp{req: req, readyAt: now.Add(d)}
+	switch requestType {
+	case "AdminAssign":
+		req.ExpirationType, req.Status, op.final = "AfterDateTime", "PendingProvisioning", "Provisioned"
+		req.TargetRoleAssignmentScheduleID = scope + "/providers/Microsoft.Authorization/roleAssignmentSchedules/" + name
+		op.effect = func() {
+			in := s.addInstanceLocked(scope, principal, "User", roleDefinitionID, now, end, req.TargetRoleAssignmentScheduleID)
+			in.RequestID = id
+		}
+	default:
+		req.Status, op.final = "PendingRevocation", "Revoked"
+		op.effect = func() { s.removeInstancesLocked(scope, principal, roleDefinitionID) }
+	}
+	s.requests[strings.ToLower(id)] = req
+	s.pending = append(s.pending, op)
+}
+
+func (s *Server) removeInstancesLocked(scope, principal, roleDef string) {
+	for k, in := range s.instances {
+		if strings.EqualFold(in.Scope, scope) && strings.EqualFold(in.PrincipalID, principal) && guidOf(in.RoleDefinitionID) == guidOf(roleDef) {
+			delete(s.instances, k)
+		}
+	}
+}
+
+// DeleteAssignment deletes one role assignment by scope and name behind the adapter's back; it reports whether
+// it existed.
+func (s *Server) DeleteAssignment(scope, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := strings.ToLower(assignmentID(normScope(scope), name))
+	_, ok := s.assignments[k]
+	delete(s.assignments, k)
+	return ok
+}
+
 func (s *Server) activeLocked() []*Instance {
+	s.settleLocked(false)
 	now := s.now()
 	var out []*Instance
 	for k, in := range s.instances {
@@ -879,9 +978,11 @@ func (s *Server) putRequest(w http.ResponseWriter, scope, name string, raw []byt
 				return writeErr(w, http.StatusBadRequest, "PrincipalNotFound", principalNotFoundMessage(p.PrincipalID))
 			}
 			req.TargetRoleAssignmentScheduleID = scope + "/providers/Microsoft.Authorization/roleAssignmentSchedules/" + name
-			req.Status = "Provisioned"
-			in := s.addInstanceLocked(scope, p.PrincipalID, "User", p.RoleDefinitionID, start, end, req.TargetRoleAssignmentScheduleID)
-			in.RequestID = id
+			principal, roleDef, target := p.PrincipalID, p.RoleDefinitionID, req.TargetRoleAssignmentScheduleID
+			s.processLocked(req, "PendingProvisioning", "Provisioned", func() {
+				in := s.addInstanceLocked(scope, principal, "User", roleDef, start, end, target)
+				in.RequestID = id
+			})
 			break
 		}
 		// AdminExtend / AdminUpdate change the schedule of the existing assignment in place.
@@ -898,9 +999,8 @@ func (s *Server) putRequest(w http.ResponseWriter, scope, name string, raw []byt
 		if end != nil && !end.After(now) {
 			return writeErr(w, http.StatusBadRequest, "InvalidScheduleInfo", "The end of the schedule must be in the future.")
 		}
-		in.EndDateTime, in.RequestID = end, id
 		req.TargetRoleAssignmentScheduleID = in.ScheduleID
-		req.Status = "Provisioned"
+		s.processLocked(req, "PendingProvisioning", "Provisioned", func() { in.EndDateTime, in.RequestID = end, id })
 	case "AdminRemove":
 		if len(matching) == 0 {
 			return writeErr(w, http.StatusBadRequest, "RoleAssignmentDoesNotExist", "The Role assignment does not exist.")
@@ -910,16 +1010,25 @@ func (s *Server) putRequest(w http.ResponseWriter, scope, name string, raw []byt
 				return writeErr(w, http.StatusBadRequest, "ActiveDurationTooShort", "The Active duration is too short. Miniumum Required is 5 minutes.")
 			}
 		}
-		for _, in := range matching {
-			delete(s.instances, strings.ToLower(in.ID))
-		}
 		req.StartDateTime = now
-		req.Status = "Revoked"
+		principal, roleDef := p.PrincipalID, p.RoleDefinitionID
+		s.processLocked(req, "PendingRevocation", "Revoked", func() { s.removeInstancesLocked(scope, principal, roleDef) })
 	default:
 		return writeErr(w, http.StatusBadRequest, "InvalidRequestType", fmt.Sprintf("The request type '%s' is not supported by this fake.", p.RequestType))
 	}
 	s.requests[strings.ToLower(id)] = req
 	return writeJSON(w, http.StatusCreated, requestJSON(req))
+}
+
+// processLocked applies a request's effect now, or after the provision delay (status pending until then).
+func (s *Server) processLocked(req *ScheduleRequest, pending, final string, effect func()) {
+	if s.delay <= 0 {
+		effect()
+		req.Status = final
+		return
+	}
+	req.Status = pending
+	s.pending = append(s.pending, &pendingOp{req: req, effect: effect, final: final, readyAt: s.now().Add(s.delay)})
 }
 
 func requestJSON(r *ScheduleRequest) map[string]any {
