@@ -26,9 +26,13 @@
 //     target) differ only in grant id and expiry, and jitbot revokes a shared binding once, with the last lease.
 //     Removing only the last lease's binding would leave an earlier, longer lease's binding granting access.
 //     Bindings without a jitbot title are never touched; other members of a jitbot binding are kept.
-//   - Check reports whether a jitbot binding of the role holds the principal and its condition has not expired
-//     (a condition jitbot cannot parse counts as present: access may exist). A human's binding of the same
-//     member and role is not jitbot's access and is not reported.
+//   - Grant over standing access (a binding not made by jitbot that gives the member the role unconditionally, or
+//     by a request.time condition lasting at least as long), when jitbot holds nothing of its own for it,
+//     writes nothing and returns grants.PreExistingRef: the manager audits it, tells the requester and never
+//     revokes it.
+//   - Check reports whether the member holds the role: a live jitbot binding of any lease (a jitbot condition
+//     jitbot cannot parse counts as present: access may exist), or someone else's unconditional or unexpired
+//     time-bound binding. Bindings with other conditions (on resources) are not this access.
 //   - ListOwned lists every jitbot binding member in Config.Scopes, expired ones included (they grant nothing
 //     but still count against the policy's binding limits).
 //
@@ -239,11 +243,60 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	if err != nil {
 		return "", err
 	}
-	err = p.modify(ctx, "grant", as, func(pol *crm.Policy) bool { return applyGrant(pol, as) })
+	// Standing access decides only when jitbot holds nothing of its own for the binding (no reference of its
+	// own, no jitbot binding): with a reference of its own jitbot keeps ownership and (re)writes its binding.
+	mayBePreExisting := a.Ref == "" || grants.IsPreExisting(a.Ref)
+	preExisting := ""
+	err = p.modify(ctx, "grant", as, func(pol *crm.Policy) bool {
+		preExisting = ""
+		if mayBePreExisting && !hasJitbotBinding(pol, as) {
+			if b := standingBinding(pol, as, p.now()); b != "" {
+				preExisting = b
+				return false
+			}
+		}
+		return applyGrant(pol, as)
+	})
 	if err != nil {
 		return "", err
 	}
+	if preExisting != "" {
+		return grants.PreExistingRef(fmt.Sprintf("%s %s %s", as.resource, as.role, preExisting)), nil
+	}
 	return fmt.Sprintf("%s %s condition %q", as.resource, as.role, as.title), nil
+}
+
+// hasJitbotBinding reports whether a jitbot binding of the role holds the principal (expired or not).
+func hasJitbotBinding(pol *crm.Policy, as assignment) bool {
+	for _, b := range pol.Bindings {
+		if b.Role == as.role && b.Condition != nil && strings.HasPrefix(b.Condition.Title, TitlePrefix) && hasMember(b.Members, as.principal) {
+			return true
+		}
+	}
+	return false
+}
+
+// standingBinding describes a binding not made by jitbot that gives the principal the role at least until
+// the assignment's expiry (unconditional, or a request.time condition ending no earlier), "" if there is none.
+// That access was there before the grant: jitbot adds nothing and never removes it. A binding with any other
+// condition (on resources, or ending earlier) is not the same access, and jitbot adds its own.
+func standingBinding(pol *crm.Policy, as assignment, now time.Time) string {
+	want, _ := ParseExpression(as.cond.Expression)
+	for _, b := range pol.Bindings {
+		if b.Role != as.role || !hasMember(b.Members, as.principal) {
+			continue
+		}
+		if b.Condition == nil {
+			return "(an unconditional binding not made by jitbot)"
+		}
+		if strings.HasPrefix(b.Condition.Title, TitlePrefix) {
+			continue
+		}
+		if exp, ok := ParseExpression(b.Condition.Expression); ok && exp.After(now) && !exp.Before(want) {
+			return fmt.Sprintf("(binding %q, not made by jitbot, until %s)", b.Condition.Title, exp.UTC().Format(time.RFC3339))
+		}
+	}
+	return ""
 }
 
 // applyGrant makes sure pol holds a binding for as.role, as.principal and as.cond, and that it is the only
@@ -322,7 +375,8 @@ func applyRevoke(pol *crm.Policy, as assignment) bool {
 	return changed
 }
 
-// Check reports whether a jitbot binding of the role holds the principal and has not expired.
+// Check reports whether the principal holds the role on the resource: through a live jitbot binding (of any lease
+// of the binding), or through a binding someone else made that is unconditional or time-bound and unexpired.
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
 	as, err := p.parse(a, false)
 	if err != nil {
@@ -342,15 +396,21 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 	}
 	now := p.now()
 	for _, b := range pol.Bindings {
-		// Any jitbot binding of the role: the binding's access may carry the title of another of its leases
-		// (see applyGrant). Bindings a human made are not jitbot's access and do not count.
-		if b.Role != as.role || b.Condition == nil || !strings.HasPrefix(b.Condition.Title, TitlePrefix) || !hasMember(b.Members, as.principal) {
+		if b.Role != as.role || !hasMember(b.Members, as.principal) {
 			continue
 		}
-		exp, ok := ParseExpression(b.Condition.Expression)
-		if !ok || exp.After(now) {
-			return true, nil
+		if b.Condition == nil {
+			return true, nil // standing access someone else granted (Grant reported it as pre-existing)
 		}
+		exp, ok := ParseExpression(b.Condition.Expression)
+		jitbots := strings.HasPrefix(b.Condition.Title, TitlePrefix)
+		switch {
+		case ok && exp.After(now):
+			return true, nil // a live time-bound binding: jitbot's (any lease's title) or someone else's
+		case !ok && jitbots:
+			return true, nil // a jitbot binding whose condition was changed: access may exist
+		}
+		// Someone else's binding under another kind of condition (on resources, ...) is not this access.
 	}
 	return false, nil
 }

@@ -752,8 +752,13 @@ func TestPreexistingBindingsSurvive(t *testing.T) {
 	srv.AddResource(resource, ownerBinding, standing, temporary)
 	for i := range 20 {
 		a := asg(fmt.Sprintf("g-%d", i))
-		if _, err := p.Grant(t.Context(), a); err != nil {
+		ref, err := p.Grant(t.Context(), a)
+		if err != nil {
 			t.Fatalf("cycle %d: %v", i, err)
+		}
+		// The unconditional binding is the same access: nothing is written, the manager is told.
+		if !grants.IsPreExisting(ref) {
+			t.Fatalf("cycle %d: Grant over an unconditional human binding returned %q, want a pre-existing reference", i, ref)
 		}
 		if i == 3 {
 			owned, err := p.ListOwned(t.Context())
@@ -773,5 +778,41 @@ func TestPreexistingBindingsSurvive(t *testing.T) {
 	pol := mustPolicy(t, srv, resource)
 	if !reflect.DeepEqual(pol.Bindings, []gcpfake.Binding{ownerBinding, standing, temporary}) {
 		t.Fatalf("bindings after 20 cycles: %+v", pol.Bindings)
+	}
+}
+
+// TestPreexistingOnlyForTheSameAccess: a human binding with a condition on resources, or ending before the
+// lease, is not the same access: jitbot adds its own binding (and its revoke removes only that one). With a
+// reference of its own jitbot keeps ownership even when standing access appears meanwhile.
+func TestPreexistingOnlyForTheSameAccess(t *testing.T) {
+	srv, p := setup(t)
+	narrow := gcpfake.Binding{Role: role, Members: []string{alice},
+		Condition: &gcpfake.Expr{Title: "one instance", Expression: `resource.name.startsWith("projects/_/instances/db1")`}}
+	short := gcpfake.Binding{Role: role, Members: []string{alice},
+		Condition: &gcpfake.Expr{Title: "until lunch", Expression: `request.time < timestamp("2030-01-02T02:30:00Z")`}}
+	srv.AddResource(resource, ownerBinding, narrow, short)
+	ref, err := p.Grant(t.Context(), asg("g-1"))
+	if err != nil || grants.IsPreExisting(ref) {
+		t.Fatalf("Grant next to narrower bindings = %q, %v; want jitbot's own binding", ref, err)
+	}
+	if n := countJitbot(mustPolicy(t, srv, resource), role, alice); n != 1 {
+		t.Fatalf("%d jitbot bindings", n)
+	}
+	// Standing access appears while jitbot's lease runs; an extension (with jitbot's reference) keeps jitbot's
+	// binding, and the revoke removes only jitbot's.
+	srv.Mutate(resource, func(pol *gcpfake.Policy) {
+		pol.Bindings = append(pol.Bindings, gcpfake.Binding{Role: role, Members: []string{alice}})
+	})
+	ext := asg("g-1")
+	ext.Ref, ext.ExpiresAt = ref, expiry.Add(time.Hour)
+	if ref2, err := p.Grant(t.Context(), ext); err != nil || grants.IsPreExisting(ref2) {
+		t.Fatalf("extension = %q, %v", ref2, err)
+	}
+	if err := p.Revoke(t.Context(), ext); err != nil {
+		t.Fatal(err)
+	}
+	pol := mustPolicy(t, srv, resource)
+	if countJitbot(pol, role, alice) != 0 || !hasUnconditional(pol, role, alice) || len(pol.Bindings) != 4 {
+		t.Fatalf("bindings after revoke: %+v", pol.Bindings)
 	}
 }
