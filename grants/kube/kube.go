@@ -28,6 +28,12 @@
 // API server accepts a binding to a missing role from a caller with bind, so a typo would otherwise grant
 // nothing while every call reports success. Errors quote the API server's Status message.
 //
+// Standing access: a binding someone else made (not labelled as jitbot's) that binds the subject to the same role
+// in the same scope is the same access. When jitbot holds nothing of its own for the binding (no reference of
+// its own, no jitbot binding), Grant creates nothing and returns grants.PreExistingRef, which the manager audits
+// and never revokes; Revoke only ever deletes jitbot-labelled bindings. Check reports the access from any of
+// these bindings.
+//
 // Overlapping leases of one principal on one target (grants.Assignment: same principal and target, different
 // grant ids) each get their own binding, and the manager calls Revoke only when no lease covers the access any
 // more, with the assignment of one of them. Revoke therefore deletes every jitbot binding carrying the same
@@ -545,6 +551,16 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	if err := p.roleExists(ctx, s.t); err != nil {
 		return "", err
 	}
+	if a.Ref == "" || grants.IsPreExisting(a.Ref) {
+		// Standing access decides only when jitbot holds nothing of its own for the binding.
+		own, standing, err := p.scan(ctx, s)
+		if err != nil {
+			return "", classify(ctx, "grant: list "+s.resource(), err, opGrant)
+		}
+		if !own && standing != "" {
+			return grants.PreExistingRef(standing), nil
+		}
+	}
 	body, err := json.Marshal(p.desired(s, a))
 	if err != nil {
 		return "", grants.Permanent(fmt.Errorf("kube: encode %s: %w", s.ref(), err))
@@ -645,6 +661,34 @@ func (p *Provider) get(ctx context.Context, s spec) (binding, bool, error) {
 	return b, true, nil
 }
 
+// scan lists the bindings in the target's scope and reports whether a jitbot binding of this access exists
+// (any lease's) and the reference of a binding someone else made that binds the subject to the same role
+// ("" if none) - standing access, which jitbot neither duplicates nor removes.
+func (p *Provider) scan(ctx context.Context, s spec) (own bool, standing string, err error) {
+	items, err := p.list(ctx, s.t.namespace, s.resource(), "")
+	if apierrors.IsNotFound(err) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	for _, b := range items {
+		if b.RoleRef != s.t.roleRef || !bindsSubject(b, s.subject) || b.DeletionTimestamp != nil {
+			continue
+		}
+		if b.Labels[LabelManagedBy] == ManagedByJitbot {
+			if b.Labels[LabelBinding] == s.key {
+				own = true
+			}
+			continue
+		}
+		if standing == "" {
+			standing = refOf(s.t.namespace, b.Name)
+		}
+	}
+	return own, standing, nil
+}
+
 // Revoke deletes every binding jitbot made for this principal and role in the target's scope (the assignment's
 // own "jitbot-<grant id>" and those of overlapping leases that ended while covered). Each delete carries a UID
 // precondition: the object deleted is the one listed, never a namesake created in between by someone else.
@@ -701,8 +745,10 @@ func (p *Provider) list(ctx context.Context, namespace, resource, selector strin
 	var out []binding
 	cont := ""
 	for {
-		r := p.rc.Get().Resource(resource).MaxRetries(0).
-			Param("labelSelector", selector).Param("limit", fmt.Sprint(listPageSize))
+		r := p.rc.Get().Resource(resource).MaxRetries(0).Param("limit", fmt.Sprint(listPageSize))
+		if selector != "" {
+			r = r.Param("labelSelector", selector)
+		}
 		if namespace != "" {
 			r = r.Namespace(namespace)
 		}
@@ -730,7 +776,9 @@ func (p *Provider) list(ctx context.Context, namespace, resource, selector strin
 	}
 }
 
-// Check reports whether the grant's binding exists, is jitbot's, and binds the principal to the role.
+// Check reports whether the principal holds the role in the target's scope: through the grant's binding (read
+// first), another jitbot binding of the same access (an overlapping lease's), or a binding someone else made
+// (standing access, which Grant reported as pre-existing).
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
 	s, err := p.resolve(a)
 	if err != nil {
@@ -740,7 +788,14 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 	if err != nil {
 		return false, classify(ctx, "check: get "+s.ref(), err, opCheck)
 	}
-	return found && b.DeletionTimestamp == nil && owned(b, s.grantLbl) && grantsAccess(b, s), nil
+	if found && b.DeletionTimestamp == nil && owned(b, s.grantLbl) && grantsAccess(b, s) {
+		return true, nil
+	}
+	own, standing, err := p.scan(ctx, s)
+	if err != nil {
+		return false, classify(ctx, "check: list "+s.resource(), err, opCheck)
+	}
+	return own || standing != "", nil
 }
 
 // ListOwned lists the bindings labelled app.kubernetes.io/managed-by=jitbot: RoleBindings in every namespace

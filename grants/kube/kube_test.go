@@ -114,6 +114,31 @@ func conformance(t *testing.T, mkAssignment func(n int64) grants.Assignment) {
 				}
 			}
 		},
+		// A binding of the administrator's own (no jitbot labels) of the same subject and role.
+		Standing: func(t *testing.T, a grants.Assignment, present bool) {
+			ns, name := a.Target["namespace"], "standing-"+strings.NewReplacer(":", "-", "/", "-", "@", "-", ".", "-").Replace(strings.ToLower(a.Principal))
+			sub, ref := subjectOf(t, a.Principal), roleRefOf(a.Target)
+			switch {
+			case present && ns != "":
+				srv.PutRoleBinding(rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Subjects: []rbacv1.Subject{sub}, RoleRef: ref})
+			case present:
+				srv.PutClusterRoleBinding(rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, Subjects: []rbacv1.Subject{sub}, RoleRef: ref})
+			case ns != "":
+				srv.DeleteRoleBinding(ns, name)
+			default:
+				srv.DeleteClusterRoleBinding(name)
+			}
+		},
+		StandingPresent: func(t *testing.T, a grants.Assignment) bool {
+			ns, name := a.Target["namespace"], "standing-"+strings.NewReplacer(":", "-", "/", "-", "@", "-", ".", "-").Replace(strings.ToLower(a.Principal))
+			if ns != "" {
+				_, ok := srv.RoleBinding(ns, name)
+				return ok
+			}
+			_, ok := srv.ClusterRoleBinding(name)
+			return ok
+		},
+		Cycles:  20,
 		Latency: func(t *testing.T, d time.Duration) { srv.SetLatency(d) },
 		Reset:   func(t *testing.T) { srv.Reset() },
 		Secrets: []string{srv.Token()},
@@ -218,10 +243,11 @@ func TestGrantRequest(t *testing.T) {
 			if ref != tc.ref {
 				t.Errorf("ref = %q, want %q", ref, tc.ref)
 			}
-			// First the role check (GET of the Role or ClusterRole), then the create.
+			// First the role check (GET of the Role or ClusterRole), the list that looks for standing access, then
+			// the create.
 			reqs := srv.Requests()
-			if len(reqs) != 2 {
-				t.Fatalf("%d requests, want 2: %+v", len(reqs), reqs)
+			if len(reqs) != 3 {
+				t.Fatalf("%d requests, want 3: %+v", len(reqs), reqs)
 			}
 			roleRef := roleRefOf(tc.target)
 			wantRole := "/apis/rbac.authorization.k8s.io/v1/clusterroles/" + roleRef.Name
@@ -231,7 +257,10 @@ func TestGrantRequest(t *testing.T) {
 			if g := reqs[0]; g.Method != http.MethodGet || g.Path != wantRole || g.Status != http.StatusOK {
 				t.Errorf("role check %s %s -> %d, want GET %s -> 200", g.Method, g.Path, g.Status, wantRole)
 			}
-			r := reqs[1]
+			if l := reqs[1]; l.Method != http.MethodGet || l.Path != tc.path || l.Query.Get("labelSelector") != "" {
+				t.Errorf("standing-access list %s %s ?%v, want GET %s", l.Method, l.Path, l.Query, tc.path)
+			}
+			r := reqs[2]
 			if r.Method != http.MethodPost || r.Path != tc.path || r.Status != http.StatusCreated {
 				t.Errorf("request %s %s -> %d, want POST %s -> 201", r.Method, r.Path, r.Status, tc.path)
 			}
@@ -284,11 +313,13 @@ func TestGrantAlreadyExistsIdentical(t *testing.T) {
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv)
 	a := assignment("g-same", "user:alice", map[string]string{"namespace": "payments", "role": "debugger"})
-	if _, err := p.Grant(t.Context(), a); err != nil {
+	ref0, err := p.Grant(t.Context(), a)
+	if err != nil {
 		t.Fatal(err)
 	}
 	srv.ClearRequests()
 	a.ExpiresAt = a.ExpiresAt.Add(time.Hour) // an extension re-grants with another expiry
+	a.Ref = ref0
 	ref, err := p.Grant(t.Context(), a)
 	if err != nil {
 		t.Fatalf("second Grant: %v", err)
@@ -296,6 +327,7 @@ func TestGrantAlreadyExistsIdentical(t *testing.T) {
 	if ref != "rolebinding/payments/jitbot-g-same" {
 		t.Errorf("ref = %q", ref)
 	}
+	// The second grant carries the first one's reference (as the manager passes it): no standing-access list.
 	reqs := srv.Requests()
 	if len(reqs) != 3 || reqs[0].Path != "/apis/rbac.authorization.k8s.io/v1/namespaces/payments/roles/debugger" ||
 		reqs[1].Method != "POST" || reqs[1].Status != http.StatusConflict ||
@@ -314,15 +346,25 @@ func TestGrantNameClash(t *testing.T) {
 	ctx := t.Context()
 	a := assignment("g-clash", "user:alice", map[string]string{"namespace": "payments", "role": "debugger"})
 
-	// Someone else's object under jitbot's name.
+	// Someone else's object under jitbot's name (binding someone else).
 	srv.PutRoleBinding(rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "jitbot-g-clash", Namespace: "payments"},
-		Subjects:   []rbacv1.Subject{subjectOf(t, "user:alice")},
+		Subjects:   []rbacv1.Subject{subjectOf(t, "user:bob")},
 		RoleRef:    roleRefOf(a.Target),
 	})
 	_, err := p.Grant(ctx, a)
 	if !grants.IsPermanent(err) || !strings.Contains(err.Error(), "name clash") {
 		t.Fatalf("Grant over a foreign object: %v; want a permanent name clash", err)
+	}
+	// Had that object bound alice to the role, it would be her standing access: reported, not touched.
+	srv.DeleteRoleBinding("payments", "jitbot-g-clash")
+	srv.PutRoleBinding(rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "jitbot-g-clash", Namespace: "payments"},
+		Subjects:   []rbacv1.Subject{subjectOf(t, "user:alice")},
+		RoleRef:    roleRefOf(a.Target),
+	})
+	if ref, err := p.Grant(ctx, a); err != nil || !grants.IsPreExisting(ref) {
+		t.Fatalf("Grant over alice's own binding: %q, %v; want pre-existing", ref, err)
 	}
 
 	// jitbot's own binding for this grant, edited to bind another role.
@@ -647,8 +689,8 @@ current-context: other
 		t.Fatal(err)
 	}
 	reqs := srv.Requests()
-	if len(reqs) != 2 || reqs[1].Method != http.MethodPost || !strings.HasPrefix(reqs[1].ContentType, "application/json") {
-		t.Errorf("requests = %+v; want the role check and one JSON POST", reqs)
+	if len(reqs) != 3 || reqs[2].Method != http.MethodPost || !strings.HasPrefix(reqs[2].ContentType, "application/json") {
+		t.Errorf("requests = %+v; want the role check, the list and one JSON POST", reqs)
 	}
 
 	_, err = kube.New(t.Context(), kube.Config{Kubeconfig: path, Context: "missing"})

@@ -81,3 +81,39 @@ func TestErrorsKeepTheServerMessage(t *testing.T) {
 		t.Errorf("ListOwned meeting 500: %v", err)
 	}
 }
+
+// TestStandingBindingIsPreExisting: a binding someone else made of the same subject and role in the same scope
+// is standing access: Grant creates nothing and says so; Check sees the access; Revoke and ListOwned never touch
+// it. With a reference of its own (an overlapping lease) jitbot keeps ownership and creates its binding.
+func TestStandingBindingIsPreExisting(t *testing.T) {
+	srv := newFake(kubefake.Options{})
+	t.Cleanup(srv.Close)
+	p := newProvider(t, srv)
+	a := assignment("g-stand", "user:alice", map[string]string{"namespace": "payments", "cluster_role": "edit"})
+	srv.PutRoleBinding(rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "alice-edit", Namespace: "payments", Labels: map[string]string{"app.kubernetes.io/managed-by": "Helm"}},
+		Subjects: []rbacv1.Subject{subjectOf(t, "user:alice"), subjectOf(t, "user:bob")}, RoleRef: roleRefOf(a.Target)})
+	ref, err := p.Grant(t.Context(), a)
+	if err != nil || !grants.IsPreExisting(ref) || !strings.Contains(ref, "rolebinding/payments/alice-edit") {
+		t.Fatalf("Grant over standing access = %q, %v", ref, err)
+	}
+	if n := len(srv.RoleBindings()); n != 1 {
+		t.Fatalf("%d bindings, want only the standing one", n)
+	}
+	if ok, err := p.Check(t.Context(), a); err != nil || !ok {
+		t.Fatalf("Check = %v, %v", ok, err)
+	}
+	if owned, err := p.ListOwned(t.Context()); err != nil || len(owned) != 0 {
+		t.Fatalf("ListOwned = %+v, %v", owned, err)
+	}
+	b := assignment("g-stand-2", "user:alice", a.Target)
+	b.Ref = "rolebinding/payments/jitbot-g-earlier" // a reference of jitbot's own
+	if ref, err := p.Grant(t.Context(), b); err != nil || grants.IsPreExisting(ref) {
+		t.Fatalf("Grant with jitbot's own reference = %q, %v", ref, err)
+	}
+	if err := p.Revoke(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	if rbs := srv.RoleBindings(); len(rbs) != 1 || rbs[0].Name != "alice-edit" {
+		t.Fatalf("bindings after revoke: %+v", rbs)
+	}
+}
