@@ -105,30 +105,46 @@ type NewRequest struct {
 	Meta      map[string]string
 }
 
-// Create validates and stores a pending request.
-func (s *Service) Create(ctx context.Context, in NewRequest) (store.Request, error) {
+// Check makes every check Create makes, without storing anything or asking an on-call source: a form can
+// show a refusal under its field before it closes, and do the rest after Slack's acknowledgement. Create
+// checks everything again.
+func (s *Service) Check(ctx context.Context, in NewRequest) error {
+	_, _, _, err := s.check(ctx, in)
+	return err
+}
+
+func (s *Service) check(ctx context.Context, in NewRequest) (*policy.Role, time.Duration, string, error) {
 	role, err := s.roleFor(in.Role)
 	if err != nil {
-		return store.Request{}, err
+		return nil, 0, "", err
 	}
 	if ok, err := s.CanRequest(ctx, role, in.Requester); err != nil {
-		return store.Request{}, err
+		return nil, 0, "", err
 	} else if !ok {
-		return store.Request{}, refusal(ErrNotEligible, "You may not request %s. Ask an admin to add you to its requesters.", role.Name)
+		return nil, 0, "", refusal(ErrNotEligible, "You may not request %s. Ask an admin to add you to its requesters.", role.Name)
 	}
 	d := in.Duration
 	if d == 0 {
 		d = role.DefaultDuration
 	}
 	if err := role.ValidateDuration(d); err != nil {
-		return store.Request{}, refusal(ErrBadDuration, "%s", err.Error())
+		return nil, 0, "", refusal(ErrBadDuration, "%s", err.Error())
 	}
 	reason, err := cleanReason(in.Reason)
 	if err != nil {
-		return store.Request{}, err
+		return nil, 0, "", err
 	}
 	if _, err := s.principal(ctx, in.Requester, role.Provider); err != nil {
-		return store.Request{}, refusal(ErrNoIdentity, "%s", err.Error())
+		return nil, 0, "", refusal(ErrNoIdentity, "%s", err.Error())
+	}
+	return role, d, reason, nil
+}
+
+// Create validates and stores a pending request.
+func (s *Service) Create(ctx context.Context, in NewRequest) (store.Request, error) {
+	role, d, reason, err := s.check(ctx, in)
+	if err != nil {
+		return store.Request{}, err
 	}
 	now := s.now()
 	req := store.Request{
