@@ -40,6 +40,9 @@ type Tuning struct {
 	ClaimHold           time.Duration
 	// ReconcileInterval is how often providers are listed for drift; 0 disables it.
 	ReconcileInterval time.Duration
+	// SlackWorkers and SlackQueue size the Slack front end's worker pool (bot.Options.Workers, QueueSize).
+	SlackWorkers int
+	SlackQueue   int
 }
 
 // Deps are what an App is built from. Policy and Store are required.
@@ -197,7 +200,8 @@ func New(d Deps) (_ *App, err error) {
 	a := &App{Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, registry: d.Registry, log: d.Logger,
 		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes}
 	if api != nil {
-		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Command: d.Slack.Command, Now: d.Now})
+		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Command: d.Slack.Command, Now: d.Now,
+			Workers: d.Tuning.SlackWorkers, QueueSize: d.Tuning.SlackQueue})
 		if err != nil {
 			return nil, err
 		}
