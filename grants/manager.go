@@ -194,24 +194,11 @@ func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant,
 func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duration) (store.Grant, error) {
 	var out store.Grant
 	err := m.withGrant(ctx, grantID, func(ctx context.Context, b *binding, g *store.Grant) error {
-		if by != g.UserID {
-			return refuse.New(ErrNotHolder, "Only <@%s> can extend grant %s.", g.UserID, g.ID)
-		}
 		now := m.now()
-		if g.State != store.GrantActive || !now.Before(g.ExpiresAt) {
-			return refuse.New(ErrNotActive, "Grant %s is %s, not active, so it cannot be extended. Request the role again.", g.ID, describeState(g, now))
-		}
-		if d <= 0 {
-			return refuse.New(ErrBadExtension, "An extension must be a positive duration such as 30m.")
+		if err := extendRefusal(g, by, d, now); err != nil {
+			return err
 		}
 		newExpiry := g.ExpiresAt.Add(d).Truncate(time.Millisecond)
-		if total := newExpiry.Sub(g.ActivatedAt); g.MaxDuration > 0 && total > g.MaxDuration {
-			left := g.MaxDuration - g.ExpiresAt.Sub(g.ActivatedAt)
-			if left <= 0 {
-				return refuse.New(ErrBadExtension, "Grant %s already runs for the maximum of %s for %s; request the role again.", g.ID, policy.FormatDuration(g.MaxDuration), g.Role)
-			}
-			return refuse.New(ErrBadExtension, "Extending %s by %s would exceed the maximum of %s for %s; you can extend by at most %s.", g.ID, policy.FormatDuration(d), policy.FormatDuration(g.MaxDuration), g.Role, policy.FormatDuration(left.Round(time.Second)))
-		}
 		p, err := m.provider(g)
 		if err != nil {
 			return err
@@ -249,6 +236,41 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		return nil
 	})
 	return out, err
+}
+
+// CheckExtend says whether Extend would refuse to extend the grant by d now (who asks, the grant's state,
+// the role's maximum), without calling the provider or changing anything: the Extend form shows the
+// refusal under its field. Extend checks everything again under the binding lock.
+func (m *Manager) CheckExtend(ctx context.Context, grantID, by string, d time.Duration) error {
+	g, err := m.opts.Store.GetGrant(ctx, grantID)
+	if errors.Is(err, store.ErrNotFound) {
+		return refuse.New(ErrNotFound, "There is no grant %s.", grantID)
+	}
+	if err != nil {
+		return fmt.Errorf("grants: read %s: %w", grantID, err)
+	}
+	return extendRefusal(&g, by, d, m.now())
+}
+
+func extendRefusal(g *store.Grant, by string, d time.Duration, now time.Time) error {
+	if by != g.UserID {
+		return refuse.New(ErrNotHolder, "Only <@%s> can extend grant %s.", g.UserID, g.ID)
+	}
+	if g.State != store.GrantActive || !now.Before(g.ExpiresAt) {
+		return refuse.New(ErrNotActive, "Grant %s is %s, not active, so it cannot be extended. Request the role again.", g.ID, describeState(g, now))
+	}
+	if d <= 0 {
+		return refuse.New(ErrBadExtension, "An extension must be a positive duration such as 30m.")
+	}
+	newExpiry := g.ExpiresAt.Add(d).Truncate(time.Millisecond)
+	if total := newExpiry.Sub(g.ActivatedAt); g.MaxDuration > 0 && total > g.MaxDuration {
+		left := g.MaxDuration - g.ExpiresAt.Sub(g.ActivatedAt)
+		if left <= 0 {
+			return refuse.New(ErrBadExtension, "Grant %s already runs for the maximum of %s for %s; request the role again.", g.ID, policy.FormatDuration(g.MaxDuration), g.Role)
+		}
+		return refuse.New(ErrBadExtension, "Extending %s by %s would exceed the maximum of %s for %s; you can extend by at most %s.", g.ID, policy.FormatDuration(d), policy.FormatDuration(g.MaxDuration), g.Role, policy.FormatDuration(left.Round(time.Second)))
+	}
+	return nil
 }
 
 // withGrant runs fn on a fresh copy of the grant while holding its binding lock.

@@ -42,6 +42,9 @@ type Tuning struct {
 	ReconcileInterval time.Duration
 	// ClockCheckInterval is how often the local clock is compared with the store's (Redis TIME); default 1m.
 	ClockCheckInterval time.Duration
+	// SlackWorkers and SlackQueue size the Slack front end's worker pool (bot.Options.Workers, QueueSize).
+	SlackWorkers int
+	SlackQueue   int
 }
 
 // Deps are what an App is built from. Policy and Store are required.
@@ -213,7 +216,8 @@ func New(d Deps) (_ *App, err error) {
 		a.clock = telemetry.NewClockWatch(d.Registry, sc, d.Now, 0)
 	}
 	if api != nil {
-		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Command: d.Slack.Command, Now: d.Now})
+		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Command: d.Slack.Command, Now: d.Now,
+			Workers: d.Tuning.SlackWorkers, QueueSize: d.Tuning.SlackQueue})
 		if err != nil {
 			return nil, err
 		}
