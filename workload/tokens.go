@@ -69,7 +69,9 @@ type TokenInfo struct {
 func (t TokenInfo) Revoked() bool { return !t.RevokedAt.IsZero() }
 
 // Expired reports whether the token has an expiry and it has passed at now.
-func (t TokenInfo) Expired(now time.Time) bool { return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) }
+func (t TokenInfo) Expired(now time.Time) bool {
+	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
+}
 
 func infoOf(r store.APIToken) TokenInfo {
 	return TokenInfo{ID: r.ID, Owner: r.Owner, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, LastUsedAt: r.LastUsedAt, RevokedAt: r.RevokedAt}

@@ -64,8 +64,8 @@ type RequesterVars struct {
 
 // Vars are the values a condition sees.
 type Vars struct {
-	Request   RequestVars   // role, duration, reason, break_glass
-	Requester RequesterVars // kind ("user" | "workload"), id (Slack user id or workload name), groups
+	Request   RequestVars    // role, duration, reason, break_glass
+	Requester RequesterVars  // kind ("user" | "workload"), id (Slack user id or workload name), groups
 	Claims    map[string]any // verified workload claims; empty for people
 	Now       time.Time      // must be set
 }

@@ -223,7 +223,7 @@ type TokenOption func(*tokenSpec)
 
 type tokenSpec struct {
 	claims   map[string]any
-	now      int64 // unix seconds of the issuer's clock
+	now      int64  // unix seconds of the issuer's clock
 	wrongKey bool   // sign with a key the issuer does not publish, under the current kid
 	kid      string // override the kid header ("" keeps the signing key's)
 	corrupt  bool
