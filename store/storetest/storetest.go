@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Audit", auditTests},
 		{"MarkSeen", markSeenTests},
 		{"Context", contextTests},
+		{"APITokens", apiTokenTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
