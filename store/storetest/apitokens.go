@@ -223,7 +223,9 @@ func testTokenConcurrentCreate(t *testing.T, s store.Store) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { errs[i] = ts.CreateAPIToken(t.Context(), newToken("tok-a", fmt.Sprintf("owner-%02d", i), at(0))) })
+		wg.Go(func() {
+			errs[i] = ts.CreateAPIToken(t.Context(), newToken("tok-a", fmt.Sprintf("owner-%02d", i), at(0)))
+		})
 	}
 	wg.Wait()
 	winner := -1
