@@ -78,7 +78,9 @@ type Subjects struct {
 }
 
 // Empty reports whether no user, no group and no workload is listed.
-func (s Subjects) Empty() bool { return len(s.Users) == 0 && len(s.Groups) == 0 && len(s.Workloads) == 0 }
+func (s Subjects) Empty() bool {
+	return len(s.Users) == 0 && len(s.Groups) == 0 && len(s.Workloads) == 0
+}
 
 // Role is one requestable role, with defaults applied.
 type Role struct {
