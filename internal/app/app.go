@@ -18,6 +18,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	jitapi "github.com/jitbot/jitbot/api"
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/audit"
 	"github.com/jitbot/jitbot/bot"
@@ -25,6 +26,7 @@ import (
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/telemetry"
+	"github.com/jitbot/jitbot/workload"
 )
 
 // Tuning holds the engine's timing knobs. The zero value takes each component's defaults.
@@ -64,6 +66,10 @@ type Deps struct {
 	Tuning      Tuning
 	// Slack, when set, adds the Slack front end (HTTP mode, or Socket Mode with an app token).
 	Slack *SlackConfig
+	// Auth verifies callers of the HTTP API for systems (/api/v1); default: BuildAuthenticator.
+	Auth workload.Authenticator
+	// IssuerHTTPClient fetches OIDC discovery and keys for the default Auth; nil: a client with a timeout.
+	IssuerHTTPClient *http.Client
 }
 
 // SlackConfig is how jitbot reaches Slack.
@@ -91,6 +97,9 @@ type App struct {
 	Metrics   *telemetry.Metrics
 	registry  *prometheus.Registry
 	log       zerolog.Logger
+
+	// API serves /api/v1, the HTTP API for systems (pipelines).
+	API *jitapi.Server
 }
 
 // New wires an App.
@@ -115,6 +124,8 @@ func New(d Deps) (_ *App, err error) {
 	metrics := telemetry.New(d.Registry, d.Store.CountGrants)
 	bus := audit.Bus{audit.LogSubscriber{Logger: d.Logger}, metrics}
 	bus = append(bus, d.Subscribers...)
+	waker := &apiWaker{}
+	bus = append(bus, waker)
 
 	var api *slack.Client
 	var notes *bot.Notifier
@@ -194,7 +205,17 @@ func New(d Deps) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, registry: d.Registry, log: d.Logger,
+	if d.Auth == nil {
+		if d.Auth, err = BuildAuthenticator(context.Background(), d.Policy, d.Store, d.IssuerHTTPClient, d.Now); err != nil {
+			return nil, err
+		}
+	}
+	apiSrv, err := jitapi.New(jitapi.Options{Auth: d.Auth, Approvals: svc, Grants: mgr, Store: d.Store, Publisher: bus, Now: d.Now})
+	if err != nil {
+		return nil, err
+	}
+	waker.srv.Store(apiSrv)
+	a := &App{API: apiSrv, Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, registry: d.Registry, log: d.Logger,
 		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes}
 	if api != nil {
 		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Command: d.Slack.Command, Now: d.Now})
@@ -251,6 +272,7 @@ func (a *App) Handler() *http.ServeMux {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "sweeper_leader": a.Sweeper.Leading()})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/api/v1/", a.API.Handler())
 	if a.Bot != nil && a.slackCfg.AppToken == "" {
 		mux.Handle("/slack/", a.Bot.HTTPHandler(a.slackCfg.SigningSecret))
 	}
