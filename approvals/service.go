@@ -147,6 +147,9 @@ func (s *Service) Create(ctx context.Context, in NewRequest) (store.Request, err
 	if err != nil {
 		return store.Request{}, err
 	}
+	if err := s.userConditions(ctx, role, in.Requester, d, reason, false); err != nil {
+		return store.Request{}, err
+	}
 	now := s.now()
 	req := store.Request{
 		ID:                store.NewID("r"),
@@ -198,6 +201,9 @@ func (s *Service) Approve(ctx context.Context, requestID, approver, note string)
 		}
 		if approver == req.Requester {
 			return Outcome{Request: req}, refusal(ErrSelfApproval, "You cannot approve your own request.")
+		}
+		if isTriggeringActor(&req, approver) {
+			return Outcome{Request: req}, refusal(ErrSelfApproval, "You triggered this pipeline run, so you cannot approve its request; another approver must.")
 		}
 		if ok, err := s.CanApprove(ctx, role, approver); err != nil {
 			return Outcome{Request: req}, err
@@ -497,6 +503,14 @@ func (s *Service) principal(ctx context.Context, user, provider string) (string,
 
 // approveWithGrant marks req approved and returns its write-ahead grant, to be committed in the same batch.
 func (s *Service) approveWithGrant(ctx context.Context, req *store.Request, role *policy.Role, now time.Time) (store.Grant, error) {
+	if req.IsWorkload() {
+		grant, err := s.workloadLease(req, role, now)
+		if err != nil {
+			return store.Grant{}, err
+		}
+		req.State, req.DecidedAt, req.GrantID = store.RequestApproved, now, grant.ID
+		return grant, nil
+	}
 	principal, err := s.principal(ctx, req.Requester, role.Provider)
 	if err != nil {
 		return store.Grant{}, refusal(ErrNoIdentity, "%s", err.Error())

@@ -226,7 +226,8 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		}
 		prev := g.Version
 		oldExpiry := g.ExpiresAt
-		g.ExpiresAt, g.DueAt, g.Duration = newExpiry, newExpiry, g.Duration+d
+		g.ExpiresAt, g.Duration = newExpiry, g.Duration+d
+		g.DueAt = g.ActiveDueAt()
 		ev := m.event(store.EventExtended, by, g, map[string]string{"by": d.String(), "old_expires_at": oldExpiry.UTC().Format(time.RFC3339), "expires_at": newExpiry.UTC().Format(time.RFC3339)})
 		if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
 			b.diverge(a)
@@ -340,7 +341,7 @@ func (m *Manager) converge(ctx context.Context, b *binding) error {
 	for i := range leases {
 		g := &leases[i]
 		switch {
-		case g.State == store.GrantActivating, g.State == store.GrantActive && now.Before(g.ExpiresAt):
+		case g.State == store.GrantActivating, g.State == store.GrantActive && now.Before(g.ExpiresAt) && !g.HeartbeatMissed(now):
 			if cover == nil || g.ExpiresAt.After(cover.ExpiresAt) {
 				cover = g
 			}
@@ -487,7 +488,10 @@ func (m *Manager) activate(ctx context.Context, b *binding, g *store.Grant, othe
 	switch {
 	case err == nil:
 		g.State, g.ActivatedAt, g.ExpiresAt = store.GrantActive, now, now.Add(g.Duration).Truncate(time.Millisecond)
-		g.DueAt, g.Attempts, g.LastError = g.ExpiresAt, 0, ""
+		if g.HeartbeatTimeout > 0 {
+			g.HeartbeatDeadline = now.Add(g.HeartbeatTimeout)
+		}
+		g.DueAt, g.Attempts, g.LastError = g.ActiveDueAt(), 0, ""
 		details := map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano), "provider": g.Provider}
 		if IsPreExisting(g.ProviderRef) {
 			details["pre_existing"] = "true"
@@ -670,6 +674,11 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 func (m *Manager) markEnded(g *store.Grant, now time.Time) []store.AuditEvent {
 	if g.State != store.GrantActive {
 		return nil
+	}
+	if g.HeartbeatMissed(now) {
+		g.State, g.EndReason, g.EndedAt = store.GrantRevoking, "heartbeat_missed", g.HeartbeatDeadline
+		return []store.AuditEvent{m.event(store.EventHeartbeatMissed, "system:sweeper", g, map[string]string{
+			"last_heartbeat": lastBeat(g).UTC().Format(time.RFC3339Nano), "deadline": g.HeartbeatDeadline.UTC().Format(time.RFC3339Nano)})}
 	}
 	g.State, g.EndReason, g.EndedAt = store.GrantRevoking, "expired", g.ExpiresAt
 	return []store.AuditEvent{m.event(store.EventGrantExpired, "system:sweeper", g, map[string]string{"expired_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano)})}

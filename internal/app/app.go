@@ -18,6 +18,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	jitapi "github.com/jitbot/jitbot/api"
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/audit"
 	"github.com/jitbot/jitbot/bot"
@@ -25,6 +26,7 @@ import (
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/telemetry"
+	"github.com/jitbot/jitbot/workload"
 )
 
 // Tuning holds the engine's timing knobs. The zero value takes each component's defaults.
@@ -71,6 +73,10 @@ type Deps struct {
 	Slack *SlackConfig
 	// Audit configures the audit monitor and checkpoints (audit.go).
 	Audit AuditOptions
+	// Auth verifies callers of the HTTP API for systems (/api/v1); default: BuildAuthenticator.
+	Auth workload.Authenticator
+	// IssuerHTTPClient fetches OIDC discovery and keys for the default Auth; nil: a client with a timeout.
+	IssuerHTTPClient *http.Client
 }
 
 // SlackConfig is how jitbot reaches Slack.
@@ -102,6 +108,9 @@ type App struct {
 	// clock compares this process's clock with the store's, when the store has one (Redis).
 	clock         *telemetry.ClockWatch
 	clockInterval time.Duration
+
+	// API serves /api/v1, the HTTP API for systems (pipelines).
+	API *jitapi.Server
 }
 
 // New wires an App.
@@ -126,6 +135,8 @@ func New(d Deps) (_ *App, err error) {
 	metrics := telemetry.New(d.Registry, d.Store.CountGrants)
 	bus := audit.Bus{audit.LogSubscriber{Logger: d.Logger}, metrics}
 	bus = append(bus, d.Subscribers...)
+	waker := &apiWaker{}
+	bus = append(bus, waker)
 
 	var api *slack.Client
 	var notes *bot.Notifier
@@ -210,7 +221,17 @@ func New(d Deps) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, Monitor: mon, registry: d.Registry, log: d.Logger,
+	if d.Auth == nil {
+		if d.Auth, err = BuildAuthenticator(context.Background(), d.Policy, d.Store, d.IssuerHTTPClient, d.Now); err != nil {
+			return nil, err
+		}
+	}
+	apiSrv, err := jitapi.New(jitapi.Options{Auth: d.Auth, Approvals: svc, Grants: mgr, Store: d.Store, Publisher: bus, Now: d.Now})
+	if err != nil {
+		return nil, err
+	}
+	waker.srv.Store(apiSrv)
+	a := &App{API: apiSrv, Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, Monitor: mon, registry: d.Registry, log: d.Logger,
 		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes, clockInterval: d.Tuning.ClockCheckInterval}
 	if sc, ok := d.Store.(telemetry.StoreClock); ok {
 		a.clock = telemetry.NewClockWatch(d.Registry, sc, d.Now, 0)
@@ -279,6 +300,7 @@ func (a *App) Handler() *http.ServeMux {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "sweeper_leader": a.Sweeper.Leading()})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/api/v1/", a.API.Handler())
 	if a.Bot != nil && a.slackCfg.AppToken == "" {
 		mux.Handle("/slack/", a.Bot.HTTPHandler(a.slackCfg.SigningSecret))
 	}

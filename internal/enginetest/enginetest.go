@@ -166,8 +166,10 @@ type env struct {
 	sw       *grants.Sweeper
 }
 
-func newEnv(t *testing.T, st store.Store) *env {
-	e := &env{t: t, st: st, fake: fakeprovider.New(), mailFake: fakeprovider.New(), onCall: &fakeOnCall{on: map[string]int{}}, clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, pol: testPolicy(t), pub: &recorder{}}
+func newEnv(t *testing.T, st store.Store) *env { return newEnvPolicy(t, st, testPolicy(t)) }
+
+func newEnvPolicy(t *testing.T, st store.Store, pol *policy.Policy) *env {
+	e := &env{t: t, st: st, fake: fakeprovider.New(), mailFake: fakeprovider.New(), onCall: &fakeOnCall{on: map[string]int{}}, clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, pol: pol, pub: &recorder{}}
 	e.ctx = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).WithContext(context.Background())
 	e.mgr, e.sw = e.newManager("replica-a")
 	svc, err := approvals.New(approvals.Options{Store: st, Policy: e.pol, Activator: e.mgr, Publisher: e.pub, Now: e.clock.Now,
@@ -269,6 +271,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
 		{"LateGrantAfterRevokeIsRevokedAgain", testLateGrantAfterRevoke},
 	}
+	tests = append(tests, pipelineTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newEnv(t, newStore(t)))

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"MarkSeen", markSeenTests},
 		{"Counters", counterTests},
 		{"Context", contextTests},
+		{"APITokens", apiTokenTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
