@@ -229,6 +229,11 @@ func parseToken(s string) (id string, ok bool) {
 	if !found || !strings.HasPrefix(id, tokenIDPrefix+"-") || len(id) != len(tokenIDPrefix)+11 {
 		return "", false
 	}
+	for _, c := range id[len(tokenIDPrefix)+1:] {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return "", false
+		}
+	}
 	raw, err := base64.RawURLEncoding.DecodeString(secret)
 	if err != nil || len(raw) != tokenSecretBytes {
 		return "", false

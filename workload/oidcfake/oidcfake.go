@@ -63,8 +63,9 @@ type Issuer struct {
 	ln   net.Listener
 	srv  *http.Server
 
-	mu   sync.Mutex
-	keys []*signingKey // keys[0] signs; every key is published
+	mu      sync.Mutex
+	keys    []*signingKey // keys[0] signs; every key is published
+	foreign *signingKey   // never published: WrongKey and UnknownKeyID sign with it (made once: RSA is slow)
 
 	available      atomic.Bool
 	discoveryCalls atomic.Int64
@@ -303,17 +304,19 @@ func (i *Issuer) SignWith(claims map[string]any, opts ...TokenOption) string {
 		o(spec)
 	}
 	i.mu.Lock()
-	key := i.keys[0]
-	i.mu.Unlock()
+	key, kid := i.keys[0], i.keys[0].kid
 	if spec.wrongKey {
-		k, err := newKey(key.alg)
-		if err != nil {
-			panic("oidcfake: " + err.Error())
+		if i.foreign == nil {
+			k, err := newKey(key.alg)
+			if err != nil {
+				i.mu.Unlock()
+				panic("oidcfake: " + err.Error())
+			}
+			i.foreign = k
 		}
-		k.kid = key.kid
-		key = k
+		key = i.foreign
 	}
-	kid := key.kid
+	i.mu.Unlock()
 	if spec.kid != "" {
 		kid = spec.kid
 	}
