@@ -553,3 +553,60 @@ func ExampleOIDC() {
 	// github acme/web <nil>
 	// expired
 }
+
+func TestAttackerShapedTokens(t *testing.T) {
+	clk := newClock()
+	iss := startIssuer(t, clk)
+	v := newVerifier(t, clk, ciConfig("github", iss))
+	if _, err := v.Authenticate(t.Context(), iss.Sign(ghClaims())); err != nil {
+		t.Fatal(err)
+	}
+	// A token carrying its own public key in the header ("jwk"): the key must be ignored.
+	embedded := embeddedJWKToken(t, iss.URL(), iss.KeyID())
+	wantRefused(t, errOf(v.Authenticate(t.Context(), embedded)), workload.ReasonBadSignature, embedded)
+	// An oversized credential is refused before any decoding.
+	huge := iss.Sign(withClaim(ghClaims(), "padding", strings.Repeat("x", workload.MaxTokenBytes)))
+	wantRefused(t, errOf(v.Authenticate(t.Context(), huge)), workload.ReasonMalformed, huge)
+	wantRefused(t, errOf(workload.Chain(v).Authenticate(t.Context(), huge)), workload.ReasonMalformed, huge)
+}
+
+func embeddedJWKToken(t *testing.T, iss, kid string) string {
+	t.Helper()
+	other, err := oidcfake.New("127.0.0.1:0", oidcfake.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	// Sign with the other issuer's key but claim this issuer and this kid, with the other key embedded.
+	tok := other.SignWith(withClaim(ghClaims(), "iss", iss), oidcfake.EmbedJWK(), oidcfake.KeyID(kid))
+	parts := strings.Split(tok, ".")
+	hdr, _ := base64.RawURLEncoding.DecodeString(parts[0])
+	if !strings.Contains(string(hdr), `"jwk"`) || !strings.Contains(string(hdr), kid) {
+		t.Fatalf("header %s lacks the embedded jwk or kid", hdr)
+	}
+	return tok
+}
+
+func TestPlainHTTPKeySetIsRefused(t *testing.T) {
+	var url string
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"issuer": %q, "jwks_uri": "http://keys.example.com/jwks", "id_token_signing_alg_values_supported": ["RS256"]}`, url)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url = "http://" + ln.Addr().String()
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	clk := newClock()
+	iss := startIssuer(t, clk)
+	v := newVerifier(t, clk, workload.IssuerConfig{Name: "x", URL: url, Audiences: []string{"jitbot"}})
+	tok := iss.SignWith(ghClaims(), oidcfake.IssuerURL(url))
+	err = errOf(v.Authenticate(t.Context(), tok))
+	wantRefused(t, err, workload.ReasonIssuerUnavailable, tok)
+	if !strings.Contains(err.Error(), "not https") {
+		t.Fatalf("message does not say why: %v", err)
+	}
+}

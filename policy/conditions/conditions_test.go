@@ -96,6 +96,7 @@ func TestCompileErrorsPointIntoTheExpression(t *testing.T) {
 		{`request.role`, 1, 1, "true or false"},
 		{`request.duration + duration("1m")`, 1, 1, "true or false"},
 		{`   `, 1, 1, "empty"},
+		{`request.reason.matches("(CHG-")`, 1, 1, "missing closing )"},
 		{strings.Repeat("a", MaxExpressionLength+1), 1, 1, "characters long"},
 	}
 	for _, tc := range cases {

@@ -228,7 +228,7 @@ type tokenSpec struct {
 	wrongKey bool   // sign with a key the issuer does not publish, under the current kid
 	kid      string // override the kid header ("" keeps the signing key's)
 	corrupt  bool
-	alg      jose.SignatureAlgorithm
+	embedJWK bool
 }
 
 // WrongKey signs with a fresh key the issuer never published, under the current kid (a forgery).
@@ -238,6 +238,12 @@ func WrongKey() TokenOption { return func(s *tokenSpec) { s.wrongKey = true } }
 func UnknownKeyID() TokenOption {
 	return func(s *tokenSpec) { s.wrongKey, s.kid = true, "unknown-"+randomHex(4) }
 }
+
+// KeyID sets the kid header (the token is still signed with the key that would sign it otherwise).
+func KeyID(kid string) TokenOption { return func(s *tokenSpec) { s.kid = kid } }
+
+// EmbedJWK puts the signing key's public half in the token's "jwk" header: a verifier must ignore it.
+func EmbedJWK() TokenOption { return func(s *tokenSpec) { s.embedJWK = true } }
 
 // BadSignature signs correctly, then flips bits of the signature.
 func BadSignature() TokenOption { return func(s *tokenSpec) { s.corrupt = true } }
@@ -320,7 +326,7 @@ func (i *Issuer) SignWith(claims map[string]any, opts ...TokenOption) string {
 	if spec.kid != "" {
 		kid = spec.kid
 	}
-	jwt, err := sign(key, kid, spec.claims)
+	jwt, err := sign(key, kid, spec.claims, spec.embedJWK)
 	if err != nil {
 		panic("oidcfake: " + err.Error())
 	}
@@ -330,13 +336,20 @@ func (i *Issuer) SignWith(claims map[string]any, opts ...TokenOption) string {
 	return jwt
 }
 
-func sign(k *signingKey, kid string, claims map[string]any) (string, error) {
+func sign(k *signingKey, kid string, claims map[string]any, embedJWK bool) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: jose.JSONWebKey{Key: k.priv, KeyID: kid, Algorithm: string(k.alg)}},
-		(&jose.SignerOptions{}).WithType("JWT"))
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	key := jose.SigningKey{Algorithm: k.alg, Key: jose.JSONWebKey{Key: k.priv, KeyID: kid, Algorithm: string(k.alg)}}
+	if embedJWK {
+		// go-jose embeds the key only for a raw key; the kid goes in as an extra header.
+		opts.EmbedJWK = true
+		opts.WithHeader(jose.HeaderKey("kid"), kid)
+		key.Key = k.priv
+	}
+	signer, err := jose.NewSigner(key, opts)
 	if err != nil {
 		return "", err
 	}
