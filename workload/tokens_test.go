@@ -31,11 +31,11 @@ var (
 
 type tokenBackend struct {
 	name string
-	open func(t *testing.T) workload.TokenStore
+	open func(t testing.TB) workload.TokenStore
 }
 
 var tokenBackends = []tokenBackend{
-	{"bolt", func(t *testing.T) workload.TokenStore {
+	{"bolt", func(t testing.TB) workload.TokenStore {
 		s, err := bolt.Open(filepath.Join(t.TempDir(), "jitbot.db"), bolt.Options{NoSync: true})
 		if err != nil {
 			t.Fatal(err)
@@ -43,7 +43,7 @@ var tokenBackends = []tokenBackend{
 		t.Cleanup(func() { s.Close() })
 		return s
 	}},
-	{"redis", func(t *testing.T) workload.TokenStore {
+	{"redis", func(t testing.TB) workload.TokenStore {
 		s, err := redis.Open(t.Context(), redistest.URL(t), redis.Options{Prefix: redistest.Prefix(t)})
 		if err != nil {
 			t.Fatal(err)

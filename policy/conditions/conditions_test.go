@@ -206,3 +206,18 @@ func TestDocumentedExamplesCompile(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEval: a typical auto-approval condition (claims, duration, time zone, regex).
+func BenchmarkEval(b *testing.B) {
+	c, err := Compile(`claims.repository == "acme/web" && claims.ref == "refs/heads/main" && request.duration <= duration("15m") && now.getHours("Europe/Berlin") < 18 && request.reason.matches("CHG-[0-9]+")`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := pipelineVars()
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := c.Eval(v); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
