@@ -368,3 +368,73 @@ func TestReason(t *testing.T) {
 		t.Fatalf("wrapped refusal: %v", wrapped)
 	}
 }
+
+func TestTokenManagementIsAudited(t *testing.T) {
+	st := tokenBackends[0].open(t)
+	clk := newClock()
+	var events []store.AuditEvent
+	fail := false
+	tokens := workload.NewTokens(st, workload.TokensOptions{Now: clk.Now, Actor: "system:cli", AuditDetails: map[string]string{"os_user": "alice"},
+		Audit: func(_ context.Context, e store.AuditEvent) error {
+			if fail {
+				return errors.New("audit log unavailable")
+			}
+			events = append(events, e)
+			return nil
+		}})
+	ctx := t.Context()
+	plain, info, err := tokens.CreateWith(ctx, "deploy-bot", workload.CreateOptions{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	if err := tokens.Revoke(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	if err := tokens.Revoke(ctx, info.ID); err != nil { // already revoked: no second event
+		t.Fatal(err)
+	}
+	if len(events) != 2 || events[0].Type != workload.EventAPITokenCreated || events[1].Type != workload.EventAPITokenRevoked {
+		t.Fatalf("events = %+v, want created then revoked", events)
+	}
+	for _, e := range events {
+		if e.Actor != "system:cli" || e.Details["token_id"] != info.ID || e.Details["owner"] != "deploy-bot" || e.Details["os_user"] != "alice" || e.At.IsZero() {
+			t.Fatalf("event %+v", e)
+		}
+		if strings.Contains(fmt.Sprint(e), plain[len(plain)-43:]) {
+			t.Fatalf("event contains the token secret: %+v", e)
+		}
+	}
+	if events[0].Details["expires_at"] == "" {
+		t.Fatalf("created event lacks the expiry: %+v", events[0])
+	}
+
+	// An unauditable creation hands out nothing and leaves no working token.
+	fail = true
+	plain2, _, err := tokens.Create(ctx, "sneaky")
+	if err == nil || plain2 != "" || !strings.Contains(err.Error(), "audit") {
+		t.Fatalf("Create with a failing audit = %q, %v", plain2, err)
+	}
+	list, err := tokens.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range list {
+		if tok.Owner == "sneaky" && !tok.Revoked() {
+			t.Fatalf("unaudited token %s is active", tok.ID)
+		}
+	}
+	// An unauditable revocation still revokes.
+	fail = false
+	plain3, info3, err := tokens.Create(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail = true
+	if err := tokens.Revoke(ctx, info3.ID); err == nil || !strings.Contains(err.Error(), "is revoked") {
+		t.Fatalf("Revoke with a failing audit = %v", err)
+	}
+	_, err = tokens.Authenticate(ctx, plain3)
+	wantRefused(t, err, workload.ReasonRevokedToken, plain3)
+}

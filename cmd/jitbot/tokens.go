@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os/user"
 	"text/tabwriter"
 	"time"
 
@@ -163,7 +164,20 @@ func openTokens(ctx context.Context) (*workload.Tokens, func(), error) {
 		st.Close()
 		return nil, nil, fmt.Errorf("the %s store does not keep API tokens", cfg.storeDescription())
 	}
-	return workload.NewTokens(ts, workload.TokensOptions{}), func() { st.Close() }, nil
+	// Creations and revocations go to the hash-chained audit log, with the operating-system user who ran
+	// the command (the CLI has no Slack identity).
+	details := map[string]string{"via": "jitbot tokens"}
+	if u, err := user.Current(); err == nil {
+		details["os_user"] = u.Username
+	}
+	tokens := workload.NewTokens(ts, workload.TokensOptions{
+		Actor:        "system:cli",
+		AuditDetails: details,
+		Audit: func(ctx context.Context, e store.AuditEvent) error {
+			return st.Commit(ctx, store.Batch{Audit: []store.AuditEvent{e}})
+		},
+	})
+	return tokens, func() { st.Close() }, nil
 }
 
 func printTokensTable(list []workload.TokenInfo, now time.Time, w io.Writer) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
 	"github.com/jitbot/jitbot/store/redis"
 	"github.com/jitbot/jitbot/store/redistest"
@@ -109,6 +110,27 @@ func TestTokensCreateListRevoke(t *testing.T) {
 			}
 			if strings.Contains(stdout, "hash") {
 				t.Fatalf("list --json shows the hash: %s", stdout)
+			}
+
+			// Creation and the one revocation are in the audit log, which still verifies.
+			st, done := open(t)
+			recs, err := st.(store.Store).ReadAudit(context.Background(), 0, 0)
+			done()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var types []string
+			for _, r := range recs {
+				types = append(types, r.Event.Type)
+				if r.Event.Details["token_id"] != id || r.Event.Actor != "system:cli" || strings.Contains(string(r.Raw), token[len(token)-43:]) {
+					t.Fatalf("audit event %s", r.Raw)
+				}
+			}
+			if strings.Join(types, ",") != workload.EventAPITokenCreated+","+workload.EventAPITokenRevoked {
+				t.Fatalf("audit events %v, want created, revoked", types)
+			}
+			if code, stdout, stderr := runCLI(t, "audit", "verify"); code != 0 || !strings.Contains(stdout, "2 entries") {
+				t.Fatalf("audit verify: exit %d %s %s", code, stdout, stderr)
 			}
 		})
 	}
