@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
 	"github.com/jitbot/jitbot/store/redis"
@@ -438,3 +440,65 @@ func TestTokenManagementIsAudited(t *testing.T) {
 	_, err = tokens.Authenticate(ctx, plain3)
 	wantRefused(t, err, workload.ReasonRevokedToken, plain3)
 }
+
+// TestNoTokenMaterialInLogs runs every failure path with a debug logger in ctx and checks that neither the
+// tokens nor their signatures or secrets reach the log.
+func TestNoTokenMaterialInLogs(t *testing.T) {
+	var logBuf strings.Builder
+	var mu sync.Mutex
+	logger := zerolog.New(zerolog.SyncWriter(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logBuf.Write(p)
+	}))).Level(zerolog.DebugLevel)
+	ctx := logger.WithContext(t.Context())
+
+	clk := newClock()
+	iss := startIssuer(t, clk)
+	down := startIssuer(t, clk)
+	down.SetAvailable(false)
+	v := newVerifier(t, clk, ciConfig("github", iss), ciConfig("down", down))
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "jitbot.db"), bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := workload.NewTokens(failingTouch{s}, workload.TokensOptions{Now: clk.Now})
+	plain, _, err := tokens.Create(ctx, "deploy-bot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secrets []string
+	try := func(a workload.Authenticator, tok string) {
+		secrets = append(secrets, tok)
+		if parts := strings.Split(tok, "."); len(parts) == 3 {
+			secrets = append(secrets, parts[2])
+		}
+		_, _ = a.Authenticate(ctx, tok)
+	}
+	for _, tok := range []string{
+		iss.SignWith(ghClaims(), oidcfake.BadSignature()), iss.SignWith(ghClaims(), oidcfake.WrongKey()),
+		iss.SignWith(ghClaims(), oidcfake.Expired()), iss.SignWith(ghClaims(), oidcfake.Audience("x")),
+		iss.Sign(ghClaims()), down.Sign(ghClaims()),
+	} {
+		try(v, tok)
+	}
+	try(tokens, plain) // the touch fails and is logged
+	secrets = append(secrets, plain[len(plain)-43:])
+	s.Close()
+	try(tokens, plain) // the store is closed: logged as unavailable
+	mu.Lock()
+	logged := logBuf.String()
+	mu.Unlock()
+	if !strings.Contains(logged, "oidc discovery failed") || !strings.Contains(logged, "api token lookup failed") || !strings.Contains(logged, "last-used update failed") {
+		t.Fatalf("expected failure logs are missing (the test would prove nothing):\n%s", logged)
+	}
+	for _, sec := range secrets {
+		if strings.Contains(logged, sec) {
+			t.Fatalf("log contains token material %q...:\n%s", sec[:12], logged)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
