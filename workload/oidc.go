@@ -108,9 +108,13 @@ type issuer struct {
 // NewOIDC checks the issuer configurations and returns a verifier. It does not contact the issuers: serve
 // starts when an issuer is down, and verification fails closed with "issuer_unavailable" until it is back.
 func NewOIDC(ctx context.Context, issuers []IssuerConfig, opts OIDCOptions) (*OIDC, error) {
-	client := opts.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: fetchTimeout}
+	client := &http.Client{Timeout: fetchTimeout}
+	if opts.HTTPClient != nil {
+		c := *opts.HTTPClient // a copy, so that the caller's client keeps its own redirect policy
+		client = &c
+	}
+	if client.CheckRedirect == nil {
+		client.CheckRedirect = noDowngrade
 	}
 	now := opts.Now
 	if now == nil {
@@ -198,6 +202,18 @@ func checkIssuerConfig(c IssuerConfig) error {
 		if rc == "" {
 			return errors.New("a required claim name is empty")
 		}
+	}
+	return nil
+}
+
+// noDowngrade refuses a redirect from https to plain http (keys fetched in clear could be swapped on the
+// way), and follows at most 5 redirects.
+func noDowngrade(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("stopped after 5 redirects")
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("refused redirect from https to %s", req.URL.Scheme)
 	}
 	return nil
 }

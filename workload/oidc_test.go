@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -608,5 +609,34 @@ func TestPlainHTTPKeySetIsRefused(t *testing.T) {
 	wantRefused(t, err, workload.ReasonIssuerUnavailable, tok)
 	if !strings.Contains(err.Error(), "not https") {
 		t.Fatalf("message does not say why: %v", err)
+	}
+}
+
+func TestRedirectFromHTTPSToHTTPIsRefused(t *testing.T) {
+	clk := newClock()
+	plain := startIssuer(t, clk) // serves discovery and keys over http
+	var tlsURL string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/.well-known/openid-configuration" {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"issuer": %q, "jwks_uri": %q, "id_token_signing_alg_values_supported": ["RS256"]}`, tlsURL, tlsURL+"/keys")
+			return
+		}
+		http.Redirect(w, r, plain.URL()+"/.well-known/jwks", http.StatusFound) // the keys: downgraded to http
+	}))
+	defer srv.Close()
+	tlsURL = srv.URL
+	cfg := workload.IssuerConfig{Name: "tls", URL: tlsURL, Audiences: []string{"jitbot"}}
+	v, err := workload.NewOIDC(t.Context(), []workload.IssuerConfig{cfg}, workload.OIDCOptions{HTTPClient: srv.Client(), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := plain.SignWith(ghClaims(), oidcfake.IssuerURL(tlsURL))
+	wantRefused(t, errOf(v.Authenticate(t.Context(), tok)), workload.ReasonIssuerUnavailable, tok)
+	if plain.JWKSRequests() != 0 {
+		t.Fatalf("the keys were fetched over http after a redirect (%d requests)", plain.JWKSRequests())
+	}
+	if srv.Client().CheckRedirect != nil {
+		t.Fatal("NewOIDC changed the caller's client")
 	}
 }
