@@ -2,6 +2,7 @@ package conditions
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,7 @@ func TestCompileErrorsPointIntoTheExpression(t *testing.T) {
 		{`request.role`, 1, 1, "true or false"},
 		{`request.duration + duration("1m")`, 1, 1, "true or false"},
 		{`   `, 1, 1, "empty"},
+		{`request.reason.matches("(CHG-")`, 1, 1, "missing closing )"},
 		{strings.Repeat("a", MaxExpressionLength+1), 1, 1, "characters long"},
 	}
 	for _, tc := range cases {
@@ -174,5 +176,48 @@ func TestString(t *testing.T) {
 	const expr = `request.role == "x"`
 	if got := mustCompile(t, expr).String(); got != expr {
 		t.Fatalf("String() = %q", got)
+	}
+}
+
+// TestDocumentedExamplesCompile keeps docs/policy-conditions.md honest: every ```cel block compiles.
+func TestDocumentedExamplesCompile(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/policy-conditions.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(raw), "```cel\n")[1:]
+	if len(blocks) < 6 {
+		t.Fatalf("found %d cel blocks in the doc, want the examples", len(blocks))
+	}
+	for _, b := range blocks {
+		expr, _, ok := strings.Cut(b, "```")
+		if !ok {
+			t.Fatalf("unterminated cel block: %q", b)
+		}
+		c, err := Compile(expr)
+		if err != nil {
+			t.Errorf("documented example does not compile: %v\n%s", err, expr)
+			continue
+		}
+		for _, v := range []Vars{pipelineVars(), personVars()} {
+			if _, err := c.Eval(v); err != nil && !strings.Contains(expr, "claims.") {
+				t.Errorf("documented example fails to evaluate: %v\n%s", err, expr)
+			}
+		}
+	}
+}
+
+// BenchmarkEval: a typical auto-approval condition (claims, duration, time zone, regex).
+func BenchmarkEval(b *testing.B) {
+	c, err := Compile(`claims.repository == "acme/web" && claims.ref == "refs/heads/main" && request.duration <= duration("15m") && now.getHours("Europe/Berlin") < 18 && request.reason.matches("CHG-[0-9]+")`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := pipelineVars()
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := c.Eval(v); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
 	}
 }
