@@ -394,7 +394,7 @@ func decidedBy(r store.Request) string {
 func (s *Service) roleFor(name string) (*policy.Role, error) {
 	role, ok := s.opts.Policy.Role(name)
 	if !ok {
-		return nil, refusal(ErrUnknownRole, "There is no role %q. Use `roles` to see the roles you may request.", name)
+		return nil, refusal(ErrUnknownRole, "There is no role %q.", name)
 	}
 	return role, nil
 }

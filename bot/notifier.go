@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/slack-go/slack"
 
+	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 )
@@ -197,7 +200,7 @@ func (n *Notifier) handle(e store.AuditEvent) {
 	n.enqueue(ch, job{key: "render:" + reqID, run: func(ctx context.Context) error { return n.render(ctx, reqID) }})
 	if e.Type == store.EventReviewPending {
 		// Announced again in the channel itself, not only in the thread, so that nobody can miss it.
-		text := fmt.Sprintf(":rotating_light: Break-glass %s (`%s`) is still unreviewed after %s. %s: review it in its thread's message.", reqID, e.Role, e.Details["since"], mentions(role))
+		text := fmt.Sprintf(":rotating_light: Break-glass %s (`%s`) is still unreviewed after %s. %s: review it in its thread's message.", reqID, e.Role, human(e.Details["since"]), mentions(role))
 		n.enqueue(ch, job{run: func(ctx context.Context) error {
 			_, _, err := n.api.PostMessageContext(ctx, ch, slack.MsgOptionText(text, false))
 			return err
@@ -320,7 +323,7 @@ func threadReply(e store.AuditEvent) string {
 	case store.EventGrantFailed:
 		return fmt.Sprintf(":x: The provider refused the grant: %s", clip(escape(e.Details["error"]), 500))
 	case store.EventExtended:
-		return fmt.Sprintf(":hourglass: Extended by %s by %s.", e.Details["by"], actor)
+		return fmt.Sprintf(":hourglass: Extended by %s by %s.", human(e.Details["by"]), actor)
 	case store.EventReleased:
 		return fmt.Sprintf(":raised_hand: Released early by %s.", actor)
 	case store.EventGrantExpired:
@@ -366,11 +369,23 @@ func (n *Notifier) dmFor(e store.AuditEvent) {
 		}
 		n.scheduleReminder(g)
 		if e.Type == store.EventExtended {
+			n.refreshGrantDMs(g.UserID, e.RequestID, e.GrantID)
 			return
 		}
-		text = fmt.Sprintf(":unlock: Your access to `%s` is active until %s (grant %s).", g.Role, slackDate(g.ExpiresAt, "{date_short_pretty} {time}"), g.ID) + preExistingNote(e, "granted")
-		blocks = []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(g)}
+		text, blocks = GrantDM(g)
+		n.dmThen(g.UserID, text, blocks, func(ctx context.Context, ch, ts string) error {
+			return n.rememberDM(ctx, e.RequestID, ch, ts)
+		})
+		return
+	case store.EventReleased, store.EventGrantExpired, store.EventRevokeFailed:
+		if g, err := n.st.GetGrant(context.WithoutCancel(n.ctx), e.GrantID); err == nil {
+			n.refreshGrantDMs(g.UserID, e.RequestID, e.GrantID)
+		}
+		return
 	case store.EventRevoked:
+		if g, err := n.st.GetGrant(context.WithoutCancel(n.ctx), e.GrantID); err == nil {
+			n.refreshGrantDMs(g.UserID, e.RequestID, e.GrantID)
+		}
 		if e.Details["covered_by"] != "" {
 			return
 		}
@@ -397,6 +412,107 @@ func preExistingNote(e store.AuditEvent, when string) string {
 	return " You already had this access before this grant; jitbot will leave it in place when the grant ends."
 }
 
+// GrantDM is the holder's DM about a grant, rendered from its current state: the expiry and the Extend and
+// I'm done buttons while it is active, what became of it afterwards (no buttons).
+func GrantDM(g store.Grant) (string, []slack.Block) {
+	var text string
+	switch g.State {
+	case store.GrantActive:
+		text = fmt.Sprintf(":unlock: Your access to `%s` is active until %s (grant %s).", g.Role, when(g.ExpiresAt), g.ID)
+		if grants.IsPreExisting(g.ProviderRef) {
+			text += " You already had this access before this grant; jitbot will leave it in place when the grant ends."
+		}
+		return text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(g)}
+	case store.GrantActivating:
+		text = fmt.Sprintf(":gear: Your access to `%s` is being applied (grant %s).", g.Role, g.ID)
+	case store.GrantRevoking:
+		text = fmt.Sprintf(":lock: Your access to `%s` has ended (%s); removing it is in progress (grant %s).", g.Role, endReason(&g), g.ID)
+	case store.GrantRevokeFailed:
+		text = fmt.Sprintf(":rotating_light: Your access to `%s` has ended (%s), but removing it failed so far; jitbot keeps retrying (grant %s).", g.Role, endReason(&g), g.ID)
+	case store.GrantRevoked:
+		text = fmt.Sprintf(":lock: Your access to `%s` ended (%s) %s (grant %s).", g.Role, endReason(&g), when(g.RevokedAt), g.ID)
+		if grants.IsPreExisting(g.ProviderRef) {
+			text = fmt.Sprintf(":lock: Grant %s for `%s` ended (%s) %s. You had this access before the grant, so it was left in place and you still have it.", g.ID, g.Role, endReason(&g), when(g.RevokedAt))
+		}
+		if g.CoveredBy != "" {
+			text = fmt.Sprintf(":lock: Grant %s for `%s` ended (%s); your access stays under grant %s.", g.ID, g.Role, endReason(&g), g.CoveredBy)
+		}
+	case store.GrantFailed:
+		text = fmt.Sprintf(":x: Access for `%s` could not be applied (grant %s).", g.Role, g.ID)
+	default:
+		text = fmt.Sprintf("Grant %s for `%s` is %s.", g.ID, g.Role, g.State)
+	}
+	return text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil)}
+}
+
+// dmRefsKey is the request meta key listing the holder's DMs about its grant ("channel/ts" separated by
+// spaces), so that they are updated in place when the grant changes, after a restart too.
+const dmRefsKey = "slack_dms"
+
+// maxDMRefs bounds the DMs remembered per grant (the grant DM and its reminders).
+const maxDMRefs = 8
+
+// rememberDM records a grant DM on the grant's request, retrying compare-and-swap conflicts.
+func (n *Notifier) rememberDM(ctx context.Context, reqID, ch, ts string) error {
+	if reqID == "" {
+		return nil
+	}
+	for range 20 {
+		req, err := n.st.GetRequest(ctx, reqID)
+		if err != nil {
+			return err
+		}
+		refs := strings.Fields(req.Meta[dmRefsKey])
+		if slices.Contains(refs, ch+"/"+ts) {
+			return nil
+		}
+		refs = append(refs, ch+"/"+ts)
+		if len(refs) > maxDMRefs {
+			refs = refs[len(refs)-maxDMRefs:]
+		}
+		prev := req.Version
+		if req.Meta == nil {
+			req.Meta = map[string]string{}
+		}
+		req.Meta[dmRefsKey] = strings.Join(refs, " ")
+		err = n.st.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}})
+		if !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return store.ErrConflict
+}
+
+// refreshGrantDMs re-renders every remembered DM about the grant from the store, in the holder's DM queue
+// (so after any DM still being posted).
+func (n *Notifier) refreshGrantDMs(user, reqID, grantID string) {
+	if reqID == "" || user == "" {
+		return
+	}
+	n.enqueue("dm:"+user, job{key: "dmrender:" + grantID, run: func(ctx context.Context) error {
+		req, err := n.st.GetRequest(ctx, reqID)
+		if err != nil {
+			return err
+		}
+		g, err := n.st.GetGrant(ctx, grantID)
+		if err != nil {
+			return err
+		}
+		text, blocks := GrantDM(g)
+		for _, ref := range strings.Fields(req.Meta[dmRefsKey]) {
+			ch, ts, ok := strings.Cut(ref, "/")
+			if !ok {
+				continue
+			}
+			_, _, _, err := n.api.UpdateMessageContext(ctx, ch, ts, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+			if err != nil && !permanentSlackError(err) {
+				return err
+			}
+		}
+		return nil
+	}})
+}
+
 func cut(s string) (string, string, bool) {
 	for i := range len(s) {
 		if s[i] == '/' {
@@ -407,7 +523,10 @@ func cut(s string) (string, string, bool) {
 }
 
 // dm queues a direct message to user.
-func (n *Notifier) dm(user, text string, blocks []slack.Block) {
+func (n *Notifier) dm(user, text string, blocks []slack.Block) { n.dmThen(user, text, blocks, nil) }
+
+// dmThen queues a direct message to user and runs posted (if set) with where it landed.
+func (n *Notifier) dmThen(user, text string, blocks []slack.Block, posted func(ctx context.Context, ch, ts string) error) {
 	if isWorkloadID(user) {
 		return // a pipeline (workload:<name>) has no Slack DM
 	}
@@ -420,8 +539,14 @@ func (n *Notifier) dm(user, text string, blocks []slack.Block) {
 		if len(blocks) > 0 {
 			opts = append(opts, slack.MsgOptionBlocks(blocks...))
 		}
-		_, _, err = n.api.PostMessageContext(ctx, ch, opts...)
-		return err
+		_, ts, err := n.api.PostMessageContext(ctx, ch, opts...)
+		if err != nil || posted == nil {
+			return err
+		}
+		if err := posted(ctx, ch, ts); err != nil {
+			n.log.Warn().Err(err).Str("user", user).Msg("could not record a DM; it will not be updated in place")
+		}
+		return nil
 	}})
 }
 
@@ -466,7 +591,9 @@ func (n *Notifier) scheduleReminder(g store.Grant) {
 		if err != nil || cur.State != store.GrantActive || !cur.ExpiresAt.Equal(g.ExpiresAt) {
 			return
 		}
-		text := fmt.Sprintf(":hourglass_flowing_sand: Your access to `%s` ends %s (grant %s). Extend it, or end it now if you are done.", cur.Role, slackDate(cur.ExpiresAt, "{time}"), cur.ID)
-		n.dm(cur.UserID, text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(cur)})
+		text := fmt.Sprintf(":hourglass_flowing_sand: Your access to `%s` ends %s (grant %s). Extend it, or end it now if you are done.", cur.Role, when(cur.ExpiresAt), cur.ID)
+		n.dmThen(cur.UserID, text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(cur)}, func(ctx context.Context, ch, ts string) error {
+			return n.rememberDM(ctx, cur.RequestID, ch, ts)
+		})
 	})
 }
