@@ -70,3 +70,28 @@ jitbot_revoke_failed_total 1
 		t.Fatal("jitbot_grants{state=active} does not report the store's count")
 	}
 }
+
+func TestDecisionWaitFromTheDecidingEvent(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, nil)
+	m.Publish(context.Background(),
+		store.AuditEvent{Type: store.EventApproved, Details: map[string]string{"approvals": "1/2"}},                              // not the decision
+		store.AuditEvent{Type: store.EventApproved, Details: map[string]string{"approvals": "2/2", "decision_wait_ms": "90000"}}, // 90 s
+		store.AuditEvent{Type: store.EventDenied, Details: map[string]string{"decision_wait_ms": "3000"}},
+	)
+	if n := testutil.CollectAndCount(m.decisionWait); n != 2 {
+		t.Fatalf("want one approved and one denied series, got %d", n)
+	}
+	var got struct{ sum float64 }
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "jitbot_request_decision_seconds" {
+			for _, mm := range mf.GetMetric() {
+				got.sum += mm.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	if got.sum != 93 {
+		t.Fatalf("sum of decision waits = %v s, want 93", got.sum)
+	}
+}
