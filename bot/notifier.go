@@ -15,21 +15,20 @@ import (
 )
 
 // Notifier turns committed audit events into Slack: the approval message (posted, then updated in place,
-// with a thread reply per event), DMs to the requester, reminders before expiry, and one line per event in
+// with a thread reply per event), DMs to the requester (the reminder before expiry on the grant manager's
+// grant-reminder event, which the durable due index schedules), and one line per event in
 // the audit channel. It never blocks a state change: events are queued per channel and retried; the store
 // stays the truth and every message is re-rendered from it when its job runs.
 type Notifier struct {
-	api    SlackAPI
-	st     Store
-	pol    *policy.Policy
-	now    func() time.Time
-	log    zerolog.Logger
-	remind func(g store.Grant) time.Duration
+	api SlackAPI
+	st  Store
+	pol *policy.Policy
+	now func() time.Time
+	log zerolog.Logger
 
 	mu     sync.Mutex
 	queues map[string]*channelQueue
 	dms    map[string]string
-	timers map[string]*time.Timer
 	ctx    context.Context
 	wg     sync.WaitGroup
 }
@@ -41,8 +40,6 @@ type NotifierOptions struct {
 	Policy *policy.Policy
 	Now    func() time.Time
 	Logger zerolog.Logger
-	// RemindBefore says how long before expiry the holder is reminded; default min(10m, duration/5).
-	RemindBefore func(g store.Grant) time.Duration
 }
 
 // NewNotifier returns a Notifier whose workers live until ctx ends.
@@ -50,11 +47,8 @@ func NewNotifier(ctx context.Context, o NotifierOptions) *Notifier {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.RemindBefore == nil {
-		o.RemindBefore = func(g store.Grant) time.Duration { return min(10*time.Minute, g.Duration/5) }
-	}
-	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger, remind: o.RemindBefore,
-		queues: map[string]*channelQueue{}, dms: map[string]string{}, timers: map[string]*time.Timer{}, ctx: ctx}
+	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger,
+		queues: map[string]*channelQueue{}, dms: map[string]string{}, ctx: ctx}
 }
 
 // Wait blocks until every queued job has run (after ctx ended, or when the queues are idle in tests).
@@ -358,15 +352,19 @@ func (n *Notifier) dmFor(e store.AuditEvent) {
 		text = fmt.Sprintf(":x: Access for `%s` could not be applied (grant %s). Admins can see the error in the audit channel.", e.Role, e.GrantID)
 	case store.EventGranted, store.EventExtended:
 		g, err := n.st.GetGrant(context.WithoutCancel(n.ctx), e.GrantID)
-		if err != nil || g.State != store.GrantActive {
-			return
-		}
-		n.scheduleReminder(g)
-		if e.Type == store.EventExtended {
+		if err != nil || g.State != store.GrantActive || e.Type == store.EventExtended {
 			return
 		}
 		text = fmt.Sprintf(":unlock: Your access to `%s` is active until %s (grant %s).", g.Role, slackDate(g.ExpiresAt, "{date_short_pretty} {time}"), g.ID)
 		blocks = []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(g)}
+	case store.EventGrantReminder:
+		g, err := n.st.GetGrant(context.WithoutCancel(n.ctx), e.GrantID)
+		if err != nil || g.State != store.GrantActive || !n.now().Before(g.ExpiresAt) {
+			return
+		}
+		text = fmt.Sprintf(":hourglass_flowing_sand: Your access to `%s` ends %s (grant %s). Extend it, or end it now if you are done.", g.Role, slackDate(g.ExpiresAt, "{time}"), g.ID)
+		n.dm(g.UserID, text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(g)})
+		return
 	case store.EventRevoked:
 		if e.Details["covered_by"] != "" {
 			return
@@ -422,33 +420,4 @@ func (n *Notifier) dmChannel(ctx context.Context, user string) (string, error) {
 	n.dms[user] = c.ID
 	n.mu.Unlock()
 	return c.ID, nil
-}
-
-// scheduleReminder DMs the holder shortly before expiry with Extend and I'm done. Reminders are timers in
-// this process: after a restart, grants that are still active get no reminder (their expiry is unaffected).
-func (n *Notifier) scheduleReminder(g store.Grant) {
-	before := n.remind(g)
-	if before <= 0 {
-		return
-	}
-	at := g.ExpiresAt.Add(-before)
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if t := n.timers[g.ID]; t != nil {
-		t.Stop()
-	}
-	n.timers[g.ID] = time.AfterFunc(max(at.Sub(n.now()), 0), func() {
-		n.mu.Lock()
-		delete(n.timers, g.ID)
-		n.mu.Unlock()
-		if n.ctx.Err() != nil {
-			return
-		}
-		cur, err := n.st.GetGrant(context.WithoutCancel(n.ctx), g.ID)
-		if err != nil || cur.State != store.GrantActive || !cur.ExpiresAt.Equal(g.ExpiresAt) {
-			return
-		}
-		text := fmt.Sprintf(":hourglass_flowing_sand: Your access to `%s` ends %s (grant %s). Extend it, or end it now if you are done.", cur.Role, slackDate(cur.ExpiresAt, "{time}"), cur.ID)
-		n.dm(cur.UserID, text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(cur)})
-	})
 }

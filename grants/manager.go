@@ -74,6 +74,10 @@ type Options struct {
 	// LockWait is how long an operation waits for another operation on the same binding. Default
 	// AttemptTimeout.
 	LockWait time.Duration
+	// RemindBefore says how long before its expiry the holder of an active grant is reminded (a
+	// grant-reminder event, scheduled in the durable due index); 0 or less: no reminder for that grant.
+	// Default min(10m, a fifth of the grant's duration), none for grants shorter than 5 minutes.
+	RemindBefore func(g store.Grant) time.Duration
 	// LateCallWindow is how long after a revoke a provider call that jitbot gave up on (an attempt timeout)
 	// may still land at a provider that cannot order operations (see Sequenced): the revoked binding is
 	// checked again, from the durable due index, once it has passed. Default 2×AttemptTimeout.
@@ -120,6 +124,14 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.LockWait <= 0 {
 		opts.LockWait = opts.AttemptTimeout
 	}
+	if opts.RemindBefore == nil {
+		opts.RemindBefore = func(g store.Grant) time.Duration {
+			if g.Duration < 5*time.Minute {
+				return 0 // a reminder less than a minute before the end is noise
+			}
+			return min(10*time.Minute, g.Duration/5)
+		}
+	}
 	if opts.LateCallWindow <= 0 {
 		opts.LateCallWindow = 2 * opts.AttemptTimeout
 	}
@@ -157,7 +169,7 @@ func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant,
 		}
 		now := m.now()
 		prev := g.Version
-		g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts = store.GrantRevoking, "released", by, now, now, 0
+		g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts, g.RemindAt = store.GrantRevoking, "released", by, now, now, 0, time.Time{}
 		ev := m.event(store.EventReleased, by, g, nil)
 		if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
 			return err
@@ -218,7 +230,8 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		}
 		prev := g.Version
 		oldExpiry := g.ExpiresAt
-		g.ExpiresAt, g.DueAt, g.Duration = newExpiry, newExpiry, g.Duration+d
+		g.ExpiresAt, g.Duration = newExpiry, g.Duration+d
+		m.scheduleReminder(g, now)
 		ev := m.event(store.EventExtended, by, g, map[string]string{"by": d.String(), "old_expires_at": oldExpiry.UTC().Format(time.RFC3339), "expires_at": newExpiry.UTC().Format(time.RFC3339)})
 		if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
 			b.diverge(a)
@@ -435,7 +448,8 @@ func (m *Manager) activate(ctx context.Context, b *binding, g *store.Grant, othe
 	switch {
 	case err == nil:
 		g.State, g.ActivatedAt, g.ExpiresAt = store.GrantActive, now, now.Add(g.Duration).Truncate(time.Millisecond)
-		g.DueAt, g.Attempts, g.LastError = g.ExpiresAt, 0, ""
+		g.Attempts, g.LastError = 0, ""
+		m.scheduleReminder(g, now)
 		if ref != "" {
 			g.ProviderRef = ref
 		}
@@ -581,12 +595,41 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 	return nil
 }
 
+// scheduleReminder sets an active grant's reminder for its current expiry (none when that moment has passed)
+// and its DueAt to the earlier of reminder and expiry.
+func (m *Manager) scheduleReminder(g *store.Grant, now time.Time) {
+	g.RemindAt, g.DueAt = time.Time{}, g.ExpiresAt
+	if before := m.opts.RemindBefore(*g); before > 0 {
+		if at := g.ExpiresAt.Add(-before).Truncate(time.Millisecond); at.After(now) {
+			g.RemindAt, g.DueAt = at, at
+		}
+	}
+}
+
+// remind sends the due reminder of an active grant: a grant-reminder event (the Slack notifier DMs the holder
+// on it), committed together with clearing RemindAt, so every reminder is sent once whatever the number of
+// sweepers and restarts.
+func (m *Manager) remind(ctx context.Context, b *binding, id string) error {
+	g, err := m.opts.Store.GetGrant(ctx, id)
+	if err != nil {
+		return fmt.Errorf("grants: remind %s: %w", id, err)
+	}
+	now := m.now()
+	if g.State != store.GrantActive || g.RemindAt.IsZero() || now.Before(g.RemindAt) || !now.Before(g.ExpiresAt) {
+		return nil // not due, already sent, or the grant is over
+	}
+	prev := g.Version
+	g.RemindAt, g.DueAt = time.Time{}, g.ExpiresAt
+	ev := m.event(store.EventGrantReminder, "system:grants", &g, map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339)})
+	return m.commit(ctx, b, []store.GrantPut{{Grant: &g, PrevVersion: prev}}, ev)
+}
+
 // markEnded moves an active lease whose time is up to revoking and returns the expiry event.
 func (m *Manager) markEnded(g *store.Grant, now time.Time) []store.AuditEvent {
 	if g.State != store.GrantActive {
 		return nil
 	}
-	g.State, g.EndReason, g.EndedAt = store.GrantRevoking, "expired", g.ExpiresAt
+	g.State, g.EndReason, g.EndedAt, g.RemindAt = store.GrantRevoking, "expired", g.ExpiresAt, time.Time{}
 	return []store.AuditEvent{m.event(store.EventGrantExpired, "system:sweeper", g, map[string]string{"expired_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano)})}
 }
 
@@ -606,18 +649,25 @@ func keptError(g *store.Grant) string {
 }
 
 // ConvergeDue converges a binding for the sweeper, given the binding's grants the sweeper claimed as due:
-// besides live leases these can be revoked leases whose re-check is due (see store.Grant.RecheckAt).
+// besides leases to activate, retry or end, these can be revoked leases whose re-check is due (see
+// store.Grant.RecheckAt) and active leases whose reminder is due (store.Grant.RemindAt).
 func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []store.Grant) error {
-	var rechecks []string
+	var rechecks, reminders []string
 	for _, g := range due {
-		if g.State.Terminal() && !g.RecheckAt.IsZero() {
+		switch {
+		case g.State.Terminal() && !g.RecheckAt.IsZero():
 			rechecks = append(rechecks, g.ID)
+		case g.State == store.GrantActive && !g.RemindAt.IsZero():
+			reminders = append(reminders, g.ID)
 		}
 	}
 	return m.withBinding(ctx, bindingKey, func(b *binding) error {
 		err := m.converge(ctx, b)
 		for _, id := range rechecks {
 			err = errors.Join(err, m.recheck(ctx, b, id))
+		}
+		for _, id := range reminders {
+			err = errors.Join(err, m.remind(ctx, b, id))
 		}
 		return err
 	})

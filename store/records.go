@@ -148,6 +148,10 @@ type Grant struct {
 	// binding is checked again at RecheckAt, and revoked again if nothing live covers it. While it is set,
 	// the (terminal) grant's DueAt is RecheckAt. Zero: no re-check pending.
 	RecheckAt time.Time `json:"recheck_at,omitzero"`
+	// RemindAt is when the holder of an active grant is told that it is about to end (the grant-reminder
+	// event), zero once that happened or when no reminder is due. While it is set, the grant's DueAt is the
+	// earlier of RemindAt and ExpiresAt, so the reminder lives in the durable due index and survives restarts.
+	RemindAt time.Time `json:"remind_at,omitzero"`
 
 	Meta    map[string]string `json:"meta,omitempty"`
 	Version int64             `json:"version"`
@@ -184,6 +188,7 @@ const (
 	EventDriftRevoked  = "drift-revoked"          // access found at a provider that no live grant covers, removed
 	EventReviewPending = "break-glass-unreviewed" // a reminder: a break-glass grant still awaits review
 	EventReviewed      = "break-glass-reviewed"
+	EventGrantReminder = "grant-reminder" // the holder is reminded that the grant ends soon (Details["expires_at"])
 )
 
 // AuditRecord is an AuditEvent as stored: its position in the log, the exact bytes that were hashed, and

@@ -267,6 +267,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
 		{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
 		{"LateGrantAfterRevokeIsRevokedAgain", testLateGrantAfterRevoke},
+		{"ReminderSurvivesRestart", testReminderSurvivesRestart},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -571,8 +572,9 @@ func testExtendRelease(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatalf("extend: %v", err)
 	}
-	if !ext.ExpiresAt.Equal(g.ExpiresAt.Add(40*time.Minute)) || !ext.DueAt.Equal(ext.ExpiresAt) {
-		t.Fatalf("extended expiry %v", ext.ExpiresAt)
+	// Due first for the reminder, 10 minutes before the new expiry (see ReminderSurvivesRestart).
+	if !ext.ExpiresAt.Equal(g.ExpiresAt.Add(40*time.Minute)) || !ext.DueAt.Equal(ext.ExpiresAt.Add(-10*time.Minute)) {
+		t.Fatalf("extended expiry %v due %v", ext.ExpiresAt, ext.DueAt)
 	}
 	calls := e.fake.Calls("grant")
 	if len(calls) != before+1 || !calls[len(calls)-1].Assignment.ExpiresAt.Equal(ext.ExpiresAt) {
@@ -1119,5 +1121,68 @@ func testLateGrantAfterRevoke(t *testing.T, e *env) {
 	e.sweep()
 	if len(e.fake.Calls("check")) != 1 {
 		t.Fatal("a done re-check ran again")
+	}
+}
+
+// The reminder before expiry lives in the durable due index (issue 8 item 8): a replica restarted between
+// activation and the reminder's time still sends it, exactly once however many sweeps and sweepers run, and
+// an extension schedules a new one for the new expiry.
+func testReminderSurvivesRestart(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 20*time.Minute) // reminded min(10m, 20m/5) = 4m before expiry
+	want := g.ExpiresAt.Add(-4 * time.Minute)
+	if !g.RemindAt.Equal(want) || !g.DueAt.Equal(want) {
+		t.Fatalf("remind at %v due %v, want both %v", g.RemindAt, g.DueAt, want)
+	}
+	if at, ok, err := e.st.NextDue(e.ctx); err != nil || !ok || at.After(want) {
+		t.Fatalf("NextDue = %v %v %v, want the reminder %v", at, ok, err, want)
+	}
+
+	// Restart: the process that activated the grant is gone; two fresh replicas sweep.
+	_, sw1 := e.newManager("replica-new-1")
+	_, sw2 := e.newManager("replica-new-2")
+	sweepBoth := func() {
+		t.Helper()
+		for _, sw := range []*grants.Sweeper{sw1, sw2} {
+			if _, err := sw.Sweep(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.clock.Advance(want.Sub(e.clock.Now()) - time.Millisecond)
+	sweepBoth()
+	if n := e.pub.count(store.EventGrantReminder); n != 0 {
+		t.Fatalf("%d reminders before the reminder time", n)
+	}
+	e.clock.Advance(time.Millisecond)
+	sweepBoth()
+	sweepBoth()
+	if n := e.pub.count(store.EventGrantReminder); n != 1 {
+		t.Fatalf("reminders = %d, want exactly 1", n)
+	}
+	got := e.grant(g.ID)
+	if got.State != store.GrantActive || !got.RemindAt.IsZero() || !got.DueAt.Equal(got.ExpiresAt) {
+		t.Fatalf("after the reminder: %s remind %v due %v", got.State, got.RemindAt, got.DueAt)
+	}
+
+	// An extension moves the expiry and schedules a reminder for it.
+	ext, err := e.mgr.Extend(e.ctx, g.ID, alice, 20*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ext.ExpiresAt.Add(-8 * time.Minute); !ext.RemindAt.Equal(want) || !ext.DueAt.Equal(want) {
+		t.Fatalf("after extension: remind %v due %v, want %v", ext.RemindAt, ext.DueAt, want)
+	}
+	e.clock.Advance(ext.RemindAt.Sub(e.clock.Now()))
+	sweepBoth()
+	if n := e.pub.count(store.EventGrantReminder); n != 2 {
+		t.Fatalf("reminders = %d after the extended grant's reminder time, want 2", n)
+	}
+	e.clock.Advance(ext.ExpiresAt.Sub(e.clock.Now()))
+	sweepBoth()
+	if got := e.grant(g.ID); got.State != store.GrantRevoked || !got.RemindAt.IsZero() {
+		t.Fatalf("at expiry: %s remind %v", got.State, got.RemindAt)
+	}
+	if n := e.pub.count(store.EventGrantReminder); n != 2 {
+		t.Fatalf("reminders = %d after expiry, want 2", n)
 	}
 }
