@@ -324,6 +324,11 @@ func threadReply(e store.AuditEvent) string {
 			return fmt.Sprintf(":lock: Grant %s ended; access stays under the overlapping grant %s.", e.GrantID, e.Details["covered_by"])
 		}
 		return fmt.Sprintf(":lock: Access removed (grant %s).", e.GrantID)
+	case store.EventRevokeVerified:
+		if at, err := time.Parse(time.RFC3339Nano, e.Details["verified_at"]); err == nil {
+			return fmt.Sprintf(":white_check_mark: Access confirmed gone at %s (checked at the provider).", slackDate(at, "{time_secs}"))
+		}
+		return ":white_check_mark: Access confirmed gone (checked at the provider)."
 	case store.EventRevokeFailed:
 		return fmt.Sprintf(":rotating_light: Removing access failed %s times: %s. jitbot keeps retrying.", e.Details["attempts"], clip(escape(e.Details["error"]), 500))
 	case store.EventBreakGlass:

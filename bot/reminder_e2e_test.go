@@ -13,7 +13,8 @@ import (
 
 // The reminder before expiry comes from the durable due index (grants.Options.RemindBefore): when a grant's
 // reminder time is reached, the sweeper records a grant-reminder event and the holder gets one DM with Extend
-// and I'm done. Runs on both stores (HTTP against the embedded store, Socket Mode against Redis).
+// and I'm done. I'm done revokes, and the revoke is verified at the provider (revoke-verified, announced in
+// the approval thread). Runs on both stores (HTTP against the embedded store, Socket Mode against Redis).
 func TestReminderEndToEnd(t *testing.T) {
 	for i, be := range backendtest.All() {
 		mode := slacktest.ModeHTTP
@@ -76,5 +77,15 @@ func testReminder(t *testing.T, w *world) {
 	}
 	if reminders != 1 {
 		t.Fatalf("reminder DMs = %d, want 1", reminders)
+	}
+
+	// "I'm done" on the reminder: the access is revoked, then verified at the provider, and the approval
+	// thread says when it was confirmed gone.
+	w.click(alice, m, "jit_done", grantID)
+	w.threadReply(msg, "Access removed (grant "+grantID+")")
+	w.threadReply(msg, "Access confirmed gone at")
+	w.auditLine("`revoke-verified` system:grants · db-read · " + id + " · " + grantID)
+	if g := w.getGrant(grantID); g.State != store.GrantRevoked || g.VerifiedAt.IsZero() {
+		t.Fatalf("after I'm done: %s, verified %v", g.State, g.VerifiedAt)
 	}
 }

@@ -404,6 +404,7 @@ func (m *Manager) realignLocked(ctx context.Context, b *binding, stray []Assignm
 	// No live lease: nothing of the binding may remain at the provider. One revoke removes the binding.
 	a := stray[len(stray)-1]
 	g := &store.Grant{ID: a.GrantID, RequestID: a.RequestID, Role: a.Role, BindingKey: b.key}
+	var puts []store.GrantPut
 	if known, err := m.opts.Store.GetGrant(ctx, a.GrantID); err == nil {
 		g = &known
 	}
@@ -420,7 +421,14 @@ func (m *Manager) realignLocked(ctx context.Context, b *binding, stray []Assignm
 	}
 	ev := m.event(store.EventDriftRevoked, "system:grants", g, map[string]string{"provider": g.Provider,
 		"reason": "a provider call whose outcome could not be recorded (lock lost or record changed meanwhile) may have applied access that no live grant covers"})
-	if err := m.commit(ctx, b, nil, ev); err != nil {
+	if g.Version > 0 && g.State.Terminal() {
+		// This revoke is verified like any other, from the due index (see recheck).
+		prev := g.Version
+		g.RecheckAt, g.VerifiedAt, g.Attempts = m.now().Add(propagationDelay(p)), time.Time{}, 0
+		g.DueAt = g.RecheckAt
+		puts = append(puts, store.GrantPut{Grant: g, PrevVersion: prev})
+	}
+	if err := m.commit(ctx, b, puts, ev); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not record the realigning revoke")
 	}
 	return nil
@@ -558,8 +566,8 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 		events = append(events, m.markEnded(g, now)...)
 		if err == nil {
 			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, keptError(g)
-			if g == last && !sequenced(p) {
-				g.RecheckAt = now.Add(m.opts.LateCallWindow)
+			if g == last { // one check verifies the binding's revoke
+				g.RecheckAt = now.Add(propagationDelay(p))
 				g.DueAt = g.RecheckAt
 			}
 			lag := now.Sub(g.EndedAt)
@@ -673,10 +681,16 @@ func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []stor
 	})
 }
 
-// recheck runs a revoked lease's due re-check: when no live lease covers the binding, a provider call that
-// jitbot gave up on may have brought the access back after the revoke, so the provider is asked and the access
-// revoked again if it is there (a drift-revoked event says so). A failed check or revoke is retried with
-// backoff, and raises a revoke-failed alert once it has failed MaxAttempts times.
+// recheck runs a revoked lease's due check (see store.Grant.RecheckAt). When no live lease covers the binding,
+// the provider is asked whether the access is gone:
+//   - gone: the first time, the revoke is verified (a revoke-verified event); for a provider that cannot order
+//     operations, one more check is scheduled for when a call jitbot gave up on can no longer land;
+//   - still there (the revoke has not taken effect, or a late call brought the access back): it is revoked
+//     again (drift-revoked) and checked again after the propagation delay (at least the retry backoff);
+//     after MaxAttempts such rounds a revoke-failed alert is raised, and jitbot keeps going;
+//   - no answer: retried with backoff, with the same alert after MaxAttempts.
+//
+// A live lease on the binding means the access is wanted again, and that lease's own revoke will be checked.
 func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 	g, err := m.opts.Store.GetGrant(ctx, id)
 	if err != nil {
@@ -692,64 +706,99 @@ func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 	}
 	prev := g.Version
 	var events []store.AuditEvent
-	var callErr error
-	if len(leases) == 0 { // a live lease means the access is wanted, or its own revoke will re-check
-		var ev *store.AuditEvent
-		if ev, callErr = m.revokeIfBack(ctx, b, &g); ev != nil {
-			events = append(events, *ev)
+	var failure error
+	done := func() { g.RecheckAt, g.DueAt, g.Attempts = time.Time{}, time.Time{}, 0 }
+	p, perr := m.provider(&g)
+	switch {
+	case len(leases) > 0:
+		done()
+	case perr != nil:
+		failure = perr
+	default:
+		present, err := m.checkPresent(ctx, b, p, &g)
+		switch {
+		case err != nil:
+			failure = err
+		case present:
+			a := b.assignment(&g, g.ExpiresAt)
+			if _, err := m.call(ctx, "revoke", &g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+				failure = err
+				break
+			}
+			why := "the access was still present after its revoke; revoked again"
+			if !g.VerifiedAt.IsZero() {
+				why = "the access came back after its revoke was verified (a provider call jitbot had given up on landed late); revoked again"
+			}
+			zerolog.Ctx(ctx).Warn().Str("grant_id", g.ID).Msg(why)
+			events = append(events, m.event(store.EventDriftRevoked, "system:grants", &g, map[string]string{"provider": g.Provider, "reason": why}))
+			g.Attempts++
+			g.RecheckAt = now.Add(max(propagationDelay(p), m.backoff(g.Attempts)))
+			g.DueAt = g.RecheckAt
+			if g.Attempts == m.opts.MaxAttempts {
+				events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": "access still present after revoke", "attempts": strconv.Itoa(g.Attempts),
+					"alert": "access is still present at the provider after repeated revokes; jitbot keeps revoking"}))
+			}
+		default:
+			if g.VerifiedAt.IsZero() {
+				g.VerifiedAt = now
+				end := g.EndedAt
+				if end.IsZero() {
+					end = g.RevokedAt
+				}
+				events = append(events, m.event(store.EventRevokeVerified, "system:grants", &g, map[string]string{"provider": g.Provider,
+					"verified_at": now.UTC().Format(time.RFC3339Nano), "lag_ms": strconv.FormatInt(now.Sub(end).Milliseconds(), 10)}))
+			}
+			done()
+			if late := g.RevokedAt.Add(m.opts.LateCallWindow); !sequenced(p) && now.Before(late) {
+				g.RecheckAt, g.DueAt = late, late
+			}
 		}
 	}
-	if callErr == nil {
-		g.RecheckAt, g.DueAt, g.Attempts = time.Time{}, time.Time{}, 0
-	} else {
+	if failure != nil {
 		g.Attempts++
 		g.DueAt = now.Add(m.backoff(g.Attempts))
 		if g.Attempts == m.opts.MaxAttempts {
-			events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": callErr.Error(), "attempts": strconv.Itoa(g.Attempts),
-				"alert": "could not confirm that access stayed gone after its revoke; jitbot keeps retrying"}))
+			events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": failure.Error(), "attempts": strconv.Itoa(g.Attempts),
+				"alert": "could not confirm that access is gone after its revoke; jitbot keeps retrying"}))
 		}
 	}
 	if err := m.commit(ctx, b, []store.GrantPut{{Grant: &g, PrevVersion: prev}}, events...); err != nil {
 		return err
 	}
-	if callErr != nil {
-		return fmt.Errorf("grants: re-check %s: %w", g.ID, callErr)
+	if failure != nil {
+		return fmt.Errorf("grants: re-check %s: %w", g.ID, failure)
 	}
 	return nil
 }
 
-// revokeIfBack asks the provider whether g's access is there and revokes it if it is, or if the provider
-// cannot tell (fail closed). It returns a drift-revoked event when the access had come back.
-func (m *Manager) revokeIfBack(ctx context.Context, b *binding, g *store.Grant) (*store.AuditEvent, error) {
-	p, err := m.provider(g)
-	if err != nil {
-		return nil, err
-	}
+// checkPresent asks the provider, under the binding lock, whether g's access is present.
+func (m *Manager) checkPresent(ctx context.Context, b *binding, p Provider, g *store.Grant) (bool, error) {
+	return m.checkAssignment(ctx, b, p, g, assignment(g, g.ExpiresAt))
+}
+
+// checkAssignment asks the provider, under the binding lock, whether a is present (g names it in logs and
+// metrics).
+func (m *Manager) checkAssignment(ctx context.Context, b *binding, p Provider, g *store.Grant, a Assignment) (bool, error) {
 	if err := m.renew(ctx, b); err != nil {
-		return nil, err
+		return false, err
 	}
-	a := b.assignment(g, g.ExpiresAt)
-	present, checkErr := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
+	a.Generation = b.next()
+	ref, err := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
 		ok, err := p.Check(ctx, a)
 		if ok {
 			return "present", err
 		}
 		return "", err
 	})
-	if checkErr == nil && present == "" {
-		return nil, nil
+	return ref != "", err
+}
+
+// propagationDelay is how long after a revoke p's access may still show (see PropagationDelayer).
+func propagationDelay(p Provider) time.Duration {
+	if d, ok := p.(PropagationDelayer); ok {
+		return max(d.PropagationDelay(), 0)
 	}
-	a = b.assignment(g, g.ExpiresAt)
-	if _, err := m.call(ctx, "revoke", g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
-		return nil, err
-	}
-	if checkErr != nil {
-		return nil, nil // gone now; whether it had come back is unknown
-	}
-	zerolog.Ctx(ctx).Warn().Str("grant_id", g.ID).Msg("access came back after its revoke; revoked again")
-	ev := m.event(store.EventDriftRevoked, "system:grants", g, map[string]string{"provider": g.Provider,
-		"reason": "the access came back after its revoke (a provider call jitbot had given up on landed late); revoked again"})
-	return &ev, nil
+	return 0
 }
 
 // finalState is the terminal state of an ended lease whose access is gone.

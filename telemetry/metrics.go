@@ -3,6 +3,7 @@ package telemetry
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ type Metrics struct {
 	providerCalls *prometheus.CounterVec
 	providerFails *prometheus.CounterVec
 	revocationLag prometheus.Histogram
+	verifiedLag   prometheus.Histogram
 	sweepDuration prometheus.Histogram
 	sweepClaimed  prometheus.Counter
 	alerts        prometheus.Counter
@@ -44,6 +46,10 @@ func New(reg prometheus.Registerer, count CountFunc) *Metrics {
 			Name: "jitbot_revocation_lag_seconds", Help: "Time from a grant's expiry to its revocation at the provider.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
+		verifiedLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "jitbot_revoke_verified_lag_seconds", Help: "Time from a grant's end (expiry or release) until a check at the provider confirmed its access gone.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900},
+		}),
 		sweepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "jitbot_sweep_duration_seconds", Help: "Duration of one sweep.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
@@ -55,7 +61,7 @@ func New(reg prometheus.Registerer, count CountFunc) *Metrics {
 			Name: "jitbot_revoke_failed_total", Help: "Grants escalated because revocation kept failing. Alert on any increase.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.providerCalls, m.providerFails, m.revocationLag, m.sweepDuration, m.sweepClaimed, m.alerts)
+	reg.MustRegister(m.requests, m.providerCalls, m.providerFails, m.revocationLag, m.verifiedLag, m.sweepDuration, m.sweepClaimed, m.alerts)
 	if count != nil {
 		for _, st := range []store.GrantState{store.GrantActive, store.GrantActivating, store.GrantRevoking, store.GrantRevokeFailed} {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -109,6 +115,10 @@ func (m *Metrics) Publish(_ context.Context, events ...store.AuditEvent) {
 			m.requests.WithLabelValues("granted").Inc()
 		case store.EventRevokeFailed:
 			m.alerts.Inc()
+		case store.EventRevokeVerified:
+			if ms, err := strconv.ParseInt(e.Details["lag_ms"], 10, 64); err == nil && ms >= 0 {
+				m.verifiedLag.Observe(float64(ms) / 1000)
+			}
 		}
 	}
 }

@@ -268,6 +268,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
 		{"LateGrantAfterRevokeIsRevokedAgain", testLateGrantAfterRevoke},
 		{"ReminderSurvivesRestart", testReminderSurvivesRestart},
+		{"RevokeIsVerified", testRevokeVerified},
+		{"RevokeVerifiedAfterPropagationDelay", testRevokePropagationDelay},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -709,6 +711,9 @@ func testDriftReconciliation(t *testing.T, e *env) {
 	if got := e.pub.count(store.EventDriftRevoked) - before; got != 2 {
 		t.Fatalf("drift-revoked events = %d, want 2", got)
 	}
+	if got := e.pub.count(store.EventRevokeVerified); got != 2 {
+		t.Fatalf("revoke-verified events = %d, want one per drift removal", got)
+	}
 	recs, err := e.st.ReadAudit(e.ctx, 0, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -1042,6 +1047,14 @@ func testLockLostMidGrant(t *testing.T, e *env) {
 	if e.pub.count(store.EventDriftRevoked) != 1 {
 		t.Fatalf("drift-revoked events = %d, want 1 for the stray grant", e.pub.count(store.EventDriftRevoked))
 	}
+	// The realigning revoke is verified like any other.
+	if got := e.grant(g.ID); !got.RecheckAt.Equal(got.DueAt) || got.RecheckAt.IsZero() || !got.VerifiedAt.IsZero() {
+		t.Fatalf("after realigning: check at %v due %v verified %v", got.RecheckAt, got.DueAt, got.VerifiedAt)
+	}
+	e.sweep()
+	if got := e.grant(g.ID); got.VerifiedAt.IsZero() || e.pub.count(store.EventRevokeVerified) != 1 {
+		t.Fatalf("verified %v, revoke-verified %d; want set and 1", got.VerifiedAt, e.pub.count(store.EventRevokeVerified))
+	}
 	if _, err := audit.Verify(e.ctx, e.st, ""); err != nil {
 		t.Fatalf("audit: %v", err)
 	}
@@ -1077,8 +1090,22 @@ func testLateGrantAfterRevoke(t *testing.T, e *env) {
 	if revoked.State != store.GrantRevoked || e.fake.PresentCount() != 0 {
 		t.Fatalf("after release: %s, provider holds %d", revoked.State, e.fake.PresentCount())
 	}
-	if !revoked.RecheckAt.Equal(revoked.RevokedAt.Add(window)) || !revoked.DueAt.Equal(revoked.RecheckAt) {
-		t.Fatalf("re-check at %v due %v, want both at revoke time %v + %s", revoked.RecheckAt, revoked.DueAt, revoked.RevokedAt, window)
+	if !revoked.RecheckAt.Equal(revoked.RevokedAt) || !revoked.DueAt.Equal(revoked.RecheckAt) {
+		t.Fatalf("check at %v due %v, want both at revoke time %v (the revoke's verification)", revoked.RecheckAt, revoked.DueAt, revoked.RevokedAt)
+	}
+
+	// A restart: a new manager and sweeper on the same store verify the revoke and schedule the late-call check.
+	_, sw := e.newManagerWith("replica-restarted", func(o *grants.Options) { o.LateCallWindow = window })
+	sweep := func() {
+		t.Helper()
+		if _, err := sw.Sweep(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweep()
+	verified := e.grant(g.ID)
+	if verified.VerifiedAt.IsZero() || e.pub.count(store.EventRevokeVerified) != 1 || !verified.RecheckAt.Equal(revoked.RevokedAt.Add(window)) {
+		t.Fatalf("after verification: verified %v (%d events), next check %v, want revoke time + %s", verified.VerifiedAt, e.pub.count(store.EventRevokeVerified), verified.RecheckAt, window)
 	}
 
 	land()
@@ -1086,28 +1113,26 @@ func testLateGrantAfterRevoke(t *testing.T, e *env) {
 	if e.fake.PresentCount() != 1 {
 		t.Fatal("the late grant did not land at the fake")
 	}
-
-	// A restart: a new manager and sweeper on the same store.
-	_, sw := e.newManager("replica-restarted")
-	if _, err := sw.Sweep(e.ctx); err != nil {
-		t.Fatal(err)
-	}
-	if e.fake.PresentCount() != 1 || len(e.fake.Calls("check")) != 0 {
-		t.Fatal("the re-check ran before its time")
+	sweep()
+	if e.fake.PresentCount() != 1 || len(e.fake.Calls("check")) != 1 {
+		t.Fatal("the late-call check ran before its time")
 	}
 	e.clock.Advance(window)
-	if _, err := sw.Sweep(e.ctx); err != nil {
-		t.Fatal(err)
-	}
+	sweep()
 	if n := e.fake.PresentCount(); n != 0 {
-		t.Fatalf("provider holds %d assignments after the re-check", n)
-	}
-	got := e.grant(g.ID)
-	if got.State != store.GrantRevoked || !got.RecheckAt.IsZero() || !got.DueAt.IsZero() {
-		t.Fatalf("after the re-check: %s recheck %v due %v", got.State, got.RecheckAt, got.DueAt)
+		t.Fatalf("provider holds %d assignments after the late-call check", n)
 	}
 	if e.pub.count(store.EventDriftRevoked) != 1 {
 		t.Fatalf("drift-revoked events = %d, want 1", e.pub.count(store.EventDriftRevoked))
+	}
+	e.clock.Advance(4 * time.Second) // BackoffMax: a revoke that found the access is checked again after backoff
+	sweep()
+	got := e.grant(g.ID)
+	if got.State != store.GrantRevoked || !got.RecheckAt.IsZero() || !got.DueAt.IsZero() || e.fake.PresentCount() != 0 {
+		t.Fatalf("after the checks: %s recheck %v due %v, provider holds %d", got.State, got.RecheckAt, got.DueAt, e.fake.PresentCount())
+	}
+	if e.pub.count(store.EventRevokeVerified) != 1 || len(e.fake.Calls("check")) != 3 {
+		t.Fatalf("revoke-verified %d, checks %d; want 1 and 3", e.pub.count(store.EventRevokeVerified), len(e.fake.Calls("check")))
 	}
 	// Generations increase with every operation on the binding; the late call carries the lowest.
 	gr, rv := e.fake.Calls("grant"), e.fake.Calls("revoke")
@@ -1119,7 +1144,7 @@ func testLateGrantAfterRevoke(t *testing.T, e *env) {
 		t.Fatalf("generations: late grant %d, retry %d, revoke %d, revoke again %d: want strictly increasing", late, retry, rv[0].Assignment.Generation, rv[1].Assignment.Generation)
 	}
 	e.sweep()
-	if len(e.fake.Calls("check")) != 1 {
+	if len(e.fake.Calls("check")) != 3 {
 		t.Fatal("a done re-check ran again")
 	}
 }
@@ -1184,5 +1209,95 @@ func testReminderSurvivesRestart(t *testing.T, e *env) {
 	}
 	if n := e.pub.count(store.EventGrantReminder); n != 2 {
 		t.Fatalf("reminders = %d after expiry, want 2", n)
+	}
+}
+
+// Verified revocation (issue 10): after a revoke the provider is asked whether the access is really gone. A
+// revoke the provider acknowledged without applying is caught, revoked again and verified; one that never
+// takes effect raises the revoke-failed alert after MaxAttempts rounds and jitbot keeps trying.
+func testRevokeVerified(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 30*time.Minute)
+	e.fake.IgnoreNext("revoke", 1)
+	if _, err := e.mgr.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevoked || !got.RecheckAt.Equal(got.RevokedAt) || e.fake.PresentCount() != 1 {
+		t.Fatalf("after an acknowledged but unapplied revoke: %s check at %v (revoked %v), provider holds %d", got.State, got.RecheckAt, got.RevokedAt, e.fake.PresentCount())
+	}
+	e.sweep() // the verification finds the access and revokes again
+	if e.fake.PresentCount() != 0 || e.pub.count(store.EventDriftRevoked) != 1 || e.pub.count(store.EventRevokeVerified) != 0 {
+		t.Fatalf("provider holds %d, drift-revoked %d, revoke-verified %d; want 0, 1, 0", e.fake.PresentCount(), e.pub.count(store.EventDriftRevoked), e.pub.count(store.EventRevokeVerified))
+	}
+	e.clock.Advance(4 * time.Second) // BackoffMax
+	e.sweep()
+	got := e.grant(g.ID)
+	if e.pub.count(store.EventRevokeVerified) != 1 || got.VerifiedAt.IsZero() {
+		t.Fatalf("revoke-verified %d, verified at %v; want 1 and set", e.pub.count(store.EventRevokeVerified), got.VerifiedAt)
+	}
+	var ev store.AuditEvent
+	for _, r := range e.pub.events {
+		if r.Type == store.EventRevokeVerified {
+			ev = r
+		}
+	}
+	if ev.GrantID != g.ID || ev.Details["lag_ms"] == "" || ev.Details["verified_at"] == "" {
+		t.Fatalf("revoke-verified event %+v", ev)
+	}
+
+	// A revoke that never takes effect: every check finds the access.
+	h := e.approved(erin, "db", 30*time.Minute)
+	e.fake.IgnoreNext("revoke", 100)
+	if _, err := e.mgr.Release(e.ctx, h.ID, erin); err != nil {
+		t.Fatal(err)
+	}
+	before := e.pub.count(store.EventRevokeFailed)
+	for range 3 { // MaxAttempts
+		e.sweep()
+		e.clock.Advance(4 * time.Second)
+	}
+	if n := e.pub.count(store.EventRevokeFailed) - before; n != 1 {
+		t.Fatalf("revoke-failed alerts = %d after MaxAttempts rounds, want 1", n)
+	}
+	if got := e.grant(h.ID); got.RecheckAt.IsZero() || !got.VerifiedAt.IsZero() {
+		t.Fatalf("a revoke that never took effect: check at %v verified %v; want still checking, unverified", got.RecheckAt, got.VerifiedAt)
+	}
+}
+
+// delayed is a provider whose revokes take effect only after a documented delay.
+type delayed struct {
+	*fakeprovider.Fake
+	d time.Duration
+}
+
+func (p delayed) PropagationDelay() time.Duration { return p.d }
+
+func testRevokePropagationDelay(t *testing.T, e *env) {
+	const delay = 30 * time.Second
+	mgr, sw := e.newManagerWith("replica-delayed", func(o *grants.Options) {
+		o.Providers = map[string]grants.Provider{"fake": delayed{e.fake, delay}, "fakemail": e.mailFake}
+	})
+	g := e.writeAhead(alice, "r-delayed")
+	if err := mgr.Activate(e.ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mgr.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	got := e.grant(g.ID)
+	if !got.RecheckAt.Equal(got.RevokedAt.Add(delay)) {
+		t.Fatalf("verification at %v, want the revoke time %v + %s", got.RecheckAt, got.RevokedAt, delay)
+	}
+	if _, err := sw.Sweep(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.fake.Calls("check")) != 0 {
+		t.Fatal("verified before the provider's propagation delay")
+	}
+	e.clock.Advance(delay)
+	if _, err := sw.Sweep(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.fake.Calls("check")) != 1 || e.pub.count(store.EventRevokeVerified) != 1 {
+		t.Fatalf("checks %d, revoke-verified %d after the delay; want 1 and 1", len(e.fake.Calls("check")), e.pub.count(store.EventRevokeVerified))
 	}
 }
