@@ -558,6 +558,22 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 		called = true
 		_, err = m.call(ctx, "revoke", last, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) })
 	}
+	// Verify the revoke at once where the provider shows it at once: access still there is a failed revoke
+	// (retried and escalated as one); a check without an answer leaves the verification to the due index.
+	verified, verifyLater := false, time.Duration(0)
+	if err == nil {
+		verifyLater = propagationDelay(p)
+		if verifyLater == 0 {
+			switch present, cerr := m.checkAssignment(ctx, b, p, last, a); {
+			case cerr != nil:
+				verifyLater = m.backoff(1)
+			case present:
+				err = errors.New("the access is still present at the provider after its revoke")
+			default:
+				verified = true
+			}
+		}
+	}
 	now := m.now()
 	var puts []store.GrantPut
 	var events []store.AuditEvent
@@ -566,12 +582,19 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 		events = append(events, m.markEnded(g, now)...)
 		if err == nil {
 			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, keptError(g)
-			if g == last { // one check verifies the binding's revoke
-				g.RecheckAt = now.Add(propagationDelay(p))
-				g.DueAt = g.RecheckAt
-			}
 			lag := now.Sub(g.EndedAt)
 			events = append(events, m.event(store.EventRevoked, "system:grants", g, map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}))
+			if g == last { // one check verifies the binding's revoke
+				if verified {
+					events = append(events, m.verifiedEvent(g, now))
+					if !sequenced(p) {
+						g.RecheckAt = now.Add(m.opts.LateCallWindow)
+					}
+				} else {
+					g.RecheckAt = now.Add(verifyLater)
+				}
+				g.DueAt = g.RecheckAt
+			}
 			if m.opts.Observer != nil && g.EndReason == "expired" {
 				m.opts.Observer.Revoked(lag)
 			}
@@ -740,13 +763,7 @@ func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 			}
 		default:
 			if g.VerifiedAt.IsZero() {
-				g.VerifiedAt = now
-				end := g.EndedAt
-				if end.IsZero() {
-					end = g.RevokedAt
-				}
-				events = append(events, m.event(store.EventRevokeVerified, "system:grants", &g, map[string]string{"provider": g.Provider,
-					"verified_at": now.UTC().Format(time.RFC3339Nano), "lag_ms": strconv.FormatInt(now.Sub(end).Milliseconds(), 10)}))
+				events = append(events, m.verifiedEvent(&g, now))
 			}
 			done()
 			if late := g.RevokedAt.Add(m.opts.LateCallWindow); !sequenced(p) && now.Before(late) {
@@ -769,6 +786,17 @@ func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 		return fmt.Errorf("grants: re-check %s: %w", g.ID, failure)
 	}
 	return nil
+}
+
+// verifiedEvent records on g that a check found its access gone at now, and returns the revoke-verified event.
+func (m *Manager) verifiedEvent(g *store.Grant, now time.Time) store.AuditEvent {
+	g.VerifiedAt = now
+	end := g.EndedAt
+	if end.IsZero() {
+		end = g.RevokedAt
+	}
+	return m.event(store.EventRevokeVerified, "system:grants", g, map[string]string{"provider": g.Provider,
+		"verified_at": now.UTC().Format(time.RFC3339Nano), "lag_ms": strconv.FormatInt(now.Sub(end).Milliseconds(), 10)})
 }
 
 // checkPresent asks the provider, under the binding lock, whether g's access is present.
