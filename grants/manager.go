@@ -215,6 +215,7 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		if err != nil {
 			return fmt.Errorf("grants: list leases of binding: %w", err)
 		}
+		b.observe(leases)
 		until := newExpiry
 		if others := latestExpiry(leases, now, g.ID); others.After(until) {
 			until = others
@@ -293,6 +294,7 @@ func (m *Manager) converge(ctx context.Context, b *binding) error {
 	if err != nil {
 		return fmt.Errorf("grants: list leases of binding: %w", err)
 	}
+	b.observe(leases)
 	// 1. Apply leases waiting for activation. The provider is told the latest expiry of all the binding's
 	// leases, so that a provider that expires access itself never cuts a longer overlapping lease short.
 	for i := range leases {
@@ -899,6 +901,15 @@ type binding struct {
 	// diverged lists provider calls made under this lock whose outcome could not be recorded: the provider
 	// may now hold what the store does not describe, until realign has run.
 	diverged []Assignment
+	// floor is the greatest generation known for the binding: issued under this hold, or stored on a lease.
+	floor uint64
+}
+
+// observe raises the generation floor to what the leases recorded.
+func (b *binding) observe(leases []store.Grant) {
+	for _, g := range leases {
+		b.floor = max(b.floor, g.Generation)
+	}
 }
 
 // opBits is how many low bits of a generation count operations within one lock hold.
@@ -909,17 +920,28 @@ const opBits = 12
 // number under this hold in the low bits. Operations on one binding are serialised by its lock, so
 // generations increase with every operation, across processes and restarts, and a call from a holder that
 // lost its lock always carries a lower generation than any call of the holders after it.
+//
+// It is also greater than every generation stored on the binding's leases that this hold has seen (see
+// store.Grant.Generation), so the order survives even a lost fence counter for the leases that remain.
 func (b *binding) next() uint64 {
 	if b.ops < 1<<opBits-1 {
 		b.ops++
 	}
-	return b.lock.Fence<<opBits | b.ops
+	gen := b.lock.Fence<<opBits | b.ops
+	if gen <= b.floor {
+		gen = b.floor + 1
+	}
+	b.floor = gen
+	return gen
 }
 
-// assignment is the Assignment for g's next provider operation under this hold.
+// assignment is the Assignment for g's next provider operation under this hold; g records its generation,
+// and so stores it with its next commit.
 func (b *binding) assignment(g *store.Grant, expires time.Time) Assignment {
+	b.floor = max(b.floor, g.Generation)
 	a := assignment(g, expires)
 	a.Generation = b.next()
+	g.Generation = a.Generation
 	return a
 }
 

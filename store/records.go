@@ -151,6 +151,10 @@ type Grant struct {
 	RecheckAt time.Time `json:"recheck_at,omitzero"`
 	// VerifiedAt is when a check after the revoke found the access gone (the revoke-verified event).
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// Generation is the order number (grants.Assignment.Generation) of the last provider operation made for
+	// this lease. The next operation on the binding always gets a greater one, so the order stays durable
+	// with the leases even beyond the binding lock's fence counter.
+	Generation uint64 `json:"generation,omitempty"`
 	// RemindAt is when the holder of an active grant is told that it is about to end (the grant-reminder
 	// event), zero once that happened or when no reminder is due. While it is set, the grant's DueAt is the
 	// earlier of RemindAt and ExpiresAt, so the reminder lives in the durable due index and survives restarts.

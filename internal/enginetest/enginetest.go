@@ -269,6 +269,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LateGrantAfterRevokeIsRevokedAgain", testLateGrantAfterRevoke},
 		{"ReminderSurvivesRestart", testReminderSurvivesRestart},
 		{"RevokeIsVerified", testRevokeVerified},
+		{"GenerationsStayOrderedWithTheLeases", testGenerationsStored},
 		{"RevokeVerifiedAfterPropagationDelay", testRevokePropagationDelay},
 	}
 	for _, tc := range tests {
@@ -1294,5 +1295,34 @@ func testRevokePropagationDelay(t *testing.T, e *env) {
 	}
 	if len(e.fake.Calls("check")) != 1 || e.pub.count(store.EventRevokeVerified) != 1 {
 		t.Fatalf("checks %d, revoke-verified %d after the delay; want 1 and 1", len(e.fake.Calls("check")), e.pub.count(store.EventRevokeVerified))
+	}
+}
+
+// Every provider operation's generation is stored on its lease, and the next operation on the binding gets a
+// greater one than any lease records, even one far above the lock's fence counter (a store whose counter was
+// lost while the leases remained).
+func testGenerationsStored(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 30*time.Minute)
+	granted := lastCall(e.fake, "grant").Assignment.Generation
+	if granted == 0 || e.grant(g.ID).Generation != granted {
+		t.Fatalf("stored generation %d, the grant call's %d", e.grant(g.ID).Generation, granted)
+	}
+	// A second lease on the same binding records a far later generation.
+	h := e.approved(alice, "db", 40*time.Minute)
+	cur := e.grant(h.ID)
+	prev := cur.Version
+	cur.Generation = 1 << 50
+	if err := e.st.Commit(e.ctx, store.Batch{Grants: []store.GrantPut{{Grant: &cur, PrevVersion: prev}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mgr.Release(e.ctx, g.ID, alice); err != nil { // covered by h: the provider keeps access
+		t.Fatal(err)
+	}
+	if _, err := e.mgr.Release(e.ctx, h.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	rv := lastCall(e.fake, "revoke").Assignment.Generation
+	if rv <= 1<<50 || e.grant(h.ID).Generation < rv {
+		t.Fatalf("revoke generation %d, stored %d; want above the lease's 2^50", rv, e.grant(h.ID).Generation)
 	}
 }
