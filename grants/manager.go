@@ -631,12 +631,23 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 // scheduleReminder sets an active grant's reminder for its current expiry (none when that moment has passed)
 // and its DueAt to the earlier of reminder and expiry.
 func (m *Manager) scheduleReminder(g *store.Grant, now time.Time) {
-	g.RemindAt, g.DueAt = time.Time{}, g.ExpiresAt
+	g.RemindAt = time.Time{}
 	if before := m.opts.RemindBefore(*g); before > 0 {
 		if at := g.ExpiresAt.Add(-before).Truncate(time.Millisecond); at.After(now) {
-			g.RemindAt, g.DueAt = at, at
+			g.RemindAt = at
 		}
 	}
+	g.DueAt = activeDue(g)
+}
+
+// activeDue is when the sweeper must next look at an active grant: the earliest of its expiry and its other
+// pending due times (the reminder). Any further due time of an active grant belongs here.
+func activeDue(g *store.Grant) time.Time {
+	due := g.ExpiresAt
+	if !g.RemindAt.IsZero() && g.RemindAt.Before(due) {
+		due = g.RemindAt
+	}
+	return due
 }
 
 // remind sends the due reminder of an active grant: a grant-reminder event (the Slack notifier DMs the holder
@@ -652,7 +663,8 @@ func (m *Manager) remind(ctx context.Context, b *binding, id string) error {
 		return nil // not due, already sent, or the grant is over
 	}
 	prev := g.Version
-	g.RemindAt, g.DueAt = time.Time{}, g.ExpiresAt
+	g.RemindAt = time.Time{}
+	g.DueAt = activeDue(&g)
 	ev := m.event(store.EventGrantReminder, "system:grants", &g, map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339)})
 	return m.commit(ctx, b, []store.GrantPut{{Grant: &g, PrevVersion: prev}}, ev)
 }
