@@ -54,6 +54,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return policyCmd(args, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args, stdout, stderr)
+	case "grants", "requests":
+		return adminCmd(ctx, cmd, args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "jitbot", version)
 		return 0
@@ -76,6 +78,7 @@ const usage = `usage:
   jitbot dev                              local playground: embedded store, example policy, no Slack needed
   jitbot policy check FILE...             validate policy files
   jitbot audit verify [--checkpoint F]    verify the audit log (also: audit export|keygen|accept)
+  jitbot grants list|show|revoke          admin CLI on the configured store (also: requests list)
   jitbot version
 `
 
