@@ -168,12 +168,19 @@ func (m *Monitor) loadCheckpoint() error {
 	if err != nil {
 		m.o.Logger.Error().Err(err).Msg("audit: checkpoint file has a malformed line; using the checkpoints before it")
 	}
+	ignored := 0
+	defer func() {
+		if ignored > 0 && !m.started {
+			m.o.Logger.Warn().Int("ignored", ignored).Str("file", m.o.CheckpointFile).
+				Msg("audit: ignoring checkpoints that are unsigned or do not verify with JITBOT_AUDIT_SIGNING_KEY")
+		}
+	}()
 	for i := len(cs) - 1; i >= 0; i-- {
 		c := cs[i]
 		if m.o.Signer != nil {
 			// With a key, only signed checkpoints count: anyone who can write the file can add unsigned lines.
 			if verr := c.Verify([]PublicKey{m.o.Signer.Public()}); verr != nil || !c.Signed() {
-				m.o.Logger.Error().Uint64("seq", c.Seq).AnErr("reason", verr).Msg("audit: ignoring a checkpoint that is unsigned or does not verify with the signing key")
+				ignored++
 				continue
 			}
 		}

@@ -323,6 +323,10 @@ func auditAcceptCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 			"check the providers for access the store no longer knows about)")
 		return 0
 	}
+	if signer == nil {
+		fmt.Fprintln(stdout, "warning: JITBOT_AUDIT_SIGNING_KEY is not set, so this acceptance is unsigned: a jitbot serve that signs "+
+			"checkpoints ignores unsigned lines (run this where serve's environment is, e.g. kubectl exec)")
+	}
 	c := signer.Checkpoint(head.Seq, head.Hash, time.Now(), true)
 	if err := audit.AppendCheckpoint(cfg.AuditCheckpointFile, c); err != nil {
 		fmt.Fprintln(stderr, "jitbot:", err)
