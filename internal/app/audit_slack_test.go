@@ -65,7 +65,7 @@ roles:
 	cpFile := filepath.Join(t.TempDir(), "checkpoints")
 	a, err := app.New(app.Deps{
 		Policy: pol, Store: st, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-		Slack:  &app.SlackConfig{BotToken: emu.BotToken(), SigningSecret: emu.SigningSecret(), APIURL: emu.APIURL(), SkipGroupCheck: true},
+		Slack: &app.SlackConfig{BotToken: emu.BotToken(), SigningSecret: emu.SigningSecret(), APIURL: emu.APIURL(), SkipGroupCheck: true},
 		Getenv: func(k string) string {
 			if k == hookSecretEnv {
 				return string(hookSecret)
