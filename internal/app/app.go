@@ -235,6 +235,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.Bot != nil {
 		a.Bot.Wait()
 	}
+	a.finalCheckpoint(ctx)
 	a.stopNotes()
 	if a.Notifier != nil {
 		a.Notifier.Wait()

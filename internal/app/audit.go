@@ -52,3 +52,16 @@ func auditCheckpointJob(m *audit.Monitor, o AuditOptions) grants.PeriodicJob {
 		return err
 	}}
 }
+
+// finalCheckpoint writes a checkpoint as the process stops, so that a store that comes back without its last
+// writes together with jitbot (a node restart, a Redis without persistence) is caught by the next process.
+func (a *App) finalCheckpoint(ctx context.Context) {
+	if a.Monitor == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, _, err := a.Monitor.Checkpoint(cctx); err != nil {
+		a.log.Warn().Err(err).Msg("audit: no checkpoint written at shutdown")
+	}
+}
