@@ -256,6 +256,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"BreakGlassReview", testBreakGlassReview},
 		{"OnCallAutoApproval", testAutoApprove},
 		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
+		{"OperatorRevoke", testOperatorRevoke},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
