@@ -43,6 +43,8 @@ type MonitorOptions struct {
 	Store MonitorStore
 	// Signer signs checkpoints; nil writes unsigned ones (they still catch a store that lost writes).
 	Signer *Signer
+	// LinkKey recomputes keyed audit links when new entries are verified (JITBOT_AUDIT_LINK_KEY).
+	LinkKey []byte
 	// CheckpointFile is where checkpoints are appended (JITBOT_AUDIT_CHECKPOINT_FILE), and where the last head
 	// published before a restart is read from. Empty: no file; the last head lives only in this process.
 	CheckpointFile string
@@ -233,24 +235,26 @@ func (m *Monitor) follows(ctx context.Context, head store.AuditHead) (string, er
 // chains reports why the entries after the trusted head up to head do not form an unbroken chain ending at
 // head ("" when they do).
 func (m *Monitor) chains(ctx context.Context, head store.AuditHead) (string, error) {
-	seq, hash := m.trusted.Seq, m.trusted.Hash
+	v := store.ChainVerifier{Seq: m.trusted.Seq, Hash: m.trusted.Hash, Key: m.o.LinkKey}
 	const page = 1000
-	for seq < head.Seq {
-		recs, err := m.o.Store.ReadAudit(ctx, seq, int(min(page, head.Seq-seq)))
+	for v.Seq < head.Seq {
+		recs, err := m.o.Store.ReadAudit(ctx, v.Seq, int(min(page, head.Seq-v.Seq)))
 		if err != nil {
-			return "", fmt.Errorf("audit: monitor: read after %d: %w", seq, err)
+			return "", fmt.Errorf("audit: monitor: read after %d: %w", v.Seq, err)
 		}
 		if len(recs) == 0 {
-			return fmt.Sprintf("the store's audit head is seq %d but the log ends at seq %d", head.Seq, seq), nil
+			return fmt.Sprintf("the store's audit head is seq %d but the log ends at seq %d", head.Seq, v.Seq), nil
 		}
-		next, nextHash, err := store.VerifyChain(recs, seq, hash)
-		if err != nil {
+		if err := v.Verify(recs); err != nil {
 			return err.Error(), nil
 		}
-		seq, hash = next, nextHash
 	}
-	if hash != head.Hash {
-		return fmt.Sprintf("the last entry (seq %d) has hash %s but the store's head records %s", seq, short(hash), short(head.Hash)), nil
+	if v.Hash != head.Hash {
+		return fmt.Sprintf("the last entry (seq %d) has hash %s but the store's head records %s", v.Seq, short(v.Hash), short(head.Hash)), nil
+	}
+	if len(m.o.LinkKey) > 0 && head.Seq > m.trusted.Seq && !store.IsKeyed(head.Hash) {
+		return fmt.Sprintf("the new entries up to seq %d are not keyed although this jitbot writes keyed links: they were re-linked without the key, "+
+			"or another replica runs without JITBOT_AUDIT_LINK_KEY", head.Seq), nil
 	}
 	return "", nil
 }

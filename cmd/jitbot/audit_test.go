@@ -376,3 +376,35 @@ func TestAuditKeygenMakesAWorkingPair(t *testing.T) {
 		t.Fatalf("a checkpoint signed with the new key does not verify with its public key: %v", err)
 	}
 }
+
+func TestAuditVerifyWithTheLinkKey(t *testing.T) {
+	bothCLIStores(t, func(t *testing.T, cs cliStore) {
+		const key = "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=" // 32 bytes
+		t.Setenv("JITBOT_AUDIT_LINK_KEY", key)
+		st := cs.open() // the test opens stores itself: give them the key as serve would
+		st.Close()
+		cfg, err := loadConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err = openStore(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seedAudit(t, st, 3)
+		st.Close()
+		code, stdout, stderr := runCLI(t, "audit", "verify")
+		if code != 0 || !strings.Contains(stdout, "links: 3 keyed (recomputed with JITBOT_AUDIT_LINK_KEY)") {
+			t.Fatalf("keyed log: exit %d, %q %q", code, stdout, stderr)
+		}
+		t.Setenv("JITBOT_AUDIT_LINK_KEY", "")
+		code, stdout, _ = runCLI(t, "audit", "verify")
+		if code != 0 || !strings.Contains(stdout, "checked for continuity only") {
+			t.Fatalf("keyed log without the key: exit %d, %q", code, stdout)
+		}
+		t.Setenv("JITBOT_AUDIT_LINK_KEY", "c2hvcnQ=")
+		if code, _, stderr := runCLI(t, "audit", "verify"); code != 1 || !strings.Contains(stderr, "at least 32 random bytes") || strings.Contains(stderr, "c2hvcnQ=") {
+			t.Fatalf("short key: exit %d, %q", code, stderr)
+		}
+	})
+}

@@ -93,7 +93,7 @@ func newLogger(w io.Writer, level string) zerolog.Logger {
 // openStore opens Redis when a URL is configured, else the embedded bbolt file in the data directory.
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.RedisURL != "" {
-		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix})
+		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix, AuditLinkKey: cfg.auditLinkKey()})
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 		}
@@ -102,7 +102,7 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
-	s, err := bolt.Open(filepath.Join(cfg.DataDir, "jitbot.db"), bolt.Options{})
+	s, err := bolt.Open(filepath.Join(cfg.DataDir, "jitbot.db"), bolt.Options{AuditLinkKey: cfg.auditLinkKey()})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 	}

@@ -17,6 +17,9 @@ import (
 type AuditOptions struct {
 	// Signer signs checkpoints (JITBOT_AUDIT_SIGNING_KEY); nil writes unsigned ones.
 	Signer *audit.Signer
+	// LinkKey recomputes keyed links when the monitor verifies new entries (JITBOT_AUDIT_LINK_KEY; the
+	// store itself is opened with the same key to write them).
+	LinkKey []byte
 	// CheckpointFile receives a checkpoint line per interval when the head moved, and tells a restarted
 	// process the last head published (JITBOT_AUDIT_CHECKPOINT_FILE).
 	CheckpointFile string
@@ -28,7 +31,7 @@ type AuditOptions struct {
 // default audit channel when Slack is configured.
 func newAuditMonitor(d Deps, bus audit.Subscriber, notes *bot.Notifier) (*audit.Monitor, error) {
 	o := audit.MonitorOptions{
-		Store: d.Store, Signer: d.Audit.Signer, CheckpointFile: d.Audit.CheckpointFile, Publisher: bus,
+		Store: d.Store, Signer: d.Audit.Signer, LinkKey: d.Audit.LinkKey, CheckpointFile: d.Audit.CheckpointFile, Publisher: bus,
 		Observer: telemetry.NewAuditMetrics(d.Registry), Now: d.Now,
 		Logger: d.Logger.With().Str("component", "audit").Logger(),
 	}

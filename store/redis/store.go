@@ -25,6 +25,8 @@ type Options struct {
 	Prefix string
 	// Now stamps audit events committed with a zero At. Default time.Now.
 	Now func() time.Time
+	// AuditLinkKey, when set, makes every appended audit link keyed (store.KeyedChainHash).
+	AuditLinkKey []byte
 }
 
 // ValidatePrefix reports whether prefix contains a usable hash tag.
@@ -62,6 +64,7 @@ type Store struct {
 	// "stale" with the current head, and the commit is recomputed and retried.
 	auditMu sync.Mutex
 	head    auditHead
+	linkKey []byte
 }
 
 type auditHead struct {
@@ -79,7 +82,7 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	if err != nil {
 		panic(err)
 	}
-	return &Store{c: client, now: o.Now, keys: keys{p: o.Prefix + ":"}}
+	return &Store{c: client, now: o.Now, keys: keys{p: o.Prefix + ":"}, linkKey: o.AuditLinkKey}
 }
 
 // Open connects to the Redis at url (see the package documentation for the forms) and checks it answers.
@@ -913,7 +916,7 @@ func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [
 		full := append(append([]any{}, args...), s.head.seq, s.head.hash)
 		prev := s.head.hash
 		for i, raw := range raws {
-			h := store.ChainHash(prev, uint64(s.head.seq)+uint64(i)+1, raw)
+			h := store.LinkHash(s.linkKey, prev, uint64(s.head.seq)+uint64(i)+1, raw)
 			full = append(full, raw, h)
 			prev = h
 		}

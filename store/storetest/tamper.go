@@ -24,6 +24,8 @@ type AuditTamperer interface {
 	DeleteAuditEntry(ctx context.Context, seq uint64) error
 	// SetAuditHead overwrites the head the store keeps beside the entries.
 	SetAuditHead(ctx context.Context, h store.AuditHead) error
+	// PutAuditEntry writes entry rec.Seq (its PrevHash, Hash and Raw) as stored, replacing any.
+	PutAuditEntry(ctx context.Context, rec store.AuditRecord) error
 }
 
 // RunAuditTamper runs the tamper-evidence and lost-write tests. newStore returns a fresh, empty store and a
