@@ -52,10 +52,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = dev(ctx, args, stdin, stdout, stderr)
 	case "policy":
 		return policyCmd(args, stdout, stderr)
-	case "audit":
-		return auditCmd(ctx, args, stdout, stderr)
 	case "grants", "requests":
 		return adminCmd(ctx, cmd, args, stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "jitbot", version)
 		return 0
@@ -93,10 +93,11 @@ func newLogger(w io.Writer, level string) zerolog.Logger {
 // openStore opens Redis when a URL is configured, else the embedded bbolt file in the data directory.
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.RedisURL != "" {
-		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix, AuditLinkKey: cfg.auditLinkKey()})
+		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix})
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 		}
+		s.SetAuditLinkKey(cfg.auditLinkKey())
 		return s, nil
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

@@ -242,6 +242,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentApprovalsMakeOneGrant", testConcurrentApprovals},
 		{"ConcurrentClicksBySameApprover", testConcurrentSameApprover},
 		{"ConcurrentSweepersRevokeOnce", testConcurrentSweepers},
+		{"OperatorRevoke", testOperatorRevoke},
 		{"OverlappingLeases", testOverlappingLeases},
 		{"RevokeRetriesThenEscalates", testRevokeEscalation},
 		{"PermanentGrantFailureIsUndone", testPermanentGrantFailure},
@@ -256,7 +257,6 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"BreakGlassReview", testBreakGlassReview},
 		{"OnCallAutoApproval", testAutoApprove},
 		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
-		{"OperatorRevoke", testOperatorRevoke},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -53,10 +53,11 @@ func TestAuditKeyed(t *testing.T) {
 		prefix, url := redistest.Prefix(t), redistest.URL(t)
 		raw := redistest.Client(t)
 		return func(key []byte) (store.Store, storetest.AuditTamperer) {
-			s, err := jitredis.Open(context.Background(), url, jitredis.Options{Prefix: prefix, AuditLinkKey: key})
+			s, err := jitredis.Open(context.Background(), url, jitredis.Options{Prefix: prefix})
 			if err != nil {
 				t.Fatal(err)
 			}
+			s.SetAuditLinkKey(key)
 			return s, redisTamperer{c: raw, prefix: prefix}
 		}
 	})

@@ -25,8 +25,6 @@ type Options struct {
 	Prefix string
 	// Now stamps audit events committed with a zero At. Default time.Now.
 	Now func() time.Time
-	// AuditLinkKey, when set, makes every appended audit link keyed (store.KeyedChainHash).
-	AuditLinkKey []byte
 }
 
 // ValidatePrefix reports whether prefix contains a usable hash tag.
@@ -58,13 +56,15 @@ type Store struct {
 	now  func() time.Time
 	keys keys
 
+	// linkKey, when set, keys every appended audit link (see SetAuditLinkKey).
+	linkKey []byte
+
 	// auditMu serialises this process's audited commits, and head caches the audit log's head as this
 	// process last saw it: links are hashed here and the commit script only compare-and-sets the head, so
 	// Redis never spends its single thread on SHA-256. Another replica's append makes the script answer
 	// "stale" with the current head, and the commit is recomputed and retried.
 	auditMu sync.Mutex
 	head    auditHead
-	linkKey []byte
 }
 
 type auditHead struct {
@@ -82,7 +82,7 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	if err != nil {
 		panic(err)
 	}
-	return &Store{c: client, now: o.Now, keys: keys{p: o.Prefix + ":"}, linkKey: o.AuditLinkKey}
+	return &Store{c: client, now: o.Now, keys: keys{p: o.Prefix + ":"}}
 }
 
 // Open connects to the Redis at url (see the package documentation for the forms) and checks it answers.
