@@ -9,7 +9,7 @@ import goredis "github.com/redis/go-redis/v9"
 // ARGV: [1] number of puts, [2] number of audit events; then, per put: id, expected version ("0": must not
 // exist), expected x, new version, new json, new x, number of old index keys, number of new index keys, and
 // one score per new index key; then the audit head the client chained onto (its seq and hash) and, per audit
-// event, its raw JSON and its link hash (store.LinkHash, computed by the client).
+// event, its raw JSON and its link hash (store.ChainHash, computed by the client).
 //
 // Every check runs before any write, so a conflict leaves nothing written. Returns {"ok", firstSeq, lastSeq},
 // {"conflict", put index}, or {"stale", seq, hash} when the audit head moved (the client re-chains and retries).
