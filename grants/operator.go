@@ -25,7 +25,7 @@ func (m *Manager) OperatorRevoke(ctx context.Context, grantID, operator, reason 
 		return store.Grant{}, refuse.New(ErrNoReason, "An operator revocation needs an operator name and a reason.")
 	}
 	var out store.Grant
-	err := m.withGrant(ctx, grantID, func(ctx context.Context, lock store.Lock, g *store.Grant) error {
+	err := m.withGrant(ctx, grantID, func(ctx context.Context, b *binding, g *store.Grant) error {
 		if g.State.Terminal() {
 			return refuse.New(ErrNotActive, "Grant %s is already %s.", g.ID, g.State)
 		}
@@ -43,10 +43,10 @@ func (m *Manager) OperatorRevoke(ctx context.Context, grantID, operator, reason 
 			g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts = store.GrantRevoking, "revoked_by_operator", actor, now, now, 0
 			puts = []store.GrantPut{{Grant: g, PrevVersion: prev}}
 		}
-		if err := m.commit(ctx, puts, m.event(EventOperatorRevoked, actor, g, d)); err != nil {
+		if err := m.commit(ctx, b, puts, m.event(EventOperatorRevoked, actor, g, d)); err != nil {
 			return err
 		}
-		convergeErr := m.converge(ctx, lock, g.BindingKey)
+		convergeErr := m.converge(ctx, b)
 		if updated, err := m.opts.Store.GetGrant(ctx, g.ID); err == nil {
 			*g = updated
 		}

@@ -17,6 +17,9 @@ type DriftReport struct {
 	Checked int // provider-side objects listed
 	Revoked int // removed because no live grant covers them
 	Failed  int // could not be checked or removed (retried next run)
+	// Unattributed counts entries no live lease covers that the provider cannot attribute to jitbot (see
+	// Owned.Unattributed): left in place, because they may be standing access jitbot never granted.
+	Unattributed int
 }
 
 // Reconcile lists what each provider holds on jitbot's behalf and removes whatever no live grant covers:
@@ -41,7 +44,7 @@ func (m *Manager) Reconcile(ctx context.Context) (DriftReport, error) {
 		}
 		for _, o := range owned {
 			rep.Checked++
-			removed, err := m.reconcileOne(ctx, name, o)
+			removed, err := m.reconcileOne(ctx, name, o, &rep)
 			switch {
 			case err != nil:
 				rep.Failed++
@@ -54,7 +57,7 @@ func (m *Manager) Reconcile(ctx context.Context) (DriftReport, error) {
 	return rep, errors.Join(errs...)
 }
 
-func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (bool, error) {
+func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, rep *DriftReport) (bool, error) {
 	// The binding is taken from the grant record the object names when there is one: a target rebuilt from
 	// provider-side data (a full role definition id where the policy has a GUID, a project number where it
 	// has an id) would hash to another binding and make a live grant look like drift.
@@ -71,17 +74,24 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (b
 	if key == "" {
 		key = BindingKey(provider, o.Principal, o.Target)
 	}
-	lock, err := m.lockBinding(ctx, key)
+	b, err := m.lockBinding(ctx, key)
 	if err != nil {
 		return false, err
 	}
-	defer m.unlock(ctx, lock)
+	defer m.unlock(ctx, b.lock)
 	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: key})
 	if err != nil {
 		return false, fmt.Errorf("grants: reconcile: list leases: %w", err)
 	}
 	if len(leases) > 0 {
 		return false, nil // a live lease covers it (or is about to, or is being revoked)
+	}
+	if o.Unattributed {
+		// The provider cannot label its objects, so this may be an administrator's standing access (or access
+		// that existed before a grant and was left in place at its revoke): never jitbot's to remove.
+		rep.Unattributed++
+		zerolog.Ctx(ctx).Info().Str("provider", provider).Str("ref", o.Ref).Msg("drift: access no live grant covers, not attributable to jitbot; left in place")
+		return false, nil
 	}
 	why := "no grant was ever recorded for it"
 	var known *store.Grant
@@ -98,7 +108,8 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (b
 	if known != nil {
 		a = assignment(known, known.ExpiresAt)
 	}
-	if err := m.renew(ctx, lock); err != nil {
+	a.Generation = b.next()
+	if err := m.renew(ctx, b); err != nil {
 		return false, err
 	}
 	present, err := m.call(ctx, "check", &store.Grant{ID: o.GrantID, Provider: provider}, func(ctx context.Context) (string, error) {
@@ -114,6 +125,7 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (b
 	if present == "" {
 		return false, nil // gone meanwhile
 	}
+	a.Generation = b.next()
 	if _, err := m.call(ctx, "revoke", &store.Grant{ID: o.GrantID, Provider: provider}, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
 		return false, fmt.Errorf("grants: reconcile: revoke %s at %s: %w", o.Ref, provider, err)
 	}
@@ -122,7 +134,7 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (b
 	if known != nil {
 		ev.RequestID, ev.Role = known.RequestID, known.Role
 	}
-	if err := m.commit(ctx, nil, ev); err != nil {
+	if err := m.commit(ctx, b, nil, ev); err != nil {
 		return true, err
 	}
 	zerolog.Ctx(ctx).Warn().Str("provider", provider).Str("ref", o.Ref).Str("reason", why).Msg("drift: removed access no live grant covers")

@@ -279,25 +279,29 @@ func (s *Sweeper) RetryRevokeFailed(ctx context.Context) error {
 }
 
 func (s *Sweeper) convergeAll(ctx context.Context, gs []store.Grant) {
-	seen := make(map[string]bool, len(gs))
+	byKey := make(map[string][]store.Grant, len(gs))
+	var keys []string
+	for _, g := range gs {
+		if _, ok := byKey[g.BindingKey]; !ok {
+			keys = append(keys, g.BindingKey)
+		}
+		byKey[g.BindingKey] = append(byKey[g.BindingKey], g)
+	}
 	work := make(chan string)
 	var wg sync.WaitGroup
-	for range min(s.opts.Concurrency, len(gs)) {
+	for range min(s.opts.Concurrency, len(keys)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for key := range work {
-				if err := s.opts.Manager.Converge(ctx, key); err != nil && ctx.Err() == nil {
+				if err := s.opts.Manager.ConvergeDue(ctx, key, byKey[key]); err != nil && ctx.Err() == nil {
 					zerolog.Ctx(ctx).Debug().Err(err).Msg("converge did not finish; it is retried when due")
 				}
 			}
 		}()
 	}
-	for _, g := range gs {
-		if !seen[g.BindingKey] {
-			seen[g.BindingKey] = true
-			work <- g.BindingKey
-		}
+	for _, key := range keys {
+		work <- key
 	}
 	close(work)
 	wg.Wait()

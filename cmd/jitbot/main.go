@@ -56,6 +56,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return adminCmd(ctx, cmd, args, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args, stdout, stderr)
+	case "tokens":
+		return tokensCmd(ctx, args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "jitbot", version)
 		return 0
@@ -93,7 +95,7 @@ func newLogger(w io.Writer, level string) zerolog.Logger {
 // openStore opens Redis when a URL is configured, else the embedded bbolt file in the data directory.
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.RedisURL != "" {
-		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix})
+		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix, MinReplicas: cfg.RedisMinReplicas, ReplicaTimeout: cfg.RedisReplicaTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 		}
@@ -116,6 +118,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	routeRedisLogs(log)
 	pol, err := loadPolicyForServe(cfg.PolicyFile)
 	if err != nil {
 		return err
@@ -125,6 +128,11 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if rs, ok := st.(*redis.Store); ok {
+		if err := checkRedisDurability(ctx, log, cfg, rs); err != nil {
+			return err
+		}
+	}
 	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning()}
 	if deps.Audit, err = cfg.auditOptions(); err != nil {
 		return err

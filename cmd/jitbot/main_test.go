@@ -80,6 +80,8 @@ func TestBadConfigurationStopsStartupWithOneClearMessage(t *testing.T) {
 		"JITBOT_MAX_ATTEMPTS":   {"0", "JITBOT_MAX_ATTEMPTS must be between 1 and 100"},
 		"SLACK_BOT_TOKEN":       {"xoxp-user-token-secret", "SLACK_BOT_TOKEN must be a bot token"},
 		"JITBOT_POLICY_FILE":    {"/nonexistent.yaml", "policy file /nonexistent.yaml does not exist"},
+		// Several replicas on the embedded store would be a split brain: refused before anything starts.
+		"JITBOT_EXPECTED_REPLICAS": {"3", "JITBOT_EXPECTED_REPLICAS is 3 but JITBOT_REDIS_URL is not set"},
 	}
 	for env, c := range cases {
 		t.Run(env, func(t *testing.T) {

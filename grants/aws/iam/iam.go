@@ -444,25 +444,38 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	}
 	pl, err := p.plan("grant", a)
 	if err != nil {
-		return "", err
+		return a.Ref, err
 	}
-	var what, ref string
+	if pl.mode != ModeInline && (a.Ref == "" || grants.IsPreExisting(a.Ref)) {
+		// A membership or attachment carries no marker: look before adding, so that one an administrator made
+		// is recorded as standing access (never removed by jitbot) rather than taken over.
+		present, what, err := p.present(ctx, pl)
+		if err != nil { // NoSuchEntity here: the user or role does not exist (permanent)
+			return a.Ref, fmt.Errorf("iam: grant %s: %s: %w", a.GrantID, what, classify(err))
+		}
+		if present {
+			return grants.PreExistingRef(pl.ref()), nil
+		}
+	}
+	// From here jitbot adds the access and it is jitbot's to remove, also when the answer is lost.
+	ref := pl.ref()
+	var what string
 	switch pl.mode {
 	case ModeGroup:
-		what, ref = "AddUserToGroup", "group/"+pl.group+"/user/"+pl.name
+		what = "AddUserToGroup"
 		err = p.withConflictRetry(ctx, func() error {
 			_, e := p.client.AddUserToGroup(ctx, &iam.AddUserToGroupInput{GroupName: &pl.group, UserName: &pl.name})
 			return e
 		})
 	case ModeManaged:
 		if pl.role {
-			what, ref = "AttachRolePolicy", "role/"+pl.name+"/"+pl.arn
+			what = "AttachRolePolicy"
 			err = p.withConflictRetry(ctx, func() error {
 				_, e := p.client.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: &pl.name, PolicyArn: &pl.arn})
 				return e
 			})
 		} else {
-			what, ref = "AttachUserPolicy", "user/"+pl.name+"/"+pl.arn
+			what = "AttachUserPolicy"
 			err = p.withConflictRetry(ctx, func() error {
 				_, e := p.client.AttachUserPolicy(ctx, &iam.AttachUserPolicyInput{UserName: &pl.name, PolicyArn: &pl.arn})
 				return e
@@ -476,7 +489,7 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 		if derr != nil {
 			return "", grants.Permanent(fmt.Errorf("iam: grant %s: %w", a.GrantID, derr))
 		}
-		what, ref = "PutUserPolicy", "user/"+pl.name+"/inline/"+pl.polName
+		what = "PutUserPolicy"
 		err = p.withConflictRetry(ctx, func() error {
 			_, e := p.client.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: &pl.name, PolicyName: &pl.polName, PolicyDocument: &doc})
 			return e
@@ -486,15 +499,31 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 		err = nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("iam: grant %s: %s: %w", a.GrantID, what, classify(err))
+		return ref, fmt.Errorf("iam: grant %s: %s: %w", a.GrantID, what, classify(err))
 	}
 	return ref, nil
+}
+
+// ref names the access for humans; Grant returns it (or grants.PreExistingRef of it).
+func (pl plan) ref() string {
+	switch {
+	case pl.mode == ModeGroup:
+		return "group/" + pl.group + "/user/" + pl.name
+	case pl.mode == ModeManaged && pl.role:
+		return "role/" + pl.name + "/" + pl.arn
+	case pl.mode == ModeManaged:
+		return "user/" + pl.name + "/" + pl.arn
+	}
+	return "user/" + pl.name + "/inline/" + pl.polName
 }
 
 // Revoke implements grants.Provider.
 func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("iam: revoke %s: %w", a.GrantID, err)
+	}
+	if grants.IsPreExisting(a.Ref) {
+		return nil // standing access an administrator made: not jitbot's to remove
 	}
 	pl, err := p.plan("revoke", a)
 	if err != nil {
@@ -547,8 +576,19 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 	if err != nil {
 		return false, err
 	}
-	var present bool
-	var what string
+	present, what, err := p.present(ctx, pl)
+	if awsutil.Code(err) == "NoSuchEntity" {
+		return false, nil // the principal (or the inline policy) does not exist
+	}
+	if err != nil {
+		return false, fmt.Errorf("iam: check %s: %s: %w", a.GrantID, what, classify(err))
+	}
+	return present, nil
+}
+
+// present reports whether the planned access exists, and which call said so. A NoSuchEntity error is returned
+// as is: for the inline mode it means the policy is absent, otherwise that the user or role does not exist.
+func (p *Provider) present(ctx context.Context, pl plan) (present bool, what string, err error) {
 	switch pl.mode {
 	case ModeGroup:
 		what = "ListGroupsForUser"
@@ -598,13 +638,7 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 		})
 		present = err == nil
 	}
-	if awsutil.Code(err) == "NoSuchEntity" {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("iam: check %s: %s: %w", a.GrantID, what, classify(err))
-	}
-	return present, nil
+	return present, what, err
 }
 
 // ListOwned implements grants.Inventory: the inline policies named "jitbot-*" of Config.ScanUsers. Owned.GrantID
