@@ -392,6 +392,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	rec := &recorder{Registry: prometheus.NewRegistry()}
 	telemetry.New(rec, func(context.Context, store.GrantState) (int, error) { return 0, nil })
+	telemetry.NewAuditMetrics(rec)
 	return rec.names
 }
 
