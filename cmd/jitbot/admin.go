@@ -356,6 +356,11 @@ func grantsRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "jitbot grants revoke: %s (nothing changed)\n", msg)
 		return 1
 	}
+	if err != nil && out.ID == "" {
+		// The binding lock was busy or the commit did not land: the grant was not touched.
+		fmt.Fprintf(stderr, "jitbot grants revoke: %v (nothing changed; try again)\n", err)
+		return 1
+	}
 	switch {
 	case out.State == store.GrantRevoked && out.CoveredBy != "":
 		fmt.Fprintf(stdout, "grant %s ended (recorded as revoked by %s), but the access stays at %s because grant %s still covers the same binding: revoke that one too\n",
