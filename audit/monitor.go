@@ -57,6 +57,8 @@ type MonitorOptions struct {
 	Logger    zerolog.Logger
 	// RemindEvery repeats the divergence error in the log while it lasts. Default 5m.
 	RemindEvery time.Duration
+	// FollowEvery is how often Follow reads the head on a replica that does not lead. Default 1s.
+	FollowEvery time.Duration
 }
 
 // Monitor watches the audit log for a store that went backwards and writes the periodic checkpoints. Check
@@ -90,7 +92,66 @@ func NewMonitor(o MonitorOptions) (*Monitor, error) {
 	if o.RemindEvery <= 0 {
 		o.RemindEvery = 5 * time.Minute
 	}
+	if o.FollowEvery <= 0 {
+		o.FollowEvery = time.Second
+	}
 	return &Monitor{o: o}, nil
+}
+
+// Seen returns the highest audit head this monitor has seen the store extend to.
+func (m *Monitor) Seen() store.AuditHead {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seen
+}
+
+// Follow keeps the head seen up to date while this replica does not lead (leading reports whether it does;
+// the leader checks before every sweep), until ctx ends. So a replica that takes over the sweeper after a
+// failover knows the head the store had, and notices a store that lost writes in the same failover. It only
+// observes: the alert is raised by the first Check of the replica that leads.
+func (m *Monitor) Follow(ctx context.Context, leading func() bool) {
+	t := time.NewTicker(m.o.FollowEvery)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if leading() {
+			continue
+		}
+		why, err := m.observe(ctx)
+		if err == nil && why != "" && !warned {
+			warned = true
+			m.o.Logger.Warn().Str("reason", why).Msg("audit: the store does not extend the audit head this replica saw; the sweeper leader pauses on its next check")
+		}
+	}
+}
+
+func (m *Monitor) observe(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.diverged != nil {
+		return "", nil
+	}
+	if !m.started {
+		if err := m.loadCheckpoint(); err != nil {
+			return "", err
+		}
+		m.started = true
+	}
+	head, err := m.o.Store.AuditHead(ctx)
+	if err != nil {
+		return "", err
+	}
+	why, err := m.follows(ctx, head)
+	if err != nil || why != "" {
+		return why, err // seen stays as it was: the leader's Check finds the same and alerts
+	}
+	m.seen, m.seenKnown, m.source = head, true, "this process"
+	return "", nil
 }
 
 // Diverged returns the divergence error while the store does not extend the last head seen, else nil.

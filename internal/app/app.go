@@ -261,6 +261,7 @@ func (a *App) Run(ctx context.Context) error {
 		close(clockDone)
 	}
 	defer func() { stopClock(); <-clockDone }()
+	defer a.followAudit(ctx)()
 	go func() { errc <- a.Sweeper.Run(ctx) }()
 	n := 1
 	if a.Bot != nil && a.slackCfg.AppToken != "" {

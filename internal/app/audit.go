@@ -32,7 +32,7 @@ type AuditOptions struct {
 func newAuditMonitor(d Deps, bus audit.Subscriber, notes *bot.Notifier) (*audit.Monitor, error) {
 	o := audit.MonitorOptions{
 		Store: d.Store, Signer: d.Audit.Signer, LinkKey: d.Audit.LinkKey, CheckpointFile: d.Audit.CheckpointFile, Publisher: bus,
-		Observer: telemetry.NewAuditMetrics(d.Registry), Now: d.Now,
+		Observer: telemetry.NewAuditMetrics(d.Registry), Now: d.Now, FollowEvery: d.Tuning.SweepInterval,
 		Logger: d.Logger.With().Str("component", "audit").Logger(),
 	}
 	if notes != nil {
@@ -67,4 +67,12 @@ func (a *App) finalCheckpoint(ctx context.Context) {
 	if _, _, err := a.Monitor.Checkpoint(cctx); err != nil {
 		a.log.Warn().Err(err).Msg("audit: no checkpoint written at shutdown")
 	}
+}
+
+// followAudit runs Monitor.Follow until the returned stop is called.
+func (a *App) followAudit(ctx context.Context) (stop func()) {
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); a.Monitor.Follow(fctx, a.Sweeper.Leading) }()
+	return func() { cancel(); <-done }
 }
