@@ -323,6 +323,11 @@ func TestAuditAcceptAfterLostWrites(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, "1 earlier ones predate an accepted rewind") {
 			t.Fatalf("verify after the acceptance: exit %d, %q %q", code, stdout, stderr)
 		}
+		// Without --checkpoint, the configured checkpoint file is used.
+		code, stdout, stderr = runCLI(t, "audit", "verify")
+		if code != 0 || !strings.Contains(stdout, "checkpoints from JITBOT_AUDIT_CHECKPOINT_FILE") || !strings.Contains(stdout, "checkpoints: 1 checked") {
+			t.Fatalf("verify with the configured checkpoint file: exit %d, %q %q", code, stdout, stderr)
+		}
 	})
 }
 

@@ -100,7 +100,7 @@ func auditVerifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	expect := fs.String("expect-head", "", "a head printed by an earlier verify (SEQ:HASH, or a bare HASH): the log must still have it")
-	cpFile := fs.String("checkpoint", "", "a file of checkpoint lines (the checkpoint file, or lines copied from the Slack audit channel)")
+	cpFile := fs.String("checkpoint", "", "a file of checkpoint lines (the checkpoint file, or lines copied from the Slack audit channel); default JITBOT_AUDIT_CHECKPOINT_FILE when it exists")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -123,6 +123,12 @@ func auditVerifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 1
 	}
 	skipped := 0
+	if *cpFile == "" && cfg.AuditCheckpointFile != "" {
+		if _, err := os.Stat(cfg.AuditCheckpointFile); err == nil {
+			*cpFile = cfg.AuditCheckpointFile
+			fmt.Fprintf(stdout, "checkpoints from JITBOT_AUDIT_CHECKPOINT_FILE (%s)\n", *cpFile)
+		}
+	}
 	if *cpFile != "" {
 		cs, err := audit.ReadCheckpointFile(*cpFile)
 		if err != nil {
