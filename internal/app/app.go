@@ -265,6 +265,7 @@ func (a *App) Run(ctx context.Context) error {
 		close(clockDone)
 	}
 	defer func() { stopClock(); <-clockDone }()
+	defer a.followAudit(ctx)()
 	go func() { errc <- a.Sweeper.Run(ctx) }()
 	n := 1
 	if a.Bot != nil && a.slackCfg.AppToken != "" {
@@ -280,6 +281,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.Bot != nil {
 		a.Bot.Wait()
 	}
+	a.finalCheckpoint(ctx)
 	a.stopNotes()
 	if a.Notifier != nil {
 		a.Notifier.Wait()

@@ -458,6 +458,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	rec := &recorder{Registry: prometheus.NewRegistry()}
 	telemetry.New(rec, func(context.Context, store.GrantState) (int, error) { return 0, nil })
+	telemetry.NewAuditMetrics(rec)
 	declared := map[string]bool{}
 	decl := regexp.MustCompile(`Name:\s*"(jitbot_[a-z0-9_]+)"`)
 	err := filepath.WalkDir("../..", func(p string, d os.DirEntry, err error) error {

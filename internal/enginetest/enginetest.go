@@ -253,6 +253,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentApprovalsMakeOneGrant", testConcurrentApprovals},
 		{"ConcurrentClicksBySameApprover", testConcurrentSameApprover},
 		{"ConcurrentSweepersRevokeOnce", testConcurrentSweepers},
+		{"OperatorRevoke", testOperatorRevoke},
 		{"OverlappingLeases", testOverlappingLeases},
 		{"RevokeRetriesThenEscalates", testRevokeEscalation},
 		{"PermanentGrantFailureIsUndone", testPermanentGrantFailure},
