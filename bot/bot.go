@@ -228,7 +228,7 @@ func (b *Bot) Command(ctx context.Context, sc slack.SlashCommand) *slack.Msg {
 
 func (b *Bot) requestedText(req store.Request) string {
 	where := "the approvers"
-	if role, ok := b.opts.Policy.Role(req.Role); ok && role.ApprovalChannel != "" {
+	if role, ok := b.opts.Approvals.Policy().Role(req.Role); ok && role.ApprovalChannel != "" {
 		where = "<#" + role.ApprovalChannel + ">"
 	}
 	return fmt.Sprintf("Request %s for `%s` (%s) is waiting for %d approval(s) in %s. I'll message you when it is decided.",

@@ -25,6 +25,8 @@ type Notifier struct {
 	now    func() time.Time
 	log    zerolog.Logger
 	remind func(g store.Grant) time.Duration
+	// current, when set, returns the policy in force (it changes on reload); pol is the fallback.
+	current func() *policy.Policy
 
 	mu     sync.Mutex
 	queues map[string]*channelQueue
@@ -43,6 +45,9 @@ type NotifierOptions struct {
 	Logger zerolog.Logger
 	// RemindBefore says how long before expiry the holder is reminded; default min(10m, duration/5).
 	RemindBefore func(g store.Grant) time.Duration
+	// CurrentPolicy, when set, returns the policy in force, read for every event (policy reloads); Policy is
+	// used when it is nil.
+	CurrentPolicy func() *policy.Policy
 }
 
 // NewNotifier returns a Notifier whose workers live until ctx ends.
@@ -53,7 +58,7 @@ func NewNotifier(ctx context.Context, o NotifierOptions) *Notifier {
 	if o.RemindBefore == nil {
 		o.RemindBefore = func(g store.Grant) time.Duration { return min(10*time.Minute, g.Duration/5) }
 	}
-	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger, remind: o.RemindBefore,
+	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger, remind: o.RemindBefore, current: o.CurrentPolicy,
 		queues: map[string]*channelQueue{}, dms: map[string]string{}, timers: map[string]*time.Timer{}, ctx: ctx}
 }
 
@@ -172,8 +177,15 @@ func (n *Notifier) Publish(_ context.Context, events ...store.AuditEvent) {
 }
 
 func (n *Notifier) roleOf(name string) *policy.Role {
-	r, _ := n.pol.Role(name)
+	r, _ := n.policy().Role(name)
 	return r
+}
+
+func (n *Notifier) policy() *policy.Policy {
+	if n.current != nil {
+		return n.current()
+	}
+	return n.pol
 }
 
 func (n *Notifier) handle(e store.AuditEvent) {
@@ -213,7 +225,7 @@ func (n *Notifier) auditChannel(role *policy.Role) string {
 	if role != nil && role.AuditChannel != "" {
 		return role.AuditChannel
 	}
-	return n.pol.Defaults.AuditChannel
+	return n.policy().Defaults.AuditChannel
 }
 
 // postApproval posts the approval message once and records where it is on the request.

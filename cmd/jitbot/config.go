@@ -21,7 +21,9 @@ type Config struct {
 	SlackCommand       string `envconfig:"JITBOT_SLASH_COMMAND" default:"/jit"`
 
 	PolicyFile string `envconfig:"JITBOT_POLICY_FILE" default:"./policy.yaml"`
-	RedisURL   string `envconfig:"JITBOT_REDIS_URL"`
+	// PolicyPollInterval is how often the policy file is checked for changes (0: only on SIGHUP).
+	PolicyPollInterval time.Duration `envconfig:"JITBOT_POLICY_POLL_INTERVAL" default:"5s"`
+	RedisURL           string        `envconfig:"JITBOT_REDIS_URL"`
 	// RedisKeyPrefix must contain one hash tag so every key lands in one Redis Cluster slot.
 	RedisKeyPrefix string `envconfig:"JITBOT_REDIS_KEY_PREFIX" default:"{jit}"`
 	// RedisMinReplicas makes every commit wait for that many replica acknowledgements (WAIT).
@@ -75,6 +77,9 @@ func (c Config) validate() error {
 	}
 	if c.ReconcileInterval < 0 {
 		problems = append(problems, "JITBOT_RECONCILE_INTERVAL must be a duration such as 10m (0 turns drift reconciliation off)")
+	}
+	if c.PolicyPollInterval < 0 {
+		problems = append(problems, "JITBOT_POLICY_POLL_INTERVAL must be a duration such as 5s (0: reload only on SIGHUP)")
 	}
 	if c.RedisMinReplicas < 0 || c.RedisMinReplicas > 16 {
 		problems = append(problems, "JITBOT_REDIS_MIN_REPLICAS must be between 0 and 16")

@@ -129,7 +129,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 			return err
 		}
 	}
-	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning()}
+	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning(), PolicyFile: cfg.PolicyFile}
 	if cfg.SlackBotToken != "" {
 		deps.Slack = &app.SlackConfig{BotToken: cfg.SlackBotToken, SigningSecret: cfg.SlackSigningSecret,
 			AppToken: cfg.SlackAppToken, APIURL: cfg.SlackAPIURL, Command: cfg.SlackCommand}
@@ -138,7 +138,9 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info().Str("slack", cfg.slackMode()).Str("store", cfg.storeDescription()).Str("policy", cfg.PolicyFile).Int("roles", len(pol.Roles)).Str("listen", cfg.ListenAddr).Msg("jitbot starting")
+	log.Info().Str("slack", cfg.slackMode()).Str("store", cfg.storeDescription()).Str("policy", cfg.PolicyFile).Str("policy_sha256", a.PolicySHA256()).Int("roles", len(pol.Roles)).Str("listen", cfg.ListenAddr).Msg("jitbot starting")
+	stopHUP := reloadOnSIGHUP(ctx, a)
+	defer stopHUP()
 	return serveHTTP(ctx, log, cfg, a, a.Handler())
 }
 
@@ -184,6 +186,7 @@ func (c Config) tuning() app.Tuning {
 		SweepInterval: c.SweepInterval, RevokeRetryInterval: c.RevokeRetryInterval, SweepConcurrency: c.SweepConcurrency,
 		ProviderTimeout: c.ProviderTimeout, MaxAttempts: c.MaxAttempts, BackoffBase: c.RetryBackoffBase,
 		BackoffMax: c.RetryBackoffMax, LeaderTTL: c.LeaderTTL, ReconcileInterval: c.ReconcileInterval,
+		PolicyPollInterval: pollInterval(c.PolicyPollInterval),
 	}
 }
 

@@ -42,6 +42,9 @@ type Tuning struct {
 	ReconcileInterval time.Duration
 	// ClockCheckInterval is how often the local clock is compared with the store's (Redis TIME); default 1m.
 	ClockCheckInterval time.Duration
+	// PolicyPollInterval is how often Deps.PolicyFile is checked for changes; default
+	// DefaultPolicyPollInterval, negative: only ReloadPolicy (SIGHUP) reloads.
+	PolicyPollInterval time.Duration
 }
 
 // Deps are what an App is built from. Policy and Store are required.
@@ -66,6 +69,9 @@ type Deps struct {
 	Tuning      Tuning
 	// Slack, when set, adds the Slack front end (HTTP mode, or Socket Mode with an app token).
 	Slack *SlackConfig
+	// PolicyFile, when set, is the file Policy was loaded from: the App reloads it when it changes and on
+	// ReloadPolicy (serve calls it on SIGHUP).
+	PolicyFile string
 }
 
 // SlackConfig is how jitbot reaches Slack.
@@ -96,6 +102,11 @@ type App struct {
 	// clock compares this process's clock with the store's, when the store has one (Redis).
 	clock         *telemetry.ClockWatch
 	clockInterval time.Duration
+	// reloader re-reads Deps.PolicyFile; bus receives the reload audit events.
+	reloader     *policyReloader
+	pollInterval time.Duration
+	bus          audit.Bus
+	now          func() time.Time
 }
 
 // New wires an App.
@@ -123,6 +134,8 @@ func New(d Deps) (_ *App, err error) {
 
 	var api *slack.Client
 	var notes *bot.Notifier
+	// svcRef lets the notifier, built before the approvals service, read the policy in force.
+	var svcRef *approvals.Service
 	notesCtx, stopNotes := context.WithCancel(d.Logger.WithContext(context.Background()))
 	defer func() {
 		if err != nil {
@@ -153,7 +166,8 @@ func New(d Deps) (_ *App, err error) {
 		if d.Emails == nil {
 			d.Emails = slackEmails{api}
 		}
-		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Policy: d.Policy, Now: d.Now, Logger: d.Logger})
+		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Policy: d.Policy, Now: d.Now, Logger: d.Logger,
+			CurrentPolicy: func() *policy.Policy { return svcRef.Policy() }})
 		bus = append(bus, notes)
 	}
 
@@ -178,6 +192,7 @@ func New(d Deps) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	svcRef = svc
 	sw, err := grants.NewSweeper(grants.SweeperOptions{
 		Manager: mgr, Store: d.Store, Interval: d.Tuning.SweepInterval, SlowInterval: d.Tuning.RevokeRetryInterval,
 		Concurrency: d.Tuning.SweepConcurrency, LeaderTTL: d.Tuning.LeaderTTL, ClaimHold: d.Tuning.ClaimHold,
@@ -201,6 +216,14 @@ func New(d Deps) (_ *App, err error) {
 	}
 	a := &App{Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, registry: d.Registry, log: d.Logger,
 		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes, clockInterval: d.Tuning.ClockCheckInterval}
+	a.bus, a.now, a.pollInterval = bus, d.Now, d.Tuning.PolicyPollInterval
+	if d.PolicyFile != "" {
+		data, err := os.ReadFile(d.PolicyFile)
+		if err != nil {
+			return nil, fmt.Errorf("app: read policy file: %w", err)
+		}
+		a.reloader = &policyReloader{a: a, path: d.PolicyFile, check: startupPolicyCheck(d), data: data, sum: sha256Hex(data)}
+	}
 	if sc, ok := d.Store.(telemetry.StoreClock); ok {
 		a.clock = telemetry.NewClockWatch(d.Registry, sc, d.Now, 0)
 	}
@@ -228,6 +251,17 @@ func (a *App) Run(ctx context.Context) error {
 		close(clockDone)
 	}
 	defer func() { stopClock(); <-clockDone }()
+	watchDone := make(chan struct{})
+	if a.reloader != nil && a.pollInterval >= 0 {
+		every := a.pollInterval
+		if every == 0 {
+			every = DefaultPolicyPollInterval
+		}
+		go func() { defer close(watchDone); a.reloader.watch(clockCtx, every) }()
+	} else {
+		close(watchDone)
+	}
+	defer func() { stopClock(); <-watchDone }()
 	go func() { errc <- a.Sweeper.Run(ctx) }()
 	n := 1
 	if a.Bot != nil && a.slackCfg.AppToken != "" {
