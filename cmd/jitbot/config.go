@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -19,6 +20,9 @@ type Config struct {
 	SlackAppToken      string `envconfig:"SLACK_APP_TOKEN"`
 	SlackAPIURL        string `envconfig:"SLACK_API_URL"`
 	SlackCommand       string `envconfig:"JITBOT_SLASH_COMMAND" default:"/jit"`
+	// Slack "off" runs serve without Slack on purpose (API-only, for pipelines); otherwise SLACK_BOT_TOKEN
+	// is required.
+	Slack string `envconfig:"JITBOT_SLACK"`
 
 	PolicyFile string `envconfig:"JITBOT_POLICY_FILE" default:"./policy.yaml"`
 	// PolicyPollInterval is how often the policy file is checked for changes (0: only on SIGHUP).
@@ -115,6 +119,15 @@ func (c Config) validate() error {
 	if c.SlackCommand == "" || c.SlackCommand[0] != '/' || strings.ContainsAny(c.SlackCommand, " \t") {
 		problems = append(problems, "JITBOT_SLASH_COMMAND must be a slash command such as /jit")
 	}
+	switch c.Slack {
+	case "":
+	case "off":
+		if c.SlackBotToken != "" || c.SlackAppToken != "" {
+			problems = append(problems, "JITBOT_SLACK=off but a Slack token is set: unset SLACK_BOT_TOKEN and SLACK_APP_TOKEN, or unset JITBOT_SLACK")
+		}
+	default:
+		problems = append(problems, "JITBOT_SLACK must be off (run without Slack) or unset")
+	}
 	if c.SlackBotToken != "" && c.SlackAppToken == "" && c.SlackSigningSecret == "" {
 		problems = append(problems, "SLACK_SIGNING_SECRET is required in HTTP mode (set it, or set SLACK_APP_TOKEN for Socket Mode)")
 	}
@@ -124,11 +137,21 @@ func (c Config) validate() error {
 	return nil
 }
 
+// requireSlack is serve's rule: Slack is configured, or JITBOT_SLACK=off says it is off on purpose. (A bot
+// that starts without Slack by accident reports ready and answers 404 to every Slack request.)
+func (c Config) requireSlack() error {
+	if c.SlackBotToken == "" && c.Slack != "off" {
+		return errors.New("configuration: SLACK_BOT_TOKEN is not set: jitbot serve needs Slack (set SLACK_BOT_TOKEN, and SLACK_SIGNING_SECRET or SLACK_APP_TOKEN; see docs/slack-setup.md), " +
+			"or set JITBOT_SLACK=off to run without Slack on purpose (API-only, for pipelines)")
+	}
+	return nil
+}
+
 // slackMode says how jitbot reaches Slack.
 func (c Config) slackMode() string {
 	switch {
 	case c.SlackBotToken == "":
-		return "off (no SLACK_BOT_TOKEN)"
+		return "off (JITBOT_SLACK=off)"
 	case c.SlackAppToken != "":
 		return "socket mode"
 	}

@@ -49,6 +49,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var err error
 	switch cmd {
 	case "serve":
+		if len(args) > 0 {
+			if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+				fmt.Fprint(stdout, serveUsage())
+				return 0
+			}
+			fmt.Fprintf(stderr, "jitbot serve takes no arguments (configuration comes from the environment), got %q\n\n%s", args[0], serveUsage())
+			return 2
+		}
 		err = serve(ctx, stderr)
 	case "dev":
 		err = dev(ctx, args, stdin, stdout, stderr)
@@ -111,6 +119,9 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 func serve(ctx context.Context, stderr io.Writer) error {
 	cfg, err := loadConfig()
 	if err != nil {
+		return err
+	}
+	if err := cfg.requireSlack(); err != nil {
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)

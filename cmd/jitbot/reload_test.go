@@ -28,6 +28,7 @@ func TestServeReloadsPolicyOnSIGHUP(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	t.Setenv("JITBOT_DATA_DIR", dir)
+	t.Setenv("JITBOT_SLACK", "off")
 	t.Setenv("JITBOT_POLICY_FILE", path)
 	t.Setenv("JITBOT_WEBHOOK_SECRET", "whsec_c2VjcmV0LXNpZ25pbmcta2V5LTAxMjM0NTY3ODk=")
 	t.Setenv("JITBOT_LISTEN_ADDR", addr)
