@@ -42,6 +42,8 @@ type Tuning struct {
 	ReconcileInterval time.Duration
 	// ClockCheckInterval is how often the local clock is compared with the store's (Redis TIME); default 1m.
 	ClockCheckInterval time.Duration
+	// SlackAuthInterval is how often auth.test is called for readiness; default DefaultSlackAuthInterval.
+	SlackAuthInterval time.Duration
 	// PolicyPollInterval is how often Deps.PolicyFile is checked for changes; default
 	// DefaultPolicyPollInterval, negative: only ReloadPolicy (SIGHUP) reloads.
 	PolicyPollInterval time.Duration
@@ -107,6 +109,8 @@ type App struct {
 	pollInterval time.Duration
 	bus          audit.Bus
 	now          func() time.Time
+	slackAuth    slackAuth
+	authInterval time.Duration
 }
 
 // New wires an App.
@@ -216,7 +220,7 @@ func New(d Deps) (_ *App, err error) {
 	}
 	a := &App{Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, registry: d.Registry, log: d.Logger,
 		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes, clockInterval: d.Tuning.ClockCheckInterval}
-	a.bus, a.now, a.pollInterval = bus, d.Now, d.Tuning.PolicyPollInterval
+	a.bus, a.now, a.pollInterval, a.authInterval = bus, d.Now, d.Tuning.PolicyPollInterval, d.Tuning.SlackAuthInterval
 	if d.PolicyFile != "" {
 		data, err := os.ReadFile(d.PolicyFile)
 		if err != nil {
@@ -262,6 +266,13 @@ func (a *App) Run(ctx context.Context) error {
 		close(watchDone)
 	}
 	defer func() { stopClock(); <-watchDone }()
+	authDone := make(chan struct{})
+	if a.slack != nil {
+		go func() { defer close(authDone); a.watchSlackAuth(clockCtx, a.authInterval) }()
+	} else {
+		close(authDone)
+	}
+	defer func() { stopClock(); <-authDone }()
 	go func() { errc <- a.Sweeper.Run(ctx) }()
 	n := 1
 	if a.Bot != nil && a.slackCfg.AppToken != "" {
@@ -284,22 +295,13 @@ func (a *App) Run(ctx context.Context) error {
 	return first
 }
 
-// Handler serves /healthz (the process is up), /readyz (the store answers) and /metrics.
+// Handler serves /healthz (the process is up), /readyz (see Readiness; 503 with the reason) and /metrics.
 func (a *App) Handler() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := a.Store.Ping(ctx); err != nil {
-			a.log.Warn().Err(err).Msg("readiness check: store unreachable")
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "store": "unreachable"})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "sweeper_leader": a.Sweeper.Leading()})
-	})
+	mux.HandleFunc("GET /readyz", a.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	if a.Bot != nil && a.slackCfg.AppToken == "" {
 		mux.Handle("/slack/", a.Bot.HTTPHandler(a.slackCfg.SigningSecret))
