@@ -28,6 +28,8 @@ type Notifier struct {
 	pol *policy.Policy
 	now func() time.Time
 	log zerolog.Logger
+	// current, when set, returns the policy in force (it changes on reload); pol is the fallback.
+	current func() *policy.Policy
 
 	mu     sync.Mutex
 	queues map[string]*channelQueue
@@ -43,6 +45,9 @@ type NotifierOptions struct {
 	Policy *policy.Policy
 	Now    func() time.Time
 	Logger zerolog.Logger
+	// CurrentPolicy, when set, returns the policy in force, read for every event (policy reloads); Policy is
+	// used when it is nil.
+	CurrentPolicy func() *policy.Policy
 }
 
 // NewNotifier returns a Notifier whose workers live until ctx ends.
@@ -50,7 +55,7 @@ func NewNotifier(ctx context.Context, o NotifierOptions) *Notifier {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger,
+	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger, current: o.CurrentPolicy,
 		queues: map[string]*channelQueue{}, dms: map[string]string{}, ctx: ctx}
 }
 
@@ -169,8 +174,15 @@ func (n *Notifier) Publish(_ context.Context, events ...store.AuditEvent) {
 }
 
 func (n *Notifier) roleOf(name string) *policy.Role {
-	r, _ := n.pol.Role(name)
+	r, _ := n.policy().Role(name)
 	return r
+}
+
+func (n *Notifier) policy() *policy.Policy {
+	if n.current != nil {
+		return n.current()
+	}
+	return n.pol
 }
 
 func (n *Notifier) handle(e store.AuditEvent) {
@@ -210,7 +222,7 @@ func (n *Notifier) auditChannel(role *policy.Role) string {
 	if role != nil && role.AuditChannel != "" {
 		return role.AuditChannel
 	}
-	return n.pol.Defaults.AuditChannel
+	return n.policy().Defaults.AuditChannel
 }
 
 // postApproval posts the approval message once and records where it is on the request.

@@ -47,6 +47,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var err error
 	switch cmd {
 	case "serve":
+		if len(args) > 0 {
+			if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+				fmt.Fprint(stdout, serveUsage())
+				return 0
+			}
+			fmt.Fprintf(stderr, "jitbot serve takes no arguments (configuration comes from the environment), got %q\n\n%s", args[0], serveUsage())
+			return 2
+		}
 		err = serve(ctx, stderr)
 	case "dev":
 		err = dev(ctx, args, stdin, stdout, stderr)
@@ -117,6 +125,9 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.requireSlack(); err != nil {
+		return err
+	}
 	log := newLogger(stderr, cfg.LogLevel)
 	routeRedisLogs(log)
 	pol, err := loadPolicyForServe(cfg.PolicyFile)
@@ -133,7 +144,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 			return err
 		}
 	}
-	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning()}
+	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning(), PolicyFile: cfg.PolicyFile}
 	if deps.Audit, err = cfg.auditOptions(); err != nil {
 		return err
 	}
@@ -145,7 +156,9 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info().Str("slack", cfg.slackMode()).Str("store", cfg.storeDescription()).Str("policy", cfg.PolicyFile).Int("roles", len(pol.Roles)).Str("listen", cfg.ListenAddr).Msg("jitbot starting")
+	log.Info().Str("slack", cfg.slackMode()).Str("store", cfg.storeDescription()).Str("policy", cfg.PolicyFile).Str("policy_sha256", a.PolicySHA256()).Int("roles", len(pol.Roles)).Str("listen", cfg.ListenAddr).Msg("jitbot starting")
+	stopHUP := reloadOnSIGHUP(ctx, a)
+	defer stopHUP()
 	return serveHTTP(ctx, log, cfg, a, a.Handler())
 }
 
@@ -191,6 +204,7 @@ func (c Config) tuning() app.Tuning {
 		SweepInterval: c.SweepInterval, RevokeRetryInterval: c.RevokeRetryInterval, SweepConcurrency: c.SweepConcurrency,
 		ProviderTimeout: c.ProviderTimeout, MaxAttempts: c.MaxAttempts, BackoffBase: c.RetryBackoffBase,
 		BackoffMax: c.RetryBackoffMax, LeaderTTL: c.LeaderTTL, ReconcileInterval: c.ReconcileInterval,
+		PolicyPollInterval: pollInterval(c.PolicyPollInterval),
 	}
 }
 

@@ -47,6 +47,11 @@ type Tuning struct {
 	// SlackWorkers and SlackQueue size the Slack front end's worker pool (bot.Options.Workers, QueueSize).
 	SlackWorkers int
 	SlackQueue   int
+	// SlackAuthInterval is how often auth.test is called for readiness; default DefaultSlackAuthInterval.
+	SlackAuthInterval time.Duration
+	// PolicyPollInterval is how often Deps.PolicyFile is checked for changes; default
+	// DefaultPolicyPollInterval, negative: only ReloadPolicy (SIGHUP) reloads.
+	PolicyPollInterval time.Duration
 }
 
 // Deps are what an App is built from. Policy and Store are required.
@@ -77,6 +82,9 @@ type Deps struct {
 	Auth workload.Authenticator
 	// IssuerHTTPClient fetches OIDC discovery and keys for the default Auth; nil: a client with a timeout.
 	IssuerHTTPClient *http.Client
+	// PolicyFile, when set, is the file Policy was loaded from: the App reloads it when it changes and on
+	// ReloadPolicy (serve calls it on SIGHUP).
+	PolicyFile string
 }
 
 // SlackConfig is how jitbot reaches Slack.
@@ -111,6 +119,13 @@ type App struct {
 
 	// API serves /api/v1, the HTTP API for systems (pipelines).
 	API *jitapi.Server
+	// reloader re-reads Deps.PolicyFile; bus receives the reload audit events.
+	reloader     *policyReloader
+	pollInterval time.Duration
+	bus          audit.Bus
+	now          func() time.Time
+	slackAuth    slackAuth
+	authInterval time.Duration
 }
 
 // New wires an App.
@@ -140,6 +155,8 @@ func New(d Deps) (_ *App, err error) {
 
 	var api *slack.Client
 	var notes *bot.Notifier
+	// svcRef lets the notifier, built before the approvals service, read the policy in force.
+	var svcRef *approvals.Service
 	notesCtx, stopNotes := context.WithCancel(d.Logger.WithContext(context.Background()))
 	defer func() {
 		if err != nil {
@@ -173,7 +190,8 @@ func New(d Deps) (_ *App, err error) {
 		if d.Emails == nil {
 			d.Emails = slackEmails{api}
 		}
-		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Policy: d.Policy, Now: d.Now, Logger: d.Logger})
+		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Policy: d.Policy, Now: d.Now, Logger: d.Logger,
+			CurrentPolicy: func() *policy.Policy { return svcRef.Policy() }})
 		bus = append(bus, notes)
 	}
 
@@ -202,6 +220,7 @@ func New(d Deps) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	svcRef = svc
 	sw, err := grants.NewSweeper(grants.SweeperOptions{
 		Manager: mgr, Store: d.Store, Interval: d.Tuning.SweepInterval, SlowInterval: d.Tuning.RevokeRetryInterval,
 		Concurrency: d.Tuning.SweepConcurrency, LeaderTTL: d.Tuning.LeaderTTL, ClaimHold: d.Tuning.ClaimHold,
@@ -237,6 +256,14 @@ func New(d Deps) (_ *App, err error) {
 	waker.srv.Store(apiSrv)
 	a := &App{API: apiSrv, Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, Monitor: mon, registry: d.Registry, log: d.Logger,
 		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes, clockInterval: d.Tuning.ClockCheckInterval}
+	a.bus, a.now, a.pollInterval, a.authInterval = bus, d.Now, d.Tuning.PolicyPollInterval, d.Tuning.SlackAuthInterval
+	if d.PolicyFile != "" {
+		data, err := os.ReadFile(d.PolicyFile)
+		if err != nil {
+			return nil, fmt.Errorf("app: read policy file: %w", err)
+		}
+		a.reloader = &policyReloader{a: a, path: d.PolicyFile, check: startupPolicyCheck(d), data: data, sum: sha256Hex(data)}
+	}
 	if sc, ok := d.Store.(telemetry.StoreClock); ok {
 		a.clock = telemetry.NewClockWatch(d.Registry, sc, d.Now, 0)
 	}
@@ -266,6 +293,24 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	defer func() { stopClock(); <-clockDone }()
 	defer a.followAudit(ctx)()
+	watchDone := make(chan struct{})
+	if a.reloader != nil && a.pollInterval >= 0 {
+		every := a.pollInterval
+		if every == 0 {
+			every = DefaultPolicyPollInterval
+		}
+		go func() { defer close(watchDone); a.reloader.watch(clockCtx, every) }()
+	} else {
+		close(watchDone)
+	}
+	defer func() { stopClock(); <-watchDone }()
+	authDone := make(chan struct{})
+	if a.slack != nil {
+		go func() { defer close(authDone); a.watchSlackAuth(clockCtx, a.authInterval) }()
+	} else {
+		close(authDone)
+	}
+	defer func() { stopClock(); <-authDone }()
 	go func() { errc <- a.Sweeper.Run(ctx) }()
 	n := 1
 	if a.Bot != nil && a.slackCfg.AppToken != "" {
@@ -289,22 +334,13 @@ func (a *App) Run(ctx context.Context) error {
 	return first
 }
 
-// Handler serves /healthz (the process is up), /readyz (the store answers) and /metrics.
+// Handler serves /healthz (the process is up), /readyz (see Readiness; 503 with the reason) and /metrics.
 func (a *App) Handler() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := a.Store.Ping(ctx); err != nil {
-			a.log.Warn().Err(err).Msg("readiness check: store unreachable")
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "store": "unreachable"})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "sweeper_leader": a.Sweeper.Leading()})
-	})
+	mux.HandleFunc("GET /readyz", a.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	mux.Handle("/api/v1/", a.API.Handler())
 	if a.Bot != nil && a.slackCfg.AppToken == "" {

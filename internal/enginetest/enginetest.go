@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -267,6 +269,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"BreakGlass", testBreakGlass},
 		{"BreakGlassReview", testBreakGlassReview},
 		{"BreakGlassDailyLimitUnderConcurrency", testBreakGlassLimitConcurrent},
+		{"PolicyChangeAppliesToPendingRequests", testPolicyChangeAtApproval},
 		{"OnCallAutoApproval", testAutoApprove},
 		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
 		{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
@@ -915,6 +918,78 @@ func testBreakGlassLimitConcurrent(t *testing.T, e *env) {
 	e.clock.Advance(24*time.Hour + time.Second)
 	if _, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bg", Duration: 30 * time.Minute, Reason: "INC-11"}); err != nil {
 		t.Fatalf("break-glass a day later: %v", err)
+	}
+}
+
+// withRole returns a copy of pol in which role name was changed by edit (the shape of a policy reload).
+func withRole(pol *policy.Policy, name string, edit func(r *policy.Role)) *policy.Policy {
+	p := *pol
+	p.Roles = maps.Clone(pol.Roles)
+	r := *pol.Roles[name]
+	r.Requesters.Users = slices.Clone(r.Requesters.Users)
+	r.Approvers.Users = slices.Clone(r.Approvers.Users)
+	edit(&r)
+	p.Roles[name] = &r
+	return &p
+}
+
+// testPolicyChangeAtApproval: a request created before a policy change is decided under the policy in force
+// at approval time: a removed approver can no longer approve, a removed requester's request can no longer be
+// approved, a raised approval count and a lowered maximum apply.
+func testPolicyChangeAtApproval(t *testing.T, e *env) {
+	create := func(user string, d time.Duration) store.Request {
+		t.Helper()
+		r, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: user, Role: "db", Duration: d, Reason: "INC-42"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	byAlice, byErin, quorum, long := create(alice, 0), create(erin, 0), create(alice, 0), create(alice, 50*time.Minute)
+	orig := e.svc.Policy()
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) {
+		r.Approvers.Users = slices.DeleteFunc(r.Approvers.Users, func(u string) bool { return u == bob })
+	}))
+	if _, err := e.svc.Approve(e.ctx, byAlice.ID, bob, ""); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("approval by an approver removed from the policy: %v, want ErrNotEligible", err)
+	}
+	if _, err := e.svc.MayDecide(e.ctx, byAlice.ID, bob); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("MayDecide by a removed approver: %v", err)
+	}
+	if _, err := e.svc.Deny(e.ctx, byAlice.ID, bob, "no"); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("deny by a removed approver: %v", err)
+	}
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) { r.Requesters.Users = []string{alice} }))
+	_, err := e.svc.Approve(e.ctx, byErin.ID, "U0APP01", "")
+	if !errors.Is(err, approvals.ErrNotEligible) || !strings.Contains(err.Error(), "may no longer request db") {
+		t.Fatalf("approval of a request whose requester was removed: %v", err)
+	}
+	if got, _ := e.st.GetRequest(e.ctx, byErin.ID); got.State != store.RequestPending || len(got.Approvals) != 0 || got.GrantID != "" {
+		t.Fatalf("a refused approval changed the request: %+v", got)
+	}
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) { r.Approvals = 2 }))
+	if out, err := e.svc.Approve(e.ctx, quorum.ID, "U0APP01", ""); err != nil || out.GrantID != "" {
+		t.Fatalf("first approval after the count was raised to 2: %+v %v (want no grant yet)", out, err)
+	}
+	if out, err := e.svc.Approve(e.ctx, quorum.ID, "U0APP02", ""); err != nil || out.GrantID == "" {
+		t.Fatalf("second approval: %+v %v", out, err)
+	}
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) { r.MaxDuration = 30 * time.Minute; r.DefaultDuration = 10 * time.Minute }))
+	if _, err := e.svc.Approve(e.ctx, long.ID, "U0APP01", ""); !errors.Is(err, approvals.ErrBadDuration) {
+		t.Fatalf("approval of a request longer than the new maximum: %v", err)
+	}
+
+	// Back to the original policy, the approver who was removed may approve again.
+	e.svc.SetPolicy(orig)
+	if out, err := e.svc.Approve(e.ctx, byAlice.ID, bob, ""); err != nil || out.GrantID == "" {
+		t.Fatalf("approval once reinstated: %+v %v", out, err)
+	}
+	if len(e.fake.Calls("grant")) != 2 {
+		t.Fatalf("provider grant calls = %d, want 2", len(e.fake.Calls("grant")))
 	}
 }
 
