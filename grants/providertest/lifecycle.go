@@ -11,6 +11,8 @@ package providertest
 //     suite runs a real grants.Manager's Reconcile over an empty store). Adapters whose grant is the very
 //     object an administrator would make return grants.PreExistingRef from Grant and honour it in Revoke;
 //     adapters with objects of their own just never touch the administrator's.
+//   - ResumedCallFailsClosed: a Grant whose Assignment.Ref is grants.RefCallPending (the manager's write-ahead
+//     marker, seen only after a process died mid-call) never returns a pre-existing reference.
 //   - OppositeInFlight: a Revoke while a creation of the same access is still in progress, and a Grant while
 //     a deletion is in progress, may return retryable errors (the suite repeats the call up to 10 times, as the
 //     manager would) but must not return success until the outcome is final: after Settle, the access is absent
@@ -90,6 +92,22 @@ func (s *suite) standingAccessSurvives(t *testing.T, p grants.Provider) {
 	if !s.h.StandingPresent(t, a) {
 		t.Fatal("drift reconciliation removed standing access that jitbot never granted")
 	}
+}
+
+// resumedCallFailsClosed: a Grant told grants.RefCallPending is resuming after a process died mid-call, so
+// access it finds may be that call's doing: it must not report it as pre-existing.
+func (s *suite) resumedCallFailsClosed(t *testing.T, p grants.Provider) {
+	if s.h.Standing == nil || s.h.StandingPresent == nil {
+		t.Skip("Harness.Standing and Harness.StandingPresent not provided")
+	}
+	a := withBinding(s.h.Assignment(t))
+	s.h.Standing(t, a, true)
+	a.Ref = grants.RefCallPending
+	ref := s.mustGrant(t, p, a)
+	if grants.IsPreExisting(ref) {
+		t.Fatalf("Grant resuming a call that may have created the access returned %q: it must not claim the access pre-existed", ref)
+	}
+	s.wantPresent(t, a, true)
 }
 
 type inventoryProvider struct {

@@ -155,8 +155,8 @@ type Harness struct {
 	// administrator would outside jitbot (an Identity Center assignment made in the console, a group
 	// membership, a role binding of the admin's own), and StandingPresent reports whether that standing access
 	// still exists. Where jitbot's grant is the very same provider object (Identity Center, IAM group and
-	// managed-policy modes) they are SetPresent and Present. Both are needed for "StandingAccessSurvives"; with
-	// Cycles also the admin assignment in the middle of "RepeatedCycles".
+	// managed-policy modes) they are SetPresent and Present. Both are needed for "StandingAccessSurvives" and
+	// "ResumedCallFailsClosed"; with Cycles also the admin assignment in the middle of "RepeatedCycles".
 	Standing        func(t *testing.T, a grants.Assignment, present bool)
 	StandingPresent func(t *testing.T, a grants.Assignment) bool
 	// InFlight starts at the fake an asynchronous operation on a's access that has not finished yet: a
@@ -206,6 +206,7 @@ func Run(t *testing.T, h Harness) {
 	s.run(t, "CancelledContext", s.cancelledContext)
 	s.run(t, "DeadlineInFlight", s.deadlineInFlight)
 	s.run(t, "StandingAccessSurvives", s.standingAccessSurvives)
+	s.run(t, "ResumedCallFailsClosed", s.resumedCallFailsClosed)
 	s.run(t, "OppositeInFlight/RevokeWhileCreating", s.revokeWhileCreating)
 	s.run(t, "OppositeInFlight/GrantWhileDeleting", s.grantWhileDeleting)
 	s.run(t, "ExtensionHonoured", s.extensionHonoured)
