@@ -23,9 +23,11 @@ package providertest
 //   - RepeatedCycles: Cycles grant/revoke cycles on one binding (a new grant id each time) all work, and an
 //     administrator's standing access made between two cycles survives the next cycle's revoke.
 //   - SlowAsyncThroughManager: with operations taking ten times the manager's attempt timeout, a real
-//     grants.Manager activates the lease (no undo, exactly one grant at the fake where Count is set) and then
-//     revokes it. Either declare an attempt budget (grants.AttemptBudgeter) that fits, or make operations
-//     resumable (return a reference with the error and resume from Assignment.Ref), or both.
+//     grants.Manager (production ratios: MaxAttempts 5, backoff from a tenth of the attempt timeout) activates
+//     the lease (no undo, exactly one grant at the fake where Count is set) and then revokes it. Declare an
+//     attempt budget (grants.AttemptBudgeter) that covers the operation: resuming across attempts alone does
+//     not reach (five attempts and their backoff last about 6.5 attempt timeouts). Make operations resumable
+//     as well (return a reference with the error, resume from Assignment.Ref) for those that outlast a budget.
 
 import (
 	"context"

@@ -178,7 +178,8 @@ type Harness struct {
 	// state) take d of real time before it finishes; 0 restores the fake's default. It enables
 	// "SlowAsyncThroughManager", which drives the adapter through a real grants.Manager whose attempt timeout
 	// is a tenth of d (the suite's scaled stand-in for tens of seconds of provisioning against a 10 s attempt
-	// timeout) and expects activation and revocation to complete without an undo or a duplicate.
+	// timeout) and expects activation and revocation to complete without an undo or a duplicate: in practice
+	// the adapter must declare a grants.AttemptBudgeter budget that covers its slow operations.
 	SlowAsync func(t *testing.T, d time.Duration)
 }
 
