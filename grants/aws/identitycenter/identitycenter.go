@@ -388,7 +388,7 @@ const (
 // versions returned.
 func parseRef(ref string) (ownership, string) {
 	switch {
-	case ref == "":
+	case ref == "", ref == grants.RefUntouched:
 		return ownUnknown, ""
 	case grants.IsPreExisting(ref):
 		return ownStanding, ""
@@ -428,15 +428,15 @@ const attemptMargin = 20 * time.Second
 // Grant implements grants.Provider.
 func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, error) {
 	if err := ctx.Err(); err != nil {
-		return a.Ref, fmt.Errorf("identitycenter: grant %s: %w", a.GrantID, err)
+		return grants.Untouched(a.Ref), fmt.Errorf("identitycenter: grant %s: %w", a.GrantID, err)
 	}
 	acct, ps, err := target(a)
 	if err != nil {
-		return a.Ref, err
+		return grants.Untouched(a.Ref), err
 	}
 	uid, err := p.principalID(ctx, a)
 	if err != nil {
-		return a.Ref, err
+		return grants.Untouched(a.Ref), err
 	}
 	k := key{acct, ps, uid}
 	deadline := p.now().Add(p.cfg.PollTimeout)
@@ -473,7 +473,7 @@ func (p *Provider) ensure(ctx context.Context, deadline time.Time, k key, own ow
 		case own == ownStanding:
 			return refPreExisting
 		}
-		return ""
+		return grants.RefUntouched // nothing sent that could have changed anything
 	}
 	backoff := p.cfg.ConflictBackoff
 	var lastConflict error
@@ -722,8 +722,8 @@ func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 		return fmt.Errorf("identitycenter: revoke %s: %w", a.GrantID, err)
 	}
 	own, req := parseRef(a.Ref)
-	if own == ownStanding {
-		return nil // standing access: not jitbot's to remove
+	if own == ownStanding || a.Ref == grants.RefUntouched {
+		return nil // standing access, or nothing of jitbot's was ever applied: not jitbot's to remove
 	}
 	acct, ps, err := target(a)
 	if err != nil {
