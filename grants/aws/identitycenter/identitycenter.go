@@ -506,6 +506,8 @@ func (p *Provider) ensure(ctx context.Context, deadline time.Time, k key, own ow
 		// assignment is jitbot's to remove (an answer lost on the way back must not make it look standing).
 		wasMine := mine
 		mine = true
+		// Sent exactly once (no SDK retries): an error answer then proves that this one request was not taken,
+		// whereas a retried call could fail with a code after an earlier try had been applied.
 		out, err := p.sso.CreateAccountAssignment(ctx, &ssoadmin.CreateAccountAssignmentInput{
 			InstanceArn:      aws.String(p.cfg.InstanceARN),
 			PermissionSetArn: aws.String(k.ps),
@@ -513,9 +515,9 @@ func (p *Provider) ensure(ctx context.Context, deadline time.Time, k key, own ow
 			PrincipalType:    types.PrincipalTypeUser,
 			TargetId:         aws.String(k.acct),
 			TargetType:       types.TargetTypeAwsAccount,
-		})
-		if code := awsutil.Code(err); code != "" {
-			mine = wasMine // the service answered: it did not take the request
+		}, func(o *ssoadmin.Options) { o.Retryer = aws.NopRetryer{} })
+		if code := awsutil.Code(err); code != "" && awsutil.Status(err) < 500 {
+			mine = wasMine // the service answered 4xx: it did not take the request
 			if code == "ConflictException" {
 				lastConflict = err
 				// Another request for this assignment is in flight: wait for it to end, then decide again.
