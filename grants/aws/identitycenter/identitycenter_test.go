@@ -153,6 +153,17 @@ func TestConformanceUserNames(t *testing.T) {
 		},
 		Inject: func(t *testing.T, f providertest.Fault) { e.fake.Inject("", faults[f], faultStatus[f], 1) },
 		Reset:  func(t *testing.T) { e.fake.Reset() },
+		Standing: func(t *testing.T, a grants.Assignment, present bool) {
+			k := key(a)
+			k.PrincipalID = names[a.Principal]
+			e.fake.SetAssignment(k, present)
+		},
+		StandingPresent: func(t *testing.T, a grants.Assignment) bool {
+			k := key(a)
+			k.PrincipalID = names[a.Principal]
+			return e.fake.HasAssignment(k)
+		},
+		Cycles: 20,
 		// Grant's first call is GetUserId (a NotFound there is an unknown user: permanent, as the table wants);
 		// revoke and check follow a grant by the same adapter, so the cached id is used and the fault meets the
 		// sso-admin call. TestUserNameResolution covers unknown users on revoke and check.
