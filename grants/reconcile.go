@@ -110,6 +110,9 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 		if IsPreExisting(a.Ref) {
 			return false, nil // the grant found this access already there: never jitbot's to remove
 		}
+		if a.Ref == RefUntouched {
+			a.Ref = "" // the grant's attempts changed nothing, but the provider lists a labelled object: remove it
+		}
 	}
 	a.Generation = b.next()
 	if err := m.renew(ctx, b); err != nil {
