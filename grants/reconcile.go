@@ -90,7 +90,7 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 		// The provider cannot label its objects, so this may be an administrator's standing access (or access
 		// that existed before a grant and was left in place at its revoke): never jitbot's to remove.
 		rep.Unattributed++
-		zerolog.Ctx(ctx).Info().Str("provider", provider).Str("ref", o.Ref).Msg("drift: access no live grant covers, not attributable to jitbot; left in place")
+		zerolog.Ctx(ctx).Debug().Str("provider", provider).Str("ref", o.Ref).Msg("drift: access no live grant covers, not attributable to jitbot; left in place")
 		return false, nil
 	}
 	why := "no grant was ever recorded for it"
