@@ -496,8 +496,25 @@ func (m *Manager) activate(ctx context.Context, b *binding, g *store.Grant, othe
 		if a.Ref == "" {
 			a.Ref = inherited
 		}
+		passed, marked := a.Ref, false
+		if a.Ref == "" || a.Ref == RefUntouched {
+			// Write ahead that a first call is under way: if this process dies before it records the
+			// provider's answer, the resumed attempt gets RefCallPending instead of "" and cannot mistake
+			// access this call created for access that was there before.
+			marked = true
+			prev := g.Version
+			g.ProviderRef = RefCallPending
+			if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}); err != nil {
+				log.Error().Err(err).Msg("could not record the provider call about to be made")
+				g.State = "" // unknown now: keep it out of this converge pass
+				return
+			}
+		}
 		called = true
 		ref, err = m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+		if ref == "" && marked {
+			g.ProviderRef = passed // the call is over; the adapter had nothing to say
+		}
 	}
 	if ref != "" {
 		// Kept after a failed attempt too: it can name an operation still in flight, or say whose the
@@ -595,7 +612,7 @@ func (m *Manager) shrinkExpiry(ctx context.Context, b *binding, ending []*store.
 func bindingRef(leases []store.Grant, except string) string {
 	ref := ""
 	for _, g := range leases {
-		if g.ID == except || g.ProviderRef == "" || !slices.Contains(store.LiveGrantStates, g.State) {
+		if g.ID == except || g.ProviderRef == "" || g.ProviderRef == RefUntouched || !slices.Contains(store.LiveGrantStates, g.State) {
 			continue
 		}
 		if !IsPreExisting(g.ProviderRef) {
@@ -625,17 +642,12 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 			last = g
 		}
 	}
-	ref := ""
-	for _, g := range ending {
-		if g.ProviderRef != "" && (ref == "" || IsPreExisting(ref)) {
-			ref = g.ProviderRef
-		}
-	}
+	ref, remove := revokeRef(ending)
 	preExisting := IsPreExisting(ref)
 	p, err := m.provider(last)
 	var a Assignment
 	called := false
-	if err == nil && !preExisting {
+	if err == nil && remove {
 		a = b.assignment(last, last.ExpiresAt)
 		a.Ref = ref
 		called = true
@@ -651,18 +663,20 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, keptError(g)
 			lag := now.Sub(g.EndedAt)
 			details := map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}
-			if preExisting {
+			switch {
+			case preExisting:
 				// Nothing was removed: the access was there before jitbot granted it (standing access).
 				details["pre_existing"] = "true"
 				details["note"] = "the access existed before the grant and was left in place"
+			case !remove:
+				details["note"] = "nothing had been applied at the provider"
 			}
 			events = append(events, m.event(store.EventRevoked, "system:grants", g, details))
-			// Pre-existing access was not touched: there is nothing to verify gone, and no late call of jitbot's
-			// can bring anything back.
-			if g == last && !preExisting {
-				// One check verifies the binding's revoke, from the due index: due at the revoke (or after the
-				// provider's propagation delay), so a burst of expiries is revoked first, earliest due first,
-				// and verified after, and a restart loses nothing.
+			// One check verifies the binding's revoke, from the due index: due at the revoke (or after the
+			// provider's propagation delay), so a burst of expiries is revoked first, earliest due first, and
+			// verified after, and a restart loses nothing. Pre-existing and untouched access was not touched:
+			// there is nothing to verify gone, and no late call of jitbot's can bring anything back.
+			if g == last && remove {
 				g.RecheckAt = now.Add(propagationDelay(p))
 				g.DueAt = g.RecheckAt
 			}
@@ -695,6 +709,36 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 	}
 	zerolog.Ctx(ctx).Info().Str("grant_id", last.ID).Int("leases", len(ending)).Msg("revoked")
 	return nil
+}
+
+// revokeRef is the reference the binding's revoke acts on, and whether there is anything of jitbot's to remove:
+// a reference of jitbot's own (an operation, an assignment it made, RefCallPending) wins; then an unknown one
+// (""), which is removed to be safe; only when every ending lease holds a pre-existing reference or
+// RefUntouched is nothing removed.
+func revokeRef(ending []*store.Grant) (string, bool) {
+	var unknown, pre, untouched bool
+	preRef := ""
+	for _, g := range ending {
+		switch r := g.ProviderRef; {
+		case r == "":
+			unknown = true
+		case r == RefUntouched:
+			untouched = true
+		case IsPreExisting(r):
+			pre, preRef = true, r
+		default:
+			return r, true
+		}
+	}
+	switch {
+	case unknown:
+		return "", true
+	case pre:
+		return preRef, false
+	case untouched:
+		return RefUntouched, false
+	}
+	return "", true
 }
 
 // scheduleReminder sets an active grant's reminder for its current expiry (none when that moment has passed)

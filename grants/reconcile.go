@@ -91,7 +91,7 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 		// The provider cannot label its objects, so this may be an administrator's standing access (or access
 		// that existed before a grant and was left in place at its revoke): never jitbot's to remove.
 		rep.Unattributed++
-		zerolog.Ctx(ctx).Info().Str("provider", provider).Str("ref", o.Ref).Msg("drift: access no live grant covers, not attributable to jitbot; left in place")
+		zerolog.Ctx(ctx).Debug().Str("provider", provider).Str("ref", o.Ref).Msg("drift: access no live grant covers, not attributable to jitbot; left in place")
 		return false, nil
 	}
 	why := "no grant was ever recorded for it"
@@ -108,6 +108,12 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 	a := Assignment{BindingKey: o.BindingKey, GrantID: o.GrantID, Principal: o.Principal, Target: o.Target}
 	if known != nil {
 		a = assignment(known, known.ExpiresAt)
+		if IsPreExisting(a.Ref) {
+			return false, nil // the grant found this access already there: never jitbot's to remove
+		}
+		if a.Ref == RefUntouched {
+			a.Ref = "" // the grant's attempts changed nothing, but the provider lists a labelled object: remove it
+		}
 	}
 	a.Generation = b.next()
 	if err := m.renew(ctx, b); err != nil {

@@ -237,6 +237,9 @@ func New(d Deps) (_ *App, err error) {
 			if rep.Revoked > 0 || rep.Failed > 0 {
 				zerolog.Ctx(ctx).Warn().Int("checked", rep.Checked).Int("revoked", rep.Revoked).Int("failed", rep.Failed).Msg("drift reconciliation")
 			}
+			if rep.Unattributed > 0 { // e.g. Identity Center assignments no grant covers: reported, never removed
+				zerolog.Ctx(ctx).Info().Int("unattributed", rep.Unattributed).Msg("drift reconciliation: access jitbot cannot attribute, left in place")
+			}
 			return err
 		}}},
 	})
