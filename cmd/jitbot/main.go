@@ -2,7 +2,8 @@
 //
 //	jitbot [serve]                 run the bot (configuration from the environment)
 //	jitbot dev                     local playground: embedded store, example policy, no Slack needed
-//	jitbot policy check FILE...    validate policy files; every problem with file, line and field
+//	jitbot policy check [--probe] FILE...  validate policy files; every problem with file, line and field
+//	                               (--probe: also check Kubernetes targets against the reachable cluster)
 //	jitbot audit verify [--expect-head HASH]   check the audit log's hash chain
 //	jitbot version
 package main
@@ -76,7 +77,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 const usage = `usage:
   jitbot [serve]                          run the bot (configuration from the environment; see README)
   jitbot dev                              local playground: embedded store, example policy, no Slack needed
-  jitbot policy check FILE...             validate policy files
+  jitbot policy check [--probe] FILE...   validate policy files (--probe: check Kubernetes roles exist)
   jitbot audit verify [--expect-head H]   verify the audit log's hash chain
   jitbot version
 `
@@ -198,8 +199,13 @@ func loadPolicyForServe(path string) (*policy.Policy, error) {
 }
 
 func policyCmd(args []string, stdout, stderr io.Writer) int {
+	// --probe also connects to providers whose targets can be verified live (Kubernetes: the roles exist).
+	probe := len(args) > 1 && args[0] == "check" && args[1] == "--probe"
+	if probe {
+		args = append([]string{"check"}, args[2:]...)
+	}
 	if len(args) < 2 || args[0] != "check" {
-		fmt.Fprint(stderr, "usage: jitbot policy check FILE...\n")
+		fmt.Fprint(stderr, "usage: jitbot policy check [--probe] FILE...\n")
 		return 2
 	}
 	code := 0
@@ -218,6 +224,20 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		for _, w := range pol.Warnings() {
 			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
+		if probe {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			probs, warns := app.ProbePolicy(ctx, pol, os.Getenv)
+			cancel()
+			for _, w := range warns {
+				fmt.Fprintf(stderr, "warning: %s\n", w)
+			}
+			if len(probs) > 0 {
+				ps := policy.Problems(probs)
+				fmt.Fprintln(stderr, ps.Error())
+				code = 1
+				continue
+			}
 		}
 		fmt.Fprintf(stdout, "%s: ok (%d roles, %d providers)\n", file, len(pol.Roles), len(pol.Providers))
 	}

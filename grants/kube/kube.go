@@ -623,10 +623,10 @@ func (p *Provider) roleExists(ctx context.Context, t target) error {
 func (p *Provider) VerifyTarget(ctx context.Context, target map[string]string) error {
 	t, err := parseTarget(target)
 	if err != nil {
-		return err
+		return grants.Permanent(err)
 	}
 	if err := checkScope(p.namespaces, t.namespace); err != nil {
-		return err
+		return grants.Permanent(err)
 	}
 	return p.roleExists(ctx, t)
 }
