@@ -316,7 +316,7 @@ func threadReply(e store.AuditEvent) string {
 	case store.EventExpired:
 		return ":zzz: Expired without a decision."
 	case store.EventGranted:
-		return fmt.Sprintf(":unlock: Access is active (grant %s).", e.GrantID)
+		return fmt.Sprintf(":unlock: Access is active (grant %s).", e.GrantID) + preExistingNote(e, "granted")
 	case store.EventGrantFailed:
 		return fmt.Sprintf(":x: The provider refused the grant: %s", clip(escape(e.Details["error"]), 500))
 	case store.EventExtended:
@@ -328,6 +328,9 @@ func threadReply(e store.AuditEvent) string {
 	case store.EventRevoked:
 		if e.Details["covered_by"] != "" {
 			return fmt.Sprintf(":lock: Grant %s ended; access stays under the overlapping grant %s.", e.GrantID, e.Details["covered_by"])
+		}
+		if e.Details["pre_existing"] == "true" {
+			return fmt.Sprintf(":lock: Grant %s ended.", e.GrantID) + preExistingNote(e, "ended")
 		}
 		return fmt.Sprintf(":lock: Access removed (grant %s).", e.GrantID)
 	case store.EventRevokeFailed:
@@ -365,13 +368,13 @@ func (n *Notifier) dmFor(e store.AuditEvent) {
 		if e.Type == store.EventExtended {
 			return
 		}
-		text = fmt.Sprintf(":unlock: Your access to `%s` is active until %s (grant %s).", g.Role, slackDate(g.ExpiresAt, "{date_short_pretty} {time}"), g.ID)
+		text = fmt.Sprintf(":unlock: Your access to `%s` is active until %s (grant %s).", g.Role, slackDate(g.ExpiresAt, "{date_short_pretty} {time}"), g.ID) + preExistingNote(e, "granted")
 		blocks = []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(g)}
 	case store.EventRevoked:
 		if e.Details["covered_by"] != "" {
 			return
 		}
-		text = fmt.Sprintf(":lock: Your access to `%s` has ended (grant %s).", e.Role, e.GrantID)
+		text = fmt.Sprintf(":lock: Your access to `%s` has ended (grant %s).", e.Role, e.GrantID) + preExistingNote(e, "ended")
 	default:
 		return
 	}
@@ -380,6 +383,18 @@ func (n *Notifier) dmFor(e store.AuditEvent) {
 		return
 	}
 	n.dm(req.Requester, text, blocks)
+}
+
+// preExistingNote tells people that the provider already had the access before the grant (standing access,
+// see grants.PreExistingRef): jitbot leaves it in place, so it does not end with the grant.
+func preExistingNote(e store.AuditEvent, when string) string {
+	if e.Details["pre_existing"] != "true" {
+		return ""
+	}
+	if when == "ended" {
+		return " You had this access before the grant, so it was left in place and you still have it."
+	}
+	return " You already had this access before this grant; jitbot will leave it in place when the grant ends."
 }
 
 func cut(s string) (string, string, bool) {

@@ -321,6 +321,18 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time
 		if a.Ref == "" {
 			a.Ref = inherited
 		}
+		if a.Ref == "" {
+			// Write ahead that a first call is under way: if this process dies before it records the
+			// provider's answer, the resumed attempt gets RefCallPending instead of "" and cannot mistake
+			// access this call created for access that was there before.
+			prev := g.Version
+			g.ProviderRef = RefCallPending
+			if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}); err != nil {
+				log.Error().Err(err).Msg("could not record the provider call about to be made")
+				g.State = "" // unknown now: keep it out of this converge pass
+				return
+			}
+		}
 		ref, err = m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
 	}
 	if ref != "" {

@@ -53,8 +53,15 @@ const preExistingPrefix = "pre-existing:"
 // access is not jitbot's to remove, so Revoke of an assignment carrying this Ref leaves it in place, the
 // manager records it (audit detail pre_existing) and the requester is told. detail is adapter-specific (at
 // most a short identifier, never a secret). Adapters decide "pre-existing" only when Assignment.Ref is empty
-// and nothing of jitbot's is in flight for the binding; with a Ref of their own they keep ownership.
+// and nothing of jitbot's is in flight for the binding; with any other Ref (their own, RefCallPending, one they
+// do not recognise) they treat found access as jitbot's.
 func PreExistingRef(detail string) string { return preExistingPrefix + detail }
+
+// RefCallPending is the reference the manager records before the first Grant of a lease whose binding has no
+// reference yet. An adapter that receives it in Assignment.Ref is resuming after a process died mid-call: access
+// it finds may be what that call created, so it must not report it as pre-existing (fail closed: jitbot removes
+// it at revoke).
+const RefCallPending = "grants:call-pending"
 
 // IsPreExisting reports whether ref says the access pre-existed the grant (see PreExistingRef).
 func IsPreExisting(ref string) bool { return strings.HasPrefix(ref, preExistingPrefix) }

@@ -107,6 +107,9 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 	a := Assignment{BindingKey: o.BindingKey, GrantID: o.GrantID, Principal: o.Principal, Target: o.Target}
 	if known != nil {
 		a = assignment(known, known.ExpiresAt)
+		if IsPreExisting(a.Ref) {
+			return false, nil // the grant found this access already there: never jitbot's to remove
+		}
 	}
 	if err := m.renew(ctx, lock); err != nil {
 		return false, err

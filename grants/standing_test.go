@@ -203,3 +203,77 @@ func TestJitbotAssignmentStillRemoved(t *testing.T) {
 		}
 	})
 }
+
+// TestResumedFirstCallFailsClosed: a process that dies during a lease's first grant call leaves the write-ahead
+// reference grants.RefCallPending; the resumed attempt cannot know whether access it finds is what the lost call
+// created, so it is recorded as jitbot's (removed at revoke), never as pre-existing.
+func TestResumedFirstCallFailsClosed(t *testing.T) {
+	stores(t, func(t *testing.T, st managerStore) {
+		e := newICEnv(t, st)
+		dan := e.fake.AddUser("", "dan@example.com")
+		g := grants.NewLease(grants.LeaseSpec{RequestID: "r-crash", UserID: "U1", Role: "prod-admin", Provider: "aws-sso",
+			Principal: dan, Target: map[string]string{"account_id": icAccount, "permission_set_arn": icPermSet}, Duration: time.Hour},
+			e.now, e.now.Add(e.m.ActivationResumeAfter()))
+		g.ProviderRef = grants.RefCallPending  // what the dead process had written before calling
+		e.fake.SetAssignment(e.key(dan), true) // and what its call created
+		if err := st.Commit(t.Context(), store.Batch{Grants: []store.GrantPut{{Grant: &g}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.Activate(t.Context(), g.ID); err != nil {
+			t.Fatal(err)
+		}
+		g, _ = st.GetGrant(t.Context(), g.ID)
+		if g.State != store.GrantActive || grants.IsPreExisting(g.ProviderRef) {
+			t.Fatalf("resumed grant %s with reference %q, want active and jitbot's own", g.State, g.ProviderRef)
+		}
+		e.release(t, g)
+		if e.fake.HasAssignment(e.key(dan)) {
+			t.Fatal("access the lost call may have created survived the revoke")
+		}
+	})
+}
+
+// spyGrant records the lease's stored provider reference at the moment its adapter is called.
+type spyGrant struct {
+	grants.Provider
+	st   grants.Store
+	seen []string
+}
+
+func (s *spyGrant) Grant(ctx context.Context, a grants.Assignment) (string, error) {
+	g, err := s.st.GetGrant(ctx, a.GrantID)
+	if err != nil {
+		return "", err
+	}
+	s.seen = append(s.seen, g.ProviderRef+" / passed "+a.Ref)
+	return s.Provider.Grant(ctx, a)
+}
+
+// TestFirstCallIsWrittenAhead: the marker is in the store before the adapter is called, and the adapter itself
+// is told there is no reference yet (so it may still recognise standing access).
+func TestFirstCallIsWrittenAhead(t *testing.T) {
+	st := openStore(t)
+	defer st.Close()
+	cloud := newAsyncCloud(0)
+	spy := &spyGrant{Provider: cloud, st: st}
+	m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"cloud": spy}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	g := grants.NewLease(grants.LeaseSpec{RequestID: "r1", UserID: "U1", Role: "admin", Provider: "cloud",
+		Principal: "alice", Target: map[string]string{"account": "1"}, Duration: time.Hour}, now, now.Add(time.Minute))
+	if err := st.Commit(t.Context(), store.Batch{Grants: []store.GrantPut{{Grant: &g}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Activate(t.Context(), g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if len(spy.seen) != 1 || spy.seen[0] != grants.RefCallPending+" / passed " {
+		t.Fatalf("at the call the store held / the adapter got: %q", spy.seen)
+	}
+	g, _ = st.GetGrant(t.Context(), g.ID)
+	if g.State != store.GrantActive || g.ProviderRef != "op:1" {
+		t.Fatalf("after the call: %s %q", g.State, g.ProviderRef)
+	}
+}

@@ -12,12 +12,42 @@
 // Action go to IAM. The shapes follow the AWS API references and the request/response snapshots that ship with
 // the SDK modules, not any particular client.
 //
-// The fake keeps state (account assignments with asynchronous creation and deletion that take PollsToFinish
-// status polls, Identity Store users, IAM users, roles, groups, managed and inline policies), records every
-// request (operation and decoded parameters), injects one-shot or repeated faults per operation, and checks that
-// every request carries a well-formed SigV4 Authorization header (algorithm, credential scope with the expected
-// service and region, signed headers including host and x-amz-date, a 64-hex signature). It does not verify the
-// signature itself, so it never needs, sees or logs a secret key.
+// The fake keeps state (account assignments with asynchronous creation and deletion, Identity Store users, IAM
+// users, roles, groups, managed and inline policies), records every request (operation and decoded parameters),
+// injects one-shot or repeated faults per operation, and checks that every request carries a well-formed SigV4
+// Authorization header (algorithm, credential scope with the expected service and region, signed headers
+// including host and x-amz-date, a 64-hex signature). It does not verify the signature itself, so it never
+// needs, sees or logs a secret key.
+//
+// # Asynchronous account assignment requests
+//
+// As the IAM Identity Center API reference describes them: CreateAccountAssignment and DeleteAccountAssignment
+// answer at once with an AccountAssignmentCreationStatus / AccountAssignmentDeletionStatus whose Status is
+// IN_PROGRESS and whose RequestId tracks the request; DescribeAccountAssignmentCreationStatus /
+// DescribeAccountAssignmentDeletionStatus report IN_PROGRESS until the request ends SUCCEEDED or FAILED (with a
+// FailureReason), together with the request's account, permission set and principal;
+// ListAccountAssignmentCreationStatus / ListAccountAssignmentDeletionStatus list the instance's requests as
+// AccountAssignmentOperationStatusMetadata (CreatedDate, RequestId, Status), optionally filtered by
+// Filter.Status, paginated with MaxResults (1-100) and NextToken. An assignment is listed by
+// ListAccountAssignments from the moment its creation SUCCEEDED until its deletion SUCCEEDED: a creation in
+// flight is not listed yet, a deletion in flight still is. StartRequest starts a request as a caller that went
+// away would have left it; SetAsyncDuration makes requests slow; InProgress and Settle inspect and end them.
+//
+// Where the fake decides what AWS does not document (each unconfirmed against the real service):
+//   - Timing: a request ends after PollsToFinish Describe calls but never before it is SetAsyncDuration old, or
+//     in the background once it is max(SettleAfter, SetAsyncDuration) old. The real service's timing is its own
+//     (seconds to minutes).
+//   - While any request for an assignment is IN_PROGRESS, CreateAccountAssignment and DeleteAccountAssignment of
+//     the same assignment answer ConflictException. AWS documents ConflictException only as a conflicting
+//     concurrent write to retry with backoff; the fake never answers it spuriously unless injected.
+//   - The status lists keep every request for the fake's life (AWS does not document retention) in creation
+//     order, with index-based page tokens.
+//   - Creating an assignment that exists succeeds (SetDuplicateCreate can make the request end FAILED);
+//     deleting an absent one answers ResourceNotFoundException (SetDeleteAbsent: success or a FAILED request).
+//   - An unknown account or principal makes a creation request end FAILED with a "not found"-style reason.
+//   - IAM: AddUserToGroup and Attach*Policy of an existing membership or attachment succeed; RemoveUserFromGroup
+//     and Detach*Policy of an absent one answer NoSuchEntity. Changes apply at once (real IAM is eventually
+//     consistent).
 package awsfake
 
 import (

@@ -7,11 +7,16 @@
 //     DetachUserPolicy (or AttachRolePolicy / DetachRolePolicy for principal_type role, the principal then being a
 //     role name). principal_type defaults to user. Check: ListAttachedUserPolicies / ListAttachedRolePolicies.
 //   - inline policy: {"inline_policy": "<name of a document in Config.Policies>" or a JSON policy document}:
-//     PutUserPolicy / DeleteUserPolicy of a policy named "jitbot-<grant id>" on the IAM user. Every statement
-//     gets the condition {"DateLessThan": {"aws:CurrentTime": "<expiry, RFC 3339 UTC>"}} so that AWS itself stops
-//     honouring the policy at expiry even if jitbot is down (the policy object stays until revoked). A grant id
-//     that is not a valid policy name suffix is replaced by "sha256-" and 32 hex digits of its hash. Check:
-//     GetUserPolicy.
+//     PutUserPolicy / DeleteUserPolicy of a policy named "jitbot-<binding key>" on the IAM user (the grant id when
+//     the assignment has no binding key). Every statement gets the condition {"DateLessThan": {"aws:CurrentTime":
+//     "<expiry, RFC 3339 UTC>"}} so that AWS itself stops honouring the policy at expiry even if jitbot is down
+//     (the policy object stays until revoked). A key that is not a valid policy name suffix is replaced by
+//     "sha256-" and 32 hex digits of its hash. Check: GetUserPolicy.
+//
+// Standing access: memberships and attachments carry no marker, so Grant looks first (the Check call of the
+// mode) when jitbot holds no reference for the binding; access already there is returned as
+// grants.PreExistingRef and Revoke of such an assignment leaves it in place. Access jitbot adds is returned as
+// its own reference, also with an error once the change may have reached IAM.
 //
 // Errors: NoSuchEntity is permanent on grant (the user, role, group or policy does not exist) and success on
 // revoke (already absent); on check it means not present. EntityAlreadyExists on grant is success. LimitExceeded,

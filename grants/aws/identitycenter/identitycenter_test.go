@@ -652,3 +652,93 @@ func TestSettingsValidate(t *testing.T) {
 		t.Errorf("Config() = %+v", c)
 	}
 }
+
+func countOps(f *awsfake.Server, op string) int {
+	n := 0
+	for _, o := range f.Operations() {
+		if o == op {
+			n++
+		}
+	}
+	return n
+}
+
+// Issue 10 item 2: an attempt that runs out of time while its creation is IN_PROGRESS returns the request in
+// its reference; the next attempt resumes polling that request instead of creating again.
+func TestGrantResumesItsOwnCreation(t *testing.T) {
+	e := newEnv(t)
+	e.fake.SetPollsToFinish(1)
+	p := e.provider(t, func(c *identitycenter.Config) { c.PollTimeout = 30 * time.Millisecond })
+	a := e.assignment(t)
+	e.fake.SetAsyncDuration(time.Hour) // provisioning outlasts every attempt until released below
+	ref, err := p.Grant(ctx(t), a)
+	if err == nil || grants.IsPermanent(err) || !strings.HasPrefix(ref, "ic:create:") {
+		t.Fatalf("first attempt: ref %q, err %v; want a retryable timeout naming the creation request", ref, err)
+	}
+	ref2, err := p.Grant(ctx(t), grants.Assignment{GrantID: a.GrantID, Principal: a.Principal, Target: a.Target, Ref: ref})
+	if err == nil || ref2 != ref {
+		t.Fatalf("second attempt while still provisioning: ref %q, err %v; want the same request, still waiting", ref2, err)
+	}
+	e.fake.SetAsyncDuration(0)
+	a.Ref = ref
+	ref3, err := p.Grant(ctx(t), a)
+	if err != nil || ref3 != "ic:owned" {
+		t.Fatalf("third attempt: ref %q, err %v", ref3, err)
+	}
+	if n := countOps(e.fake, "CreateAccountAssignment"); n != 1 {
+		t.Fatalf("CreateAccountAssignment called %d times, want 1 (operations %v)", n, e.fake.Operations())
+	}
+	if !e.fake.HasAssignment(key(a)) {
+		t.Fatal("not assigned")
+	}
+}
+
+// The undo after a failed activation gets the creation request in the reference: it waits for it, then
+// deletes, so access that was still being provisioned does not appear after "revoked".
+func TestUndoWaitsForItsOwnCreation(t *testing.T) {
+	e := newEnv(t)
+	e.fake.SetPollsToFinish(1)
+	short := e.provider(t, func(c *identitycenter.Config) { c.PollTimeout = 30 * time.Millisecond })
+	a := e.assignment(t)
+	e.fake.SetAsyncDuration(time.Hour)
+	ref, err := short.Grant(ctx(t), a)
+	if err == nil || !strings.HasPrefix(ref, "ic:create:") {
+		t.Fatalf("ref %q, err %v", ref, err)
+	}
+	e.fake.SetAsyncDuration(0)
+	a.Ref = ref
+	if err := e.provider(t, nil).Revoke(ctx(t), a); err != nil {
+		t.Fatal(err)
+	}
+	e.fake.Settle()
+	if e.fake.HasAssignment(key(a)) || e.fake.InProgress(key(a)) != 0 {
+		t.Fatalf("after the undo: assigned %v, requests in flight %d", e.fake.HasAssignment(key(a)), e.fake.InProgress(key(a)))
+	}
+}
+
+// A revoke whose deletion outlasts the attempt is resumed by the next attempt: it meets the deletion in flight
+// (ConflictException), waits for it, and only then reports success.
+func TestRevokeResumesItsDeletion(t *testing.T) {
+	e := newEnv(t)
+	e.fake.SetPollsToFinish(1)
+	p := e.provider(t, func(c *identitycenter.Config) { c.PollTimeout = 30 * time.Millisecond })
+	a := e.assignment(t)
+	e.fake.SetAssignment(key(a), true)
+	e.fake.SetAsyncDuration(time.Hour)
+	if err := p.Revoke(ctx(t), a); err == nil || grants.IsPermanent(err) {
+		t.Fatalf("first attempt: %v, want a retryable timeout", err)
+	}
+	if err := p.Revoke(ctx(t), a); err == nil {
+		t.Fatal("second attempt reported success while the deletion was still in flight")
+	}
+	e.fake.SetAsyncDuration(0)
+	if err := p.Revoke(ctx(t), a); err != nil {
+		t.Fatal(err)
+	}
+	if e.fake.HasAssignment(key(a)) {
+		t.Fatal("still assigned after a successful revoke")
+	}
+	if n := countOps(e.fake, "DeleteAccountAssignment"); n < 2 {
+		t.Fatalf("DeleteAccountAssignment called %d times", n)
+	}
+}
