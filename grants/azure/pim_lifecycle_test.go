@@ -228,3 +228,45 @@ func TestRBACCyclesWithHumanAssignmentInBetween(t *testing.T) {
 		}
 	}
 }
+
+// TestResumedCallKnowsItsOwnAccess: the process died after Azure accepted jitbot's first request and before the
+// answer was recorded; the resumed attempt (Assignment.Ref = grants.RefCallPending) finds the access and knows
+// it is jitbot's, in both modes, and the revoke removes it. Next to it, an administrator's assignment of another
+// principal is still reported as pre-existing by a resumed call.
+func TestResumedCallKnowsItsOwnAccess(t *testing.T) {
+	for _, mode := range []string{"rbac", "pim"} {
+		t.Run(mode, func(t *testing.T) {
+			f := newFake(t)
+			p := newProvider(t, f, func(c *azure.Config) { c.Mode = mode })
+			a := newAssignment("")
+			a.BindingKey = "b-resume-" + a.GrantID
+			if _, err := p.Grant(t.Context(), a); err != nil { // the answer is "lost"
+				t.Fatal(err)
+			}
+			a.Ref = grants.RefCallPending
+			ref, err := p.Grant(t.Context(), a)
+			if err != nil || grants.IsPreExisting(ref) {
+				t.Fatalf("resumed Grant = %q, %v; want jitbot's own reference", ref, err)
+			}
+			a.Ref = ref
+			if err := p.Revoke(t.Context(), a); err != nil {
+				t.Fatal(err)
+			}
+			present, err := p.Check(t.Context(), a)
+			if err != nil || present {
+				t.Fatalf("after revoke Check = %v, %v", present, err)
+			}
+
+			b := newAssignment("")
+			if mode == "pim" {
+				f.AdminAssign(rg, b.Principal, readerDef, nil, "standing")
+			} else {
+				f.AddAssignment(rg, standingName(b.Principal), b.Principal, "User", readerDef, "standing")
+			}
+			b.Ref = grants.RefCallPending
+			if ref, err := p.Grant(t.Context(), b); err != nil || !grants.IsPreExisting(ref) {
+				t.Fatalf("resumed Grant over an administrator's assignment = %q, %v; want pre-existing", ref, err)
+			}
+		})
+	}
+}
