@@ -1,6 +1,7 @@
 package azure_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -102,6 +103,35 @@ func TestPIMExtensionReachesAzure(t *testing.T) {
 	}
 	if fmt.Sprint(kinds) != "[AdminAssign AdminExtend AdminExtend AdminUpdate]" {
 		t.Fatalf("requests = %v", kinds)
+	}
+	// The wire shape of the schedule changes: the schedule they change, and the new end as AfterDateTime.
+	sched := f.ActiveInstances(rg, base.Principal, readerID)[0].ScheduleID
+	for _, r := range f.Requests() {
+		if r.Method != http.MethodPut {
+			continue
+		}
+		var body struct {
+			Properties struct {
+				RequestType                    string
+				TargetRoleAssignmentScheduleID string
+				ScheduleInfo                   struct {
+					Expiration struct {
+						Type        string
+						EndDateTime time.Time
+					}
+				}
+			}
+		}
+		if err := json.Unmarshal(r.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		pr := body.Properties
+		if pr.ScheduleInfo.Expiration.Type != "AfterDateTime" || pr.ScheduleInfo.Expiration.EndDateTime.IsZero() {
+			t.Errorf("%s: expiration %+v", pr.RequestType, pr.ScheduleInfo.Expiration)
+		}
+		if (pr.RequestType == "AdminExtend" || pr.RequestType == "AdminUpdate") && pr.TargetRoleAssignmentScheduleID != sched {
+			t.Errorf("%s names schedule %q, want %q", pr.RequestType, pr.TargetRoleAssignmentScheduleID, sched)
+		}
 	}
 	// The changed assignment is still jitbot's: revoke removes it.
 	if err := p.Revoke(t.Context(), extended); err != nil {
