@@ -1,7 +1,9 @@
 package azure_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
@@ -296,6 +298,40 @@ func TestResumedCallKnowsItsOwnAccess(t *testing.T) {
 			b.Ref = grants.RefCallPending
 			if ref, err := p.Grant(t.Context(), b); err != nil || !grants.IsPreExisting(ref) {
 				t.Fatalf("resumed Grant over an administrator's assignment = %q, %v; want pre-existing", ref, err)
+			}
+		})
+	}
+}
+
+// TestPIMWaitsForProcessing: a request PIM has accepted but not provisioned (Granted comes before Provisioned) is
+// not success: Grant waits for it within its attempt, fails retryably when the attempt ends first (no access
+// yet), and the next attempt resumes the same request by name instead of making another.
+func TestPIMWaitsForProcessing(t *testing.T) {
+	for _, pending := range []string{"Granted", "Accepted", "PendingProvisioning"} {
+		t.Run(pending, func(t *testing.T) {
+			f, p, clk := newPIM(t)
+			f.PendingStatus = pending
+			f.SetProvisionDelay(time.Minute) // by the fake's clock, which stands still until advanced
+			a := newAssignment("")
+			a.ExpiresAt = clk.now.Add(time.Hour)
+			ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+			_, err := p.Grant(ctx, a)
+			cancel()
+			if err == nil || grants.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Grant while the request is %s: %v; want a retryable deadline error", pending, err)
+			}
+			if n := len(f.ActiveInstances(rg, a.Principal, readerID)); n != 0 {
+				t.Fatalf("%d instances before PIM processed the request", n)
+			}
+			clk.Advance(time.Minute)
+			if _, err := p.Grant(t.Context(), a); err != nil {
+				t.Fatalf("resumed Grant: %v", err)
+			}
+			if n := len(f.ScheduleRequests()); n != 1 {
+				t.Fatalf("%d schedule requests, want the one resumed", n)
+			}
+			if n := len(f.ActiveInstances(rg, a.Principal, readerID)); n != 1 {
+				t.Fatalf("%d instances after processing", n)
 			}
 		})
 	}
