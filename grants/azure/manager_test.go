@@ -8,25 +8,38 @@ import (
 	"time"
 
 	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/grants/azure/azurefake"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
+	jitredis "github.com/jitbot/jitbot/store/redis"
+	"github.com/jitbot/jitbot/store/redistest"
 )
+
+// bothStores runs fn with a bbolt store and with a Redis store (the shared Redis, under a test prefix).
+func bothStores(t *testing.T, now func() time.Time, fn func(t *testing.T, st grants.Store)) {
+	t.Run("bolt", func(t *testing.T) {
+		st, err := bolt.Open(filepath.Join(t.TempDir(), "jitbot.db"), bolt.Options{NoSync: true, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		fn(t, st)
+	})
+	t.Run("redis", func(t *testing.T) {
+		fn(t, jitredis.New(redistest.Client(t), jitredis.Options{Prefix: redistest.Prefix(t), Now: now}))
+	})
+}
 
 // managerEnv is a real grants.Manager over a bbolt store driving the PIM adapter against the fake, all on one
 // clock.
 type managerEnv struct {
 	m   *grants.Manager
-	st  *bolt.Store
+	st  grants.Store
 	clk *pimClock
 }
 
-func newManagerEnv(t *testing.T, p grants.Provider, clk *pimClock) *managerEnv {
+func newManagerEnv(t *testing.T, st grants.Store, p grants.Provider, clk *pimClock) *managerEnv {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "jitbot.db"), bolt.Options{NoSync: true, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
 	m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"az": p}, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -62,8 +75,17 @@ func (e *managerEnv) get(t *testing.T, id string) store.Grant {
 // that lease's early release and the final revoke. At every step the end Azure enforces (the PIM schedule's end)
 // is the end jitbot says the access has: the latest end of the live leases.
 func TestManagerKeepsPIMEndInStep(t *testing.T) {
-	f, p, clk := newPIM(t)
-	e := newManagerEnv(t, p, clk)
+	start := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	var clock *pimClock
+	bothStores(t, func() time.Time { return clock.Now() }, func(t *testing.T, st grants.Store) {
+		f, p, clk := newPIM(t)
+		clk.now, clock = start, clk
+		keepsPIMEndInStep(t, f, newManagerEnv(t, st, p, clk))
+	})
+}
+
+func keepsPIMEndInStep(t *testing.T, f *azurefake.Server, e *managerEnv) {
+	clk := e.clk
 	base := newAssignment("")
 
 	first := e.lease(t, base, time.Hour)
@@ -114,8 +136,16 @@ func TestManagerKeepsPIMEndInStep(t *testing.T) {
 // TestManagerLeavesAdministratorsPIMAssignment: through the real manager, a lease over an administrator's PIM
 // assignment is recorded as pre-existing, the manager never asks Azure to remove it, and it survives.
 func TestManagerLeavesAdministratorsPIMAssignment(t *testing.T) {
-	f, p, clk := newPIM(t)
-	e := newManagerEnv(t, p, clk)
+	var clock *pimClock
+	bothStores(t, func() time.Time { return clock.Now() }, func(t *testing.T, st grants.Store) {
+		f, p, clk := newPIM(t)
+		clock = clk
+		leavesAdministratorsPIMAssignment(t, f, newManagerEnv(t, st, p, clk))
+	})
+}
+
+func leavesAdministratorsPIMAssignment(t *testing.T, f *azurefake.Server, e *managerEnv) {
+	clk := e.clk
 	base := newAssignment("")
 	f.AdminAssign(rg, base.Principal, readerDef, nil, "standing access")
 	g := e.lease(t, base, time.Hour)
