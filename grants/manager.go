@@ -321,10 +321,12 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time
 		if a.Ref == "" {
 			a.Ref = inherited
 		}
-		if a.Ref == "" {
+		passed, marked := a.Ref, false
+		if a.Ref == "" || a.Ref == RefUntouched {
 			// Write ahead that a first call is under way: if this process dies before it records the
 			// provider's answer, the resumed attempt gets RefCallPending instead of "" and cannot mistake
 			// access this call created for access that was there before.
+			marked = true
 			prev := g.Version
 			g.ProviderRef = RefCallPending
 			if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}); err != nil {
@@ -334,6 +336,9 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time
 			}
 		}
 		ref, err = m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+		if ref == "" && marked {
+			g.ProviderRef = passed // the call is over; the adapter had nothing to say
+		}
 	}
 	if ref != "" {
 		// Kept after a failed attempt too: it can name an operation still in flight, or say whose the
@@ -421,7 +426,7 @@ func (m *Manager) shrinkExpiry(ctx context.Context, ending []*store.Grant, cover
 func bindingRef(leases []store.Grant, except string) string {
 	ref := ""
 	for _, g := range leases {
-		if g.ID == except || g.ProviderRef == "" || !slices.Contains(store.LiveGrantStates, g.State) {
+		if g.ID == except || g.ProviderRef == "" || g.ProviderRef == RefUntouched || !slices.Contains(store.LiveGrantStates, g.State) {
 			continue
 		}
 		if !IsPreExisting(g.ProviderRef) {
@@ -451,15 +456,10 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 			last = g
 		}
 	}
-	ref := ""
-	for _, g := range ending {
-		if g.ProviderRef != "" && (ref == "" || IsPreExisting(ref)) {
-			ref = g.ProviderRef
-		}
-	}
+	ref, remove := revokeRef(ending)
 	preExisting := IsPreExisting(ref)
 	p, err := m.provider(last)
-	if err == nil && !preExisting {
+	if err == nil && remove {
 		a := assignment(last, last.ExpiresAt)
 		a.Ref = ref
 		_, err = m.call(ctx, "revoke", last, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) })
@@ -474,10 +474,13 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, ""
 			lag := now.Sub(g.EndedAt)
 			details := map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}
-			if preExisting {
+			switch {
+			case preExisting:
 				// Nothing was removed: the access was there before jitbot granted it (standing access).
 				details["pre_existing"] = "true"
 				details["note"] = "the access existed before the grant and was left in place"
+			case !remove:
+				details["note"] = "nothing had been applied at the provider"
 			}
 			events = append(events, m.event(store.EventRevoked, "system:grants", g, details))
 			if m.opts.Observer != nil && g.EndReason == "expired" {
@@ -506,6 +509,36 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 	}
 	zerolog.Ctx(ctx).Info().Str("grant_id", last.ID).Int("leases", len(ending)).Msg("revoked")
 	return nil
+}
+
+// revokeRef is the reference the binding's revoke acts on, and whether there is anything of jitbot's to remove:
+// a reference of jitbot's own (an operation, an assignment it made, RefCallPending) wins; then an unknown one
+// (""), which is removed to be safe; only when every ending lease holds a pre-existing reference or
+// RefUntouched is nothing removed.
+func revokeRef(ending []*store.Grant) (string, bool) {
+	var unknown, pre, untouched bool
+	preRef := ""
+	for _, g := range ending {
+		switch r := g.ProviderRef; {
+		case r == "":
+			unknown = true
+		case r == RefUntouched:
+			untouched = true
+		case IsPreExisting(r):
+			pre, preRef = true, r
+		default:
+			return r, true
+		}
+	}
+	switch {
+	case unknown:
+		return "", true
+	case pre:
+		return preRef, false
+	case untouched:
+		return RefUntouched, false
+	}
+	return "", true
 }
 
 // markEnded moves an active lease whose time is up to revoking and returns the expiry event.

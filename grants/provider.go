@@ -63,6 +63,22 @@ func PreExistingRef(detail string) string { return preExistingPrefix + detail }
 // it at revoke).
 const RefCallPending = "grants:call-pending"
 
+// RefUntouched is what an adapter returns with an error when the call changed nothing at the provider and
+// decided nothing about whose the access is (its first look failed, the target was malformed, the context had
+// ended). The manager records it: a Grant given it looks again as for "", and a revoke whose leases hold
+// nothing but it (or pre-existing references) has nothing of jitbot's to remove. An adapter that may have
+// changed something (a request sent whose answer was lost) must return a reference of its own instead.
+const RefUntouched = "grants:untouched"
+
+// Untouched is ref, or RefUntouched when ref is empty: what an adapter returns with an error before it has
+// changed anything.
+func Untouched(ref string) string {
+	if ref == "" {
+		return RefUntouched
+	}
+	return ref
+}
+
 // IsPreExisting reports whether ref says the access pre-existed the grant (see PreExistingRef).
 func IsPreExisting(ref string) bool { return strings.HasPrefix(ref, preExistingPrefix) }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/grants/aws/awsfake"
+	awsiam "github.com/jitbot/jitbot/grants/aws/iam"
 	"github.com/jitbot/jitbot/grants/aws/identitycenter"
 	"github.com/jitbot/jitbot/store"
 	jitredis "github.com/jitbot/jitbot/store/redis"
@@ -276,4 +277,48 @@ func TestFirstCallIsWrittenAhead(t *testing.T) {
 	if g.State != store.GrantActive || g.ProviderRef != "op:1" {
 		t.Fatalf("after the call: %s %q", g.State, g.ProviderRef)
 	}
+}
+
+// TestUndoOfAnUntouchedGrantRemovesNothing: when every attempt fails before the adapter changed anything (its
+// first look is throttled each time), the undo after the last attempt has nothing of jitbot's to remove: a
+// standing IAM group membership stays, and RemoveUserFromGroup is never called.
+func TestUndoOfAnUntouchedGrantRemovesNothing(t *testing.T) {
+	stores(t, func(t *testing.T, st managerStore) {
+		f := awsfake.New(awsfake.Options{})
+		t.Cleanup(f.Close)
+		f.AddIAMGroup("oncall")
+		f.AddIAMUser("erin")
+		f.SetInGroup("oncall", "erin", true) // standing membership
+		p, err := awsiam.New(t.Context(), awsiam.Config{Endpoint: f.URL, RetryMaxAttempts: 1,
+			Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"aws-iam": p}, MaxAttempts: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Inject("ListGroupsForUser", awsfake.Throttling, 0, 100)
+		now := time.Now()
+		g := grants.NewLease(grants.LeaseSpec{RequestID: "r-throttled", UserID: "U1", Role: "oncall", Provider: "aws-iam",
+			Principal: "erin", Target: map[string]string{"group": "oncall"}, Duration: time.Hour}, now, now.Add(time.Minute))
+		if err := st.Commit(t.Context(), store.Batch{Grants: []store.GrantPut{{Grant: &g}}}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			_ = m.Converge(t.Context(), g.BindingKey) // as the sweeper would at each retry
+		}
+		g, _ = st.GetGrant(t.Context(), g.ID)
+		if g.State != store.GrantFailed || g.ProviderRef != grants.RefUntouched {
+			t.Fatalf("grant %s with reference %q, want failed and untouched", g.State, g.ProviderRef)
+		}
+		if !f.InGroup("oncall", "erin") {
+			t.Fatal("the undo of a grant that never changed anything removed the standing membership")
+		}
+		for _, op := range f.Operations() {
+			if op == "AddUserToGroup" || op == "RemoveUserFromGroup" {
+				t.Fatalf("unexpected %s: %v", op, f.Operations())
+			}
+		}
+	})
 }

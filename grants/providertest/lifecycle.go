@@ -10,7 +10,8 @@ package providertest
 //     access in place, and so does drift reconciliation (when the adapter implements grants.Inventory, the
 //     suite runs a real grants.Manager's Reconcile over an empty store). Adapters whose grant is the very
 //     object an administrator would make return grants.PreExistingRef from Grant and honour it in Revoke;
-//     adapters with objects of their own just never touch the administrator's.
+//     adapters with objects of their own just never touch the administrator's. A Revoke told grants.RefUntouched
+//     (every attempt failed before changing anything) leaves the standing access too.
 //   - ResumedCallFailsClosed: a Grant whose Assignment.Ref is grants.RefCallPending (the manager's write-ahead
 //     marker, seen only after a process died mid-call) never returns a pre-existing reference.
 //   - OppositeInFlight: a Revoke while a creation of the same access is still in progress, and a Grant while
@@ -81,6 +82,12 @@ func (s *suite) standingAccessSurvives(t *testing.T, p grants.Provider) {
 	s.mustRevoke(t, p, b)
 	if !s.h.StandingPresent(t, a) {
 		t.Fatal("the revoke of a lease over standing access removed the standing access")
+	}
+	// The undo of a lease whose every attempt failed before changing anything (grants.RefUntouched).
+	c := nextLease(a, 2, grants.RefUntouched, a.ExpiresAt)
+	s.mustRevoke(t, p, c)
+	if !s.h.StandingPresent(t, a) {
+		t.Fatal("a revoke told that jitbot never applied anything (grants.RefUntouched) removed the standing access")
 	}
 
 	inv, ok := s.h.New(t).(grants.Inventory)

@@ -94,7 +94,7 @@ func (p asyncAdapter) Grant(ctx context.Context, a grants.Assignment) (string, e
 	_, present := p.api.assigned[k]
 	p.api.mu.Unlock()
 	switch {
-	case present && (a.Ref == "" || grants.IsPreExisting(a.Ref)):
+	case present && (a.Ref == "" || a.Ref == grants.RefUntouched || grants.IsPreExisting(a.Ref)):
 		return grants.PreExistingRef("asyncapi"), nil // standing access: nothing to change, nothing to remove
 	case !present:
 		p.api.mu.Lock()
@@ -114,7 +114,7 @@ func (p asyncAdapter) Revoke(ctx context.Context, a grants.Assignment) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if grants.IsPreExisting(a.Ref) {
+	if grants.IsPreExisting(a.Ref) || a.Ref == grants.RefUntouched {
 		return nil
 	}
 	k := a.BindingKey

@@ -445,18 +445,18 @@ func (p *Provider) plan(op string, a grants.Assignment) (plan, error) {
 // Grant implements grants.Provider.
 func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, error) {
 	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("iam: grant %s: %w", a.GrantID, err)
+		return grants.Untouched(a.Ref), fmt.Errorf("iam: grant %s: %w", a.GrantID, err)
 	}
 	pl, err := p.plan("grant", a)
 	if err != nil {
-		return a.Ref, err
+		return grants.Untouched(a.Ref), err
 	}
-	if pl.mode != ModeInline && (a.Ref == "" || grants.IsPreExisting(a.Ref)) {
+	if pl.mode != ModeInline && (a.Ref == "" || a.Ref == grants.RefUntouched || grants.IsPreExisting(a.Ref)) {
 		// A membership or attachment carries no marker: look before adding, so that one an administrator made
 		// is recorded as standing access (never removed by jitbot) rather than taken over.
 		present, what, err := p.present(ctx, pl)
 		if err != nil { // NoSuchEntity here: the user or role does not exist (permanent)
-			return a.Ref, fmt.Errorf("iam: grant %s: %s: %w", a.GrantID, what, classify(err))
+			return grants.Untouched(a.Ref), fmt.Errorf("iam: grant %s: %s: %w", a.GrantID, what, classify(err))
 		}
 		if present {
 			return grants.PreExistingRef(pl.ref()), nil
@@ -488,11 +488,11 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 		}
 	case ModeInline:
 		if a.ExpiresAt.IsZero() {
-			return "", grants.Permanent(fmt.Errorf("iam: grant %s: inline policies need an expiry", a.GrantID))
+			return grants.Untouched(a.Ref), grants.Permanent(fmt.Errorf("iam: grant %s: inline policies need an expiry", a.GrantID))
 		}
 		doc, derr := Document(pl.doc, a.ExpiresAt)
 		if derr != nil {
-			return "", grants.Permanent(fmt.Errorf("iam: grant %s: %w", a.GrantID, derr))
+			return grants.Untouched(a.Ref), grants.Permanent(fmt.Errorf("iam: grant %s: %w", a.GrantID, derr))
 		}
 		what = "PutUserPolicy"
 		err = p.withConflictRetry(ctx, func() error {
@@ -527,8 +527,8 @@ func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("iam: revoke %s: %w", a.GrantID, err)
 	}
-	if grants.IsPreExisting(a.Ref) {
-		return nil // standing access an administrator made: not jitbot's to remove
+	if grants.IsPreExisting(a.Ref) || a.Ref == grants.RefUntouched {
+		return nil // standing access an administrator made, or nothing jitbot applied: not jitbot's to remove
 	}
 	pl, err := p.plan("revoke", a)
 	if err != nil {

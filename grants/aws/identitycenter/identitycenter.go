@@ -388,7 +388,7 @@ const (
 // versions returned.
 func parseRef(ref string) (ownership, string) {
 	switch {
-	case ref == "":
+	case ref == "", ref == grants.RefUntouched:
 		return ownUnknown, ""
 	case grants.IsPreExisting(ref):
 		return ownStanding, ""
@@ -428,15 +428,15 @@ const attemptMargin = 20 * time.Second
 // Grant implements grants.Provider.
 func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, error) {
 	if err := ctx.Err(); err != nil {
-		return a.Ref, fmt.Errorf("identitycenter: grant %s: %w", a.GrantID, err)
+		return grants.Untouched(a.Ref), fmt.Errorf("identitycenter: grant %s: %w", a.GrantID, err)
 	}
 	acct, ps, err := target(a)
 	if err != nil {
-		return a.Ref, err
+		return grants.Untouched(a.Ref), err
 	}
 	uid, err := p.principalID(ctx, a)
 	if err != nil {
-		return a.Ref, err
+		return grants.Untouched(a.Ref), err
 	}
 	k := key{acct, ps, uid}
 	deadline := p.now().Add(p.cfg.PollTimeout)
@@ -473,7 +473,7 @@ func (p *Provider) ensure(ctx context.Context, deadline time.Time, k key, own ow
 		case own == ownStanding:
 			return refPreExisting
 		}
-		return ""
+		return grants.RefUntouched // nothing sent that could have changed anything
 	}
 	backoff := p.cfg.ConflictBackoff
 	var lastConflict error
@@ -506,6 +506,8 @@ func (p *Provider) ensure(ctx context.Context, deadline time.Time, k key, own ow
 		// assignment is jitbot's to remove (an answer lost on the way back must not make it look standing).
 		wasMine := mine
 		mine = true
+		// Sent exactly once (no SDK retries): an error answer then proves that this one request was not taken,
+		// whereas a retried call could fail with a code after an earlier try had been applied.
 		out, err := p.sso.CreateAccountAssignment(ctx, &ssoadmin.CreateAccountAssignmentInput{
 			InstanceArn:      aws.String(p.cfg.InstanceARN),
 			PermissionSetArn: aws.String(k.ps),
@@ -513,9 +515,9 @@ func (p *Provider) ensure(ctx context.Context, deadline time.Time, k key, own ow
 			PrincipalType:    types.PrincipalTypeUser,
 			TargetId:         aws.String(k.acct),
 			TargetType:       types.TargetTypeAwsAccount,
-		})
-		if code := awsutil.Code(err); code != "" {
-			mine = wasMine // the service answered: it did not take the request
+		}, func(o *ssoadmin.Options) { o.Retryer = aws.NopRetryer{} })
+		if code := awsutil.Code(err); code != "" && awsutil.Status(err) < 500 {
+			mine = wasMine // the service answered 4xx: it did not take the request
 			if code == "ConflictException" {
 				lastConflict = err
 				// Another request for this assignment is in flight: wait for it to end, then decide again.
@@ -722,8 +724,8 @@ func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 		return fmt.Errorf("identitycenter: revoke %s: %w", a.GrantID, err)
 	}
 	own, req := parseRef(a.Ref)
-	if own == ownStanding {
-		return nil // standing access: not jitbot's to remove
+	if own == ownStanding || a.Ref == grants.RefUntouched {
+		return nil // standing access, or nothing of jitbot's was ever applied: not jitbot's to remove
 	}
 	acct, ps, err := target(a)
 	if err != nil {

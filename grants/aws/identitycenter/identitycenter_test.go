@@ -153,6 +153,17 @@ func TestConformanceUserNames(t *testing.T) {
 		},
 		Inject: func(t *testing.T, f providertest.Fault) { e.fake.Inject("", faults[f], faultStatus[f], 1) },
 		Reset:  func(t *testing.T) { e.fake.Reset() },
+		Standing: func(t *testing.T, a grants.Assignment, present bool) {
+			k := key(a)
+			k.PrincipalID = names[a.Principal]
+			e.fake.SetAssignment(k, present)
+		},
+		StandingPresent: func(t *testing.T, a grants.Assignment) bool {
+			k := key(a)
+			k.PrincipalID = names[a.Principal]
+			return e.fake.HasAssignment(k)
+		},
+		Cycles: 20,
 		// Grant's first call is GetUserId (a NotFound there is an unknown user: permanent, as the table wants);
 		// revoke and check follow a grant by the same adapter, so the cached id is used and the fault meets the
 		// sso-admin call. TestUserNameResolution covers unknown users on revoke and check.
@@ -333,28 +344,41 @@ func TestSDKRetryer(t *testing.T) {
 	p := e.provider(t, func(c *identitycenter.Config) { c.RetryMaxAttempts = 3 })
 	a := e.assignment(t)
 	// One throttle is absorbed by the SDK's retryer...
-	e.fake.Inject("CreateAccountAssignment", awsfake.Throttling, 400, 1)
+	e.fake.Inject("ListAccountAssignments", awsfake.Throttling, 400, 1)
 	if _, err := p.Grant(ctx(t), a); err != nil {
 		t.Fatalf("one throttle with 3 SDK attempts: %v", err)
 	}
 	// ...persistent throttling is returned as retryable after exactly 3 attempts.
 	b := e.assignment(t)
 	e.fake.ClearCalls()
-	e.fake.Inject("CreateAccountAssignment", awsfake.Throttling, 400, 10)
+	e.fake.Inject("ListAccountAssignments", awsfake.Throttling, 400, 10)
 	_, err := p.Grant(ctx(t), b)
 	if err == nil || grants.IsPermanent(err) {
 		t.Fatalf("persistent throttling: err = %v, want retryable", err)
 	}
-	n := 0
-	for _, op := range e.fake.Operations() {
-		if op == "CreateAccountAssignment" {
-			n++
-		}
-	}
-	if n != 3 {
+	if n := countOps(e.fake, "ListAccountAssignments"); n != 3 {
 		t.Fatalf("SDK made %d attempts (%v), want 3", n, e.fake.Operations())
 	}
 	e.fake.Reset()
+
+	// CreateAccountAssignment is sent once per decision, never retried by the SDK: an error answer must prove
+	// that the one request was not taken (a retried create can fail after an earlier try was applied). A
+	// throttled create is therefore jitbot's to retry, and changes nothing.
+	c := e.assignment(t)
+	e.fake.ClearCalls()
+	e.fake.Inject("CreateAccountAssignment", awsfake.Throttling, 400, 1)
+	ref, err := p.Grant(ctx(t), c)
+	if err == nil || grants.IsPermanent(err) || ref != grants.RefUntouched {
+		t.Fatalf("throttled create: ref %q, err %v; want a retryable error and an untouched reference", ref, err)
+	}
+	if n := countOps(e.fake, "CreateAccountAssignment"); n != 1 {
+		t.Fatalf("CreateAccountAssignment sent %d times, want 1", n)
+	}
+	// A 5xx may have been applied: the reference stays jitbot's.
+	e.fake.Inject("CreateAccountAssignment", awsfake.ServerError, 500, 1)
+	if ref, err := p.Grant(ctx(t), c); err == nil || ref != "ic:create" {
+		t.Fatalf("create answered 500: ref %q, err %v; want jitbot's reference (the request may have been applied)", ref, err)
+	}
 }
 
 func TestConflictRetriedInternally(t *testing.T) {
