@@ -2,8 +2,7 @@
 //
 //	jitbot [serve]                 run the bot (configuration from the environment)
 //	jitbot dev                     local playground: embedded store, example policy, no Slack needed
-//	jitbot policy check [--probe] FILE...  validate policy files; every problem with file, line and field
-//	                               (--probe: also check Kubernetes targets against the reachable cluster)
+//	jitbot policy check FILE...    validate policy files; every problem with file, line and field
 //	jitbot audit verify [--expect-head HASH]   check the audit log's hash chain
 //	jitbot version
 package main
@@ -77,7 +76,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 const usage = `usage:
   jitbot [serve]                          run the bot (configuration from the environment; see README)
   jitbot dev                              local playground: embedded store, example policy, no Slack needed
-  jitbot policy check [--probe] FILE...   validate policy files (--probe: check Kubernetes roles exist)
+  jitbot policy check FILE...             validate policy files
   jitbot audit verify [--expect-head H]   verify the audit log's hash chain
   jitbot version
 `
