@@ -16,9 +16,14 @@ bench:
 	go test -run '^$$' -bench 'RevocationLag|MassExpiry|ServeRSS|SlashCommandAck' -benchtime 1x -timeout 30m ./internal/bench/
 	go test -run '^$$' -bench . -benchtime 200x ./store/bolt/ ./store/redis/
 
+# The version `jitbot version` prints: the Git tag or commit (the Dockerfile and the release workflow pass
+# VERSION the same way).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	CGO_ENABLED=0 go build -trimpath -o bin/jitbot ./cmd/jitbot
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/jitbot ./cmd/jitbot
 
 lint:
 	gofmt -l . | (! grep .)
 	go vet ./...
+	scripts/actionlint.sh

@@ -25,6 +25,7 @@ type Store interface {
 	GetRequest(ctx context.Context, id string) (store.Request, error)
 	ListRequests(ctx context.Context, q store.RequestQuery) ([]store.Request, error)
 	DueRequests(ctx context.Context, now time.Time, limit int) ([]store.Request, error)
+	GetCounter(ctx context.Context, key string) (store.Counter, error)
 }
 
 // Activator applies a freshly approved grant at its provider. An error does not undo the approval: the grant
@@ -105,30 +106,49 @@ type NewRequest struct {
 	Meta      map[string]string
 }
 
-// Create validates and stores a pending request.
-func (s *Service) Create(ctx context.Context, in NewRequest) (store.Request, error) {
+// Check makes every check Create makes, without storing anything or asking an on-call source: a form can
+// show a refusal under its field before it closes, and do the rest after Slack's acknowledgement. Create
+// checks everything again.
+func (s *Service) Check(ctx context.Context, in NewRequest) error {
+	_, _, _, err := s.check(ctx, in)
+	return err
+}
+
+func (s *Service) check(ctx context.Context, in NewRequest) (*policy.Role, time.Duration, string, error) {
 	role, err := s.roleFor(in.Role)
 	if err != nil {
-		return store.Request{}, err
+		return nil, 0, "", err
 	}
 	if ok, err := s.CanRequest(ctx, role, in.Requester); err != nil {
-		return store.Request{}, err
+		return nil, 0, "", err
 	} else if !ok {
-		return store.Request{}, refusal(ErrNotEligible, "You may not request %s. Ask an admin to add you to its requesters.", role.Name)
+		return nil, 0, "", refusal(ErrNotEligible, "You may not request %s. Ask an admin to add you to its requesters.", role.Name)
 	}
 	d := in.Duration
 	if d == 0 {
 		d = role.DefaultDuration
 	}
 	if err := role.ValidateDuration(d); err != nil {
-		return store.Request{}, refusal(ErrBadDuration, "%s", err.Error())
+		return nil, 0, "", refusal(ErrBadDuration, "%s", err.Error())
 	}
 	reason, err := cleanReason(in.Reason)
 	if err != nil {
-		return store.Request{}, err
+		return nil, 0, "", err
 	}
 	if _, err := s.principal(ctx, in.Requester, role.Provider); err != nil {
-		return store.Request{}, refusal(ErrNoIdentity, "%s", err.Error())
+		return nil, 0, "", refusal(ErrNoIdentity, "%s", err.Error())
+	}
+	return role, d, reason, nil
+}
+
+// Create validates and stores a pending request.
+func (s *Service) Create(ctx context.Context, in NewRequest) (store.Request, error) {
+	role, d, reason, err := s.check(ctx, in)
+	if err != nil {
+		return store.Request{}, err
+	}
+	if err := s.userConditions(ctx, role, in.Requester, d, reason, false); err != nil {
+		return store.Request{}, err
 	}
 	now := s.now()
 	req := store.Request{
@@ -181,6 +201,9 @@ func (s *Service) Approve(ctx context.Context, requestID, approver, note string)
 		}
 		if approver == req.Requester {
 			return Outcome{Request: req}, refusal(ErrSelfApproval, "You cannot approve your own request.")
+		}
+		if isTriggeringActor(&req, approver) {
+			return Outcome{Request: req}, refusal(ErrSelfApproval, "You triggered this pipeline run, so you cannot approve its request; another approver must.")
 		}
 		if ok, err := s.CanApprove(ctx, role, approver); err != nil {
 			return Outcome{Request: req}, err
@@ -480,6 +503,14 @@ func (s *Service) principal(ctx context.Context, user, provider string) (string,
 
 // approveWithGrant marks req approved and returns its write-ahead grant, to be committed in the same batch.
 func (s *Service) approveWithGrant(ctx context.Context, req *store.Request, role *policy.Role, now time.Time) (store.Grant, error) {
+	if req.IsWorkload() {
+		grant, err := s.workloadLease(req, role, now)
+		if err != nil {
+			return store.Grant{}, err
+		}
+		req.State, req.DecidedAt, req.GrantID = store.RequestApproved, now, grant.ID
+		return grant, nil
+	}
 	principal, err := s.principal(ctx, req.Requester, role.Provider)
 	if err != nil {
 		return store.Grant{}, refusal(ErrNoIdentity, "%s", err.Error())
@@ -504,17 +535,35 @@ func (s *Service) autoApprove(ctx context.Context, req store.Request, role *poli
 	if err != nil || !ans.OnCall {
 		return Outcome{}, false
 	}
-	now := s.now()
-	prev := req.Version
-	req.Approvals = append(req.Approvals, store.Decision{By: "system:on-call", At: now, Note: ans.Reason})
-	grant, err := s.approveWithGrant(ctx, &req, role, now)
-	if err != nil {
-		return Outcome{}, false
-	}
-	ev := s.event(store.EventApproved, "system:on-call", &req, map[string]string{"auto": "on-call", "on_call": ans.Reason,
-		"approvals": fmt.Sprintf("%d/%d", req.RequiredApprovals, req.RequiredApprovals)})
-	if err := s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Grants: []store.GrantPut{{Grant: &grant}}, Audit: []store.AuditEvent{ev}}); err != nil {
-		return Outcome{}, false
+	// The request may have changed during the lookup (the Slack notifier records where its approval
+	// message is): re-read and retry while it is still pending and unapproved, as Approve does.
+	var grant store.Grant
+	var ev store.AuditEvent
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			cur, err := s.opts.Store.GetRequest(ctx, req.ID)
+			if err != nil || cur.State != store.RequestPending || len(cur.Approvals) != len(req.Approvals) || attempt >= casRetries {
+				return Outcome{}, false
+			}
+			req = cur
+		}
+		next := req
+		next.Approvals = append(append([]store.Decision(nil), req.Approvals...), store.Decision{By: "system:on-call", At: s.now(), Note: ans.Reason})
+		var err error
+		if grant, err = s.approveWithGrant(ctx, &next, role, next.Approvals[len(next.Approvals)-1].At); err != nil {
+			return Outcome{}, false
+		}
+		ev = s.event(store.EventApproved, "system:on-call", &next, map[string]string{"auto": "on-call", "on_call": ans.Reason,
+			"approvals": fmt.Sprintf("%d/%d", next.RequiredApprovals, next.RequiredApprovals)})
+		err = s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &next, PrevVersion: req.Version}}, Grants: []store.GrantPut{{Grant: &grant}}, Audit: []store.AuditEvent{ev}})
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Outcome{}, false
+		}
+		req = next
+		break
 	}
 	s.publish(ctx, ev)
 	if s.opts.Activator != nil {

@@ -1,6 +1,7 @@
 package bot_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -85,14 +86,55 @@ func mustNotContain(t *testing.T, what, s string, subs ...string) {
 	}
 }
 
+// answer is what the person sees in answer to a command: the acknowledgement itself when it is final, or
+// else (an empty ack, or one saying the work is under way, ending in "…") the follow-up posted to the
+// command's response_url.
+func (w *world) answer(resp *slacktest.Response) string {
+	w.t.Helper()
+	ack := ""
+	if len(bytes.TrimSpace(resp.Body)) > 0 {
+		ack = ackText(w.t, resp)
+	}
+	if ack != "" && !strings.HasSuffix(ack, "…") {
+		return ack
+	}
+	var text string
+	err := w.emu.WaitFor(w.ctx, func() bool {
+		for _, p := range w.emu.ResponseURLPosts() {
+			if p.URL != resp.ResponseURL || p.Error != "" {
+				continue
+			}
+			var m struct {
+				Text string `json:"text"`
+			}
+			if json.Unmarshal(p.Body, &m) == nil {
+				text = m.Text
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		w.t.Fatalf("no answer through the response_url after the ack %q: %v", ack, err)
+	}
+	return text
+}
+
 // request runs `/jit <text>` as user and returns the stored request's id and its approval message.
 func (w *world) request(user, text string) (string, slacktest.Message) {
 	w.t.Helper()
-	resp := w.command(user, text)
-	mustContain(w.t, "request ack", ackText(w.t, resp), "is waiting for")
-	id := regexp.MustCompile(`Request (r-[a-z0-9]+)`).FindStringSubmatch(ackText(w.t, resp))
+	return w.requestFromAnswer(user, w.command(user, text))
+}
+
+// requestFromAnswer finds the request that a `/jit request` answered by resp created, and its approval
+// message.
+func (w *world) requestFromAnswer(user string, resp *slacktest.Response) (string, slacktest.Message) {
+	w.t.Helper()
+	answer := w.answer(resp)
+	mustContain(w.t, "request answer", answer, "is waiting for")
+	id := regexp.MustCompile(`Request (r-[a-z0-9]+)`).FindStringSubmatch(answer)
 	if id == nil {
-		w.t.Fatalf("no request id in %q", resp.Body)
+		w.t.Fatalf("no request id in %q", answer)
 	}
 	msg := w.approvalMessage(func(m slacktest.Message) bool { return strings.Contains(msgText(m), "Access request "+id[1]) })
 	w.posted(id[1], msg)
@@ -301,7 +343,7 @@ func (w *world) home(user string, opts ...slacktest.SendOption) (*slacktest.Resp
 
 func testRequestByModal(t *testing.T, w *world) {
 	// Someone who may request nothing gets an answer, not an empty form.
-	mustContain(t, "answer to bob", ackText(t, w.command(bob, "")), "There is no role you may request")
+	mustContain(t, "answer to bob", w.answer(w.command(bob, "")), "There is no role you may request")
 	if n := len(w.emu.Calls("views.open")); n != 0 {
 		t.Fatalf("views.open called %d times for someone who may request nothing", n)
 	}
@@ -352,6 +394,7 @@ func testRequestByModal(t *testing.T, w *world) {
 	if v, _ := w.emu.GetView(modal.ID); v.Open {
 		t.Fatalf("the form stayed open after a valid submission")
 	}
+	w.app.Bot.Wait() // the request is stored after the acknowledgement
 	rs := w.requests(alice)
 	if len(rs) != 1 || rs[0].Role != "db-read" || rs[0].Duration != 30*time.Minute || rs[0].Reason != "INC-7 replica check" ||
 		rs[0].State != store.RequestPending || rs[0].Meta["source"] != "modal" {
@@ -593,11 +636,11 @@ func testCommands(t *testing.T, w *world) {
 	answer := func(user, text string, want ...string) string {
 		t.Helper()
 		resp := w.command(user, text)
-		got := ackText(t, resp)
+		got := w.answer(resp)
 		mustContain(t, "answer to /jit "+text, got, want...)
 		// Slack shows the answer to the user only.
 		if _, err := w.emu.WaitForEphemeral(w.ctx, generalCh, user, func(e slacktest.Ephemeral) bool {
-			return e.Source == "slash_command_response" && e.Text == got
+			return (e.Source == "slash_command_response" || e.Source == "response_url") && e.Text == got
 		}); err != nil {
 			t.Fatalf("answer to /jit %s not shown: %v", text, err)
 		}
@@ -694,6 +737,22 @@ func testAppHome(t *testing.T, w *world) {
 		if err != nil || replay.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("replayed event: %v %+v", err, replay)
 		}
+		// The retry headers are not signed: a replay that adds one is let through once per retry number
+		// (a retry within the same second carries the very same signature), however the number is written,
+		// and event_id deduplication makes it harmless.
+		for i, n := range []string{"3", "03", "+3", "4"} {
+			h := resp.Request.Header.Clone()
+			h.Set("X-Slack-Retry-Num", n)
+			h.Set("X-Slack-Retry-Reason", "http_timeout")
+			replay, err := w.emu.Replay(w.ctx, &slacktest.SentRequest{URL: resp.Request.URL, Header: h, Body: resp.Request.Body})
+			want := http.StatusUnauthorized
+			if i == 0 || n == "4" {
+				want = http.StatusOK
+			}
+			if err != nil || replay.StatusCode != want {
+				t.Fatalf("replayed event as retry %q: %v %+v, want status %d", n, err, replay, want)
+			}
+		}
 		w.app.Bot.Wait()
 		if n := w.publishesFor(alice); n != 1 {
 			t.Fatalf("%d publishes after a redelivered event, want 1", n)
@@ -767,6 +826,19 @@ func testSecurity(t *testing.T, w *world) {
 	if err != nil || replay.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("replayed command: %v %+v", err, replay)
 	}
+	// The same request with its signature written differently still verifies (slack-go decodes the hex
+	// case-insensitively and reads only the first X-Slack-Signature): every such form is the same request,
+	// refused as a replay.
+	for _, re := range reencodedSignatures(first.Request) {
+		replay, err := w.emu.Replay(w.ctx, re.req)
+		if err != nil || replay.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("replay with %s: %v %+v", re.name, err, replay)
+		}
+		if !strings.Contains(string(replay.Body), "replayed") {
+			t.Fatalf("replay with %s was refused for another reason, so it does not test replay detection: %s", re.name, replay.Body)
+		}
+	}
+	w.app.Bot.Wait()
 	rs := w.requests(alice)
 	if len(rs) != 1 {
 		t.Fatalf("%d requests after a replay, want 1", len(rs))
@@ -794,6 +866,36 @@ func testSecurity(t *testing.T, w *world) {
 	w.unchanged(snap)
 	if r := w.getRequest(id); r.State != store.RequestPending || len(r.Approvals) != 0 {
 		t.Fatalf("request changed: %+v", r)
+	}
+}
+
+type reencoded struct {
+	name string
+	req  *slacktest.SentRequest
+}
+
+// reencodedSignatures returns req with its X-Slack-Signature written in every other form that Slack's
+// verifier accepts: upper-case and mixed-case hex, and a second, different signature header after the
+// valid one (only the first is read).
+func reencodedSignatures(req *slacktest.SentRequest) []reencoded {
+	sig := req.Header.Get("X-Slack-Signature")
+	hexPart := strings.TrimPrefix(sig, "v0=")
+	mixed := []byte(hexPart)
+	for i := range mixed {
+		if i%2 == 0 {
+			mixed[i] = strings.ToUpper(string(mixed[i]))[0]
+		}
+	}
+	with := func(values ...string) *slacktest.SentRequest {
+		h := req.Header.Clone()
+		h["X-Slack-Signature"] = values
+		return &slacktest.SentRequest{URL: req.URL, Header: h, Body: req.Body}
+	}
+	return []reencoded{
+		{"upper-case hex", with("v0=" + strings.ToUpper(hexPart))},
+		{"mixed-case hex", with("v0=" + string(mixed))},
+		{"a second signature header", with(sig, "v0="+strings.Repeat("0", 64))},
+		{"a second signature header, upper-case first", with("v0="+strings.ToUpper(hexPart), sig)},
 	}
 }
 
@@ -838,7 +940,7 @@ func testFailingPostMessage(t *testing.T, w *world) {
 	// message arrives once Slack takes them again.
 	w.emu.RateLimit("chat.postMessage", 4, time.Second)
 	resp := w.command(alice, "request db-read 1h INC-22 during an outage")
-	mustContain(t, "ack", ackText(t, resp), "is waiting for 1 approval(s)")
+	mustContain(t, "answer", w.answer(resp), "is waiting for 1 approval(s)")
 	rs := w.requests(alice)
 	if len(rs) != 1 || rs[0].State != store.RequestPending {
 		t.Fatalf("stored: %+v", rs)
@@ -870,7 +972,7 @@ func testFailingPostMessage(t *testing.T, w *world) {
 // and an approver can decide from the Home tab.
 func testApprovalChannelDown(t *testing.T, w *world) {
 	resp := w.command(alice, "request db-read 1h INC-23 channel down")
-	mustContain(t, "ack", ackText(t, resp), "is waiting for 1 approval(s)")
+	mustContain(t, "answer", w.answer(resp), "is waiting for 1 approval(s)")
 	rs := w.requests(alice)
 	if len(rs) != 1 {
 		t.Fatalf("stored: %+v", rs)

@@ -305,7 +305,7 @@ func (n *Notifier) reply(ctx context.Context, reqID, text string) error {
 }
 
 func threadReply(e store.AuditEvent) string {
-	actor := "<@" + e.Actor + ">"
+	actor := deciderText(e.Actor)
 	switch e.Type {
 	case store.EventApproved:
 		return fmt.Sprintf(":white_check_mark: Approved by %s (%s).", actor, e.Details["approvals"])
@@ -408,6 +408,9 @@ func cut(s string) (string, string, bool) {
 
 // dm queues a direct message to user.
 func (n *Notifier) dm(user, text string, blocks []slack.Block) {
+	if isWorkloadID(user) {
+		return // a pipeline (workload:<name>) has no Slack DM
+	}
 	n.enqueue("dm:"+user, job{run: func(ctx context.Context) error {
 		ch, err := n.dmChannel(ctx, user)
 		if err != nil {

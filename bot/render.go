@@ -74,7 +74,7 @@ func targetText(target map[string]string) string {
 func approvers(ds []store.Decision) string {
 	var out []string
 	for _, d := range ds {
-		out = append(out, "<@"+d.By+">")
+		out = append(out, deciderText(d.By))
 	}
 	return strings.Join(out, ", ")
 }
@@ -141,7 +141,7 @@ func endReason(g *store.Grant) string {
 // ApprovalMessage renders the message in the approval channel. Buttons exist only while the request is
 // pending; the message is re-rendered from the store whenever the request or its grant changes.
 func ApprovalMessage(req store.Request, role *policy.Role, g *store.Grant, now time.Time) (text string, blocks []slack.Block) {
-	text = fmt.Sprintf("<@%s> requests %s for %s", req.Requester, req.Role, policy.FormatDuration(req.Duration))
+	text = fmt.Sprintf("%s requests %s for %s", requesterText(req), req.Role, policy.FormatDuration(req.Duration))
 	title := ":key: Access request " + req.ID
 	if req.BreakGlass {
 		title = ":rotating_light: BREAK-GLASS access " + req.ID
@@ -154,7 +154,7 @@ func ApprovalMessage(req store.Request, role *policy.Role, g *store.Grant, now t
 		target = targetText(role.Target)
 	}
 	fields := []*slack.TextBlockObject{
-		mrkdwn("*Requester*\n<@" + req.Requester + ">"),
+		mrkdwn("*Requester*\n" + requesterText(req)),
 		mrkdwn("*Role*\n`" + req.Role + "`" + map[bool]string{true: " " + clip(escape(desc), 200), false: ""}[desc != ""]),
 		mrkdwn("*Duration*\n" + policy.FormatDuration(req.Duration)),
 		mrkdwn(fmt.Sprintf("*Approvals*\n%d of %d", len(req.Approvals), req.RequiredApprovals)),
@@ -180,13 +180,13 @@ func ApprovalMessage(req store.Request, role *policy.Role, g *store.Grant, now t
 		approve := slack.NewButtonBlockElement(ActionApprove, req.ID, plain("Approve"))
 		approve.Style = slack.StylePrimary
 		approve.Confirm = slack.NewConfirmationBlockObject(plain("Approve this request?"),
-			mrkdwn(clip(fmt.Sprintf("<@%s> gets %s for %s.", req.Requester, req.Role, policy.FormatDuration(req.Duration)), 300)),
+			mrkdwn(clip(fmt.Sprintf("%s gets %s for %s.", requesterText(req), req.Role, policy.FormatDuration(req.Duration)), 300)),
 			plain("Approve"), plain("Cancel"))
 		deny := slack.NewButtonBlockElement(ActionDeny, req.ID, plain("Deny…"))
 		deny.Style = slack.StyleDanger
 		blocks = append(blocks, slack.NewActionBlock("decide:"+req.ID, approve, deny))
 	}
-	return text, blocks
+	return text, withPipeline(req, blocks)
 }
 
 // GrantButtons are the holder's controls on an active grant (DM reminders, App Home).

@@ -38,25 +38,28 @@ type LeaseSpec struct {
 	Duration    time.Duration
 	MaxDuration time.Duration
 	BreakGlass  bool
+	// HeartbeatTimeout > 0 makes the grant task-bound (see store.Grant.HeartbeatTimeout).
+	HeartbeatTimeout time.Duration
 }
 
 // NewLease returns the write-ahead record of a grant: stored in state activating before any provider call, and
 // due for the sweeper at resumeAt so that a crash before activation completes is resumed.
 func NewLease(spec LeaseSpec, now, resumeAt time.Time) store.Grant {
 	return store.Grant{
-		ID:          store.NewID("g"),
-		RequestID:   spec.RequestID,
-		UserID:      spec.UserID,
-		Role:        spec.Role,
-		Provider:    spec.Provider,
-		Principal:   spec.Principal,
-		Target:      maps.Clone(spec.Target),
-		BindingKey:  BindingKey(spec.Provider, spec.Principal, spec.Target),
-		State:       store.GrantActivating,
-		Duration:    spec.Duration,
-		MaxDuration: spec.MaxDuration,
-		BreakGlass:  spec.BreakGlass,
-		CreatedAt:   now,
-		DueAt:       resumeAt,
+		ID:               store.NewID("g"),
+		RequestID:        spec.RequestID,
+		UserID:           spec.UserID,
+		Role:             spec.Role,
+		Provider:         spec.Provider,
+		Principal:        spec.Principal,
+		Target:           maps.Clone(spec.Target),
+		BindingKey:       BindingKey(spec.Provider, spec.Principal, spec.Target),
+		State:            store.GrantActivating,
+		Duration:         spec.Duration,
+		MaxDuration:      spec.MaxDuration,
+		BreakGlass:       spec.BreakGlass,
+		HeartbeatTimeout: spec.HeartbeatTimeout,
+		CreatedAt:        now,
+		DueAt:            resumeAt,
 	}
 }

@@ -75,6 +75,13 @@ type Options struct {
 	// LockWait is how long an operation waits for another operation on the same binding. Default
 	// AttemptTimeout.
 	LockWait time.Duration
+	// LateCallWindow is how long after a revoke a provider call that jitbot gave up on (an attempt timeout)
+	// may still land at a provider that cannot order operations (see Sequenced): the revoked binding is
+	// checked again, from the durable due index, once it has passed. Default 2×AttemptTimeout.
+	LateCallWindow time.Duration
+	// LockTTL is the binding lock's lifetime; it is renewed before every provider call, and every commit made
+	// under it is fenced by it (store.Batch.Fence). Default 2×AttemptTimeout + 5s.
+	LockTTL time.Duration
 }
 
 // Manager runs grant transitions. Every provider call and every change to a live lease happens while holding
@@ -125,6 +132,14 @@ func NewManager(opts Options) (*Manager, error) {
 			}
 		}
 	}
+	// A call may last as long as the longest attempt budget: the lock must outlive it, and a call jitbot gave
+	// up on can land until then.
+	if m.opts.LateCallWindow <= 0 {
+		m.opts.LateCallWindow = 2 * m.maxBudget
+	}
+	if m.opts.LockTTL <= 0 {
+		m.opts.LockTTL = 2*m.maxBudget + 5*time.Second
+	}
 	return m, nil
 }
 
@@ -150,7 +165,7 @@ func (m *Manager) Activate(ctx context.Context, grantID string) error {
 // Release ends a grant early at its holder's request ("I'm done").
 func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant, error) {
 	var out store.Grant
-	err := m.withGrant(ctx, grantID, func(ctx context.Context, lock store.Lock, g *store.Grant) error {
+	err := m.withGrant(ctx, grantID, func(ctx context.Context, b *binding, g *store.Grant) error {
 		if by != g.UserID {
 			return refuse.New(ErrNotHolder, "Only <@%s> can release grant %s.", g.UserID, g.ID)
 		}
@@ -161,10 +176,10 @@ func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant,
 		prev := g.Version
 		g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts = store.GrantRevoking, "released", by, now, now, 0
 		ev := m.event(store.EventReleased, by, g, nil)
-		if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
+		if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
 			return err
 		}
-		m.converge(ctx, lock, g.BindingKey)
+		_ = m.converge(ctx, b) // a failed revoke is recorded on the grant and retried by the sweeper
 		if updated, err := m.opts.Store.GetGrant(ctx, g.ID); err == nil {
 			*g = updated
 		}
@@ -178,25 +193,12 @@ func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant,
 // enforce expiry themselves are told the new expiry before it is recorded.
 func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duration) (store.Grant, error) {
 	var out store.Grant
-	err := m.withGrant(ctx, grantID, func(ctx context.Context, _ store.Lock, g *store.Grant) error {
-		if by != g.UserID {
-			return refuse.New(ErrNotHolder, "Only <@%s> can extend grant %s.", g.UserID, g.ID)
-		}
+	err := m.withGrant(ctx, grantID, func(ctx context.Context, b *binding, g *store.Grant) error {
 		now := m.now()
-		if g.State != store.GrantActive || !now.Before(g.ExpiresAt) {
-			return refuse.New(ErrNotActive, "Grant %s is %s, not active, so it cannot be extended. Request the role again.", g.ID, describeState(g, now))
-		}
-		if d <= 0 {
-			return refuse.New(ErrBadExtension, "An extension must be a positive duration such as 30m.")
+		if err := extendRefusal(g, by, d, now); err != nil {
+			return err
 		}
 		newExpiry := g.ExpiresAt.Add(d).Truncate(time.Millisecond)
-		if total := newExpiry.Sub(g.ActivatedAt); g.MaxDuration > 0 && total > g.MaxDuration {
-			left := g.MaxDuration - g.ExpiresAt.Sub(g.ActivatedAt)
-			if left <= 0 {
-				return refuse.New(ErrBadExtension, "Grant %s already runs for the maximum of %s for %s; request the role again.", g.ID, policy.FormatDuration(g.MaxDuration), g.Role)
-			}
-			return refuse.New(ErrBadExtension, "Extending %s by %s would exceed the maximum of %s for %s; you can extend by at most %s.", g.ID, policy.FormatDuration(d), policy.FormatDuration(g.MaxDuration), g.Role, policy.FormatDuration(left.Round(time.Second)))
-		}
 		p, err := m.provider(g)
 		if err != nil {
 			return err
@@ -209,9 +211,14 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		if others := latestExpiry(leases, now, g.ID); others.After(until) {
 			until = others
 		}
-		a := assignment(g, until)
+		if err := m.renew(ctx, b); err != nil {
+			return err
+		}
+		a := b.assignment(g, until)
 		ref, err := m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
 		if err != nil {
+			// The call may have landed: the provider-side expiry may now be later than the store says.
+			b.diverge(a)
 			return fmt.Errorf("grants: extend %s at provider %s: %w", g.ID, g.Provider, err)
 		}
 		if ref != "" {
@@ -219,9 +226,11 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		}
 		prev := g.Version
 		oldExpiry := g.ExpiresAt
-		g.ExpiresAt, g.DueAt, g.Duration = newExpiry, newExpiry, g.Duration+d
+		g.ExpiresAt, g.Duration = newExpiry, g.Duration+d
+		g.DueAt = g.ActiveDueAt()
 		ev := m.event(store.EventExtended, by, g, map[string]string{"by": d.String(), "old_expires_at": oldExpiry.UTC().Format(time.RFC3339), "expires_at": newExpiry.UTC().Format(time.RFC3339)})
-		if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
+		if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
+			b.diverge(a)
 			return err
 		}
 		out = *g
@@ -230,8 +239,10 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 	return out, err
 }
 
-// withGrant runs fn on a fresh copy of the grant while holding its binding lock.
-func (m *Manager) withGrant(ctx context.Context, grantID string, fn func(context.Context, store.Lock, *store.Grant) error) error {
+// CheckExtend says whether Extend would refuse to extend the grant by d now (who asks, the grant's state,
+// the role's maximum), without calling the provider or changing anything: the Extend form shows the
+// refusal under its field. Extend checks everything again under the binding lock.
+func (m *Manager) CheckExtend(ctx context.Context, grantID, by string, d time.Duration) error {
 	g, err := m.opts.Store.GetGrant(ctx, grantID)
 	if errors.Is(err, store.ErrNotFound) {
 		return refuse.New(ErrNotFound, "There is no grant %s.", grantID)
@@ -239,33 +250,77 @@ func (m *Manager) withGrant(ctx context.Context, grantID string, fn func(context
 	if err != nil {
 		return fmt.Errorf("grants: read %s: %w", grantID, err)
 	}
-	lock, err := m.lockBinding(ctx, g.BindingKey)
-	if err != nil {
-		return err
+	return extendRefusal(&g, by, d, m.now())
+}
+
+func extendRefusal(g *store.Grant, by string, d time.Duration, now time.Time) error {
+	if by != g.UserID {
+		return refuse.New(ErrNotHolder, "Only <@%s> can extend grant %s.", g.UserID, g.ID)
 	}
-	defer m.unlock(ctx, lock)
-	g, err = m.opts.Store.GetGrant(ctx, grantID) // re-read under the lock
+	if g.State != store.GrantActive || !now.Before(g.ExpiresAt) {
+		return refuse.New(ErrNotActive, "Grant %s is %s, not active, so it cannot be extended. Request the role again.", g.ID, describeState(g, now))
+	}
+	if d <= 0 {
+		return refuse.New(ErrBadExtension, "An extension must be a positive duration such as 30m.")
+	}
+	newExpiry := g.ExpiresAt.Add(d).Truncate(time.Millisecond)
+	if total := newExpiry.Sub(g.ActivatedAt); g.MaxDuration > 0 && total > g.MaxDuration {
+		left := g.MaxDuration - g.ExpiresAt.Sub(g.ActivatedAt)
+		if left <= 0 {
+			return refuse.New(ErrBadExtension, "Grant %s already runs for the maximum of %s for %s; request the role again.", g.ID, policy.FormatDuration(g.MaxDuration), g.Role)
+		}
+		return refuse.New(ErrBadExtension, "Extending %s by %s would exceed the maximum of %s for %s; you can extend by at most %s.", g.ID, policy.FormatDuration(d), policy.FormatDuration(g.MaxDuration), g.Role, policy.FormatDuration(left.Round(time.Second)))
+	}
+	return nil
+}
+
+// withGrant runs fn on a fresh copy of the grant while holding its binding lock.
+func (m *Manager) withGrant(ctx context.Context, grantID string, fn func(context.Context, *binding, *store.Grant) error) error {
+	g, err := m.opts.Store.GetGrant(ctx, grantID)
+	if errors.Is(err, store.ErrNotFound) {
+		return refuse.New(ErrNotFound, "There is no grant %s.", grantID)
+	}
 	if err != nil {
 		return fmt.Errorf("grants: read %s: %w", grantID, err)
 	}
 	ctx = zerolog.Ctx(ctx).With().Str("grant_id", g.ID).Str("request_id", g.RequestID).Logger().WithContext(ctx)
-	return fn(ctx, lock, &g)
+	return m.withBinding(ctx, g.BindingKey, func(b *binding) error {
+		g, err := m.opts.Store.GetGrant(ctx, grantID) // re-read under the lock
+		if err != nil {
+			return fmt.Errorf("grants: read %s: %w", grantID, err)
+		}
+		return fn(ctx, b, &g)
+	})
+}
+
+// withBinding runs fn while holding the binding's lock. When fn made a provider call whose outcome it could
+// not record (its commit failed, or was fenced out because the lock was lost mid-call: another holder may
+// have decided otherwise meanwhile), the provider may hold what the store does not describe, so the lock is
+// taken again and the binding converged to what the store says (see realign).
+func (m *Manager) withBinding(ctx context.Context, key string, fn func(*binding) error) error {
+	b, err := m.lockBinding(ctx, key)
+	if err != nil {
+		return err
+	}
+	err = fn(b)
+	m.unlock(ctx, b.lock)
+	if len(b.diverged) > 0 {
+		if rerr := m.realign(ctx, key, b.diverged); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return err
 }
 
 // Converge brings the provider in line with the leases of one binding: activating leases are applied, ended
 // leases are revoked unless another live lease still covers the same access. It is the one place where
 // providers are called for grant and revoke.
 func (m *Manager) Converge(ctx context.Context, bindingKey string) error {
-	lock, err := m.lockBinding(ctx, bindingKey)
-	if err != nil {
-		return err
-	}
-	defer m.unlock(ctx, lock)
-	return m.converge(ctx, lock, bindingKey)
+	return m.withBinding(ctx, bindingKey, func(b *binding) error { return m.converge(ctx, b) })
 }
 
-func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) error {
-	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: key})
+func (m *Manager) converge(ctx context.Context, b *binding) error {
+	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: b.key})
 	if err != nil {
 		return fmt.Errorf("grants: list leases of binding: %w", err)
 	}
@@ -273,10 +328,10 @@ func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) err
 	// leases, so that a provider that expires access itself never cuts a longer overlapping lease short.
 	for i := range leases {
 		if leases[i].State == store.GrantActivating {
-			if err := m.renew(ctx, lock); err != nil {
+			if err := m.renew(ctx, b); err != nil {
 				return err
 			}
-			m.activate(ctx, &leases[i], latestExpiry(leases, m.now(), ""), bindingRef(leases, leases[i].ID))
+			m.activate(ctx, b, &leases[i], latestExpiry(leases, m.now(), ""), bindingRef(leases, leases[i].ID))
 		}
 	}
 	// 2. Decide whether access is still wanted, and end the leases that are over.
@@ -286,7 +341,7 @@ func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) err
 	for i := range leases {
 		g := &leases[i]
 		switch {
-		case g.State == store.GrantActivating, g.State == store.GrantActive && now.Before(g.ExpiresAt):
+		case g.State == store.GrantActivating, g.State == store.GrantActive && now.Before(g.ExpiresAt) && !g.HeartbeatMissed(now):
 			if cover == nil || g.ExpiresAt.After(cover.ExpiresAt) {
 				cover = g
 			}
@@ -298,26 +353,124 @@ func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) err
 		return nil
 	}
 	if cover != nil {
-		return m.endCovered(ctx, ending, cover)
+		return m.endCovered(ctx, b, ending, cover)
 	}
-	if err := m.renew(ctx, lock); err != nil {
+	if err := m.renew(ctx, b); err != nil {
 		return err
 	}
-	return m.revoke(ctx, ending)
+	return m.revoke(ctx, b, ending)
+}
+
+// realign runs after a provider call whose outcome could not be recorded: under a freshly taken lock it
+// converges the binding, then makes the provider match the store whatever the stray call did. With no live
+// lease left, the stray assignments are revoked (the old holder's late Grant must not outlive the revoke that
+// another holder recorded meanwhile); with an active lease, its access is applied again (a stray Revoke must
+// not remove access that a live lease holds). Each removal is an audit event (drift-revoked).
+func (m *Manager) realign(ctx context.Context, key string, stray []Assignment) error {
+	log := zerolog.Ctx(ctx).With().Str("binding", key).Logger()
+	log.Warn().Int("calls", len(stray)).Msg("a provider call's outcome could not be recorded; converging the binding to the store")
+	var err error
+	for range 3 {
+		var again []Assignment
+		err = m.withBindingOnce(ctx, key, func(b *binding) error {
+			defer func() { again = b.diverged }()
+			return m.realignLocked(ctx, b, stray)
+		})
+		if len(again) == 0 {
+			break
+		}
+		stray = append(stray, again...)
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("could not converge the binding after an unrecorded provider call; a later sweep or drift reconciliation must")
+	}
+	return err
+}
+
+// withBindingOnce is withBinding without the realign step (realign's own loop handles it).
+func (m *Manager) withBindingOnce(ctx context.Context, key string, fn func(*binding) error) error {
+	b, err := m.lockBinding(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer m.unlock(ctx, b.lock)
+	return fn(b)
+}
+
+func (m *Manager) realignLocked(ctx context.Context, b *binding, stray []Assignment) error {
+	if err := m.converge(ctx, b); err != nil {
+		return err
+	}
+	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: b.key})
+	if err != nil {
+		return fmt.Errorf("grants: list leases of binding: %w", err)
+	}
+	now := m.now()
+	var cover *store.Grant
+	for i := range leases {
+		g := &leases[i]
+		switch {
+		case g.State == store.GrantActivating:
+			return nil // converge could not activate it yet: its own retry applies it
+		case g.State == store.GrantActive && now.Before(g.ExpiresAt):
+			if cover == nil || g.ExpiresAt.After(cover.ExpiresAt) {
+				cover = g
+			}
+		}
+	}
+	if cover != nil {
+		p, err := m.provider(cover)
+		if err != nil {
+			return err
+		}
+		if err := m.renew(ctx, b); err != nil {
+			return err
+		}
+		a := b.assignment(cover, latestExpiry(leases, now, ""))
+		if _, err := m.call(ctx, "grant", cover, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) }); err != nil {
+			return fmt.Errorf("grants: re-apply %s after an unrecorded provider call: %w", cover.ID, err)
+		}
+		return nil
+	}
+	// No live lease: nothing of the binding may remain at the provider. One revoke removes the binding.
+	a := stray[len(stray)-1]
+	g := &store.Grant{ID: a.GrantID, RequestID: a.RequestID, Role: a.Role, BindingKey: b.key}
+	if known, err := m.opts.Store.GetGrant(ctx, a.GrantID); err == nil {
+		g = &known
+	}
+	p, err := m.provider(g)
+	if err != nil {
+		return err
+	}
+	if err := m.renew(ctx, b); err != nil {
+		return err
+	}
+	a.Generation = b.next()
+	if _, err := m.call(ctx, "revoke", g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+		return fmt.Errorf("grants: revoke what an unrecorded provider call may have applied: %w", err)
+	}
+	ev := m.event(store.EventDriftRevoked, "system:grants", g, map[string]string{"provider": g.Provider,
+		"reason": "a provider call whose outcome could not be recorded (lock lost or record changed meanwhile) may have applied access that no live grant covers"})
+	if err := m.commit(ctx, b, nil, ev); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not record the realigning revoke")
+	}
+	return nil
 }
 
 // activate calls the provider for one activating lease and records the outcome.
 // inherited is the provider reference of another live lease of the binding, used when g has none of its own.
-func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time.Time, inherited string) {
+func (m *Manager) activate(ctx context.Context, b *binding, g *store.Grant, othersUntil time.Time, inherited string) {
 	log := zerolog.Ctx(ctx).With().Str("grant_id", g.ID).Str("request_id", g.RequestID).Logger()
 	p, err := m.provider(g)
 	var ref string
+	var a Assignment
+	called := false
 	if err == nil {
 		until := m.now().Add(g.Duration)
 		if othersUntil.After(until) {
 			until = othersUntil
 		}
-		a := assignment(g, until)
+		a = b.assignment(g, until)
 		if a.Ref == "" {
 			a.Ref = inherited
 		}
@@ -329,12 +482,13 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time
 			marked = true
 			prev := g.Version
 			g.ProviderRef = RefCallPending
-			if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}); err != nil {
+			if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}); err != nil {
 				log.Error().Err(err).Msg("could not record the provider call about to be made")
 				g.State = "" // unknown now: keep it out of this converge pass
 				return
 			}
 		}
+		called = true
 		ref, err = m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
 		if ref == "" && marked {
 			g.ProviderRef = passed // the call is over; the adapter had nothing to say
@@ -351,7 +505,10 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time
 	switch {
 	case err == nil:
 		g.State, g.ActivatedAt, g.ExpiresAt = store.GrantActive, now, now.Add(g.Duration).Truncate(time.Millisecond)
-		g.DueAt, g.Attempts, g.LastError = g.ExpiresAt, 0, ""
+		if g.HeartbeatTimeout > 0 {
+			g.HeartbeatDeadline = now.Add(g.HeartbeatTimeout)
+		}
+		g.DueAt, g.Attempts, g.LastError = g.ActiveDueAt(), 0, ""
 		details := map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano), "provider": g.Provider}
 		if IsPreExisting(g.ProviderRef) {
 			details["pre_existing"] = "true"
@@ -371,14 +528,17 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time
 		ev = m.event(store.EventGrantRetry, "system:grants", g, map[string]string{"error": err.Error(), "attempt": strconv.Itoa(g.Attempts), "next_attempt_at": g.DueAt.UTC().Format(time.RFC3339)})
 		log.Warn().Err(err).Int("attempt", g.Attempts).Time("next_attempt_at", g.DueAt).Msg("grant attempt failed; will retry")
 	}
-	if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
+	if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
 		log.Error().Err(err).Msg("could not record activation outcome")
 		g.State = "" // unknown now: keep it out of this converge pass
+		if called {
+			b.diverge(a)
+		}
 	}
 }
 
 // endCovered ends leases whose access another live lease still needs: nothing is revoked at the provider.
-func (m *Manager) endCovered(ctx context.Context, ending []*store.Grant, cover *store.Grant) error {
+func (m *Manager) endCovered(ctx context.Context, b *binding, ending []*store.Grant, cover *store.Grant) error {
 	now := m.now()
 	var puts []store.GrantPut
 	var events []store.AuditEvent
@@ -389,16 +549,16 @@ func (m *Manager) endCovered(ctx context.Context, ending []*store.Grant, cover *
 		events = append(events, m.event(store.EventRevoked, "system:grants", g, map[string]string{"covered_by": cover.ID, "note": "access stays while the overlapping grant lasts"}))
 		puts = append(puts, store.GrantPut{Grant: g, PrevVersion: prev})
 	}
-	if err := m.commit(ctx, puts, events...); err != nil {
+	if err := m.commit(ctx, b, puts, events...); err != nil {
 		return err
 	}
-	m.shrinkExpiry(ctx, ending, cover)
+	m.shrinkExpiry(ctx, b, ending, cover)
 	return nil
 }
 
 // shrinkExpiry tells a provider that expires access itself the binding's new, earlier end when the leases
 // that just ended ran longer than the one that remains. Best effort: jitbot revokes on time regardless.
-func (m *Manager) shrinkExpiry(ctx context.Context, ending []*store.Grant, cover *store.Grant) {
+func (m *Manager) shrinkExpiry(ctx context.Context, b *binding, ending []*store.Grant, cover *store.Grant) {
 	if cover.State != store.GrantActive {
 		return
 	}
@@ -413,7 +573,10 @@ func (m *Manager) shrinkExpiry(ctx context.Context, ending []*store.Grant, cover
 	}
 	p, err := m.provider(cover)
 	if err == nil {
-		a := assignment(cover, cover.ExpiresAt)
+		err = m.renew(ctx, b)
+	}
+	if err == nil {
+		a := b.assignment(cover, cover.ExpiresAt)
 		_, err = m.call(ctx, "grant", cover, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
 	}
 	if err != nil {
@@ -449,7 +612,7 @@ func latestExpiry(leases []store.Grant, now time.Time, except string) time.Time 
 }
 
 // revoke removes the binding's access at the provider once, then ends every lease in ending.
-func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
+func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant) error {
 	last := ending[0]
 	for _, g := range ending[1:] {
 		if g.ExpiresAt.After(last.ExpiresAt) {
@@ -459,9 +622,12 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 	ref, remove := revokeRef(ending)
 	preExisting := IsPreExisting(ref)
 	p, err := m.provider(last)
+	var a Assignment
+	called := false
 	if err == nil && remove {
-		a := assignment(last, last.ExpiresAt)
+		a = b.assignment(last, last.ExpiresAt)
 		a.Ref = ref
+		called = true
 		_, err = m.call(ctx, "revoke", last, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) })
 	}
 	now := m.now()
@@ -471,7 +637,13 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 		prev := g.Version
 		events = append(events, m.markEnded(g, now)...)
 		if err == nil {
-			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, ""
+			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, keptError(g)
+			// Only after jitbot removed something can a late call of its own bring it back (pre-existing and
+			// untouched access was not touched).
+			if g == last && !sequenced(p) && remove {
+				g.RecheckAt = now.Add(m.opts.LateCallWindow)
+				g.DueAt = g.RecheckAt
+			}
 			lag := now.Sub(g.EndedAt)
 			details := map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}
 			switch {
@@ -500,7 +672,10 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 		}
 		puts = append(puts, store.GrantPut{Grant: g, PrevVersion: prev})
 	}
-	if cerr := m.commit(ctx, puts, events...); cerr != nil {
+	if cerr := m.commit(ctx, b, puts, events...); cerr != nil {
+		if called {
+			b.diverge(a)
+		}
 		return cerr
 	}
 	if err != nil {
@@ -546,8 +721,125 @@ func (m *Manager) markEnded(g *store.Grant, now time.Time) []store.AuditEvent {
 	if g.State != store.GrantActive {
 		return nil
 	}
+	if g.HeartbeatMissed(now) {
+		g.State, g.EndReason, g.EndedAt = store.GrantRevoking, "heartbeat_missed", g.HeartbeatDeadline
+		return []store.AuditEvent{m.event(store.EventHeartbeatMissed, "system:sweeper", g, map[string]string{
+			"last_heartbeat": lastBeat(g).UTC().Format(time.RFC3339Nano), "deadline": g.HeartbeatDeadline.UTC().Format(time.RFC3339Nano)})}
+	}
 	g.State, g.EndReason, g.EndedAt = store.GrantRevoking, "expired", g.ExpiresAt
 	return []store.AuditEvent{m.event(store.EventGrantExpired, "system:sweeper", g, map[string]string{"expired_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano)})}
+}
+
+// sequenced reports whether p's far end ignores operations older than the last it applied.
+func sequenced(p Provider) bool {
+	s, ok := p.(Sequenced)
+	return ok && s.OrdersByGeneration()
+}
+
+// keptError is what LastError keeps once a lease's access is gone: why its activation failed, if it did (the
+// record must still say why the grant never became active), else nothing.
+func keptError(g *store.Grant) string {
+	if g.EndReason == "activation_failed" {
+		return g.LastError
+	}
+	return ""
+}
+
+// ConvergeDue converges a binding for the sweeper, given the binding's grants the sweeper claimed as due:
+// besides live leases these can be revoked leases whose re-check is due (see store.Grant.RecheckAt).
+func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []store.Grant) error {
+	var rechecks []string
+	for _, g := range due {
+		if g.State.Terminal() && !g.RecheckAt.IsZero() {
+			rechecks = append(rechecks, g.ID)
+		}
+	}
+	return m.withBinding(ctx, bindingKey, func(b *binding) error {
+		err := m.converge(ctx, b)
+		for _, id := range rechecks {
+			err = errors.Join(err, m.recheck(ctx, b, id))
+		}
+		return err
+	})
+}
+
+// recheck runs a revoked lease's due re-check: when no live lease covers the binding, a provider call that
+// jitbot gave up on may have brought the access back after the revoke, so the provider is asked and the access
+// revoked again if it is there (a drift-revoked event says so). A failed check or revoke is retried with
+// backoff, and raises a revoke-failed alert once it has failed MaxAttempts times.
+func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
+	g, err := m.opts.Store.GetGrant(ctx, id)
+	if err != nil {
+		return fmt.Errorf("grants: re-check %s: %w", id, err)
+	}
+	now := m.now()
+	if !g.State.Terminal() || g.RecheckAt.IsZero() || now.Before(g.RecheckAt) {
+		return nil // done or moved meanwhile
+	}
+	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: b.key})
+	if err != nil {
+		return fmt.Errorf("grants: list leases of binding: %w", err)
+	}
+	prev := g.Version
+	var events []store.AuditEvent
+	var callErr error
+	if len(leases) == 0 { // a live lease means the access is wanted, or its own revoke will re-check
+		var ev *store.AuditEvent
+		if ev, callErr = m.revokeIfBack(ctx, b, &g); ev != nil {
+			events = append(events, *ev)
+		}
+	}
+	if callErr == nil {
+		g.RecheckAt, g.DueAt, g.Attempts = time.Time{}, time.Time{}, 0
+	} else {
+		g.Attempts++
+		g.DueAt = now.Add(m.backoff(g.Attempts))
+		if g.Attempts == m.opts.MaxAttempts {
+			events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": callErr.Error(), "attempts": strconv.Itoa(g.Attempts),
+				"alert": "could not confirm that access stayed gone after its revoke; jitbot keeps retrying"}))
+		}
+	}
+	if err := m.commit(ctx, b, []store.GrantPut{{Grant: &g, PrevVersion: prev}}, events...); err != nil {
+		return err
+	}
+	if callErr != nil {
+		return fmt.Errorf("grants: re-check %s: %w", g.ID, callErr)
+	}
+	return nil
+}
+
+// revokeIfBack asks the provider whether g's access is there and revokes it if it is, or if the provider
+// cannot tell (fail closed). It returns a drift-revoked event when the access had come back.
+func (m *Manager) revokeIfBack(ctx context.Context, b *binding, g *store.Grant) (*store.AuditEvent, error) {
+	p, err := m.provider(g)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.renew(ctx, b); err != nil {
+		return nil, err
+	}
+	a := b.assignment(g, g.ExpiresAt)
+	present, checkErr := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
+		ok, err := p.Check(ctx, a)
+		if ok {
+			return "present", err
+		}
+		return "", err
+	})
+	if checkErr == nil && present == "" {
+		return nil, nil
+	}
+	a = b.assignment(g, g.ExpiresAt)
+	if _, err := m.call(ctx, "revoke", g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+		return nil, err
+	}
+	if checkErr != nil {
+		return nil, nil // gone now; whether it had come back is unknown
+	}
+	zerolog.Ctx(ctx).Warn().Str("grant_id", g.ID).Msg("access came back after its revoke; revoked again")
+	ev := m.event(store.EventDriftRevoked, "system:grants", g, map[string]string{"provider": g.Provider,
+		"reason": "the access came back after its revoke (a provider call jitbot had given up on landed late); revoked again"})
+	return &ev, nil
 }
 
 // finalState is the terminal state of an ended lease whose access is gone.
@@ -558,8 +850,14 @@ func finalState(g *store.Grant) store.GrantState {
 	return store.GrantRevoked
 }
 
-func (m *Manager) commit(ctx context.Context, puts []store.GrantPut, events ...store.AuditEvent) error {
-	if err := m.opts.Store.Commit(ctx, store.Batch{Grants: puts, Audit: events}); err != nil {
+// commit writes puts and events, fenced by the binding lock when b is not nil: a holder that lost its lock
+// mid-call cannot record over what the next holder decided (its caller then realigns the binding).
+func (m *Manager) commit(ctx context.Context, b *binding, puts []store.GrantPut, events ...store.AuditEvent) error {
+	batch := store.Batch{Grants: puts, Audit: events}
+	if b != nil {
+		batch.Fence = &b.lock
+	}
+	if err := m.opts.Store.Commit(ctx, batch); err != nil {
 		return fmt.Errorf("grants: commit: %w", err)
 	}
 	for _, p := range puts {
@@ -617,7 +915,42 @@ func (m *Manager) backoff(n int) time.Duration {
 	return (d/2 + rand.N(d/2+1)).Truncate(time.Millisecond)
 }
 
-func (m *Manager) lockBinding(ctx context.Context, key string) (store.Lock, error) {
+// binding is a held binding lock and what was done under it.
+type binding struct {
+	key  string
+	lock store.Lock
+	// ops counts the provider operations issued under this lock; see next.
+	ops uint64
+	// diverged lists provider calls made under this lock whose outcome could not be recorded: the provider
+	// may now hold what the store does not describe, until realign has run.
+	diverged []Assignment
+}
+
+// opBits is how many low bits of a generation count operations within one lock hold.
+const opBits = 12
+
+// next returns the generation of the next provider operation on the binding: the lock's fence (which the
+// store increases durably every time a binding lock changes hands) in the high bits and the operation's
+// number under this hold in the low bits. Operations on one binding are serialised by its lock, so
+// generations increase with every operation, across processes and restarts, and a call from a holder that
+// lost its lock always carries a lower generation than any call of the holders after it.
+func (b *binding) next() uint64 {
+	if b.ops < 1<<opBits-1 {
+		b.ops++
+	}
+	return b.lock.Fence<<opBits | b.ops
+}
+
+// assignment is the Assignment for g's next provider operation under this hold.
+func (b *binding) assignment(g *store.Grant, expires time.Time) Assignment {
+	a := assignment(g, expires)
+	a.Generation = b.next()
+	return a
+}
+
+func (b *binding) diverge(a Assignment) { b.diverged = append(b.diverged, a) }
+
+func (m *Manager) lockBinding(ctx context.Context, key string) (*binding, error) {
 	// Each operation holds the lock in its own name: re-acquiring with the same holder renews a lock, so a
 	// per-process holder would let a sweep in this process walk into a release in progress.
 	holder := m.opts.Holder + "/" + store.NewID("op")
@@ -626,17 +959,17 @@ func (m *Manager) lockBinding(ctx context.Context, key string) (store.Lock, erro
 	for {
 		l, err := m.opts.Store.AcquireLock(ctx, "binding:"+key, holder, m.lockTTL())
 		if err == nil {
-			return l, nil
+			return &binding{key: key, lock: l}, nil
 		}
 		if !errors.Is(err, store.ErrLockHeld) {
-			return store.Lock{}, fmt.Errorf("grants: lock binding: %w", err)
+			return nil, fmt.Errorf("grants: lock binding: %w", err)
 		}
 		if time.Now().After(deadline) {
-			return store.Lock{}, fmt.Errorf("grants: binding %s is busy with another operation: %w", key, ErrBusy)
+			return nil, fmt.Errorf("grants: binding %s is busy with another operation: %w", key, ErrBusy)
 		}
 		select {
 		case <-ctx.Done():
-			return store.Lock{}, fmt.Errorf("grants: lock binding: %w", ctx.Err())
+			return nil, fmt.Errorf("grants: lock binding: %w", ctx.Err())
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 100*time.Millisecond)
@@ -644,10 +977,10 @@ func (m *Manager) lockBinding(ctx context.Context, key string) (store.Lock, erro
 }
 
 // lockTTL outlives one provider call with margin; the lock is renewed before every provider call.
-func (m *Manager) lockTTL() time.Duration { return 2*m.maxBudget + 5*time.Second }
+func (m *Manager) lockTTL() time.Duration { return m.opts.LockTTL }
 
-func (m *Manager) renew(ctx context.Context, l store.Lock) error {
-	if err := m.opts.Store.RenewLock(ctx, l, m.lockTTL()); err != nil {
+func (m *Manager) renew(ctx context.Context, b *binding) error {
+	if err := m.opts.Store.RenewLock(ctx, b.lock, m.lockTTL()); err != nil {
 		return fmt.Errorf("grants: binding lock: %w", err)
 	}
 	return nil

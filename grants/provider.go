@@ -23,6 +23,12 @@ type Assignment struct {
 	Principal  string            // the user's identity at the provider
 	Target     map[string]string // provider-specific scope from the policy
 	ExpiresAt  time.Time         // when jitbot will revoke (providers that can expire access themselves use it)
+	// Generation orders the operations on one binding: it is greater for every later Grant or Revoke of the
+	// same BindingKey, across replicas and restarts (see the binding lock's fence). A provider that can
+	// remember the last generation it applied per binding must ignore an operation with a lower one: that is
+	// a call jitbot gave up on (a timeout, a lock lost mid-call) arriving after a newer decision. 0 for
+	// operations made outside a binding lock (Check calls of tools, tests).
+	Generation uint64
 	// Ref is the provider reference jitbot holds for this access: what an earlier Grant of this lease returned
 	// (also after a failed attempt, e.g. an asynchronous request id to resume polling), else the reference of
 	// another live lease of the binding; "" when jitbot has not touched the binding since its last revoke.
@@ -43,6 +49,14 @@ type Provider interface {
 	Revoke(ctx context.Context, a Assignment) error
 	// Check reports whether the assignment is present at the provider now.
 	Check(ctx context.Context, a Assignment) (present bool, err error)
+}
+
+// Sequenced is implemented by providers whose far end orders operations by Assignment.Generation and ignores
+// one older than the last it applied (the webhook contract). For every other provider a call that jitbot
+// gave up on could land after a later revoke, so the manager checks a revoked binding again once such a call
+// can no longer arrive (Options.LateCallWindow) and revokes again if the access came back.
+type Sequenced interface {
+	OrdersByGeneration() bool
 }
 
 // preExistingPrefix starts every reference that says the access was present before jitbot granted it.

@@ -74,11 +74,11 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 	if key == "" {
 		key = BindingKey(provider, o.Principal, o.Target)
 	}
-	lock, err := m.lockBinding(ctx, key)
+	b, err := m.lockBinding(ctx, key)
 	if err != nil {
 		return false, err
 	}
-	defer m.unlock(ctx, lock)
+	defer m.unlock(ctx, b.lock)
 	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: key})
 	if err != nil {
 		return false, fmt.Errorf("grants: reconcile: list leases: %w", err)
@@ -111,7 +111,8 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 			return false, nil // the grant found this access already there: never jitbot's to remove
 		}
 	}
-	if err := m.renew(ctx, lock); err != nil {
+	a.Generation = b.next()
+	if err := m.renew(ctx, b); err != nil {
 		return false, err
 	}
 	present, err := m.call(ctx, "check", &store.Grant{ID: o.GrantID, Provider: provider}, func(ctx context.Context) (string, error) {
@@ -127,6 +128,7 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 	if present == "" {
 		return false, nil // gone meanwhile
 	}
+	a.Generation = b.next()
 	if _, err := m.call(ctx, "revoke", &store.Grant{ID: o.GrantID, Provider: provider}, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
 		return false, fmt.Errorf("grants: reconcile: revoke %s at %s: %w", o.Ref, provider, err)
 	}
@@ -135,7 +137,7 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 	if known != nil {
 		ev.RequestID, ev.Role = known.RequestID, known.Role
 	}
-	if err := m.commit(ctx, nil, ev); err != nil {
+	if err := m.commit(ctx, b, nil, ev); err != nil {
 		return true, err
 	}
 	zerolog.Ctx(ctx).Warn().Str("provider", provider).Str("ref", o.Ref).Str("reason", why).Msg("drift: removed access no live grant covers")

@@ -37,6 +37,9 @@ type SweeperOptions struct {
 	Holder string
 	// Periodic jobs run on their own cron schedule while leading (drift reconciliation, ...).
 	Periodic []PeriodicJob
+	// Gate, when set, is asked before each sweep; an error skips the sweep, its retries and Jobs (for example
+	// while the store is known to have lost writes, so its grants cannot be trusted).
+	Gate func(ctx context.Context) error
 }
 
 // PeriodicJob is a leader-only job with its own interval.
@@ -160,7 +163,7 @@ func (s *Sweeper) Run(ctx context.Context) error {
 		case <-s.slow:
 			slow = true
 		}
-		if s.leading.Load() {
+		if s.leading.Load() && s.gateOpen(ctx) {
 			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 				log.Error().Err(err).Msg("sweep failed")
 			}
@@ -177,6 +180,20 @@ func (s *Sweeper) Run(ctx context.Context) error {
 		}
 		s.arm(ctx, timer)
 	}
+}
+
+// gateOpen asks the Gate whether this sweep may run; the gate logs its own reasons.
+func (s *Sweeper) gateOpen(ctx context.Context) bool {
+	if s.opts.Gate == nil {
+		return true
+	}
+	if err := s.opts.Gate(ctx); err != nil {
+		if ctx.Err() == nil {
+			zerolog.Ctx(ctx).Debug().Err(err).Msg("sweep skipped by its gate")
+		}
+		return false
+	}
+	return true
 }
 
 // arm sets the timer to the next due time (never later than the cron interval).
@@ -262,25 +279,29 @@ func (s *Sweeper) RetryRevokeFailed(ctx context.Context) error {
 }
 
 func (s *Sweeper) convergeAll(ctx context.Context, gs []store.Grant) {
-	seen := make(map[string]bool, len(gs))
+	byKey := make(map[string][]store.Grant, len(gs))
+	var keys []string
+	for _, g := range gs {
+		if _, ok := byKey[g.BindingKey]; !ok {
+			keys = append(keys, g.BindingKey)
+		}
+		byKey[g.BindingKey] = append(byKey[g.BindingKey], g)
+	}
 	work := make(chan string)
 	var wg sync.WaitGroup
-	for range min(s.opts.Concurrency, len(gs)) {
+	for range min(s.opts.Concurrency, len(keys)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for key := range work {
-				if err := s.opts.Manager.Converge(ctx, key); err != nil && ctx.Err() == nil {
+				if err := s.opts.Manager.ConvergeDue(ctx, key, byKey[key]); err != nil && ctx.Err() == nil {
 					zerolog.Ctx(ctx).Debug().Err(err).Msg("converge did not finish; it is retried when due")
 				}
 			}
 		}()
 	}
-	for _, g := range gs {
-		if !seen[g.BindingKey] {
-			seen[g.BindingKey] = true
-			work <- g.BindingKey
-		}
+	for _, key := range keys {
+		work <- key
 	}
 	close(work)
 	wg.Wait()

@@ -15,6 +15,7 @@ import (
 // finds wrong and carries on, so one run reports everything.
 type decoder struct {
 	file  string
+	lines []string // the source, for positions inside scalars (CEL errors)
 	probs []Problem
 	warns []Problem
 }

@@ -44,6 +44,9 @@ type Policy struct {
 	// OnCallSources by name, for break-glass and on-call auto-approval.
 	OnCallSources map[string]*OnCallSource
 	onCallSecrets []secretRef
+	// Issuers are the trusted OIDC issuers (CI systems) by name; Workloads the pipeline identities by name.
+	Issuers   map[string]*Issuer
+	Workloads map[string]*Workload
 
 	warns []Problem
 }
@@ -67,14 +70,17 @@ var BuiltinDefaults = Defaults{
 	MaxDuration:     4 * time.Hour,
 }
 
-// Subjects are Slack users and user groups.
+// Subjects are Slack users and user groups, and (for requesters only) policy workloads.
 type Subjects struct {
-	Users  []string // Slack user ids (U…, W…)
-	Groups []string // Slack user group ids (S…)
+	Users     []string // Slack user ids (U…, W…)
+	Groups    []string // Slack user group ids (S…)
+	Workloads []string // names of policy workloads (pipelines); requesters only
 }
 
-// Empty reports whether no user and no group is listed.
-func (s Subjects) Empty() bool { return len(s.Users) == 0 && len(s.Groups) == 0 }
+// Empty reports whether no user, no group and no workload is listed.
+func (s Subjects) Empty() bool {
+	return len(s.Users) == 0 && len(s.Groups) == 0 && len(s.Workloads) == 0
+}
 
 // Role is one requestable role, with defaults applied.
 type Role struct {
@@ -101,6 +107,12 @@ type Role struct {
 	AuditChannel    string
 	// BreakGlass, when set and Allowed, lets whoever is on call take the role at once (see BreakGlass).
 	BreakGlass *BreakGlass
+	// Conditions must all hold for any request of the role (people's and workloads'), checked at creation.
+	Conditions []*Condition
+	// AutoApprove rules approve a workload's request without a person (still announced and audited).
+	AutoApprove []AutoApproval
+	// WorkloadPrincipals overrides, per workload name, the principal the workload gets from this role.
+	WorkloadPrincipals map[string]string
 	// Line is where the role is declared in the policy file; TargetLine and TargetColumn where its target is.
 	Line                     int
 	TargetLine, TargetColumn int
@@ -126,7 +138,7 @@ func Load(path string) (*Policy, error) {
 // Parse parses and validates a policy. file names the source in problems. The error, if any, is a *Problems
 // holding every problem found, sorted by position.
 func Parse(file string, data []byte) (*Policy, error) {
-	d := &decoder{file: file}
+	d := &decoder{file: file, lines: strings.Split(string(data), "\n")}
 	p := &Policy{
 		File:          file,
 		Providers:     map[string]*Provider{},
@@ -134,6 +146,8 @@ func Parse(file string, data []byte) (*Policy, error) {
 		Identities:    map[string]map[string]string{},
 		Roles:         map[string]*Role{},
 		OnCallSources: map[string]*OnCallSource{},
+		Issuers:       map[string]*Issuer{},
+		Workloads:     map[string]*Workload{},
 	}
 	if root := d.parseYAML(data); root != nil {
 		d.decodePolicy(root, p)
@@ -195,7 +209,7 @@ func (d *decoder) syntaxError(err error, data []byte) {
 	d.probs = append(d.probs, p)
 }
 
-var topFields = []string{"version", "defaults", "providers", "groups", "identities", "oncall_sources", "roles"}
+var topFields = []string{"version", "defaults", "providers", "groups", "identities", "oncall_sources", "issuers", "workloads", "roles"}
 
 func (d *decoder) decodePolicy(root *yaml.Node, p *Policy) {
 	f, ok := d.fields(root, "", "a mapping with "+strings.Join(topFields, ", "), topFields...)
@@ -215,8 +229,11 @@ func (d *decoder) decodePolicy(root *yaml.Node, p *Policy) {
 	d.decodeProviders(f["providers"], p)
 	d.decodeGroups(f["groups"], p)
 	defs := d.decodeDefaults(f["defaults"], p)
+	d.decodeIssuers(f["issuers"], p)
+	d.decodeWorkloads(f["workloads"], p)
 	d.decodeRoles(root, f["roles"], p, defs)
 	d.decodeIdentities(f["identities"], p)
+	d.checkActorIdentities(f["identities"], p)
 	d.decodeOnCallSources(f["oncall_sources"], p)
 	d.checkBreakGlassSources(p)
 	if len(d.probs) == 0 {
@@ -425,7 +442,7 @@ func inherited[T any](s setting[T], name string) string {
 
 // ---- roles ----
 
-var roleFields = append([]string{"description", "provider", "target", "requesters", "approvers", "breakglass"}, sharedFields...)
+var roleFields = append([]string{"description", "provider", "target", "requesters", "approvers", "breakglass", "conditions", "auto_approve", "workload_principals"}, sharedFields...)
 
 func (d *decoder) decodeRoles(root *yaml.Node, sec pair, p *Policy, defs shared) {
 	rs, ok := d.mapping(sec.v, "roles", "a mapping of role names to roles")
@@ -458,6 +475,7 @@ func (d *decoder) decodeRoles(root *yaml.Node, sec pair, p *Policy, defs shared)
 		if bg, ok := f["breakglass"]; ok && !isNull(bg.v) {
 			r.BreakGlass = d.decodeBreakGlass(bg, join(field, "breakglass"), r)
 		}
+		d.decodeRolePipelines(f, field, p, r)
 	}
 }
 
@@ -521,18 +539,23 @@ func (d *decoder) decodeSubjects(e pair, f map[string]pair, field, key, verb str
 		d.problem(e.k, sf, "is required: list the users and/or groups who may %s", verb)
 		return false
 	}
-	sub, ok := d.fields(s.v, sf, "a mapping with users and/or groups", "users", "groups")
+	known := []string{"users", "groups"}
+	if key == "requesters" {
+		known = append(known, "workloads")
+	}
+	sub, ok := d.fields(s.v, sf, "a mapping with "+strings.Join(known, " and/or "), known...)
 	if !ok {
 		return false
 	}
 	users, uok := d.list(sub["users"], join(sf, "users"), "U01ABCDEF, U02ABCDEF", d.checkUser)
 	groups, gok := d.list(sub["groups"], join(sf, "groups"), "S01ABCDEF", d.checkGroup)
-	out.Users, out.Groups = users, groups
-	if uok && gok && out.Empty() {
+	workloads, wok := d.list(sub["workloads"], join(sf, "workloads"), "deploy-main", nil)
+	out.Users, out.Groups, out.Workloads = users, groups, workloads
+	if uok && gok && wok && out.Empty() {
 		d.problem(s.k, sf, "lists nobody: add at least one user or group who may %s", verb)
 		return false
 	}
-	return uok && gok
+	return uok && gok && wok
 }
 
 // applyShared fills the inheritable settings of r and checks how they fit together.
@@ -676,7 +699,8 @@ func (d *decoder) decodeIdentities(sec pair, p *Policy) {
 			prov := resolve(e.k).Value
 			pf := join(field, prov)
 			pr, known := p.Providers[prov]
-			if !known {
+			_, isIssuer := p.Issuers[prov]
+			if !known && !isIssuer {
 				d.problem(e.k, pf, "unknown provider %q (%s)", prov, describeProviders(p.Providers))
 			}
 			v, ok := d.scalar(e.v, pf)

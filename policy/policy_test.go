@@ -277,7 +277,7 @@ func TestValidation(t *testing.T) {
 		{"static group with bad member", "groups:\n  S0SRE: [U01A, bob]\n" + base,
 			[]want{{2, "groups.S0SRE[1]", `"bob" is not a Slack user id`}}},
 		{"unknown top-level field", base + "role:\n  x: {}\n",
-			[]want{{17, "", `unknown field "role" (did you mean "roles"?); known fields: version, defaults, providers, groups, identities, oncall_sources, roles`}}},
+			[]want{{17, "", `unknown field "role" (did you mean "roles"?); known fields: version, defaults, providers, groups, identities, oncall_sources, issuers, workloads, roles`}}},
 		{"merge keys", "x-common: &common\n  provider: hook\n" + base, // the anchor block is itself an unknown field
 			[]want{{1, "", `unknown field "x-common"`}}},
 	}

@@ -40,6 +40,12 @@ func EncodeEvent(e AuditEvent) ([]byte, error) {
 	return raw, nil
 }
 
+// AuditHead is the position of the audit log's last entry: its seq and hash.
+type AuditHead struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
 // ChainError says where the audit chain breaks.
 type ChainError struct {
 	Seq    uint64

@@ -57,8 +57,52 @@ type Request struct {
 	// approval message) so that views can be re-rendered from the store.
 	Meta map[string]string `json:"meta,omitempty"`
 
+	// RequesterKind is RequesterUser (also when empty, for records written before workloads existed) or
+	// RequesterWorkload; for a workload, Requester is WorkloadRequester(Workload).
+	RequesterKind string `json:"requester_kind,omitempty"`
+	// Workload names the policy workload that made the request (RequesterWorkload only).
+	Workload string `json:"workload,omitempty"`
+	// Pipeline is the verified context of a workload's request, taken from its token's claims; never from
+	// fields the caller sent.
+	Pipeline *PipelineContext `json:"pipeline,omitempty"`
+
 	// Version is the record's compare-and-swap version: 1 after creation, +1 on every committed write.
 	Version int64 `json:"version"`
+}
+
+// Requester kinds.
+const (
+	RequesterUser     = "user"
+	RequesterWorkload = "workload"
+)
+
+// WorkloadRequester is the Requester (and grant UserID) recorded for a request made by the named policy
+// workload. It can never be mistaken for a Slack user id, which has no colon.
+func WorkloadRequester(name string) string { return "workload:" + name }
+
+// IsWorkload reports whether a workload made the request.
+func (r *Request) IsWorkload() bool { return r.RequesterKind == RequesterWorkload }
+
+// PipelineContext is what an approver is shown about the job behind a workload request. Every field comes
+// from a verified token (OIDC claims, or the owner of an API token).
+type PipelineContext struct {
+	// Method is how the workload authenticated: "oidc" or "api_token".
+	Method  string `json:"method"`
+	Issuer  string `json:"issuer,omitempty"` // the policy issuer name (OIDC)
+	Subject string `json:"subject"`          // the token's sub (OIDC) or the API token id
+	// RunID identifies one run of the pipeline (GitHub run_id + run_attempt, GitLab job id); requests and
+	// grants are bound to it, so another run of the same workflow cannot read or release them.
+	RunID       string `json:"run_id,omitempty"`
+	Repository  string `json:"repository,omitempty"`
+	Workflow    string `json:"workflow,omitempty"`
+	RunURL      string `json:"run_url,omitempty"`
+	Commit      string `json:"commit,omitempty"`
+	Ref         string `json:"ref,omitempty"`
+	Environment string `json:"environment,omitempty"`
+	// Actor is the person who triggered the run, as the CI system names them; ActorUser is their Slack user
+	// id when the policy maps them (they may then not approve the request).
+	Actor     string `json:"actor,omitempty"`
+	ActorUser string `json:"actor_user,omitempty"`
 }
 
 // DueAt is when the request next needs the sweeper: its expiry while pending, else its break-glass review
@@ -143,9 +187,37 @@ type Grant struct {
 	Attempts    int    `json:"attempts,omitempty"`
 	LastError   string `json:"last_error,omitempty"`
 	ProviderRef string `json:"provider_ref,omitempty"` // e.g. an asynchronous provider request id
+	// RecheckAt is set on a revoked lease when its provider cannot order operations (see grants.Sequenced):
+	// a provider call that jitbot gave up on could still land until then and bring the access back, so the
+	// binding is checked again at RecheckAt, and revoked again if nothing live covers it. While it is set,
+	// the (terminal) grant's DueAt is RecheckAt. Zero: no re-check pending.
+	RecheckAt time.Time `json:"recheck_at,omitzero"`
 
-	Meta    map[string]string `json:"meta,omitempty"`
-	Version int64             `json:"version"`
+	Meta map[string]string `json:"meta,omitempty"`
+
+	// HeartbeatTimeout, when positive, makes the grant task-bound: it ends (EndReason "heartbeat_missed")
+	// unless its holder sends a heartbeat at least that often. HeartbeatDeadline is the last heartbeat (or
+	// the activation) plus HeartbeatTimeout; DueAt is never later than it while the grant is active.
+	HeartbeatTimeout  time.Duration `json:"heartbeat_timeout,omitempty"`
+	HeartbeatDeadline time.Time     `json:"heartbeat_deadline,omitzero"`
+	LastHeartbeat     time.Time     `json:"last_heartbeat,omitzero"`
+
+	Version int64 `json:"version"`
+}
+
+// HeartbeatMissed reports whether an active task-bound grant's holder stopped sending heartbeats before the
+// grant expired.
+func (g *Grant) HeartbeatMissed(now time.Time) bool {
+	return g.State == GrantActive && g.HeartbeatTimeout > 0 && !g.HeartbeatDeadline.IsZero() &&
+		!now.Before(g.HeartbeatDeadline) && g.HeartbeatDeadline.Before(g.ExpiresAt)
+}
+
+// ActiveDueAt is the due time of an active grant: its expiry, or its heartbeat deadline when that is earlier.
+func (g *Grant) ActiveDueAt() time.Time {
+	if g.HeartbeatTimeout > 0 && !g.HeartbeatDeadline.IsZero() && g.HeartbeatDeadline.Before(g.ExpiresAt) {
+		return g.HeartbeatDeadline
+	}
+	return g.ExpiresAt
 }
 
 // AuditEvent is one step in the life of a request or grant.
@@ -179,6 +251,10 @@ const (
 	EventDriftRevoked  = "drift-revoked"          // access found at a provider that no live grant covers, removed
 	EventReviewPending = "break-glass-unreviewed" // a reminder: a break-glass grant still awaits review
 	EventReviewed      = "break-glass-reviewed"
+	// EventHeartbeatMissed: a task-bound grant's holder stopped sending heartbeats; the grant ended.
+	EventHeartbeatMissed = "heartbeat-missed"
+	// EventAuthRefused: an API call's credentials were refused (rate-limited; Details["reason"] is a code).
+	EventAuthRefused = "auth-refused"
 )
 
 // AuditRecord is an AuditEvent as stored: its position in the log, the exact bytes that were hashed, and
@@ -190,3 +266,17 @@ type AuditRecord struct {
 	PrevHash string     `json:"prev_hash"`
 	Hash     string     `json:"hash"`
 }
+
+// Counter is a small compare-and-swap record that makes a limit hold across concurrent requests and replicas:
+// the event it counts is appended in the same atomic Commit as the action it limits, so of N concurrent
+// actions racing for the last slot exactly one commits and the others get ErrConflict and re-read it.
+type Counter struct {
+	Key string `json:"key"`
+	// Events are the instants of the counted events, oldest first. The owner prunes events that fell out of
+	// its window before it appends, so the record stays as small as the limit.
+	Events  []time.Time `json:"events,omitempty"`
+	Version int64       `json:"version"`
+}
+
+// BreakGlassCounterKey is the Counter that records a person's break-glass activations of a role.
+func BreakGlassCounterKey(user, role string) string { return "breakglass/" + user + "/" + role }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/jitbot/jitbot/store/redis"
 )
 
 // Config is jitbot's whole configuration, from the environment. Slack variables keep Slack's usual names;
@@ -22,9 +24,13 @@ type Config struct {
 	RedisURL   string `envconfig:"JITBOT_REDIS_URL"`
 	// RedisKeyPrefix must contain one hash tag so every key lands in one Redis Cluster slot.
 	RedisKeyPrefix string `envconfig:"JITBOT_REDIS_KEY_PREFIX" default:"{jit}"`
-	DataDir        string `envconfig:"JITBOT_DATA_DIR" default:"./data"`
-	ListenAddr     string `envconfig:"JITBOT_LISTEN_ADDR" default:":8080"`
-	LogLevel       string `envconfig:"JITBOT_LOG_LEVEL" default:"info"`
+	// RedisMinReplicas makes every commit wait for that many replica acknowledgements (WAIT).
+	RedisMinReplicas    int           `envconfig:"JITBOT_REDIS_MIN_REPLICAS" default:"0"`
+	RedisReplicaTimeout time.Duration `envconfig:"JITBOT_REDIS_REPLICA_TIMEOUT" default:"1s"`
+	RedisAllowEviction  bool          `envconfig:"JITBOT_REDIS_ALLOW_EVICTION" default:"false"`
+	DataDir             string        `envconfig:"JITBOT_DATA_DIR" default:"./data"`
+	ListenAddr          string        `envconfig:"JITBOT_LISTEN_ADDR" default:":8080"`
+	LogLevel            string        `envconfig:"JITBOT_LOG_LEVEL" default:"info"`
 
 	SweepInterval       time.Duration `envconfig:"JITBOT_SWEEP_INTERVAL" default:"1s"`
 	RevokeRetryInterval time.Duration `envconfig:"JITBOT_REVOKE_RETRY_INTERVAL" default:"5m"`
@@ -36,13 +42,23 @@ type Config struct {
 	LeaderTTL           time.Duration `envconfig:"JITBOT_LEADER_TTL" default:"15s"`
 	ReconcileInterval   time.Duration `envconfig:"JITBOT_RECONCILE_INTERVAL" default:"10m"`
 	ShutdownTimeout     time.Duration `envconfig:"JITBOT_SHUTDOWN_TIMEOUT" default:"20s"`
+
+	// ExpectedReplicas is how many replicas the deployment runs (the Helm chart sets it). The embedded store
+	// is one process's file: several replicas on it would each run their own store and sweeper.
+	ExpectedReplicas int `envconfig:"JITBOT_EXPECTED_REPLICAS" default:"1"`
+
+	// Audit checkpoints (docs/audit.md). The signing key is a secret: never log it.
+	AuditSigningKey         string        `envconfig:"JITBOT_AUDIT_SIGNING_KEY"`
+	AuditPublicKeys         string        `envconfig:"JITBOT_AUDIT_PUBLIC_KEYS"`
+	AuditCheckpointFile     string        `envconfig:"JITBOT_AUDIT_CHECKPOINT_FILE"`
+	AuditCheckpointInterval time.Duration `envconfig:"JITBOT_AUDIT_CHECKPOINT_INTERVAL" default:"10m"`
 }
 
 // loadConfig reads and validates the environment. Every problem is reported in one error.
 func loadConfig() (Config, error) {
 	var c Config
 	if err := envconfig.Process("", &c); err != nil {
-		// envconfig names the variable and the bad value; strip the value in case it is a secret.
+		// envconfig names the variable and the bad value; drop the value in case it is a secret.
 		return c, fmt.Errorf("configuration: %s", scrubEnvconfigError(err))
 	}
 	return c, c.validate()
@@ -50,7 +66,7 @@ func loadConfig() (Config, error) {
 
 func scrubEnvconfigError(err error) string {
 	if pe, ok := err.(*envconfig.ParseError); ok {
-		return fmt.Sprintf("%s: cannot parse %q as %s", pe.KeyName, pe.Value, pe.TypeName)
+		return fmt.Sprintf("%s: cannot parse its value as %s", pe.KeyName, pe.TypeName)
 	}
 	return err.Error()
 }
@@ -69,6 +85,12 @@ func (c Config) validate() error {
 	}
 	if c.ReconcileInterval < 0 {
 		problems = append(problems, "JITBOT_RECONCILE_INTERVAL must be a duration such as 10m (0 turns drift reconciliation off)")
+	}
+	if c.RedisMinReplicas < 0 || c.RedisMinReplicas > 16 {
+		problems = append(problems, "JITBOT_REDIS_MIN_REPLICAS must be between 0 and 16")
+	}
+	if c.RedisReplicaTimeout <= 0 {
+		problems = append(problems, "JITBOT_REDIS_REPLICA_TIMEOUT must be a positive duration such as 1s")
 	}
 	if c.SweepConcurrency < 1 || c.SweepConcurrency > 1024 {
 		problems = append(problems, "JITBOT_SWEEP_CONCURRENCY must be between 1 and 1024")
@@ -101,6 +123,12 @@ func (c Config) validate() error {
 	if c.SlackBotToken != "" && c.SlackAppToken == "" && c.SlackSigningSecret == "" {
 		problems = append(problems, "SLACK_SIGNING_SECRET is required in HTTP mode (set it, or set SLACK_APP_TOKEN for Socket Mode)")
 	}
+	if c.ExpectedReplicas < 1 {
+		problems = append(problems, "JITBOT_EXPECTED_REPLICAS must be at least 1")
+	} else if c.ExpectedReplicas > 1 && c.RedisURL == "" {
+		problems = append(problems, fmt.Sprintf("JITBOT_EXPECTED_REPLICAS is %d but JITBOT_REDIS_URL is not set: every replica would run its own embedded store and sweeper (split brain); set JITBOT_REDIS_URL or run one replica", c.ExpectedReplicas))
+	}
+	problems = append(problems, c.auditProblems()...)
 	if len(problems) > 0 {
 		return fmt.Errorf("configuration: %s", strings.Join(problems, "; "))
 	}
@@ -118,14 +146,11 @@ func (c Config) slackMode() string {
 	return "http mode (/slack/commands, /slack/interactions, /slack/events)"
 }
 
-// storeDescription says which store is in use without revealing credentials.
+// storeDescription says which store is in use without revealing credentials (userinfo and secret query
+// parameters such as sentinel_password are redacted).
 func (c Config) storeDescription() string {
 	if c.RedisURL == "" {
 		return "embedded (" + c.DataDir + ")"
 	}
-	if u, err := url.Parse(c.RedisURL); err == nil {
-		u.User = nil
-		return "redis (" + u.Redacted() + ")"
-	}
-	return "redis"
+	return "redis (" + redis.RedactURL(c.RedisURL) + ")"
 }

@@ -3,14 +3,13 @@
 //	jitbot [serve]                 run the bot (configuration from the environment)
 //	jitbot dev                     local playground: embedded store, example policy, no Slack needed
 //	jitbot policy check FILE...    validate policy files; every problem with file, line and field
-//	jitbot audit verify [--expect-head HASH]   check the audit log's hash chain
+//	jitbot audit verify|export|keygen|accept   check, export and anchor the audit log (auditcmd.go)
 //	jitbot version
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/jitbot/jitbot/audit"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
@@ -56,6 +54,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return policyCmd(args, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args, stdout, stderr)
+	case "tokens":
+		return tokensCmd(ctx, args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "jitbot", version)
 		return 0
@@ -77,7 +77,7 @@ const usage = `usage:
   jitbot [serve]                          run the bot (configuration from the environment; see README)
   jitbot dev                              local playground: embedded store, example policy, no Slack needed
   jitbot policy check FILE...             validate policy files
-  jitbot audit verify [--expect-head H]   verify the audit log's hash chain
+  jitbot audit verify [--checkpoint F]    verify the audit log (also: audit export|keygen|accept)
   jitbot version
 `
 
@@ -92,7 +92,7 @@ func newLogger(w io.Writer, level string) zerolog.Logger {
 // openStore opens Redis when a URL is configured, else the embedded bbolt file in the data directory.
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.RedisURL != "" {
-		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix})
+		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix, MinReplicas: cfg.RedisMinReplicas, ReplicaTimeout: cfg.RedisReplicaTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 		}
@@ -114,6 +114,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	routeRedisLogs(log)
 	pol, err := loadPolicyForServe(cfg.PolicyFile)
 	if err != nil {
 		return err
@@ -123,7 +124,15 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if rs, ok := st.(*redis.Store); ok {
+		if err := checkRedisDurability(ctx, log, cfg, rs); err != nil {
+			return err
+		}
+	}
 	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning()}
+	if deps.Audit, err = cfg.auditOptions(); err != nil {
+		return err
+	}
 	if cfg.SlackBotToken != "" {
 		deps.Slack = &app.SlackConfig{BotToken: cfg.SlackBotToken, SigningSecret: cfg.SlackSigningSecret,
 			AppToken: cfg.SlackAppToken, APIURL: cfg.SlackAPIURL, Command: cfg.SlackCommand}
@@ -241,35 +250,4 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: ok (%d roles, %d providers)\n", file, len(pol.Roles), len(pol.Providers))
 	}
 	return code
-}
-
-func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) < 1 || args[0] != "verify" {
-		fmt.Fprint(stderr, "usage: jitbot audit verify [--expect-head HASH]\n")
-		return 2
-	}
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	expect := fs.String("expect-head", "", "a head hash recorded earlier; the log must still contain it (detects truncation)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
-	}
-	cfg, err := loadConfig()
-	if err != nil {
-		fmt.Fprintln(stderr, "jitbot:", err)
-		return 1
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "jitbot:", err)
-		return 1
-	}
-	defer st.Close()
-	rep, err := audit.Verify(ctx, st, *expect)
-	if err != nil {
-		fmt.Fprintf(stderr, "audit log FAILED verification after %d good entries: %v\n", rep.Entries, err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "audit log ok: %d entries, head %s\n", rep.Entries, rep.HeadHash)
-	return 0
 }

@@ -80,6 +80,8 @@ func TestBadConfigurationStopsStartupWithOneClearMessage(t *testing.T) {
 		"JITBOT_MAX_ATTEMPTS":   {"0", "JITBOT_MAX_ATTEMPTS must be between 1 and 100"},
 		"SLACK_BOT_TOKEN":       {"xoxp-user-token-secret", "SLACK_BOT_TOKEN must be a bot token"},
 		"JITBOT_POLICY_FILE":    {"/nonexistent.yaml", "policy file /nonexistent.yaml does not exist"},
+		// Several replicas on the embedded store would be a split brain: refused before anything starts.
+		"JITBOT_EXPECTED_REPLICAS": {"3", "JITBOT_EXPECTED_REPLICAS is 3 but JITBOT_REDIS_URL is not set"},
 	}
 	for env, c := range cases {
 		t.Run(env, func(t *testing.T) {
@@ -258,7 +260,8 @@ func TestAuditVerifyDetectsAnEditedEntry(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, "4 entries") {
 			t.Fatalf("clean log: exit %d %s", code, stdout)
 		}
-		head := strings.Fields(stdout)[len(strings.Fields(stdout))-1]
+		first := strings.Fields(strings.SplitN(stdout, "\n", 2)[0])
+		head := first[len(first)-1]
 		// Truncation is only visible against a head recorded earlier.
 		if code, _, stderr := runCLI(t, "audit", "verify", "--expect-head", head); code != 0 {
 			t.Fatalf("expect-head of the current log: exit %d %s", code, stderr)

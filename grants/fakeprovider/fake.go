@@ -34,11 +34,36 @@ type Fake struct {
 	fail    []failure
 	latency time.Duration
 	hold    map[string]*gate
+	landed  map[*gate]chan struct{}
 }
 
 type gate struct {
 	arrived chan struct{}
 	proceed chan struct{}
+	// landing: the call ignores its context while held and is applied when released, as a request the
+	// provider received and applies after jitbot stopped waiting for it.
+	landing bool
+}
+
+// HoldLanding makes the next call of op wait, after it arrived, until release is called, and then apply,
+// whatever happened to the caller's context meanwhile: a call the provider received and applies after the
+// caller stalled past its binding lock (the caller waits, then succeeds), or after the caller gave up on it
+// (its context ended: the caller gets ctx's error at once, and the call still applies on release). landed is
+// closed once the call was applied.
+func (f *Fake) HoldLanding(op string) (arrived <-chan struct{}, release func(), landed <-chan struct{}) {
+	g := &gate{arrived: make(chan struct{}), proceed: make(chan struct{}), landing: true}
+	done := make(chan struct{})
+	f.mu.Lock()
+	if f.hold == nil {
+		f.hold = map[string]*gate{}
+	}
+	f.hold[op] = g
+	if f.landed == nil {
+		f.landed = map[*gate]chan struct{}{}
+	}
+	f.landed[g] = done
+	f.mu.Unlock()
+	return g.arrived, func() { close(g.proceed) }, done
 }
 
 // Hold makes the next call of op wait, after it arrived, until release is called: tests use it to run
@@ -97,6 +122,26 @@ func (f *Fake) do(ctx context.Context, op string, a grants.Assignment, apply fun
 	g := f.hold[op]
 	delete(f.hold, op)
 	f.mu.Unlock()
+	if g != nil && g.landing {
+		close(g.arrived)
+		land := func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			_, was := f.present[Key(a)]
+			apply(was)
+			f.calls = append(f.calls, Call{Op: op, Assignment: a, WasPresent: was})
+			close(f.landed[g])
+			delete(f.landed, g)
+		}
+		select {
+		case <-g.proceed:
+			land()
+			return nil
+		case <-ctx.Done():
+			go func() { <-g.proceed; land() }() // the caller gave up; the provider applies it anyway
+			return ctx.Err()
+		}
+	}
 	if g != nil {
 		close(g.arrived)
 		select {

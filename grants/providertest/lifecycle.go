@@ -12,7 +12,7 @@ package providertest
 //     object an administrator would make return grants.PreExistingRef from Grant and honour it in Revoke;
 //     adapters with objects of their own just never touch the administrator's. A Revoke told grants.RefUntouched
 //     (every attempt failed before changing anything) leaves the standing access too.
-//   - ResumedCallFailsClosed: a Grant whose Assignment.Ref is grants.RefCallPending (the manager's write-ahead
+//   - ResumedCallFailsClosed (Harness.HonoursCallPending): a Grant whose Assignment.Ref is grants.RefCallPending (the manager's write-ahead
 //     marker, seen only after a process died mid-call) never returns a pre-existing reference.
 //   - OppositeInFlight: a Revoke while a creation of the same access is still in progress, and a Grant while
 //     a deletion is in progress, may return retryable errors (the suite repeats the call up to 10 times, as the
@@ -106,8 +106,8 @@ func (s *suite) standingAccessSurvives(t *testing.T, p grants.Provider) {
 // resumedCallFailsClosed: a Grant told grants.RefCallPending is resuming after a process died mid-call, so
 // access it finds may be that call's doing: it must not report it as pre-existing.
 func (s *suite) resumedCallFailsClosed(t *testing.T, p grants.Provider) {
-	if s.h.Standing == nil || s.h.StandingPresent == nil {
-		t.Skip("Harness.Standing and Harness.StandingPresent not provided")
+	if s.h.Standing == nil || s.h.StandingPresent == nil || !s.h.HonoursCallPending {
+		t.Skip("Harness.HonoursCallPending, Standing and StandingPresent not all provided")
 	}
 	a := withBinding(s.h.Assignment(t))
 	s.h.Standing(t, a, true)

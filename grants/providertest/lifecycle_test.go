@@ -196,7 +196,8 @@ func TestLifecycleCasesAgainstAsyncReference(t *testing.T) {
 			end, ok := api.assigned[a.BindingKey]
 			return end, ok && !end.IsZero()
 		},
-		Cycles: 20,
+		HonoursCallPending: true,
+		Cycles:             20,
 		SlowAsync: func(t *testing.T, d time.Duration) {
 			api.mu.Lock()
 			defer api.mu.Unlock()

@@ -159,6 +159,10 @@ type Harness struct {
 	// "ResumedCallFailsClosed"; with Cycles also the admin assignment in the middle of "RepeatedCycles".
 	Standing        func(t *testing.T, a grants.Assignment, present bool)
 	StandingPresent func(t *testing.T, a grants.Assignment) bool
+	// HonoursCallPending declares that the adapter treats grants.RefCallPending (the manager's write-ahead
+	// marker, seen after a process died mid-call) as "access found may be jitbot's"; with Standing it enables
+	// "ResumedCallFailsClosed". Adapters that report standing access as pre-existing should set it.
+	HonoursCallPending bool
 	// InFlight starts at the fake an asynchronous operation on a's access that has not finished yet: a
 	// creation (op OpGrant) or a deletion (op OpRevoke), as an earlier jitbot attempt that timed out leaves
 	// behind. The operation must stay in progress until the adapter has waited for it (polled it, or the

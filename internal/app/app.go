@@ -18,6 +18,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	jitapi "github.com/jitbot/jitbot/api"
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/audit"
 	"github.com/jitbot/jitbot/bot"
@@ -25,6 +26,7 @@ import (
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/telemetry"
+	"github.com/jitbot/jitbot/workload"
 )
 
 // Tuning holds the engine's timing knobs. The zero value takes each component's defaults.
@@ -40,6 +42,11 @@ type Tuning struct {
 	ClaimHold           time.Duration
 	// ReconcileInterval is how often providers are listed for drift; 0 disables it.
 	ReconcileInterval time.Duration
+	// ClockCheckInterval is how often the local clock is compared with the store's (Redis TIME); default 1m.
+	ClockCheckInterval time.Duration
+	// SlackWorkers and SlackQueue size the Slack front end's worker pool (bot.Options.Workers, QueueSize).
+	SlackWorkers int
+	SlackQueue   int
 }
 
 // Deps are what an App is built from. Policy and Store are required.
@@ -64,6 +71,12 @@ type Deps struct {
 	Tuning      Tuning
 	// Slack, when set, adds the Slack front end (HTTP mode, or Socket Mode with an app token).
 	Slack *SlackConfig
+	// Audit configures the audit monitor and checkpoints (audit.go).
+	Audit AuditOptions
+	// Auth verifies callers of the HTTP API for systems (/api/v1); default: BuildAuthenticator.
+	Auth workload.Authenticator
+	// IssuerHTTPClient fetches OIDC discovery and keys for the default Auth; nil: a client with a timeout.
+	IssuerHTTPClient *http.Client
 }
 
 // SlackConfig is how jitbot reaches Slack.
@@ -89,8 +102,15 @@ type App struct {
 	Sweeper   *grants.Sweeper
 	Store     store.Store
 	Metrics   *telemetry.Metrics
+	Monitor   *audit.Monitor // pauses the sweeper while the store is behind the last audit head seen
 	registry  *prometheus.Registry
 	log       zerolog.Logger
+	// clock compares this process's clock with the store's, when the store has one (Redis).
+	clock         *telemetry.ClockWatch
+	clockInterval time.Duration
+
+	// API serves /api/v1, the HTTP API for systems (pipelines).
+	API *jitapi.Server
 }
 
 // New wires an App.
@@ -115,6 +135,8 @@ func New(d Deps) (_ *App, err error) {
 	metrics := telemetry.New(d.Registry, d.Store.CountGrants)
 	bus := audit.Bus{audit.LogSubscriber{Logger: d.Logger}, metrics}
 	bus = append(bus, d.Subscribers...)
+	waker := &apiWaker{}
+	bus = append(bus, waker)
 
 	var api *slack.Client
 	var notes *bot.Notifier
@@ -173,6 +195,10 @@ func New(d Deps) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	mon, err := newAuditMonitor(d, bus, notes)
+	if err != nil {
+		return nil, err
+	}
 	sw, err := grants.NewSweeper(grants.SweeperOptions{
 		Manager: mgr, Store: d.Store, Interval: d.Tuning.SweepInterval, SlowInterval: d.Tuning.RevokeRetryInterval,
 		Concurrency: d.Tuning.SweepConcurrency, LeaderTTL: d.Tuning.LeaderTTL, ClaimHold: d.Tuning.ClaimHold,
@@ -183,7 +209,8 @@ func New(d Deps) (_ *App, err error) {
 			_, err := svc.RemindReviews(ctx)
 			return err
 		}},
-		Periodic: []grants.PeriodicJob{{Name: "drift reconciliation", Every: d.Tuning.ReconcileInterval, Run: func(ctx context.Context) error {
+		Gate: mon.Check,
+		Periodic: []grants.PeriodicJob{auditCheckpointJob(mon, d.Audit), {Name: "drift reconciliation", Every: d.Tuning.ReconcileInterval, Run: func(ctx context.Context) error {
 			rep, err := mgr.Reconcile(ctx)
 			if rep.Revoked > 0 || rep.Failed > 0 {
 				zerolog.Ctx(ctx).Warn().Int("checked", rep.Checked).Int("revoked", rep.Revoked).Int("failed", rep.Failed).Msg("drift reconciliation")
@@ -194,10 +221,24 @@ func New(d Deps) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, registry: d.Registry, log: d.Logger,
-		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes}
+	if d.Auth == nil {
+		if d.Auth, err = BuildAuthenticator(context.Background(), d.Policy, d.Store, d.IssuerHTTPClient, d.Now); err != nil {
+			return nil, err
+		}
+	}
+	apiSrv, err := jitapi.New(jitapi.Options{Auth: d.Auth, Approvals: svc, Grants: mgr, Store: d.Store, Publisher: bus, Now: d.Now})
+	if err != nil {
+		return nil, err
+	}
+	waker.srv.Store(apiSrv)
+	a := &App{API: apiSrv, Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, Monitor: mon, registry: d.Registry, log: d.Logger,
+		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes, clockInterval: d.Tuning.ClockCheckInterval}
+	if sc, ok := d.Store.(telemetry.StoreClock); ok {
+		a.clock = telemetry.NewClockWatch(d.Registry, sc, d.Now, 0)
+	}
 	if api != nil {
-		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Command: d.Slack.Command, Now: d.Now})
+		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Command: d.Slack.Command, Now: d.Now,
+			Workers: d.Tuning.SlackWorkers, QueueSize: d.Tuning.SlackQueue})
 		if err != nil {
 			return nil, err
 		}
@@ -212,6 +253,14 @@ func New(d Deps) (_ *App, err error) {
 func (a *App) Run(ctx context.Context) error {
 	ctx = a.log.WithContext(ctx)
 	errc := make(chan error, 2)
+	clockCtx, stopClock := context.WithCancel(ctx)
+	clockDone := make(chan struct{})
+	if a.clock != nil {
+		go func() { defer close(clockDone); a.clock.Run(clockCtx, a.clockInterval) }()
+	} else {
+		close(clockDone)
+	}
+	defer func() { stopClock(); <-clockDone }()
 	go func() { errc <- a.Sweeper.Run(ctx) }()
 	n := 1
 	if a.Bot != nil && a.slackCfg.AppToken != "" {
@@ -251,6 +300,7 @@ func (a *App) Handler() *http.ServeMux {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "sweeper_leader": a.Sweeper.Leading()})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/api/v1/", a.API.Handler())
 	if a.Bot != nil && a.slackCfg.AppToken == "" {
 		mux.Handle("/slack/", a.Bot.HTTPHandler(a.slackCfg.SigningSecret))
 	}

@@ -166,8 +166,10 @@ type env struct {
 	sw       *grants.Sweeper
 }
 
-func newEnv(t *testing.T, st store.Store) *env {
-	e := &env{t: t, st: st, fake: fakeprovider.New(), mailFake: fakeprovider.New(), onCall: &fakeOnCall{on: map[string]int{}}, clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, pol: testPolicy(t), pub: &recorder{}}
+func newEnv(t *testing.T, st store.Store) *env { return newEnvPolicy(t, st, testPolicy(t)) }
+
+func newEnvPolicy(t *testing.T, st store.Store, pol *policy.Policy) *env {
+	e := &env{t: t, st: st, fake: fakeprovider.New(), mailFake: fakeprovider.New(), onCall: &fakeOnCall{on: map[string]int{}}, clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, pol: pol, pub: &recorder{}}
 	e.ctx = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).WithContext(context.Background())
 	e.mgr, e.sw = e.newManager("replica-a")
 	svc, err := approvals.New(approvals.Options{Store: st, Policy: e.pol, Activator: e.mgr, Publisher: e.pub, Now: e.clock.Now,
@@ -180,14 +182,23 @@ func newEnv(t *testing.T, st store.Store) *env {
 }
 
 func (e *env) newManager(holder string) (*grants.Manager, *grants.Sweeper) {
-	mgr, err := grants.NewManager(grants.Options{
+	return e.newManagerWith(holder, nil)
+}
+
+// newManagerWith is newManager with tweak applied to the manager's options.
+func (e *env) newManagerWith(holder string, tweak func(*grants.Options)) (*grants.Manager, *grants.Sweeper) {
+	opts := grants.Options{
 		Store: e.st, Providers: map[string]grants.Provider{"fake": e.fake, "fakemail": e.mailFake}, Publisher: e.pub, Now: e.clock.Now,
 		Holder: holder, AttemptTimeout: 5 * time.Second, MaxAttempts: 3, BackoffBase: time.Second, BackoffMax: 4 * time.Second,
-	})
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	mgr, err := grants.NewManager(opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	sw, err := grants.NewSweeper(grants.SweeperOptions{Manager: mgr, Store: e.st, Batch: 64, Concurrency: 16})
+	sw, err := grants.NewSweeper(grants.SweeperOptions{Manager: mgr, Store: opts.Store, Batch: 64, Concurrency: 16})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -254,9 +265,13 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PrincipalFromSlackEmail", testSlackEmail},
 		{"BreakGlass", testBreakGlass},
 		{"BreakGlassReview", testBreakGlassReview},
+		{"BreakGlassDailyLimitUnderConcurrency", testBreakGlassLimitConcurrent},
 		{"OnCallAutoApproval", testAutoApprove},
 		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
+		{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
+		{"LateGrantAfterRevokeIsRevokedAgain", testLateGrantAfterRevoke},
 	}
+	tests = append(tests, pipelineTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newEnv(t, newStore(t)))
@@ -512,7 +527,8 @@ func testRevokeEscalation(t *testing.T, e *env) {
 func testPermanentGrantFailure(t *testing.T, e *env) {
 	e.fake.FailNext("grant", grants.Permanent(errors.New("access denied")), 1)
 	g := e.approved(alice, "db", 10*time.Minute)
-	if g.State != store.GrantFailed || g.EndReason != "activation_failed" || g.LastError != "" && !strings.Contains(g.LastError, "access denied") {
+	// The undo's successful revoke must not erase why the grant failed.
+	if g.State != store.GrantFailed || g.EndReason != "activation_failed" || !strings.Contains(g.LastError, "access denied") {
 		t.Fatalf("grant after permanent failure: state %s reason %s err %q", g.State, g.EndReason, g.LastError)
 	}
 	if len(e.fake.Calls("revoke")) != 1 {
@@ -840,6 +856,59 @@ func testBreakGlass(t *testing.T, e *env) {
 	}
 }
 
+// testBreakGlassLimitConcurrent: ten break-glass requests at once by one on-call person against
+// daily_limit: 2 grant exactly two; the rest are refused with the limit named, and nothing of theirs is stored.
+func testBreakGlassLimitConcurrent(t *testing.T, e *env) {
+	e.onCall.set(alice, 1)
+	const n = 10
+	outs := make([]approvals.Outcome, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			outs[i], errs[i] = e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bg", Duration: 30 * time.Minute, Reason: fmt.Sprintf("INC-%d outage", i)})
+		})
+	}
+	close(start)
+	wg.Wait()
+	granted := 0
+	for i, err := range errs {
+		switch {
+		case err == nil && outs[i].GrantID != "":
+			granted++
+		case errors.Is(err, approvals.ErrDailyLimit):
+			if msg := err.Error(); !strings.Contains(msg, "the limit is 2") {
+				t.Errorf("refusal message %q does not name the limit", msg)
+			}
+		default:
+			t.Errorf("request %d: %+v %v, want a grant or ErrDailyLimit", i, outs[i], err)
+		}
+	}
+	if granted != 2 {
+		t.Fatalf("%d of %d concurrent break-glass requests were granted, want exactly daily_limit = 2", granted, n)
+	}
+	reqs, err := e.st.ListRequests(e.ctx, store.RequestQuery{Requester: alice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != 2 {
+		t.Fatalf("%d break-glass requests stored, want 2", len(reqs))
+	}
+	if got := e.pub.count(store.EventBreakGlass); got != 2 {
+		t.Fatalf("%d break-glass audit events, want 2", got)
+	}
+	if got := len(e.fake.Calls("grant")); got != 2 {
+		t.Fatalf("%d provider grant calls, want 2", got)
+	}
+	// The window still rolls: a day later the person may break glass again.
+	e.clock.Advance(24*time.Hour + time.Second)
+	if _, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bg", Duration: 30 * time.Minute, Reason: "INC-11"}); err != nil {
+		t.Fatalf("break-glass a day later: %v", err)
+	}
+}
+
 func testBreakGlassReview(t *testing.T, e *env) {
 	e.onCall.set(alice, 1)
 	out, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bg", Reason: "INC-10"})
@@ -911,10 +980,33 @@ func testAutoApprove(t *testing.T, e *env) {
 	}
 }
 
+// lockWatch reports every refused AcquireLock of one lock name, so a test can wait until an operation is
+// blocked on a lock instead of guessing how long it takes to get there.
+type lockWatch struct {
+	store.Store
+	name    string
+	refused chan struct{}
+}
+
+func (w *lockWatch) AcquireLock(ctx context.Context, name, holder string, ttl time.Duration) (store.Lock, error) {
+	l, err := w.Store.AcquireLock(ctx, name, holder, ttl)
+	if name == w.name && errors.Is(err, store.ErrLockHeld) {
+		select {
+		case w.refused <- struct{}{}:
+		default:
+		}
+	}
+	return l, err
+}
+
 // A sweep that starts while a release is revoking at the provider must wait for it, not revoke again:
-// operations on one binding are serialised even inside one process.
+// operations on one binding are serialised even inside one process. Deterministic: the test proceeds when
+// either the sweep reaches the provider (the bug) or the sweep was refused the binding lock (it waits).
 func testSweepDuringRelease(t *testing.T, e *env) {
 	g := e.approved(alice, "db", 30*time.Minute)
+	// The manager's lock for a binding is named "binding:<binding key>".
+	watch := &lockWatch{Store: e.st, name: "binding:" + g.BindingKey, refused: make(chan struct{}, 1)}
+	_, sweeper := e.newManagerWith("replica-a", func(o *grants.Options) { o.Store, o.LockWait = watch, time.Hour })
 	arrived, release := e.fake.Hold("revoke")
 	done := make(chan error, 1)
 	go func() {
@@ -923,24 +1015,21 @@ func testSweepDuringRelease(t *testing.T, e *env) {
 	}()
 	<-arrived // the release's revoke is at the provider now
 	second, releaseSecond := e.fake.Hold("revoke")
+	defer releaseSecond()
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
-		if _, err := e.sw.Sweep(e.ctx); err != nil {
+		if _, err := sweeper.Sweep(e.ctx); err != nil {
 			t.Errorf("sweep: %v", err)
 		}
 	}()
-	// Give a wrongly concurrent sweep the time to reach the provider. A correct engine passes however long
-	// this takes; only the detection of the bug depends on it.
 	select {
 	case <-second:
-		releaseSecond()
 		release()
 		t.Fatal("a sweep revoked at the provider while a release of the same binding was in flight")
-	case <-time.After(300 * time.Millisecond):
+	case <-watch.refused: // the sweep claimed the grant and waits for the binding lock
 	}
 	release()
-	defer releaseSecond()
 	if err := <-done; err != nil {
 		t.Fatalf("release: %v", err)
 	}
@@ -950,5 +1039,142 @@ func testSweepDuringRelease(t *testing.T, e *env) {
 	}
 	if got := e.grant(g.ID); got.State != store.GrantRevoked {
 		t.Fatalf("grant state %s", got.State)
+	}
+}
+
+// writeAhead stores an activating lease for user on role db, as approval does before calling the provider.
+func (e *env) writeAhead(user, requestID string) store.Grant {
+	e.t.Helper()
+	now := e.clock.Now()
+	g := grants.NewLease(grants.LeaseSpec{RequestID: requestID, UserID: user, Role: "db", Provider: "fake", Principal: user,
+		Target: map[string]string{"db": "main"}, Duration: 10 * time.Minute, MaxDuration: time.Hour}, now, now.Add(30*time.Second))
+	if err := e.st.Commit(e.ctx, store.Batch{Grants: []store.GrantPut{{Grant: &g}}}); err != nil {
+		e.t.Fatal(err)
+	}
+	return g
+}
+
+// A replica whose provider Grant stalls past its binding lock's ttl must not leave access behind: meanwhile
+// another replica activates the grant and the holder releases it (revoked, recorded revoked); then the stalled
+// Grant lands. The stalled replica's commit is refused (fence and version), and it must converge the binding
+// to what the store says: nothing live, so the provider must hold nothing.
+func testLockLostMidGrant(t *testing.T, e *env) {
+	// The ttl only decides how long the other replica waits for the lock (it waits for the lock, not for a
+	// time); it is long enough that the stalled replica's own realigning steps never outlive it.
+	stalled, _ := e.newManagerWith("replica-stalled", func(o *grants.Options) { o.LockTTL, o.AttemptTimeout = 500*time.Millisecond, time.Hour })
+	other, _ := e.newManagerWith("replica-b", func(o *grants.Options) { o.LockWait = time.Hour })
+	g := e.writeAhead(alice, "r-stall")
+
+	arrived, release, landed := e.fake.HoldLanding("grant")
+	done := make(chan error, 1)
+	go func() { done <- stalled.Activate(e.ctx, g.ID) }()
+	<-arrived // the stalled replica's Grant is at the provider; its lock expires while it waits
+
+	// The other replica waits for the lock (it can only get it once the stalled holder's ttl has passed),
+	// activates, and the holder releases.
+	if err := other.Activate(e.ctx, g.ID); err != nil {
+		t.Fatalf("activate by the other replica: %v", err)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantActive {
+		t.Fatalf("after the other replica's activation: %s", got.State)
+	}
+	if _, err := other.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevoked || e.fake.PresentCount() != 0 {
+		t.Fatalf("after release: state %s, provider holds %d", got.State, e.fake.PresentCount())
+	}
+
+	release()
+	<-landed // the stalled Grant is applied at the provider now
+	<-done
+	if n := e.fake.PresentCount(); n != 0 {
+		t.Fatalf("the provider holds %d assignments after the grant was released and recorded revoked", n)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevoked {
+		t.Fatalf("grant state %s, want revoked", got.State)
+	}
+	if e.pub.count(store.EventDriftRevoked) != 1 {
+		t.Fatalf("drift-revoked events = %d, want 1 for the stray grant", e.pub.count(store.EventDriftRevoked))
+	}
+	if _, err := audit.Verify(e.ctx, e.st, ""); err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+}
+
+// The 14 s / 10 s case at a provider that cannot order operations: the first Grant attempt times out
+// (jitbot gives up) but the provider applies it later, after the retry succeeded, the holder released and
+// the revoke was applied. The revoke schedules a re-check in the durable due index for when such a call can no
+// longer land; a sweeper of a freshly started replica runs it, finds the access back and revokes it again.
+func testLateGrantAfterRevoke(t *testing.T, e *env) {
+	const window = 20 * time.Second
+	// The first attempt's replica gives up after 20 ms; the held call cannot answer before, so the timeout
+	// fires whatever the load. Everything after runs with a timeout that nothing reaches.
+	impatient, _ := e.newManagerWith("replica-a", func(o *grants.Options) { o.AttemptTimeout = 20 * time.Millisecond })
+	mgr, _ := e.newManagerWith("replica-b", func(o *grants.Options) { o.AttemptTimeout, o.LateCallWindow = time.Hour, window })
+	g := e.writeAhead(alice, "r-late")
+
+	arrived, land, landed := e.fake.HoldLanding("grant")
+	if err := impatient.Activate(e.ctx, g.ID); err != nil {
+		t.Fatalf("activate: %v", err)
+	}
+	<-arrived
+	if got := e.grant(g.ID); got.State != store.GrantActivating || got.Attempts != 1 {
+		t.Fatalf("after the timed-out attempt: %s attempts %d, want activating 1", got.State, got.Attempts)
+	}
+	if err := mgr.Activate(e.ctx, g.ID); err != nil { // the retry
+		t.Fatalf("retry: %v", err)
+	}
+	if _, err := mgr.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	revoked := e.grant(g.ID)
+	if revoked.State != store.GrantRevoked || e.fake.PresentCount() != 0 {
+		t.Fatalf("after release: %s, provider holds %d", revoked.State, e.fake.PresentCount())
+	}
+	if !revoked.RecheckAt.Equal(revoked.RevokedAt.Add(window)) || !revoked.DueAt.Equal(revoked.RecheckAt) {
+		t.Fatalf("re-check at %v due %v, want both at revoke time %v + %s", revoked.RecheckAt, revoked.DueAt, revoked.RevokedAt, window)
+	}
+
+	land()
+	<-landed // the abandoned first attempt lands: the provider's last word is "grant"
+	if e.fake.PresentCount() != 1 {
+		t.Fatal("the late grant did not land at the fake")
+	}
+
+	// A restart: a new manager and sweeper on the same store.
+	_, sw := e.newManager("replica-restarted")
+	if _, err := sw.Sweep(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e.fake.PresentCount() != 1 || len(e.fake.Calls("check")) != 0 {
+		t.Fatal("the re-check ran before its time")
+	}
+	e.clock.Advance(window)
+	if _, err := sw.Sweep(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.PresentCount(); n != 0 {
+		t.Fatalf("provider holds %d assignments after the re-check", n)
+	}
+	got := e.grant(g.ID)
+	if got.State != store.GrantRevoked || !got.RecheckAt.IsZero() || !got.DueAt.IsZero() {
+		t.Fatalf("after the re-check: %s recheck %v due %v", got.State, got.RecheckAt, got.DueAt)
+	}
+	if e.pub.count(store.EventDriftRevoked) != 1 {
+		t.Fatalf("drift-revoked events = %d, want 1", e.pub.count(store.EventDriftRevoked))
+	}
+	// Generations increase with every operation on the binding; the late call carries the lowest.
+	gr, rv := e.fake.Calls("grant"), e.fake.Calls("revoke")
+	if len(gr) != 2 || len(rv) != 2 {
+		t.Fatalf("grants %d revokes %d, want 2 and 2", len(gr), len(rv))
+	}
+	late, retry := gr[1].Assignment.Generation, gr[0].Assignment.Generation
+	if !(0 < late && late < retry && retry < rv[0].Assignment.Generation && rv[0].Assignment.Generation < rv[1].Assignment.Generation) {
+		t.Fatalf("generations: late grant %d, retry %d, revoke %d, revoke again %d: want strictly increasing", late, retry, rv[0].Assignment.Generation, rv[1].Assignment.Generation)
+	}
+	e.sweep()
+	if len(e.fake.Calls("check")) != 1 {
+		t.Fatal("a done re-check ran again")
 	}
 }

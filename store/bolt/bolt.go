@@ -17,6 +17,7 @@
 //	locks               name -> {"holder","fence","expires_at"}
 //	seen                key -> timeKey(expiry)
 //	idx_seen_exp        timeKey(expiry)+key -> key
+//	counters            key -> Counter JSON
 //	meta                "audit_head" -> {"seq","hash"}; "lock_fence" -> 8-byte counter
 //
 // Index entries of a record other than the due index are derived from the previously stored record, so an
@@ -55,9 +56,10 @@ var (
 	bSeen           = []byte("seen")
 	bSeenExp        = []byte("idx_seen_exp")
 	bMeta           = []byte("meta")
+	bCounters       = []byte("counters")
 
 	allBuckets = [][]byte{bRequests, bReqByRequester, bReqPending, bGrants, bGrantByUser, bGrantByBinding,
-		bGrantByState, bGrantDue, bGrantDueKey, bAudit, bLocks, bSeen, bSeenExp, bMeta}
+		bGrantByState, bGrantDue, bGrantDueKey, bAudit, bLocks, bSeen, bSeenExp, bMeta, bCounters}
 
 	keyAuditHead = []byte("audit_head")
 	keyLockFence = []byte("lock_fence")
@@ -195,6 +197,11 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		raws[i] = raw
 	}
 	err := s.update(ctx, "commit", func(tx *bbolt.Tx) error {
+		if b.Fence != nil {
+			if err := s.checkFence(tx, *b.Fence); err != nil {
+				return err
+			}
+		}
 		for _, p := range b.Requests {
 			if err := putRequest(tx, p); err != nil {
 				return err
@@ -202,6 +209,11 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		}
 		for _, p := range b.Grants {
 			if err := putGrant(tx, p); err != nil {
+				return err
+			}
+		}
+		for _, p := range b.Counters {
+			if err := putCounter(tx, p); err != nil {
 				return err
 			}
 		}
@@ -222,7 +234,36 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	for _, p := range b.Grants {
 		p.Grant.Version = p.PrevVersion + 1
 	}
+	for _, p := range b.Counters {
+		p.Counter.Version = p.PrevVersion + 1
+	}
 	return nil
+}
+
+func putCounter(tx *bbolt.Tx, p store.CounterPut) error {
+	bk := tx.Bucket(bCounters)
+	if _, err := checkVersion(bk, "counter", p.Counter.Key, p.PrevVersion, func(c *store.Counter) int64 { return c.Version }); err != nil {
+		return err
+	}
+	rec := *p.Counter
+	rec.Version = p.PrevVersion + 1
+	data, err := json.Marshal(&rec)
+	if err != nil {
+		return fmt.Errorf("encode counter %q: %w", rec.Key, err)
+	}
+	return bk.Put([]byte(rec.Key), data)
+}
+
+// GetCounter returns the counter with key, or store.ErrNotFound.
+func (s *Store) GetCounter(ctx context.Context, key string) (store.Counter, error) {
+	var c store.Counter
+	if key == "" {
+		return c, fmt.Errorf("bolt: get counter: empty key: %w", store.ErrInvalid)
+	}
+	err := s.view(ctx, "get counter", func(tx *bbolt.Tx) error {
+		return load(tx, bCounters, "counter", key, &c)
+	})
+	return c, err
 }
 
 // checkVersion loads the stored record (nil if absent) and applies the PrevVersion rules.
@@ -803,6 +844,18 @@ func (s *Store) RenewLock(ctx context.Context, l store.Lock, ttl time.Duration) 
 	})
 }
 
+// checkFence fails with store.ErrLockLost unless l is held now, exactly as given (see store.Batch.Fence).
+func (s *Store) checkFence(tx *bbolt.Tx, l store.Lock) error {
+	cur, err := getLock(tx, l.Name)
+	if err != nil {
+		return err
+	}
+	if cur == nil || cur.Holder != l.Holder || cur.Fence != l.Fence || s.now().UnixNano() >= cur.ExpiresAt {
+		return fmt.Errorf("batch fenced by lock %q (fence %d), which is no longer held: %w", l.Name, l.Fence, store.ErrLockLost)
+	}
+	return nil
+}
+
 // ReleaseLock frees the lock if l still owns it; otherwise it does nothing.
 func (s *Store) ReleaseLock(ctx context.Context, l store.Lock) error {
 	return s.update(ctx, "release lock", func(tx *bbolt.Tx) error {
@@ -849,6 +902,27 @@ func (s *Store) ReadAudit(ctx context.Context, afterSeq uint64, limit int) ([]st
 		return nil, err
 	}
 	return out, nil
+}
+
+// AuditHead returns the head that appends keep in the meta bucket.
+func (s *Store) AuditHead(ctx context.Context) (store.AuditHead, error) {
+	h := store.AuditHead{Hash: store.GenesisHash}
+	err := s.view(ctx, "audit head", func(tx *bbolt.Tx) error {
+		data := tx.Bucket(bMeta).Get(keyAuditHead)
+		if data == nil {
+			return nil
+		}
+		var stored auditHead
+		if err := json.Unmarshal(data, &stored); err != nil {
+			return fmt.Errorf("decode audit head: %w", err)
+		}
+		h = store.AuditHead{Seq: stored.Seq, Hash: stored.Hash}
+		return nil
+	})
+	if err != nil {
+		return store.AuditHead{}, err
+	}
+	return h, nil
 }
 
 // ---- MarkSeen ----

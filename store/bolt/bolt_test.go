@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -326,4 +327,27 @@ func BenchmarkClaimDueNoneDue(b *testing.B) {
 			b.Fatalf("ClaimDueGrants = %d grants, %v", len(gs), err)
 		}
 	}
+}
+
+// boltTamperer edits the audit bucket and head through the open database, behind the Store's API.
+type boltTamperer struct{ s *Store }
+
+func (b boltTamperer) DeleteAuditEntry(_ context.Context, seq uint64) error {
+	return b.s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bAudit).Delete(seqKey(seq)) })
+}
+
+func (b boltTamperer) SetAuditHead(_ context.Context, h store.AuditHead) error {
+	data, err := json.Marshal(auditHead{Seq: h.Seq, Hash: h.Hash})
+	if err != nil {
+		return err
+	}
+	return b.s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bMeta).Put(keyAuditHead, data) })
+}
+
+func TestAuditTamper(t *testing.T) {
+	storetest.RunAuditTamper(t, func(t *testing.T) (store.Store, storetest.AuditTamperer) {
+		s := openTest(t, filepath.Join(t.TempDir(), "jitbot.db"))
+		t.Cleanup(func() { _ = s.Close() })
+		return s, boltTamperer{s}
+	})
 }

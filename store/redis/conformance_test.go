@@ -1,9 +1,14 @@
 package redis_test
 
 import (
+	"context"
+	"strconv"
 	"testing"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/jitbot/jitbot/store"
+	"github.com/jitbot/jitbot/store/redistest"
 	"github.com/jitbot/jitbot/store/storetest"
 )
 
@@ -14,5 +19,26 @@ func testConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, _ := newStore(t)
 		return s
+	})
+}
+
+// redisTamperer edits the audit keys with a raw client, behind the Store's API.
+type redisTamperer struct {
+	c      goredis.UniversalClient
+	prefix string
+}
+
+func (r redisTamperer) DeleteAuditEntry(ctx context.Context, seq uint64) error {
+	return r.c.HDel(ctx, r.prefix+":audit:log", strconv.FormatUint(seq, 10)).Err()
+}
+
+func (r redisTamperer) SetAuditHead(ctx context.Context, h store.AuditHead) error {
+	return r.c.MSet(ctx, r.prefix+":audit:seq", strconv.FormatUint(h.Seq, 10), r.prefix+":audit:head", h.Hash).Err()
+}
+
+func TestAuditTamper(t *testing.T) {
+	storetest.RunAuditTamper(t, func(t *testing.T) (store.Store, storetest.AuditTamperer) {
+		s, prefix := newStore(t)
+		return s, redisTamperer{c: redistest.Client(t), prefix: prefix}
 	})
 }

@@ -47,7 +47,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Locks", lockTests},
 		{"Audit", auditTests},
 		{"MarkSeen", markSeenTests},
+		{"Counters", counterTests},
 		{"Context", contextTests},
+		{"APITokens", apiTokenTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -174,6 +174,8 @@ func TestConformance(t *testing.T) {
 				Reset:      func(t *testing.T) { e.fake.Reset() },
 				Secrets:    []string{secret},
 				Cycles:     20,
+				// Memberships and attachments are reported pre-existing; a call-pending reference skips the look.
+				HonoursCallPending: true,
 			}
 			if strings.HasPrefix(m.name, "inline") {
 				// An administrator's standing access is an inline policy of their own, which jitbot never touches;

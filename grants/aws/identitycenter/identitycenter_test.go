@@ -123,9 +123,10 @@ func TestConformance(t *testing.T) {
 		InFlight: func(t *testing.T, a grants.Assignment, op providertest.Op) {
 			e.fake.StartRequest(key(a), op == providertest.OpRevoke)
 		},
-		Settle:    func(t *testing.T) { e.fake.Settle() },
-		Cycles:    20,
-		SlowAsync: func(t *testing.T, d time.Duration) { e.fake.SetAsyncDuration(d) },
+		Settle:             func(t *testing.T) { e.fake.Settle() },
+		HonoursCallPending: true,
+		Cycles:             20,
+		SlowAsync:          func(t *testing.T, d time.Duration) { e.fake.SetAsyncDuration(d) },
 	})
 	if errs := e.fake.SignatureErrors(); len(errs) > 0 {
 		t.Errorf("malformed SigV4 headers: %v", errs)

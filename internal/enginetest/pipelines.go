@@ -1,0 +1,304 @@
+package enginetest
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jitbot/jitbot/approvals"
+	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/policy"
+	"github.com/jitbot/jitbot/store"
+)
+
+var pipelineTests = []struct {
+	name string
+	fn   func(*testing.T, *env)
+}{
+	{"PipelineHeartbeatKeepsGrantAlive", pipelineEnv(testPipelineHeartbeat)},
+	{"PipelineMissedHeartbeatRevokes", pipelineEnv(testPipelineMissedHeartbeat)},
+	{"PipelineReleaseAndOwnership", pipelineEnv(testPipelineRelease)},
+	{"PipelineTriggeringActorCannotApprove", pipelineEnv(testPipelineActor)},
+	{"PipelineAutoApproval", pipelineEnv(testPipelineAutoApproval)},
+	{"RoleConditions", pipelineEnv(testRoleConditions)},
+}
+
+const (
+	octocat  = "U0OCTO" // Slack user mapped to the GitHub login "octocat"
+	wlDeploy = "deploy-main"
+)
+
+func pipelinePolicy(t testing.TB) *policy.Policy {
+	t.Helper()
+	src := `version: 1
+defaults:
+  approval_channel: C0APPROVALS
+  pending_ttl: 10m
+providers:
+  fake:
+    type: webhook
+    principal_from: slack_user_id
+    webhook: {url: "http://127.0.0.1:1/unused", secret_env: UNUSED_SECRET}
+issuers:
+  gh:
+    url: https://token.actions.githubusercontent.com
+    audience: jitbot-test
+workloads:
+  deploy-main:
+    issuer: gh
+    claims: {repository: acme/web}
+    heartbeat_timeout: 30s
+    principals: {fake: ci-deployer}
+  other:
+    issuer: gh
+    claims: {repository: acme/other}
+    principals: {fake: ci-other}
+identities:
+  U0OCTO: {gh: octocat}
+roles:
+  deploy:
+    provider: fake
+    target: {app: web}
+    requesters: {workloads: [deploy-main, other]}
+    approvers: {users: [U0BOB, U0OCTO]}
+    max_duration: 1h
+    auto_approve:
+      - workloads: [deploy-main]
+        when: 'claims.ref == "refs/heads/main" && claims.environment == "production"'
+        max_duration: 15m
+  frozen:
+    provider: fake
+    target: {db: frozen}
+    requesters: {users: [U0ALICE], workloads: [deploy-main]}
+    approvers: {users: [U0BOB]}
+    conditions:
+      - 'request.reason.matches("^INC-[0-9]+")'
+      - 'requester.kind == "user" || request.duration <= duration("10m")'
+`
+	p, err := policy.Parse("pipelines.yaml", []byte(src))
+	if err != nil {
+		t.Fatalf("pipeline test policy: %v", err)
+	}
+	return p
+}
+
+func pipelineEnv(fn func(*testing.T, *env)) func(*testing.T, *env) {
+	return func(t *testing.T, e *env) {
+		fn(t, newEnvPolicy(t, e.st, pipelinePolicy(t)))
+	}
+}
+
+func claims(ref, env string) map[string]any {
+	return map[string]any{"repository": "acme/web", "ref": ref, "environment": env, "actor": "octocat", "run_id": "42"}
+}
+
+func pipelineReq(role, reason string, d time.Duration, c map[string]any) approvals.WorkloadRequest {
+	return approvals.WorkloadRequest{Workload: wlDeploy, Role: role, Duration: d, Reason: reason, Claims: c,
+		Pipeline: store.PipelineContext{Method: "oidc", Issuer: "gh", Subject: "repo:acme/web:ref:" + c["ref"].(string), RunID: "42",
+			Repository: "acme/web", Ref: c["ref"].(string), Environment: c["environment"].(string), Actor: "octocat", ActorUser: "U0FORGED"}}
+}
+
+// pendingPipelineGrant creates a pipeline request that needs a person and approves it as bob.
+func (e *env) pendingPipelineGrant(d time.Duration) store.Grant {
+	e.t.Helper()
+	req, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "deploy v1.2", d, claims("refs/heads/feature", "staging")))
+	if err != nil || req.State != store.RequestPending {
+		e.t.Fatalf("create: %+v %v", req, err)
+	}
+	out, err := e.svc.Approve(e.ctx, req.ID, bob, "")
+	if err != nil || out.GrantID == "" {
+		e.t.Fatalf("approve: %+v %v", out, err)
+	}
+	return e.grant(out.GrantID)
+}
+
+func testPipelineHeartbeat(t *testing.T, e *env) {
+	g := e.pendingPipelineGrant(30 * time.Minute)
+	if g.State != store.GrantActive || g.UserID != store.WorkloadRequester(wlDeploy) || g.Principal != "ci-deployer" || g.HeartbeatTimeout != 30*time.Second {
+		t.Fatalf("grant = %+v", g)
+	}
+	if !g.HeartbeatDeadline.Equal(g.ActivatedAt.Add(30*time.Second)) || !g.DueAt.Equal(g.HeartbeatDeadline) {
+		t.Fatalf("deadline %v due %v, want activation+30s", g.HeartbeatDeadline, g.DueAt)
+	}
+	// Heartbeats every 20s keep it alive well past the first deadline; nothing is called at the provider.
+	calls := len(e.fake.Calls("grant")) + len(e.fake.Calls("revoke"))
+	for range 6 {
+		e.clock.Advance(20 * time.Second)
+		hb, err := e.mgr.Heartbeat(e.ctx, g.ID, g.UserID)
+		if err != nil {
+			t.Fatalf("heartbeat: %v", err)
+		}
+		if !hb.HeartbeatDeadline.Equal(e.clock.Now().Add(30*time.Second)) || !hb.DueAt.Equal(hb.HeartbeatDeadline) {
+			t.Fatalf("deadline not moved: %+v", hb)
+		}
+		e.sweep()
+		if st := e.grant(g.ID).State; st != store.GrantActive {
+			t.Fatalf("grant %s after a timely heartbeat", st)
+		}
+	}
+	if n := len(e.fake.Calls("grant")) + len(e.fake.Calls("revoke")); n != calls {
+		t.Fatalf("heartbeats called the provider (%d calls)", n-calls)
+	}
+	if _, err := e.mgr.Heartbeat(e.ctx, g.ID, store.WorkloadRequester("other")); !errors.Is(err, grants.ErrNotHolder) {
+		t.Fatalf("heartbeat by another workload: %v", err)
+	}
+	// Near expiry the due time is the expiry, not a deadline past it.
+	var hb store.Grant
+	var err error
+	for g.ExpiresAt.Sub(e.clock.Now()) > 20*time.Second {
+		e.clock.Advance(min(20*time.Second, g.ExpiresAt.Sub(e.clock.Now())-10*time.Second))
+		if hb, err = e.mgr.Heartbeat(e.ctx, g.ID, g.UserID); err != nil {
+			t.Fatalf("heartbeat: %v", err)
+		}
+	}
+	if !hb.DueAt.Equal(hb.ExpiresAt) {
+		t.Fatalf("heartbeat near expiry: due %v expires %v err %v", hb.DueAt, hb.ExpiresAt, err)
+	}
+	e.clock.Advance(g.ExpiresAt.Sub(e.clock.Now()))
+	e.sweep()
+	if got := e.grant(g.ID); got.State != store.GrantRevoked || got.EndReason != "expired" {
+		t.Fatalf("at expiry: %s %s", got.State, got.EndReason)
+	}
+}
+
+func testPipelineMissedHeartbeat(t *testing.T, e *env) {
+	g := e.pendingPipelineGrant(30 * time.Minute)
+	e.clock.Advance(29 * time.Second)
+	e.sweep()
+	if e.grant(g.ID).State != store.GrantActive {
+		t.Fatal("revoked before the heartbeat deadline")
+	}
+	e.clock.Advance(time.Second)
+	e.sweep()
+	got := e.grant(g.ID)
+	if got.State != store.GrantRevoked || got.EndReason != "heartbeat_missed" || !got.EndedAt.Equal(got.HeartbeatDeadline) {
+		t.Fatalf("after the deadline: %s %s ended %v", got.State, got.EndReason, got.EndedAt)
+	}
+	if e.fake.PresentCount() != 0 {
+		t.Fatal("access still present after a missed heartbeat")
+	}
+	if e.pub.count(store.EventHeartbeatMissed) != 1 {
+		t.Fatalf("heartbeat-missed events = %d", e.pub.count(store.EventHeartbeatMissed))
+	}
+	// A late heartbeat does not bring it back.
+	if _, err := e.mgr.Heartbeat(e.ctx, g.ID, g.UserID); !errors.Is(err, grants.ErrNotActive) {
+		t.Fatalf("late heartbeat: %v", err)
+	}
+
+	// Survives a restart: a fresh manager and sweeper (another replica) find the deadline in the store.
+	g2 := e.pendingPipelineGrant(30 * time.Minute)
+	_, sw2 := e.newManager("replica-b")
+	e.clock.Advance(31 * time.Second)
+	if _, err := e.mgr.Heartbeat(e.ctx, g2.ID, g2.UserID); !errors.Is(err, grants.ErrHeartbeatMissed) {
+		t.Fatalf("heartbeat after the deadline, before the sweep: %v", err)
+	}
+	if _, err := sw2.Sweep(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.grant(g2.ID); got.State != store.GrantRevoked || got.EndReason != "heartbeat_missed" {
+		t.Fatalf("other replica: %s %s", got.State, got.EndReason)
+	}
+}
+
+func testPipelineRelease(t *testing.T, e *env) {
+	g := e.pendingPipelineGrant(30 * time.Minute)
+	if _, err := e.mgr.Release(e.ctx, g.ID, store.WorkloadRequester("other")); !errors.Is(err, grants.ErrNotHolder) {
+		t.Fatalf("release by another workload: %v", err)
+	}
+	rel, err := e.mgr.Release(e.ctx, g.ID, g.UserID)
+	if err != nil || rel.State != store.GrantRevoked || rel.EndReason != "released" {
+		t.Fatalf("release: %+v %v", rel, err)
+	}
+	if e.fake.PresentCount() != 0 {
+		t.Fatal("released access still present")
+	}
+	if _, err := e.mgr.Heartbeat(e.ctx, g.ID, g.UserID); !errors.Is(err, grants.ErrNotActive) {
+		t.Fatalf("heartbeat after release: %v", err)
+	}
+}
+
+func testPipelineActor(t *testing.T, e *env) {
+	req, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "deploy", 30*time.Minute, claims("refs/heads/x", "staging")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The caller's ActorUser is ignored: the policy maps the login.
+	if req.Pipeline == nil || req.Pipeline.ActorUser != octocat || req.RequesterKind != store.RequesterWorkload || req.Workload != wlDeploy {
+		t.Fatalf("request = %+v %+v", req, req.Pipeline)
+	}
+	if _, err := e.svc.Approve(e.ctx, req.ID, octocat, ""); !errors.Is(err, approvals.ErrSelfApproval) {
+		t.Fatalf("approval by the triggering person: %v", err)
+	}
+	if got, _ := e.st.GetRequest(e.ctx, req.ID); got.State != store.RequestPending || len(got.Approvals) != 0 {
+		t.Fatalf("refused approval changed the request: %+v", got)
+	}
+	if out, err := e.svc.Approve(e.ctx, req.ID, bob, ""); err != nil || out.GrantID == "" {
+		t.Fatalf("approval by another approver: %v", err)
+	}
+	// Not eligible: a workload the role does not list, a role without workloads.
+	in := pipelineReq("deploy", "x", time.Minute, claims("refs/heads/main", "production"))
+	in.Workload = "nobody"
+	if _, err := e.svc.CreateForWorkload(e.ctx, in); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("unknown workload: %v", err)
+	}
+	if _, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "x", 2*time.Hour, claims("refs/heads/main", "production"))); !errors.Is(err, approvals.ErrBadDuration) {
+		t.Fatalf("too long: %v", err)
+	}
+}
+
+func testPipelineAutoApproval(t *testing.T, e *env) {
+	req, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "deploy", 10*time.Minute, claims("refs/heads/main", "production")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.State != store.RequestApproved || req.GrantID == "" || len(req.Approvals) != 1 || req.Approvals[0].By != "system:auto-approve" {
+		t.Fatalf("matching pipeline: %+v", req)
+	}
+	if g := e.grant(req.GrantID); g.State != store.GrantActive {
+		t.Fatalf("auto-approved grant %s", g.State)
+	}
+	if e.pub.count(store.EventRequested) != 1 || e.pub.count(store.EventApproved) != 1 {
+		t.Fatal("auto-approval was not announced like an approval")
+	}
+	// Each unmet part of the rule leaves the request waiting for a person.
+	for name, c := range map[string]struct {
+		ref, env string
+		d        time.Duration
+	}{"branch": {"refs/heads/dev", "production", 10 * time.Minute}, "environment": {"refs/heads/main", "staging", 10 * time.Minute}, "duration": {"refs/heads/main", "production", 20 * time.Minute}} {
+		r, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "deploy", c.d, claims(c.ref, c.env)))
+		if err != nil || r.State != store.RequestPending || r.GrantID != "" {
+			t.Fatalf("non-matching %s: %+v %v", name, r, err)
+		}
+	}
+	// A claim missing from the token makes the rule not apply (fail closed), without an error.
+	c := claims("refs/heads/main", "production")
+	delete(c, "environment")
+	in := pipelineReq("deploy", "deploy", 10*time.Minute, claims("refs/heads/main", "production"))
+	in.Claims = c
+	if r, err := e.svc.CreateForWorkload(e.ctx, in); err != nil || r.State != store.RequestPending {
+		t.Fatalf("missing claim: %+v %v", r, err)
+	}
+}
+
+func testRoleConditions(t *testing.T, e *env) {
+	// People's requests use the same conditions.
+	if _, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "frozen", Reason: "no ticket"}); !errors.Is(err, approvals.ErrConditionFailed) {
+		t.Fatalf("person without a ticket: %v", err)
+	} else if !strings.Contains(err.Error(), "condition 1 of frozen") {
+		t.Fatalf("message: %v", err)
+	}
+	if _, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "frozen", Reason: "INC-7 db", Duration: 30 * time.Minute}); err != nil {
+		t.Fatalf("person with a ticket: %v", err)
+	}
+	if _, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("frozen", "INC-8", 30*time.Minute, claims("refs/heads/main", "production"))); !errors.Is(err, approvals.ErrConditionFailed) {
+		t.Fatalf("pipeline over 10m: %v", err)
+	}
+	if _, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("frozen", "INC-8", 10*time.Minute, claims("refs/heads/main", "production"))); err != nil {
+		t.Fatalf("pipeline within 10m: %v", err)
+	}
+	reqs, _ := e.st.ListRequests(e.ctx, store.RequestQuery{State: store.RequestPending})
+	if len(reqs) != 2 {
+		t.Fatalf("pending requests = %d, want 2 (refused ones store nothing)", len(reqs))
+	}
+}
