@@ -336,3 +336,41 @@ func TestPIMWaitsForProcessing(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckWithOwnReference: verifying jitbot's revoke asks Check with the lease's own reference; an equal
+// assignment an administrator made after the revoke is not jitbot's access and must not make the revoke look
+// failed. Without a reference Check answers for the access from any source.
+func TestCheckWithOwnReference(t *testing.T) {
+	for _, mode := range []string{"rbac", "pim"} {
+		t.Run(mode, func(t *testing.T) {
+			f, _, clk := newPIM(t)
+			p := newProvider(t, f, func(c *azure.Config) { c.Mode = mode; c.Now = clk.Now })
+			a := newAssignment("")
+			a.BindingKey, a.ExpiresAt = "b-own-"+a.GrantID, clk.now.Add(time.Hour)
+			ref, err := p.Grant(t.Context(), a)
+			if err != nil || grants.IsPreExisting(ref) {
+				t.Fatalf("Grant = %q, %v", ref, err)
+			}
+			a.Ref = ref
+			if ok, err := p.Check(t.Context(), a); err != nil || !ok {
+				t.Fatalf("Check of jitbot's own access = %v, %v", ok, err)
+			}
+			clk.Advance(6 * time.Minute)
+			if err := p.Revoke(t.Context(), a); err != nil {
+				t.Fatal(err)
+			}
+			if mode == "pim" {
+				f.AdminAssign(rg, a.Principal, readerDef, nil, "standing, after jitbot's revoke")
+			} else {
+				f.AddAssignment(rg, standingName(a.Principal), a.Principal, "User", readerDef, "standing, after jitbot's revoke")
+			}
+			if ok, err := p.Check(t.Context(), a); err != nil || ok {
+				t.Fatalf("Check with jitbot's reference after its revoke = %v, %v; the administrator's assignment is not jitbot's", ok, err)
+			}
+			a.Ref = ""
+			if ok, err := p.Check(t.Context(), a); err != nil || !ok {
+				t.Fatalf("Check without a reference = %v, %v; want the access from any source", ok, err)
+			}
+		})
+	}
+}
