@@ -225,8 +225,13 @@ func loadPolicyForServe(path string) (*policy.Policy, error) {
 }
 
 func policyCmd(args []string, stdout, stderr io.Writer) int {
+	// --probe also connects to providers whose targets can be verified live (Kubernetes: the roles exist).
+	probe := len(args) > 1 && args[0] == "check" && args[1] == "--probe"
+	if probe {
+		args = append([]string{"check"}, args[2:]...)
+	}
 	if len(args) < 2 || args[0] != "check" {
-		fmt.Fprint(stderr, "usage: jitbot policy check FILE...\n")
+		fmt.Fprint(stderr, "usage: jitbot policy check [--probe] FILE...\n")
 		return 2
 	}
 	code := 0
@@ -245,6 +250,20 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		for _, w := range pol.Warnings() {
 			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
+		if probe {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			probs, warns := app.ProbePolicy(ctx, pol, os.Getenv)
+			cancel()
+			for _, w := range warns {
+				fmt.Fprintf(stderr, "warning: %s\n", w)
+			}
+			if len(probs) > 0 {
+				ps := policy.Problems(probs)
+				fmt.Fprintln(stderr, ps.Error())
+				code = 1
+				continue
+			}
 		}
 		fmt.Fprintf(stdout, "%s: ok (%d roles, %d providers)\n", file, len(pol.Roles), len(pol.Providers))
 	}
