@@ -83,7 +83,6 @@ type OIDCOptions struct {
 // exp/nbf/iat (with the issuer's leeway) and required claims are checked here after the signature.
 type OIDC struct {
 	byURL map[string]*issuer
-	now   func() time.Time
 }
 
 type issuer struct {
@@ -99,7 +98,6 @@ type issuer struct {
 
 	mu          sync.Mutex
 	verifier    *oidc.IDTokenVerifier
-	keys        *keySet
 	algs        []jose.SignatureAlgorithm
 	failedAt    time.Time
 	failMessage string
@@ -120,7 +118,7 @@ func NewOIDC(ctx context.Context, issuers []IssuerConfig, opts OIDCOptions) (*OI
 	if now == nil {
 		now = time.Now
 	}
-	o := &OIDC{byURL: map[string]*issuer{}, now: now}
+	o := &OIDC{byURL: map[string]*issuer{}}
 	names := map[string]bool{}
 	var problems []string
 	for i, c := range issuers {
@@ -534,7 +532,7 @@ func (is *issuer) discover(ctx context.Context) (*oidc.IDTokenVerifier, []jose.S
 		SkipExpiryCheck:   true,
 	})
 	is.mu.Lock()
-	is.verifier, is.keys, is.algs, is.failedAt = v, ks, algs, time.Time{}
+	is.verifier, is.algs, is.failedAt = v, algs, time.Time{}
 	is.mu.Unlock()
 	return v, algs, nil
 }
