@@ -237,15 +237,6 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Issuers returns the configured issuer names, in no particular order.
-func (o *OIDC) Issuers() []string {
-	var out []string
-	for _, is := range o.byURL {
-		out = append(out, is.cfg.Name)
-	}
-	return out
-}
-
 // Recognizes reports whether bearer is shaped like a JWT.
 func (o *OIDC) Recognizes(bearer string) bool { return looksLikeJWT(bearer) }
 
