@@ -293,7 +293,8 @@ func (o *OIDC) issuerList() string {
 var allAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
 
 func isAlgError(err error) bool {
-	return strings.Contains(err.Error(), "unexpected signature algorithm")
+	var algErr *jose.ErrUnexpectedSignatureAlgorithm
+	return errors.As(err, &algErr)
 }
 
 func truncate(s string, n int) string {
@@ -327,7 +328,12 @@ func (is *issuer) authenticate(ctx context.Context, bearer string, jws *jose.JSO
 		}
 		return Identity{}, refuse(ReasonBadSignature, "the token's signature does not verify with the keys of issuer %q", name)
 	}
-	claims, err := decodeClaims(jws.UnsafePayloadWithoutVerification())
+	var payload json.RawMessage // the payload go-oidc verified
+	err = tok.Claims(&payload)
+	var claims map[string]any
+	if err == nil {
+		claims, err = decodeClaims(payload)
+	}
 	if err != nil {
 		return Identity{}, refuse(ReasonMalformed, "the token's claims could not be decoded")
 	}
