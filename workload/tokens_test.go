@@ -36,15 +36,17 @@ type tokenBackend struct {
 	open func(t testing.TB) workload.TokenStore
 }
 
+func openBoltAt(t testing.TB, dir string) *bolt.Store {
+	s, err := bolt.Open(filepath.Join(dir, "jitbot.db"), bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 var tokenBackends = []tokenBackend{
-	{"bolt", func(t testing.TB) workload.TokenStore {
-		s, err := bolt.Open(filepath.Join(t.TempDir(), "jitbot.db"), bolt.Options{NoSync: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}},
+	{"bolt", func(t testing.TB) workload.TokenStore { return openBoltAt(t, t.TempDir()) }},
 	{"redis", func(t testing.TB) workload.TokenStore {
 		s, err := redis.Open(t.Context(), redistest.URL(t), redis.Options{Prefix: redistest.Prefix(t)})
 		if err != nil {
