@@ -54,6 +54,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = dev(ctx, args, stdin, stdout, stderr)
 	case "policy":
 		return policyCmd(args, stdout, stderr)
+	case "exec":
+		return execCmd(ctx, args, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args, stdout, stderr)
 	case "version", "--version":
@@ -78,6 +80,7 @@ const usage = `usage:
   jitbot dev                              local playground: embedded store, example policy, no Slack needed
   jitbot policy check FILE...             validate policy files
   jitbot audit verify [--expect-head H]   verify the audit log's hash chain
+  jitbot exec --role R --reason "..." -- CMD   run CMD in a CI job with just-in-time access (docs/pipelines.md)
   jitbot version
 `
 
