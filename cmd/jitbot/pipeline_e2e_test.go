@@ -258,7 +258,9 @@ func (j *job) started() string {
 	}
 }
 
-func (j *job) finish(code int) { _ = os.WriteFile(filepath.Join(j.dir, "finish"), []byte(strconv.Itoa(code)), 0o600) }
+func (j *job) finish(code int) {
+	_ = os.WriteFile(filepath.Join(j.dir, "finish"), []byte(strconv.Itoa(code)), 0o600)
+}
 
 func (j *job) exited() time.Time {
 	j.w.t.Helper()
