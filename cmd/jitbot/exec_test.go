@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -88,4 +91,34 @@ func claimOf(t *testing.T, jwt, name string) any {
 	var c map[string]any
 	_ = json.Unmarshal(data, &c)
 	return c[name]
+}
+
+// TestPolicyCheckPointsIntoCEL: jitbot policy check reports a CEL error at its position inside the
+// expression, as file:line:col.
+func TestPolicyCheckPointsIntoCEL(t *testing.T) {
+	src, err := os.ReadFile("../../examples/pipelines/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(src), `when: 'claims.ref == "refs/heads/main"`, `when: 'claims.ref === "refs/heads/main"`, 1)
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(file, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	line := 0
+	for i, l := range strings.Split(bad, "\n") {
+		if strings.Contains(l, "===") {
+			line = i + 1
+		}
+	}
+	var out, errw strings.Builder
+	if code := run(context.Background(), []string{"policy", "check", file}, strings.NewReader(""), &out, &errw); code != 1 {
+		t.Fatalf("exit %d: %s", code, errw.String())
+	}
+	// The expression starts after "when: '" (column 16 on that line); CEL stumbles on the third "=", the
+	// 14th character of the expression.
+	want := fmt.Sprintf("%s:%d:%d: roles.prod-deploy.auto_approve[0].when: CEL: ", file, line, 16+13)
+	if !strings.Contains(errw.String(), want) {
+		t.Fatalf("want %q in:\n%s", want, errw.String())
+	}
 }
