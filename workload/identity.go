@@ -170,6 +170,9 @@ func (c chain) Recognizes(bearer string) bool {
 // looksLikeJWT reports whether s has the shape of a compact JWS: three base64url segments whose first decodes
 // to a JSON object. It verifies nothing.
 func looksLikeJWT(s string) bool {
+	if len(s) > MaxTokenBytes {
+		return true // too long to be anything else; OIDC refuses it as malformed
+	}
 	parts := strings.Split(s, ".")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
 		return false

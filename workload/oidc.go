@@ -43,6 +43,8 @@ const (
 	fetchTimeout = 10 * time.Second
 	maxJWKSBytes = 1 << 20
 	maxIssLen    = 200
+	// MaxTokenBytes bounds the credential: CI ID tokens are 1-2 KiB, and nothing larger is decoded.
+	MaxTokenBytes = 16 << 10
 )
 
 // IssuerConfig is one trusted OIDC issuer.
@@ -81,7 +83,6 @@ type OIDCOptions struct {
 // exp/nbf/iat (with the issuer's leeway) and required claims are checked here after the signature.
 type OIDC struct {
 	byURL map[string]*issuer
-	now   func() time.Time
 }
 
 type issuer struct {
@@ -97,7 +98,6 @@ type issuer struct {
 
 	mu          sync.Mutex
 	verifier    *oidc.IDTokenVerifier
-	keys        *keySet
 	algs        []jose.SignatureAlgorithm
 	failedAt    time.Time
 	failMessage string
@@ -106,15 +106,19 @@ type issuer struct {
 // NewOIDC checks the issuer configurations and returns a verifier. It does not contact the issuers: serve
 // starts when an issuer is down, and verification fails closed with "issuer_unavailable" until it is back.
 func NewOIDC(ctx context.Context, issuers []IssuerConfig, opts OIDCOptions) (*OIDC, error) {
-	client := opts.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: fetchTimeout}
+	client := &http.Client{Timeout: fetchTimeout}
+	if opts.HTTPClient != nil {
+		c := *opts.HTTPClient // a copy, so that the caller's client keeps its own redirect policy
+		client = &c
+	}
+	if client.CheckRedirect == nil {
+		client.CheckRedirect = noDowngrade
 	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	o := &OIDC{byURL: map[string]*issuer{}, now: now}
+	o := &OIDC{byURL: map[string]*issuer{}}
 	names := map[string]bool{}
 	var problems []string
 	for i, c := range issuers {
@@ -200,6 +204,31 @@ func checkIssuerConfig(c IssuerConfig) error {
 	return nil
 }
 
+// noDowngrade refuses a redirect from https to plain http (keys fetched in clear could be swapped on the
+// way), and follows at most 5 redirects.
+func noDowngrade(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("stopped after 5 redirects")
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("refused redirect from https to %s", req.URL.Scheme)
+	}
+	return nil
+}
+
+// checkJWKSURL applies the issuer URL's rule to the key set URL: keys fetched over plain HTTP could be
+// swapped on the way, so http is only for loopback.
+func checkJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("discovery document's jwks_uri %q is not an absolute URL", truncate(raw, maxIssLen))
+	}
+	if u.Scheme == "https" || (u.Scheme == "http" && isLoopback(u.Hostname())) {
+		return nil
+	}
+	return fmt.Errorf("discovery document's jwks_uri %q is not https", truncate(raw, maxIssLen))
+}
+
 func isLoopback(host string) bool {
 	if host == "localhost" {
 		return true
@@ -208,21 +237,15 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Issuers returns the configured issuer names, in no particular order.
-func (o *OIDC) Issuers() []string {
-	var out []string
-	for _, is := range o.byURL {
-		out = append(out, is.cfg.Name)
-	}
-	return out
-}
-
 // Recognizes reports whether bearer is shaped like a JWT.
 func (o *OIDC) Recognizes(bearer string) bool { return looksLikeJWT(bearer) }
 
 // Authenticate verifies an OIDC ID token. Refusals: malformed, unknown_issuer, issuer_unavailable,
 // bad_signature, wrong_audience, expired, not_yet_valid, missing_claim.
 func (o *OIDC) Authenticate(ctx context.Context, bearer string) (Identity, error) {
+	if len(bearer) > MaxTokenBytes {
+		return Identity{}, refuse(ReasonMalformed, "the credential is %d bytes long; ID tokens are at most %d", len(bearer), MaxTokenBytes)
+	}
 	if !looksLikeJWT(bearer) {
 		return Identity{}, refuse(ReasonMalformed, "the credential is not a JWT (three base64url parts separated by dots)")
 	}
@@ -270,7 +293,8 @@ func (o *OIDC) issuerList() string {
 var allAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
 
 func isAlgError(err error) bool {
-	return strings.Contains(err.Error(), "unexpected signature algorithm")
+	var algErr *jose.ErrUnexpectedSignatureAlgorithm
+	return errors.As(err, &algErr)
 }
 
 func truncate(s string, n int) string {
@@ -304,7 +328,12 @@ func (is *issuer) authenticate(ctx context.Context, bearer string, jws *jose.JSO
 		}
 		return Identity{}, refuse(ReasonBadSignature, "the token's signature does not verify with the keys of issuer %q", name)
 	}
-	claims, err := decodeClaims(jws.UnsafePayloadWithoutVerification())
+	var payload json.RawMessage // the payload go-oidc verified
+	err = tok.Claims(&payload)
+	var claims map[string]any
+	if err == nil {
+		claims, err = decodeClaims(payload)
+	}
 	if err != nil {
 		return Identity{}, refuse(ReasonMalformed, "the token's claims could not be decoded")
 	}
@@ -451,11 +480,21 @@ func (is *issuer) discover(ctx context.Context) (*oidc.IDTokenVerifier, []jose.S
 	if err == nil {
 		err = p.Claims(&meta)
 	}
+	var docErr error // a problem with the document itself, safe and useful to show
 	if err == nil && meta.JWKSURL == "" {
-		err = errors.New("discovery document has no jwks_uri")
+		docErr = errors.New("discovery document has no jwks_uri")
+	}
+	if err == nil && docErr == nil {
+		docErr = checkJWKSURL(meta.JWKSURL)
+	}
+	if err == nil {
+		err = docErr
 	}
 	if err != nil {
 		msg := fmt.Sprintf("discovery of issuer %q at %s failed", is.cfg.Name, is.cfg.URL)
+		if docErr != nil {
+			msg += ": " + docErr.Error()
+		}
 		var mismatch *oidc.IssuerMismatchError
 		if errors.As(err, &mismatch) {
 			msg = fmt.Sprintf("issuer %q: the discovery document names issuer %q, not %q (check the URL, including a trailing slash)", is.cfg.Name, truncate(mismatch.Discovered, maxIssLen), is.cfg.URL)
@@ -490,7 +529,7 @@ func (is *issuer) discover(ctx context.Context) (*oidc.IDTokenVerifier, []jose.S
 		SkipExpiryCheck:   true,
 	})
 	is.mu.Lock()
-	is.verifier, is.keys, is.algs, is.failedAt = v, ks, algs, time.Time{}
+	is.verifier, is.algs, is.failedAt = v, algs, time.Time{}
 	is.mu.Unlock()
 	return v, algs, nil
 }

@@ -77,16 +77,31 @@ func infoOf(r store.APIToken) TokenInfo {
 	return TokenInfo{ID: r.ID, Owner: r.Owner, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, LastUsedAt: r.LastUsedAt, RevokedAt: r.RevokedAt}
 }
 
+// Audit event types of token management (the token itself never appears in an event).
+const (
+	EventAPITokenCreated = "api-token-created"
+	EventAPITokenRevoked = "api-token-revoked"
+)
+
 // TokensOptions configures Tokens. The zero value is usable.
 type TokensOptions struct {
 	Now func() time.Time // default time.Now
+	// Audit, when set, records token creation and revocation (for example by committing the event to the
+	// store's hash-chained audit log). A creation whose event cannot be recorded is undone (the token is
+	// revoked before anyone has seen it) and Create fails: no token works without an audit trail.
+	Audit func(ctx context.Context, e store.AuditEvent) error
+	// Actor is the audit events' actor; default "system:tokens".
+	Actor string
+	// AuditDetails are added to every audit event (for example the operating-system user of the CLI).
+	AuditDetails map[string]string
 }
 
 // Tokens creates, lists, revokes and verifies jitbot API tokens. It implements Authenticator (and
 // Recognizer: it handles only credentials starting with TokenPrefix).
 type Tokens struct {
-	st  TokenStore
-	now func() time.Time
+	st   TokenStore
+	now  func() time.Time
+	opts TokensOptions
 }
 
 // NewTokens returns Tokens over st.
@@ -95,7 +110,29 @@ func NewTokens(st TokenStore, opts TokensOptions) *Tokens {
 	if now == nil {
 		now = time.Now
 	}
-	return &Tokens{st: st, now: now}
+	if opts.Actor == "" {
+		opts.Actor = "system:tokens"
+	}
+	return &Tokens{st: st, now: now, opts: opts}
+}
+
+func (t *Tokens) audit(ctx context.Context, typ string, rec store.APIToken, at time.Time) error {
+	if t.opts.Audit == nil {
+		return nil
+	}
+	details := map[string]string{"token_id": rec.ID, "owner": rec.Owner}
+	if !rec.ExpiresAt.IsZero() {
+		details["expires_at"] = rec.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	for k, v := range t.opts.AuditDetails {
+		if _, taken := details[k]; !taken {
+			details[k] = v
+		}
+	}
+	if err := t.opts.Audit(ctx, store.AuditEvent{Type: typ, At: at, Actor: t.opts.Actor, Details: details}); err != nil {
+		return fmt.Errorf("workload: audit %s of token %s: %w", typ, rec.ID, err)
+	}
+	return nil
 }
 
 // CreateOptions are the optional properties of a new token.
@@ -137,6 +174,13 @@ func (t *Tokens) CreateWith(ctx context.Context, owner string, opts CreateOption
 	if err := t.st.CreateAPIToken(ctx, rec); err != nil {
 		return "", TokenInfo{}, fmt.Errorf("workload: store token: %w", err)
 	}
+	if err := t.audit(ctx, EventAPITokenCreated, rec, now); err != nil {
+		// Nobody has seen the plaintext yet; revoke so that an unaudited token never works.
+		if _, rerr := t.st.RevokeAPIToken(context.WithoutCancel(ctx), rec.ID, now); rerr != nil {
+			return "", TokenInfo{}, fmt.Errorf("%w (and revoking the unaudited token %s failed: %v; revoke it by hand)", err, rec.ID, rerr)
+		}
+		return "", TokenInfo{}, fmt.Errorf("%w; the token was revoked, nothing was handed out", err)
+	}
 	return plaintext, infoOf(rec), nil
 }
 
@@ -171,10 +215,18 @@ func (t *Tokens) Revoke(ctx context.Context, id string) error {
 }
 
 // RevokeInfo is Revoke returning the token as stored afterwards (its RevokedAt is the first revocation).
+// The revocation is audited once, when it happens; if the audit event cannot be recorded the token stays
+// revoked and the error says so.
 func (t *Tokens) RevokeInfo(ctx context.Context, id string) (TokenInfo, error) {
-	rec, err := t.st.RevokeAPIToken(ctx, id, t.now().UTC().Truncate(time.Millisecond))
+	now := t.now().UTC().Truncate(time.Millisecond)
+	rec, err := t.st.RevokeAPIToken(ctx, id, now)
 	if err != nil {
 		return TokenInfo{}, fmt.Errorf("workload: revoke token %q: %w", id, err)
+	}
+	if rec.RevokedAt.Equal(now) {
+		if err := t.audit(ctx, EventAPITokenRevoked, rec, now); err != nil {
+			return infoOf(rec), fmt.Errorf("%w (the token is revoked)", err)
+		}
 	}
 	return infoOf(rec), nil
 }
@@ -228,6 +280,11 @@ func parseToken(s string) (id string, ok bool) {
 	id, secret, found := strings.Cut(rest, "_")
 	if !found || !strings.HasPrefix(id, tokenIDPrefix+"-") || len(id) != len(tokenIDPrefix)+11 {
 		return "", false
+	}
+	for _, c := range id[len(tokenIDPrefix)+1:] {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return "", false
+		}
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(secret)
 	if err != nil || len(raw) != tokenSecretBytes {

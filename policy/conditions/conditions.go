@@ -132,7 +132,9 @@ func Compile(expr string) (*Condition, error) {
 	if t := ast.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
 		return nil, &CompileError{Line: 1, Column: 1, Message: fmt.Sprintf("condition must be true or false, but this expression gives a %s", t)}
 	}
-	prg, err := env.Program(ast, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(100))
+	// OptOptimize folds constants and compiles constant regular expressions now, so a bad pattern in
+	// matches() is a load error, and evaluation does not recompile it every time.
+	prg, err := env.Program(ast, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(100), cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
 		return nil, &CompileError{Line: 1, Column: 1, Message: err.Error()}
 	}

@@ -2,9 +2,12 @@ package conditions
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // berlinNoon is 2031-03-04 12:00 in Berlin (CET, UTC+1), a Tuesday.
@@ -95,6 +98,7 @@ func TestCompileErrorsPointIntoTheExpression(t *testing.T) {
 		{`request.role`, 1, 1, "true or false"},
 		{`request.duration + duration("1m")`, 1, 1, "true or false"},
 		{`   `, 1, 1, "empty"},
+		{`request.reason.matches("(CHG-")`, 1, 1, "missing closing )"},
 		{strings.Repeat("a", MaxExpressionLength+1), 1, 1, "characters long"},
 	}
 	for _, tc := range cases {
@@ -174,5 +178,88 @@ func TestString(t *testing.T) {
 	const expr = `request.role == "x"`
 	if got := mustCompile(t, expr).String(); got != expr {
 		t.Fatalf("String() = %q", got)
+	}
+}
+
+// TestDocumentedExamplesCompile keeps docs/policy-conditions.md honest: every ```cel block compiles.
+func TestDocumentedExamplesCompile(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/policy-conditions.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(raw), "```cel\n")[1:]
+	if len(blocks) < 6 {
+		t.Fatalf("found %d cel blocks in the doc, want the examples", len(blocks))
+	}
+	for _, b := range blocks {
+		expr, _, ok := strings.Cut(b, "```")
+		if !ok {
+			t.Fatalf("unterminated cel block: %q", b)
+		}
+		c, err := Compile(expr)
+		if err != nil {
+			t.Errorf("documented example does not compile: %v\n%s", err, expr)
+			continue
+		}
+		for _, v := range []Vars{pipelineVars(), personVars()} {
+			if _, err := c.Eval(v); err != nil && !strings.Contains(expr, "claims.") {
+				t.Errorf("documented example fails to evaluate: %v\n%s", err, expr)
+			}
+		}
+	}
+}
+
+// BenchmarkEval: a typical auto-approval condition (claims, duration, time zone, regex).
+func BenchmarkEval(b *testing.B) {
+	c, err := Compile(`claims.repository == "acme/web" && claims.ref == "refs/heads/main" && request.duration <= duration("15m") && now.getHours("Europe/Berlin") < 18 && request.reason.matches("CHG-[0-9]+")`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := pipelineVars()
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := c.Eval(v); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+// TestDocumentedYAMLExample checks the quoting advice of the doc's YAML example: decoded as YAML, its
+// expressions compile and mean what the doc says.
+func TestDocumentedYAMLExample(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/policy-conditions.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(raw), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block in the doc")
+	}
+	var doc struct {
+		Roles map[string]struct {
+			Conditions  []string `yaml:"conditions"`
+			AutoApprove []struct {
+				When string `yaml:"when"`
+			} `yaml:"auto_approve"`
+		} `yaml:"roles"`
+	}
+	if err := yaml.Unmarshal([]byte(block), &doc); err != nil {
+		t.Fatal(err)
+	}
+	role := doc.Roles["web-deploy-prod"]
+	if len(role.Conditions) != 1 || len(role.AutoApprove) != 1 {
+		t.Fatalf("decoded %+v", role)
+	}
+	ticket := mustCompile(t, role.Conditions[0])
+	for reason, want := range map[string]bool{"deploy CHG-1234": true, "INC-7 rollback": true, "xCHG-1": false, "no ticket": false} {
+		v := pipelineVars()
+		v.Request.Reason = reason
+		if got, err := ticket.Eval(v); err != nil || got != want {
+			t.Errorf("ticket condition on %q = %v, %v; want %v", reason, got, err, want)
+		}
+	}
+	if got, err := mustCompile(t, role.AutoApprove[0].When).Eval(pipelineVars()); err != nil || !got {
+		t.Fatalf("when = %v, %v", got, err)
 	}
 }

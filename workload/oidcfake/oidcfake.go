@@ -63,8 +63,9 @@ type Issuer struct {
 	ln   net.Listener
 	srv  *http.Server
 
-	mu   sync.Mutex
-	keys []*signingKey // keys[0] signs; every key is published
+	mu      sync.Mutex
+	keys    []*signingKey // keys[0] signs; every key is published
+	foreign *signingKey   // never published: WrongKey and UnknownKeyID sign with it (made once: RSA is slow)
 
 	available      atomic.Bool
 	discoveryCalls atomic.Int64
@@ -227,7 +228,7 @@ type tokenSpec struct {
 	wrongKey bool   // sign with a key the issuer does not publish, under the current kid
 	kid      string // override the kid header ("" keeps the signing key's)
 	corrupt  bool
-	alg      jose.SignatureAlgorithm
+	embedJWK bool
 }
 
 // WrongKey signs with a fresh key the issuer never published, under the current kid (a forgery).
@@ -237,6 +238,12 @@ func WrongKey() TokenOption { return func(s *tokenSpec) { s.wrongKey = true } }
 func UnknownKeyID() TokenOption {
 	return func(s *tokenSpec) { s.wrongKey, s.kid = true, "unknown-"+randomHex(4) }
 }
+
+// KeyID sets the kid header (the token is still signed with the key that would sign it otherwise).
+func KeyID(kid string) TokenOption { return func(s *tokenSpec) { s.kid = kid } }
+
+// EmbedJWK puts the signing key's public half in the token's "jwk" header: a verifier must ignore it.
+func EmbedJWK() TokenOption { return func(s *tokenSpec) { s.embedJWK = true } }
 
 // BadSignature signs correctly, then flips bits of the signature.
 func BadSignature() TokenOption { return func(s *tokenSpec) { s.corrupt = true } }
@@ -303,21 +310,23 @@ func (i *Issuer) SignWith(claims map[string]any, opts ...TokenOption) string {
 		o(spec)
 	}
 	i.mu.Lock()
-	key := i.keys[0]
-	i.mu.Unlock()
+	key, kid := i.keys[0], i.keys[0].kid
 	if spec.wrongKey {
-		k, err := newKey(key.alg)
-		if err != nil {
-			panic("oidcfake: " + err.Error())
+		if i.foreign == nil {
+			k, err := newKey(key.alg)
+			if err != nil {
+				i.mu.Unlock()
+				panic("oidcfake: " + err.Error())
+			}
+			i.foreign = k
 		}
-		k.kid = key.kid
-		key = k
+		key = i.foreign
 	}
-	kid := key.kid
+	i.mu.Unlock()
 	if spec.kid != "" {
 		kid = spec.kid
 	}
-	jwt, err := sign(key, kid, spec.claims)
+	jwt, err := sign(key, kid, spec.claims, spec.embedJWK)
 	if err != nil {
 		panic("oidcfake: " + err.Error())
 	}
@@ -327,13 +336,20 @@ func (i *Issuer) SignWith(claims map[string]any, opts ...TokenOption) string {
 	return jwt
 }
 
-func sign(k *signingKey, kid string, claims map[string]any) (string, error) {
+func sign(k *signingKey, kid string, claims map[string]any, embedJWK bool) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: jose.JSONWebKey{Key: k.priv, KeyID: kid, Algorithm: string(k.alg)}},
-		(&jose.SignerOptions{}).WithType("JWT"))
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	key := jose.SigningKey{Algorithm: k.alg, Key: jose.JSONWebKey{Key: k.priv, KeyID: kid, Algorithm: string(k.alg)}}
+	if embedJWK {
+		// go-jose embeds the key only for a raw key; the kid goes in as an extra header.
+		opts.EmbedJWK = true
+		opts.WithHeader(jose.HeaderKey("kid"), kid)
+		key.Key = k.priv
+	}
+	signer, err := jose.NewSigner(key, opts)
 	if err != nil {
 		return "", err
 	}
@@ -433,6 +449,7 @@ func GitLabCI(project, ref, environment string) map[string]any {
 		"job_id":                "302",
 		"ref":                   ref,
 		"ref_type":              "branch",
+		"ref_path":              "refs/heads/" + ref,
 		"ref_protected":         "true",
 		"runner_id":             "1",
 		"runner_environment":    "gitlab-hosted",
