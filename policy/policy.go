@@ -744,7 +744,7 @@ func (d *decoder) checkUsage(p *Policy) {
 				mapped++
 			}
 		}
-		if mapped == 0 {
+		if mapped == 0 && !workloadsOnly(p, roles) {
 			d.warn(&yaml.Node{Line: pr.Line, Column: 3}, field, "no user has an identity for provider %s "+
 				"(principal_from: identities), so every request for %s will be refused until identities are added",
 				name, strings.Join(roles, ", "))

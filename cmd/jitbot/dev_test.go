@@ -27,7 +27,7 @@ func TestDevServesThePlayground(t *testing.T) {
 		t.Fatal(err)
 	}
 	pol := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(pol, []byte(strings.Replace(string(raw), "127.0.0.1:9099", freeAddr(t), 1)), 0o600); err != nil {
+	if err := os.WriteFile(pol, []byte(strings.NewReplacer("127.0.0.1:9099", freeAddr(t), "127.0.0.1:9098", freeAddr(t)).Replace(string(raw))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	outR, outW := io.Pipe()

@@ -62,6 +62,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return policyCmd(args, stdout, stderr)
 	case "grants", "requests":
 		return adminCmd(ctx, cmd, args, stdout, stderr)
+	case "exec":
+		return execCmd(ctx, args, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args, stdout, stderr)
 	case "tokens":
@@ -89,6 +91,8 @@ const usage = `usage:
   jitbot policy check FILE...             validate policy files
   jitbot audit verify [--checkpoint F]    verify the audit log (also: audit export|keygen|accept)
   jitbot grants list|show|revoke          admin CLI on the configured store (also: requests list)
+  jitbot tokens create|list|revoke        API tokens for pipelines without OIDC
+  jitbot exec --role R --reason "..." -- CMD   run CMD in a CI job with just-in-time access (docs/pipelines.md)
   jitbot version
 `
 
