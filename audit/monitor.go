@@ -225,11 +225,11 @@ func (m *Monitor) loadCheckpoint() error {
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if err != nil && len(cs) == 0 {
-		return err
-	}
-	if err != nil {
-		m.o.Logger.Error().Err(err).Msg("audit: checkpoint file has a malformed line; using the checkpoints before it")
+	if err != nil && !m.started {
+		// Unreadable or malformed: as good as no file (which anyone who can corrupt it could also arrange),
+		// so say it loudly and go on with the checkpoints read before the bad line, if any.
+		m.o.Logger.Error().Err(err).Int("usable_checkpoints", len(cs)).
+			Msg("audit: the checkpoint file cannot be read in full; a store that lost writes before this start may go unnoticed")
 	}
 	ignored := 0
 	defer func() {

@@ -42,6 +42,7 @@ func RunAuditTamper(t *testing.T, newStore func(t *testing.T) (store.Store, Audi
 		{"MonitorSeesStoreGoBackwards", testMonitorRewound},
 		{"MonitorSeesLostWritesOvertaken", testMonitorOvertaken},
 		{"CheckpointFileSurvivesRestart", testMonitorCheckpointFile},
+		{"MalformedCheckpointFile", testMonitorBadCheckpointFile},
 		{"CheckpointNeverBlessesABrokenChain", testMonitorCheckpointBrokenChain},
 		{"SignedCheckpointsProveTheLog", testSignedCheckpoints},
 	} {
@@ -366,5 +367,40 @@ func testSignedCheckpoints(t *testing.T, s store.Store, tm AuditTamperer) {
 	}
 	if err := restarted.Check(t.Context()); !errors.Is(err, audit.ErrStoreDiverged) || !strings.Contains(err.Error(), "behind seq 5") {
 		t.Fatalf("Check with a forged unsigned acceptance in the file = %v, want ErrStoreDiverged behind seq 5", err)
+	}
+}
+
+// testMonitorBadCheckpointFile: a checkpoint file that cannot be parsed does not stop the monitor (nor the
+// sweeper behind it); the checkpoints before the bad line still count.
+func testMonitorBadCheckpointFile(t *testing.T, s store.Store, tm AuditTamperer) {
+	file := filepath.Join(t.TempDir(), "checkpoints")
+	recs := seedLog(t, s, 4)
+	if err := audit.AppendCheckpoint(file, (*audit.Signer)(nil).Checkpoint(4, recs[3].Hash, time.Now(), false)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(audit.CheckpointPrefix + " seq=garbage\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var posts []string
+	m := newMonitor(t, s, file, nil, &posts)
+	if err := m.Check(t.Context()); err != nil {
+		t.Fatalf("Check with a malformed line after a good checkpoint: %v", err)
+	}
+	rollBack(t, s, tm, recs, 2)
+	m = newMonitor(t, s, file, nil, &posts)
+	if err := m.Check(t.Context()); !errors.Is(err, audit.ErrStoreDiverged) {
+		t.Fatalf("the good checkpoint before the malformed line must still count: %v", err)
+	}
+	if err := os.WriteFile(file, []byte(audit.CheckpointPrefix+" nonsense\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m = newMonitor(t, s, file, nil, &posts)
+	if err := m.Check(t.Context()); err != nil {
+		t.Fatalf("a wholly malformed checkpoint file must not stop the sweeper: %v", err)
 	}
 }
