@@ -79,6 +79,8 @@ type Monitor struct {
 	diverged    error  // non-nil while the store does not extend seen
 	divergedAt  time.Time
 	lastWarning time.Time
+	// lastReadError rate-limits the log line for a store that cannot be read.
+	lastReadError time.Time
 }
 
 // NewMonitor returns a Monitor; it reads nothing until the first Check.
@@ -170,6 +172,13 @@ func (m *Monitor) Check(ctx context.Context) error {
 	_, err := m.check(ctx, false)
 	if errors.Is(err, ErrStoreDiverged) && m.o.Observer != nil {
 		m.o.Observer.AuditCheckRefused()
+	}
+	if err != nil && !errors.Is(err, ErrStoreDiverged) && ctx.Err() == nil {
+		// The store could not be read: the sweep is skipped too. Say so, at most every RemindEvery.
+		if now := m.o.Now(); now.Sub(m.lastReadError) >= m.o.RemindEvery {
+			m.lastReadError = now
+			m.o.Logger.Error().Err(err).Msg("audit: cannot check the store's audit head; sweeps are skipped until it answers")
+		}
 	}
 	return err
 }
