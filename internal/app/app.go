@@ -154,6 +154,9 @@ func New(d Deps) (_ *App, err error) {
 		if d.Slack.AppToken != "" {
 			opts = append(opts, slack.OptionAppLevelToken(d.Slack.AppToken))
 		}
+		// Every Web API answer is counted (jitbot_slack_api_calls_total): Slack errors and 429s show on the
+		// dashboard and in the alerts without reading logs.
+		opts = append(opts, slack.OptionHTTPClient(&http.Client{Transport: telemetry.NewSlackTransport(d.Registry, nil)}))
 		api = slack.New(d.Slack.BotToken, opts...)
 		dir := bot.NewDirectory(api, 0)
 		if d.Directory == nil {
@@ -221,6 +224,7 @@ func New(d Deps) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	telemetry.LeaderGauge(d.Registry, sw.Leading)
 	if d.Auth == nil {
 		if d.Auth, err = BuildAuthenticator(context.Background(), d.Policy, d.Store, d.IssuerHTTPClient, d.Now); err != nil {
 			return nil, err
