@@ -177,8 +177,9 @@ func TestAdminCLIListsAndRevokesThroughTheEngine(t *testing.T) {
 			opEv.Details["operator"] != "oncall-ann" || opEv.Details["os_user"] != osUser() || opEv.Details["via"] != "cli" {
 			t.Fatalf("operator audit event = %+v (trail %v)", opEv, types)
 		}
-		if i := slices.Index(types, grants.EventOperatorRevoked); i < 0 || !slices.Contains(types[i+1:], store.EventRevoked) {
-			t.Fatalf("trail %v: want the provider revocation recorded after the operator's event", types)
+		// The provider revocation comes after the operator's decision, and is then verified at the provider.
+		if !slices.Equal(types[len(types)-3:], []string{grants.EventOperatorRevoked, store.EventRevoked, store.EventRevokeVerified}) {
+			t.Fatalf("trail %v: want operator-revoked, revoked, revoke-verified at the end", types)
 		}
 		if code, _, stderr := runCLI(t, "grants", "revoke", grantID, "--reason", "again"); code != 1 || !strings.Contains(stderr, "already revoked") {
 			t.Fatalf("second revoke: exit %d, %q", code, stderr)
