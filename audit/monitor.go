@@ -78,7 +78,10 @@ type Monitor struct {
 	published   uint64 // seq of the last checkpoint written
 	diverged    error  // non-nil while the store does not extend seen
 	divergedAt  time.Time
+	suspectAt   time.Time // when Observe first found the store not extending the head seen
 	lastWarning time.Time
+	// lastReadError rate-limits the log line for a store that cannot be read.
+	lastReadError time.Time
 }
 
 // NewMonitor returns a Monitor; it reads nothing until the first Check.
@@ -122,7 +125,7 @@ func (m *Monitor) Follow(ctx context.Context, leading func() bool) {
 		if leading() {
 			continue
 		}
-		why, err := m.observe(ctx)
+		why, err := m.Observe(ctx)
 		if err == nil && why != "" && !warned {
 			warned = true
 			m.o.Logger.Warn().Str("reason", why).Msg("audit: the store does not extend the audit head this replica saw; the sweeper leader pauses on its next check")
@@ -130,14 +133,18 @@ func (m *Monitor) Follow(ctx context.Context, leading func() bool) {
 	}
 }
 
-func (m *Monitor) observe(ctx context.Context) (string, error) {
+// Observe is one step of Follow: it reads the head and, when the store extends the head seen, records it.
+// When it does not, it returns why and leaves the head seen as it was (so the leader's Check finds the same
+// and alerts), unless the checkpoint file holds an acceptance written since this replica first saw the
+// mismatch (a shared checkpoint file), which it then adopts like the leader.
+func (m *Monitor) Observe(ctx context.Context) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.diverged != nil {
 		return "", nil
 	}
 	if !m.started {
-		if err := m.loadCheckpoint(); err != nil {
+		if err := m.loadCheckpoint(time.Time{}); err != nil {
 			return "", err
 		}
 		m.started = true
@@ -147,10 +154,18 @@ func (m *Monitor) observe(ctx context.Context) (string, error) {
 		return "", err
 	}
 	why, err := m.follows(ctx, head)
-	if err != nil || why != "" {
-		return why, err // seen stays as it was: the leader's Check finds the same and alerts
+	if err == nil && why != "" {
+		if m.suspectAt.IsZero() {
+			m.suspectAt = m.o.Now()
+		}
+		if lerr := m.loadCheckpoint(m.suspectAt); lerr == nil {
+			why, err = m.follows(ctx, head)
+		}
 	}
-	m.seen, m.seenKnown, m.source = head, true, "this process"
+	if err != nil || why != "" {
+		return why, err
+	}
+	m.seen, m.seenKnown, m.source, m.suspectAt = head, true, "this process", time.Time{}
 	return "", nil
 }
 
@@ -171,13 +186,20 @@ func (m *Monitor) Check(ctx context.Context) error {
 	if errors.Is(err, ErrStoreDiverged) && m.o.Observer != nil {
 		m.o.Observer.AuditCheckRefused()
 	}
+	if err != nil && !errors.Is(err, ErrStoreDiverged) && ctx.Err() == nil {
+		// The store could not be read: the sweep is skipped too. Say so, at most every RemindEvery.
+		if now := m.o.Now(); now.Sub(m.lastReadError) >= m.o.RemindEvery {
+			m.lastReadError = now
+			m.o.Logger.Error().Err(err).Msg("audit: cannot check the store's audit head; sweeps are skipped until it answers")
+		}
+	}
 	return err
 }
 
 func (m *Monitor) check(ctx context.Context, full bool) (store.AuditHead, error) {
 	if !m.started || m.diverged != nil {
 		// At start, and while diverged (an operator may have accepted the store since), read the checkpoint file.
-		if err := m.loadCheckpoint(); err != nil {
+		if err := m.loadCheckpoint(m.divergedAt); err != nil {
 			return store.AuditHead{}, err
 		}
 		m.started = true
@@ -212,9 +234,9 @@ func (m *Monitor) check(ctx context.Context, full bool) (store.AuditHead, error)
 }
 
 // loadCheckpoint reads the checkpoint file. At start, its last checkpoint is the head seen (and trusted).
-// While diverged, a checkpoint an operator wrote after the divergence with `jitbot audit accept` replaces
-// them.
-func (m *Monitor) loadCheckpoint() error {
+// Later, a checkpoint an operator wrote after acceptAfter (the divergence) with `jitbot audit accept`
+// replaces them.
+func (m *Monitor) loadCheckpoint(acceptAfter time.Time) error {
 	if !m.started {
 		m.trusted = store.AuditHead{Hash: store.GenesisHash}
 	}
@@ -225,11 +247,11 @@ func (m *Monitor) loadCheckpoint() error {
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if err != nil && len(cs) == 0 {
-		return err
-	}
-	if err != nil {
-		m.o.Logger.Error().Err(err).Msg("audit: checkpoint file has a malformed line; using the checkpoints before it")
+	if err != nil && !m.started {
+		// Unreadable or malformed: as good as no file (which anyone who can corrupt it could also arrange),
+		// so say it loudly and go on with the checkpoints read before the bad line, if any.
+		m.o.Logger.Error().Err(err).Int("usable_checkpoints", len(cs)).
+			Msg("audit: the checkpoint file cannot be read in full; a store that lost writes before this start may go unnoticed")
 	}
 	ignored := 0
 	defer func() {
@@ -247,7 +269,7 @@ func (m *Monitor) loadCheckpoint() error {
 				continue
 			}
 		}
-		if m.started && !(c.Accept && c.At.After(m.divergedAt)) {
+		if m.started && !(c.Accept && c.At.After(acceptAfter)) {
 			return nil
 		}
 		h := store.AuditHead{Seq: c.Seq, Hash: c.Hash}

@@ -103,6 +103,8 @@ type ChainVerifier struct {
 	// Keyed and Unkeyed count the entries checked of each kind; KeyedUnchecked counts keyed entries whose
 	// hash could not be recomputed (no Key), only their linkage was checked.
 	Keyed, Unkeyed, KeyedUnchecked uint64
+
+	mac hash.Hash // HMAC with Key, reused across entries
 }
 
 // Verify checks the next page (see VerifyChain). An unkeyed entry after a keyed one is a break (a downgrade:
@@ -117,7 +119,11 @@ func (v *ChainVerifier) Verify(records []AuditRecord) error {
 		}
 		switch {
 		case IsKeyed(r.Hash) && len(v.Key) > 0:
-			if want := KeyedChainHash(v.Key, r.PrevHash, r.Seq, r.Raw); !hmac.Equal([]byte(want), []byte(r.Hash)) {
+			if v.mac == nil {
+				v.mac = hmac.New(sha256.New, v.Key)
+			}
+			v.mac.Reset()
+			if want := KeyedPrefix + linkSum(v.mac, r.PrevHash, r.Seq, r.Raw); !hmac.Equal([]byte(want), []byte(r.Hash)) {
 				return &ChainError{Seq: r.Seq, Reason: "content does not match its keyed hash (entry edited or re-linked, or JITBOT_AUDIT_LINK_KEY is not the key it was written with)"}
 			}
 			v.Keyed++

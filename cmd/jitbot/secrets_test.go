@@ -27,10 +27,12 @@ const (
 	secretWebhook          = "S3CRET-webhook-hmac-key-4b5a"
 	secretPagerDuty        = "S3CRET-pagerduty-key-6c7d"
 	secretOpsgenie         = "S3CRET-opsgenie-key-9e0f"
+	secretAuditSigning     = "UzNDUkVULWF1ZGl0LXNpZ25pbmctc2VlZC0wMDAxYWI=" // base64 of 32 bytes
+	secretAuditLink        = "UzNDUkVULWF1ZGl0LWxpbmsta2V5LTAwMDAwMDAwY2Q="
 )
 
 var allSecrets = []string{secretRedisPassword, secretRedisUser, secretSentinelPassword, secretSentinelUser, secretBotToken,
-	secretAppToken, secretSigning, secretWebhook, secretPagerDuty, secretOpsgenie}
+	secretAppToken, secretSigning, secretWebhook, secretPagerDuty, secretOpsgenie, secretAuditSigning, secretAuditLink}
 
 // secretPolicy names a provider secret and two on-call keys by *_env, the way every documented secret of a
 // policy is given.
@@ -78,6 +80,8 @@ func secretEnv(t *testing.T) string {
 	t.Setenv("T_OG_KEY", secretOpsgenie)
 	t.Setenv("SLACK_BOT_TOKEN", secretBotToken)
 	t.Setenv("SLACK_SIGNING_SECRET", secretSigning)
+	t.Setenv("JITBOT_AUDIT_SIGNING_KEY", secretAuditSigning)
+	t.Setenv("JITBOT_AUDIT_LINK_KEY", secretAuditLink)
 	t.Setenv("SLACK_API_URL", "http://127.0.0.1:1/api/")
 	return path
 }
@@ -173,6 +177,8 @@ func TestServeNeverLogsSecrets(t *testing.T) {
 		"bad bot token":              {env: map[string]string{"SLACK_BOT_TOKEN": "xoxp-" + secretBotToken}, want: "SLACK_BOT_TOKEN must be a bot token"},
 		"bad app token":              {env: map[string]string{"SLACK_APP_TOKEN": "xoxb-" + secretAppToken}, want: "SLACK_APP_TOKEN must be an app-level token"},
 		"bad duration":               {env: map[string]string{"JITBOT_SWEEP_INTERVAL": secretSigning}, want: "JITBOT_SWEEP_INTERVAL"},
+		"bad audit signing key":      {env: map[string]string{"JITBOT_AUDIT_SIGNING_KEY": secretAuditSigning[:40]}, want: "JITBOT_AUDIT_SIGNING_KEY"},
+		"bad audit link key":         {env: map[string]string{"JITBOT_AUDIT_LINK_KEY": secretAuditLink[:20]}, want: "JITBOT_AUDIT_LINK_KEY"},
 	}
 	for name, c := range failures {
 		t.Run("failure/"+name, func(t *testing.T) {
