@@ -119,6 +119,9 @@ func (c Config) validate() error {
 	if c.SlackAPIURL != "" {
 		if u, err := url.Parse(c.SlackAPIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			problems = append(problems, "SLACK_API_URL must be an absolute http(s) URL such as https://slack.com/api/")
+		} else if u.User != nil || u.RawQuery != "" {
+			// Errors of Slack calls quote the URL: credentials in it would end up in logs and /readyz.
+			problems = append(problems, "SLACK_API_URL must not carry credentials or a query (the bot token authenticates every call)")
 		}
 	}
 	if c.SlackBotToken != "" && !strings.HasPrefix(c.SlackBotToken, "xoxb-") {

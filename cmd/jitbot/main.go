@@ -33,9 +33,15 @@ import (
 var version = "dev"
 
 func main() {
+	restore := func() {}
+	if os.Getenv("JITBOT_FOREGROUND") == "1" {
+		restore = takeTerminalForeground()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	restore()
+	os.Exit(code)
 }
 
 // run is main without the process: it returns the exit code.

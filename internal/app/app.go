@@ -267,6 +267,13 @@ func New(d Deps) (_ *App, err error) {
 		}
 		a.reloader = &policyReloader{a: a, path: d.PolicyFile, check: startupPolicyCheck(d), data: data, sum: sha256Hex(data)}
 	}
+	if api != nil {
+		// The first auth.test answers readiness from the start; a failure is not fatal (Slack may be down
+		// briefly) but keeps the replica not ready until a later check succeeds.
+		if err := a.checkSlackAuth(context.Background()); err != nil {
+			d.Logger.Error().Err(err).Msg("Slack authentication check failed; this replica reports not ready")
+		}
+	}
 	if sc, ok := d.Store.(telemetry.StoreClock); ok {
 		a.clock = telemetry.NewClockWatch(d.Registry, sc, d.Now, 0)
 	}

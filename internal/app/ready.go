@@ -39,8 +39,8 @@ func (a *App) checkSlackAuth(ctx context.Context) error {
 	return err
 }
 
-// watchSlackAuth calls auth.test at once and every interval until ctx ends: a revoked token, a removed app or
-// an unreachable Slack makes the replica not ready.
+// watchSlackAuth calls auth.test every interval until ctx ends (New made the first call): a revoked token, a
+// removed app or an unreachable Slack makes the replica not ready.
 func (a *App) watchSlackAuth(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultSlackAuthInterval
@@ -48,13 +48,13 @@ func (a *App) watchSlackAuth(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := a.checkSlackAuth(ctx); err != nil && ctx.Err() == nil {
-			a.log.Error().Err(err).Msg("Slack authentication check failed; this replica reports not ready")
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if err := a.checkSlackAuth(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error().Err(err).Msg("Slack authentication check failed; this replica reports not ready")
 		}
 	}
 }
