@@ -174,17 +174,37 @@ func (s *Service) autoApproveWorkload(ctx context.Context, req store.Request, ro
 	if r.When != nil {
 		note += ": " + r.When.String()
 	}
-	now := s.now()
-	prev := req.Version
-	req.Approvals = append(req.Approvals, store.Decision{By: "system:auto-approve", At: now, Note: note})
-	grant, err := s.approveWithGrant(ctx, &req, role, now)
-	if err != nil {
-		return Outcome{}, false
-	}
-	ev := s.event(store.EventApproved, "system:auto-approve", &req, map[string]string{"auto": "policy", "rule": note,
-		"approvals": fmt.Sprintf("%d/%d", req.RequiredApprovals, req.RequiredApprovals)})
-	if err := s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Grants: []store.GrantPut{{Grant: &grant}}, Audit: []store.AuditEvent{ev}}); err != nil {
-		return Outcome{}, false
+	// The request may change between its creation and this approval (the Slack notifier records where its
+	// approval message is): re-read and retry while it is still pending and unapproved, as Approve does. A
+	// lost compare-and-swap must not leave a matching pipeline waiting for a person.
+	var grant store.Grant
+	var ev store.AuditEvent
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			cur, err := s.opts.Store.GetRequest(ctx, req.ID)
+			if err != nil || cur.State != store.RequestPending || len(cur.Approvals) != len(req.Approvals) || attempt >= casRetries {
+				return Outcome{}, false
+			}
+			req = cur
+		}
+		now := s.now()
+		next := req
+		next.Approvals = append(append([]store.Decision(nil), req.Approvals...), store.Decision{By: "system:auto-approve", At: now, Note: note})
+		var err error
+		if grant, err = s.approveWithGrant(ctx, &next, role, now); err != nil {
+			return Outcome{}, false
+		}
+		ev = s.event(store.EventApproved, "system:auto-approve", &next, map[string]string{"auto": "policy", "rule": note,
+			"approvals": fmt.Sprintf("%d/%d", next.RequiredApprovals, next.RequiredApprovals)})
+		err = s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &next, PrevVersion: req.Version}}, Grants: []store.GrantPut{{Grant: &grant}}, Audit: []store.AuditEvent{ev}})
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Outcome{}, false
+		}
+		req = next
+		break
 	}
 	s.publish(ctx, ev)
 	if s.opts.Activator != nil {

@@ -235,7 +235,11 @@ exit $code`
 	return j
 }
 
-func (j *job) log() string { return j.stderr.w.(*bytes.Buffer).String() }
+func (j *job) log() string {
+	j.stderr.mu.Lock() // exec's stderr is still being copied in while the test reads it
+	defer j.stderr.mu.Unlock()
+	return j.stderr.w.(*bytes.Buffer).String()
+}
 
 // started waits until the command runs and returns the grant id it was given.
 func (j *job) started() string {

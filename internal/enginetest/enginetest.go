@@ -132,12 +132,21 @@ func (c *Clock) Advance(d time.Duration) {
 type recorder struct {
 	mu     sync.Mutex
 	events []store.AuditEvent
+	// then, when set, runs after each published event, as a subscriber's own work would (the Slack notifier
+	// recording where its approval message is).
+	then func(store.AuditEvent)
 }
 
 func (r *recorder) Publish(_ context.Context, evs ...store.AuditEvent) {
 	r.mu.Lock()
 	r.events = append(r.events, evs...)
+	then := r.then
 	r.mu.Unlock()
+	if then != nil {
+		for _, ev := range evs {
+			then(ev)
+		}
+	}
 }
 
 func (r *recorder) count(typ string) int {
@@ -205,6 +214,15 @@ func (e *env) newManagerWith(holder string, tweak func(*grants.Options)) (*grant
 		e.t.Fatal(err)
 	}
 	return mgr, sw
+}
+
+func (e *env) request(id string) store.Request {
+	e.t.Helper()
+	r, err := e.st.GetRequest(e.ctx, id)
+	if err != nil {
+		e.t.Fatalf("get request %s: %v", id, err)
+	}
+	return r
 }
 
 func (e *env) grant(id string) store.Grant {

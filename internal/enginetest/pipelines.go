@@ -279,6 +279,31 @@ func testPipelineAutoApproval(t *testing.T, e *env) {
 	if r, err := e.svc.CreateForWorkload(e.ctx, in); err != nil || r.State != store.RequestPending {
 		t.Fatalf("missing claim: %+v %v", r, err)
 	}
+	// A subscriber writes the request between its creation and the auto-approval (the Slack notifier records
+	// its approval message there): the approval is retried on the new version, not silently dropped.
+	e.pub.then = func(ev store.AuditEvent) {
+		if ev.Type != store.EventRequested {
+			return
+		}
+		r, err := e.st.GetRequest(e.ctx, ev.RequestID)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		prev := r.Version
+		r.Meta = map[string]string{"slack_message": "C0APPROVALS/1.000001"}
+		if err := e.st.Commit(e.ctx, store.Batch{Requests: []store.RequestPut{{Request: &r, PrevVersion: prev}}}); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { e.pub.then = nil }()
+	r, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "deploy", 10*time.Minute, claims("refs/heads/main", "production")))
+	if err != nil || r.State != store.RequestApproved || r.GrantID == "" {
+		t.Fatalf("auto-approval after a concurrent write of the request: %+v %v", r, err)
+	}
+	if got := e.request(r.ID); got.Meta["slack_message"] == "" || got.State != store.RequestApproved {
+		t.Fatalf("stored request %+v: the subscriber's write or the approval was lost", got)
+	}
 }
 
 func testRoleConditions(t *testing.T, e *env) {
