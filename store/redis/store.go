@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -954,7 +955,16 @@ func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [
 			return nil, err
 		}
 	}
-	for range 100 {
+	for attempt := range 100 {
+		if attempt >= 2 {
+			// Another replica keeps appending between our reads of the head: step aside for a random moment so
+			// that its burst ends, instead of losing every race (starvation under load).
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("redis: commit: %w", ctx.Err())
+			case <-time.After(time.Duration(rand.N(min(attempt, 20))+1) * time.Millisecond):
+			}
+		}
 		full := append(append([]any{}, args...), s.head.seq, s.head.hash)
 		prev := s.head.hash
 		for i, raw := range raws {
