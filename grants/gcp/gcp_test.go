@@ -604,7 +604,9 @@ func TestContextCancellation(t *testing.T) {
 		t.Errorf("%d calls with a cancelled context", n)
 	}
 	// A deadline that ends while backing off after a conflict ends the call promptly.
-	p = newProvider(t, srv, fixedNow, func(c *gcp.Config) { c.ConflictBackoff = time.Minute })
+	// The backoff is an hour: a call that returns at all was ended by its deadline (the bound below only
+	// turns a hang into a failure; it is no speed check).
+	p = newProvider(t, srv, fixedNow, func(c *gcp.Config) { c.ConflictBackoff = time.Hour })
 	srv.ConcurrentWrites(100)
 	ctx, cancel = context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
@@ -613,7 +615,7 @@ func TestContextCancellation(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || grants.IsPermanent(err) {
 		t.Errorf("grant whose deadline ends during backoff: %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > time.Minute {
 		t.Errorf("took %s", d)
 	}
 }

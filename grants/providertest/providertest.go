@@ -143,7 +143,9 @@ type Harness struct {
 	Outcome func(op Op, f Fault) Outcome
 	// Skip names subtests (as in t.Run, e.g. "Faults/Conflict/Revoke") to skip, with the reason as value.
 	Skip map[string]string
-	// Prompt is how fast a cancelled or expired context must end a call; default 2s.
+	// Prompt bounds how long a call with a cancelled or expired context may take before the suite calls it
+	// hung; default 1m. It is a hang guard, not a speed check: the provider's far end is made to answer only
+	// after an hour, so a call that returns at all was ended by its context.
 	Prompt time.Duration
 	// CallTimeout bounds every ordinary call; default 30s.
 	CallTimeout time.Duration
@@ -196,7 +198,7 @@ func Run(t *testing.T, h Harness) {
 		t.Fatal("providertest: Harness.New, Assignment, Present and Inject are required")
 	}
 	if h.Prompt == 0 {
-		h.Prompt = 2 * time.Second
+		h.Prompt = time.Minute
 	}
 	if h.CallTimeout == 0 {
 		h.CallTimeout = 30 * time.Second
@@ -402,10 +404,10 @@ func (s *suite) deadlineInFlight(t *testing.T, p grants.Provider) {
 		t.Skip("Harness.Latency not provided")
 	}
 	a := s.h.Assignment(t)
-	s.h.Latency(t, 5*s.h.Prompt)
+	s.h.Latency(t, time.Hour)
 	t.Cleanup(func() { s.h.Latency(t, 0) })
 
-	budget := s.h.Prompt / 10
+	const budget = 200 * time.Millisecond
 	ops := map[Op]func(context.Context) error{
 		OpGrant:  func(ctx context.Context) error { _, err := p.Grant(ctx, a); return err },
 		OpRevoke: func(ctx context.Context) error { return p.Revoke(ctx, a) },
