@@ -115,6 +115,20 @@ func (s *Service) SetPolicy(p *policy.Policy) {
 
 func (s *Service) directory() Directory { return s.cur.Load().dir }
 
+// errPolicySwapped: a reload put a new policy in force between reading a role and checking membership.
+var errPolicySwapped = errors.New("the policy was reloaded during the check")
+
+// directoryFor returns the directory of the policy role belongs to. A role from a policy no longer in force
+// (a reload landed mid-check) is refused rather than checked against the other policy's static groups: a
+// mix of two policies could admit someone neither of them admits.
+func (s *Service) directoryFor(role *policy.Role) (Directory, error) {
+	st := s.cur.Load()
+	if r, ok := st.pol.Role(role.Name); !ok || r != role {
+		return nil, errPolicySwapped
+	}
+	return st.dir, nil
+}
+
 // NewRequest is what a person (or pipeline) asks for.
 type NewRequest struct {
 	Requester string
@@ -434,7 +448,11 @@ func (s *Service) roleFor(name string) (*policy.Role, error) {
 
 // CanRequest reports whether user may request role. A directory failure is an error: jitbot fails closed.
 func (s *Service) CanRequest(ctx context.Context, role *policy.Role, user string) (bool, error) {
-	ok, err := isMember(ctx, s.directory(), role.Requesters.Users, role.Requesters.Groups, user)
+	dir, err := s.directoryFor(role)
+	if err != nil {
+		return false, refusal(ErrUnavailable, "The policy was reloaded while jitbot was checking who may request %s; try again.", role.Name)
+	}
+	ok, err := isMember(ctx, dir, role.Requesters.Users, role.Requesters.Groups, user)
 	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Str("role", role.Name).Msg("requester eligibility could not be checked")
 		return false, refusal(ErrUnavailable, "jitbot could not check who may request %s right now, so it refuses to be safe. Try again shortly.", role.Name)
@@ -457,7 +475,11 @@ func (s *Service) stillMayRequest(ctx context.Context, role *policy.Role, req *s
 
 // CanApprove reports whether user is an eligible approver of role (self-approval is checked separately).
 func (s *Service) CanApprove(ctx context.Context, role *policy.Role, user string) (bool, error) {
-	ok, err := isMember(ctx, s.directory(), role.Approvers.Users, role.Approvers.Groups, user)
+	dir, err := s.directoryFor(role)
+	if err != nil {
+		return false, refusal(ErrUnavailable, "The policy was reloaded while jitbot was checking who may approve %s; try again.", role.Name)
+	}
+	ok, err := isMember(ctx, dir, role.Approvers.Users, role.Approvers.Groups, user)
 	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Str("role", role.Name).Msg("approver eligibility could not be checked")
 		return false, refusal(ErrUnavailable, "jitbot could not check who may approve %s right now, so it refuses to be safe. Try again shortly.", role.Name)

@@ -14,7 +14,7 @@ func serveUsage() string {
 
 Runs the bot: the Slack front end, the approval engine and the sweeper that revokes expired access, with
 /healthz, /readyz and /metrics on JITBOT_LISTEN_ADDR. It takes no arguments; configuration comes from the
-environment (docs/operations.md; the policy format is in docs/policy.md):
+environment (docs/configuration.md; the policy format is in docs/policy.md):
 
 `)
 	t := reflect.TypeOf(Config{})

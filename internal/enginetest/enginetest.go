@@ -1009,6 +1009,12 @@ func testPolicyChangeAtApproval(t *testing.T, e *env) {
 	if len(e.fake.Calls("grant")) != 2 {
 		t.Fatalf("provider grant calls = %d, want 2", len(e.fake.Calls("grant")))
 	}
+	// A role read before a reload is not checked against the next policy's groups: the check refuses.
+	stale, _ := e.svc.Policy().Role("db")
+	e.svc.SetPolicy(withRole(orig, "db", func(*policy.Role) {}))
+	if _, err := e.svc.CanApprove(e.ctx, stale, "U0APP01"); !errors.Is(err, approvals.ErrUnavailable) {
+		t.Fatalf("membership check with a role of a replaced policy: %v, want ErrUnavailable", err)
+	}
 }
 
 func testBreakGlassReview(t *testing.T, e *env) {

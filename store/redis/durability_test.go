@@ -167,3 +167,23 @@ func TestMinReplicasWaitsForAcknowledgement(t *testing.T) {
 		t.Fatalf("commit after SCRIPT FLUSH: %v", err)
 	}
 }
+
+// TestDurabilityOnCluster: on Redis Cluster the checks and WAIT go to the primary of jitbot's slot.
+func TestDurabilityOnCluster(t *testing.T) {
+	u := startCluster(t)
+	d, w := warningsOf(t, openAt(t, u, jitredis.Options{}))
+	if d.Persistent() || !strings.Contains(w, "persists nothing") {
+		t.Fatalf("%+v\n%s", d, w)
+	}
+	s := openAt(t, u, jitredis.Options{MinReplicas: 1, ReplicaTimeout: 20 * time.Millisecond})
+	if err := commitOne(s, "r-cluster"); !errors.Is(err, jitredis.ErrNotReplicated) || !strings.Contains(err.Error(), "0 of 1 replicas") {
+		t.Fatalf("commit on a cluster primary without replicas: %v", err)
+	}
+	plain := openAt(t, u, jitredis.Options{})
+	if got, err := plain.GetRequest(context.Background(), "r-cluster"); err != nil || got.Version != 1 {
+		t.Fatalf("the commit reached the primary (only replication is missing): %+v %v", got, err)
+	}
+	if _, err := s.Time(context.Background()); err != nil {
+		t.Fatalf("TIME on the cluster: %v", err)
+	}
+}
