@@ -394,7 +394,7 @@ func decidedBy(r store.Request) string {
 func (s *Service) roleFor(name string) (*policy.Role, error) {
 	role, ok := s.opts.Policy.Role(name)
 	if !ok {
-		return nil, refusal(ErrUnknownRole, "There is no role %q. Use `roles` to see the roles you may request.", name)
+		return nil, refusal(ErrUnknownRole, "There is no role %q.", name)
 	}
 	return role, nil
 }
@@ -452,7 +452,17 @@ func (s *Service) event(typ, actor string, req *store.Request, details map[strin
 			delete(details, k)
 		}
 	}
-	return store.AuditEvent{Type: typ, At: s.now(), Actor: actor, RequestID: req.ID, GrantID: req.GrantID, Role: req.Role, Details: details}
+	now := s.now()
+	if got, need, ok := strings.Cut(details["approvals"], "/"); (typ == store.EventApproved && ok && got == need) || typ == store.EventDenied {
+		// The decision: how long the request waited for it (jitbot_request_decision_seconds).
+		if !req.CreatedAt.IsZero() {
+			if details == nil {
+				details = map[string]string{}
+			}
+			details["decision_wait_ms"] = strconv.FormatInt(now.Sub(req.CreatedAt).Milliseconds(), 10)
+		}
+	}
+	return store.AuditEvent{Type: typ, At: now, Actor: actor, RequestID: req.ID, GrantID: req.GrantID, Role: req.Role, Details: details}
 }
 
 func (s *Service) publish(ctx context.Context, events ...store.AuditEvent) {

@@ -192,6 +192,9 @@ func (b *Bot) runCommand(ctx context.Context, sc slack.SlashCommand, name string
 		req, err := b.opts.Approvals.Create(ctx, approvals.NewRequest{Requester: user, Role: cmd.Role, Duration: cmd.Duration, Reason: cmd.Reason, Source: "slash-command"})
 		if err != nil {
 			msg := friendly(ctx, err)
+			if errors.Is(err, approvals.ErrUnknownRole) {
+				msg += " Use `" + name + " roles` to see the roles you may request."
+			}
 			if errors.Is(err, approvals.ErrUnknownRole) || errors.Is(err, approvals.ErrBadDuration) {
 				msg += "\nUsage: `" + name + " request <role> <duration> <reason…>`"
 			}
@@ -254,7 +257,7 @@ func (b *Bot) rolesText(ctx context.Context, user string) string {
 }
 
 func extendedText(g store.Grant) string {
-	return fmt.Sprintf("Grant %s now lasts until %s.", g.ID, slackDate(g.ExpiresAt, "{date_short_pretty} {time}"))
+	return fmt.Sprintf("Grant %s now lasts until %s.", g.ID, when(g.ExpiresAt))
 }
 
 func (b *Bot) requestedText(req store.Request) string {
@@ -297,7 +300,7 @@ func (b *Bot) listText(ctx context.Context, user string) string {
 	for _, g := range gs {
 		until := ""
 		if !g.ExpiresAt.IsZero() {
-			until = ", until " + slackDate(g.ExpiresAt, "{time}")
+			until = ", until " + when(g.ExpiresAt)
 		}
 		fmt.Fprintf(&sb, "• %s `%s` %s%s\n", g.ID, g.Role, g.State, until)
 	}

@@ -275,6 +275,11 @@ var stateChangingCalls = []string{"chat.postMessage", "chat.update", "views.open
 
 func (w *world) snapshot(users ...string) snapshot {
 	w.t.Helper()
+	// Let work already under way settle first (the notifier records the DMs it posted on the request).
+	w.app.Bot.Wait()
+	if w.app.Notifier != nil {
+		w.app.Notifier.Wait()
+	}
 	s := snapshot{versions: map[string]int64{}, audit: w.auditCount(), deliveries: len(w.recv.Deliveries()), calls: map[string]int{}}
 	for _, u := range users {
 		for _, r := range w.requests(u) {
@@ -575,7 +580,7 @@ func testExtend(t *testing.T, w *world) {
 	dm := w.dm(alice, "(grant "+gid+")")
 	old := w.getGrant(gid).ExpiresAt
 
-	mustContain(t, "ack", ackText(t, w.command(alice, "extend "+gid+" 30m")), "Extending grant "+gid+" by 30m")
+	mustContain(t, "ack", ackText(t, w.command(alice, "extend "+gid+" 30m")), "Extending grant "+gid+" by 30m…")
 	want := old.Add(30 * time.Minute)
 	d, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool {
 		return d.Payload.Type == "grant" && d.Payload.GrantID == gid && expiryOf(t, d).Unix() == want.Unix()
@@ -589,10 +594,13 @@ func testExtend(t *testing.T, w *world) {
 		return m.TS == msg.TS && strings.Contains(msgText(m), fmt.Sprintf("Active until <!date^%d^", want.Unix()))
 	})
 	w.auditLine("`extended` <@" + alice + "> · db-read · " + id + " · " + gid)
-	w.threadReply(msg, "Extended by 30m0s by <@"+alice+">")
+	w.threadReply(msg, "Extended by 30m by <@"+alice+">")
+	w.auditLine("`extended` <@" + alice + "> · db-read · " + id + " · " + gid + " · by: 30m · ")
 	if g := w.getGrant(gid); !g.ExpiresAt.Equal(want) {
 		t.Fatalf("stored expiry %v, want %v", g.ExpiresAt, want)
 	}
+	// The DM that announced the grant now shows the new expiry, in place, with its buttons.
+	w.messageUpdated(dm, fmt.Sprintf("is active until <!date^%d^{date_short_pretty} at {time}|", want.Unix()), "jit_extend", "jit_done")
 
 	// Beyond the role's maximum (2h from activation): refused, with the maximum named.
 	snap := w.snapshot(alice)
@@ -617,6 +625,15 @@ func testExtend(t *testing.T, w *world) {
 	if resp.ViewAction == nil || resp.ViewAction.ResponseAction != "errors" || resp.ViewAction.Errors["reason"] == "" {
 		t.Fatalf("bad duration in the extend form answered %s", resp.Body)
 	}
+	// A refused extension shows under the field, and the form stays open for another try.
+	resp = w.submit(alice, modal.ID, map[string]map[string]string{"reason": {"value": "1h"}})
+	if resp.ViewAction == nil || resp.ViewAction.ResponseAction != "errors" {
+		t.Fatalf("an extension beyond the maximum answered %s, want response_action errors", resp.Body)
+	}
+	mustContain(t, "extend form error", resp.ViewAction.Errors["reason"], "would exceed the maximum of 2h", "at most 30m")
+	if v, _ := w.emu.GetView(modal.ID); !v.Open {
+		t.Fatal("the extend form closed after a refusal")
+	}
 	w.submit(alice, modal.ID, map[string]map[string]string{"reason": {"value": "15m"}})
 	want2 := want.Add(15 * time.Minute)
 	if _, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool {
@@ -628,6 +645,34 @@ func testExtend(t *testing.T, w *world) {
 	w.approvalMessage(func(m slacktest.Message) bool {
 		return m.TS == msg.TS && strings.Contains(msgText(m), fmt.Sprintf("Active until <!date^%d^", want2.Unix()))
 	})
+	w.messageUpdated(dm, fmt.Sprintf("is active until <!date^%d^", want2.Unix()), "jit_extend")
+
+	// Once the grant ends, the DM says so and its buttons are gone.
+	w.command(alice, "done "+gid)
+	m := w.messageUpdated(dm, "Your access to `db-read` ended (released by <@"+alice+">)")
+	mustNotContain(t, "DM after done", msgText(m), "jit_extend", "jit_done", "is active until")
+}
+
+// messageUpdated waits until the message m (found by channel and ts) shows every one of subs, and returns it.
+func (w *world) messageUpdated(m slacktest.Message, subs ...string) slacktest.Message {
+	w.t.Helper()
+	var cur slacktest.Message
+	err := w.emu.WaitFor(w.ctx, func() bool {
+		var ok bool
+		if cur, ok = w.emu.Message(m.Channel, m.TS); !ok {
+			return false
+		}
+		for _, s := range subs {
+			if !strings.Contains(msgText(cur), s) {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		w.t.Fatalf("message %s was not updated to show %q: %v (now %q)", m.TS, subs, err, msgText(cur))
+	}
+	return cur
 }
 
 // ---- 6. commands and bad input ----
@@ -655,7 +700,16 @@ func testCommands(t *testing.T, w *world) {
 	answer(alice, "request db-read soon fix", `"soon" is not a duration`, "Usage: "+usage)
 	answer(alice, "request db-read 1h", "Usage: "+usage)
 	answer(alice, "request db-read 3h fix", "3h exceeds the maximum of 2h for db-read", "Usage: "+usage)
-	answer(alice, "request db-nope 1h fix", `There is no role "db-nope"`, "Usage: "+usage)
+	answer(alice, "request db-nope 1h fix", `There is no role "db-nope". Use `+"`/jit roles`"+` to see the roles you may request.`, "Usage: "+usage)
+	// A bare number: one clear message, not the same phrase twice.
+	bare := answer(alice, "request db-read 5 fix", `"5" is not a duration`, "Usage: "+usage)
+	if n := strings.Count(bare, "is not a duration"); n != 1 {
+		t.Fatalf("the answer to a bare number says 'is not a duration' %d times: %s", n, bare)
+	}
+	// Too few words: the usage with a complete example, parentheses closed.
+	mustContain(t, "usage", answer(alice, "breakglass db-read", "Usage: `/jit breakglass <role> <duration> <reason…>`"),
+		"(for example `/jit breakglass prod-db-admin 1h INC-4521 failover`)")
+	mustContain(t, "roles", roles, "• `db-admin` Admin on the test database (default 2s, up to 1h, 2 approval(s))", "• `db-read` (default 1h, up to 2h, 1 approval(s))")
 	answer(alice, "request db-root 1h fix", "You may not request db-root")
 	answer(alice, "cancel", "Usage: `/jit cancel <request>`")
 	answer(alice, "extend g-1 forever", `"forever" is not a duration`)
@@ -674,6 +728,7 @@ func testCommands(t *testing.T, w *world) {
 
 	id, msg := w.request(alice, "request db-read 45m INC-16 quick look")
 	answer(alice, "list", id+" `db-read` 45m, pending: INC-16 quick look")
+	w.auditLine("`requested` <@" + alice + "> · db-read · " + id + " · approvals_required: 1 · duration: 45m · ")
 
 	snap := w.snapshot(alice)
 	answer(dave, "cancel "+id, "Only the requester can cancel request "+id)

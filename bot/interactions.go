@@ -295,7 +295,7 @@ func (b *Bot) homeView(ctx context.Context, user string) (slack.HomeTabViewReque
 	for _, g := range gs {
 		line := fmt.Sprintf("*%s* `%s` — %s", g.ID, g.Role, g.State)
 		if g.State == store.GrantActive {
-			line += ", until " + slackDate(g.ExpiresAt, "{time}")
+			line += ", until " + when(g.ExpiresAt)
 		}
 		add(slack.NewSectionBlock(mrkdwn(line), nil, nil))
 		if g.State == store.GrantActive {

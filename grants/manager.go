@@ -75,6 +75,10 @@ type Options struct {
 	// LockWait is how long an operation waits for another operation on the same binding. Default
 	// AttemptTimeout.
 	LockWait time.Duration
+	// RemindBefore says how long before its expiry the holder of an active grant is reminded (a
+	// grant-reminder event, scheduled in the durable due index); 0 or less: no reminder for that grant.
+	// Default min(10m, a fifth of the grant's duration), none for grants shorter than 5 minutes.
+	RemindBefore func(g store.Grant) time.Duration
 	// LateCallWindow is how long after a revoke a provider call that jitbot gave up on (an attempt timeout)
 	// may still land at a provider that cannot order operations (see Sequenced): the revoked binding is
 	// checked again, from the durable due index, once it has passed. Default 2×AttemptTimeout.
@@ -123,6 +127,14 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	if opts.LockWait <= 0 {
 		opts.LockWait = opts.AttemptTimeout
+	}
+	if opts.RemindBefore == nil {
+		opts.RemindBefore = func(g store.Grant) time.Duration {
+			if g.Duration < 5*time.Minute {
+				return 0 // a reminder less than a minute before the end is noise
+			}
+			return min(10*time.Minute, g.Duration/5)
+		}
 	}
 	m := &Manager{opts: opts, maxBudget: opts.AttemptTimeout}
 	for _, p := range opts.Providers {
@@ -174,7 +186,7 @@ func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant,
 		}
 		now := m.now()
 		prev := g.Version
-		g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts = store.GrantRevoking, "released", by, now, now, 0
+		g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts, g.RemindAt = store.GrantRevoking, "released", by, now, now, 0, time.Time{}
 		ev := m.event(store.EventReleased, by, g, nil)
 		if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
 			return err
@@ -207,6 +219,7 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		if err != nil {
 			return fmt.Errorf("grants: list leases of binding: %w", err)
 		}
+		b.observe(leases)
 		until := newExpiry
 		if others := latestExpiry(leases, now, g.ID); others.After(until) {
 			until = others
@@ -227,7 +240,7 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		prev := g.Version
 		oldExpiry := g.ExpiresAt
 		g.ExpiresAt, g.Duration = newExpiry, g.Duration+d
-		g.DueAt = g.ActiveDueAt()
+		m.scheduleReminder(g, now) // sets DueAt: the reminder, the heartbeat deadline or the expiry
 		ev := m.event(store.EventExtended, by, g, map[string]string{"by": d.String(), "old_expires_at": oldExpiry.UTC().Format(time.RFC3339), "expires_at": newExpiry.UTC().Format(time.RFC3339)})
 		if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
 			b.diverge(a)
@@ -324,6 +337,7 @@ func (m *Manager) converge(ctx context.Context, b *binding) error {
 	if err != nil {
 		return fmt.Errorf("grants: list leases of binding: %w", err)
 	}
+	b.observe(leases)
 	// 1. Apply leases waiting for activation. The provider is told the latest expiry of all the binding's
 	// leases, so that a provider that expires access itself never cuts a longer overlapping lease short.
 	for i := range leases {
@@ -435,6 +449,7 @@ func (m *Manager) realignLocked(ctx context.Context, b *binding, stray []Assignm
 	// No live lease: nothing of the binding may remain at the provider. One revoke removes the binding.
 	a := stray[len(stray)-1]
 	g := &store.Grant{ID: a.GrantID, RequestID: a.RequestID, Role: a.Role, BindingKey: b.key}
+	var puts []store.GrantPut
 	if known, err := m.opts.Store.GetGrant(ctx, a.GrantID); err == nil {
 		g = &known
 	}
@@ -451,7 +466,14 @@ func (m *Manager) realignLocked(ctx context.Context, b *binding, stray []Assignm
 	}
 	ev := m.event(store.EventDriftRevoked, "system:grants", g, map[string]string{"provider": g.Provider,
 		"reason": "a provider call whose outcome could not be recorded (lock lost or record changed meanwhile) may have applied access that no live grant covers"})
-	if err := m.commit(ctx, b, nil, ev); err != nil {
+	if g.Version > 0 && g.State.Terminal() {
+		// This revoke is verified like any other, from the due index (see recheck).
+		prev := g.Version
+		g.RecheckAt, g.VerifiedAt, g.Attempts = m.now().Add(propagationDelay(p)), time.Time{}, 0
+		g.DueAt = g.RecheckAt
+		puts = append(puts, store.GrantPut{Grant: g, PrevVersion: prev})
+	}
+	if err := m.commit(ctx, b, puts, ev); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not record the realigning revoke")
 	}
 	return nil
@@ -508,7 +530,8 @@ func (m *Manager) activate(ctx context.Context, b *binding, g *store.Grant, othe
 		if g.HeartbeatTimeout > 0 {
 			g.HeartbeatDeadline = now.Add(g.HeartbeatTimeout)
 		}
-		g.DueAt, g.Attempts, g.LastError = g.ActiveDueAt(), 0, ""
+		g.Attempts, g.LastError = 0, ""
+		m.scheduleReminder(g, now) // sets DueAt: the reminder, the heartbeat deadline or the expiry
 		details := map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano), "provider": g.Provider}
 		if IsPreExisting(g.ProviderRef) {
 			details["pre_existing"] = "true"
@@ -630,6 +653,22 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 		called = true
 		_, err = m.call(ctx, "revoke", last, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) })
 	}
+	// Verify the revoke at once where the provider shows it at once: access still there is a failed revoke
+	// (retried and escalated as one); a check without an answer leaves the verification to the due index.
+	verified, verifyLater := false, time.Duration(0)
+	if err == nil && remove { // nothing was removed (pre-existing or untouched access): nothing to verify gone
+		verifyLater = propagationDelay(p)
+		if verifyLater == 0 {
+			switch present, cerr := m.checkAssignment(ctx, b, p, last, a); {
+			case cerr != nil:
+				verifyLater = m.backoff(1)
+			case present:
+				err = errors.New("the access is still present at the provider after its revoke")
+			default:
+				verified = true
+			}
+		}
+	}
 	now := m.now()
 	var puts []store.GrantPut
 	var events []store.AuditEvent
@@ -638,12 +677,6 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 		events = append(events, m.markEnded(g, now)...)
 		if err == nil {
 			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, keptError(g)
-			// Only after jitbot removed something can a late call of its own bring it back (pre-existing and
-			// untouched access was not touched).
-			if g == last && !sequenced(p) && remove {
-				g.RecheckAt = now.Add(m.opts.LateCallWindow)
-				g.DueAt = g.RecheckAt
-			}
 			lag := now.Sub(g.EndedAt)
 			details := map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}
 			switch {
@@ -655,6 +688,19 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 				details["note"] = "nothing had been applied at the provider"
 			}
 			events = append(events, m.event(store.EventRevoked, "system:grants", g, details))
+			// One check verifies the binding's revoke. Pre-existing and untouched access was not touched: there
+			// is nothing to verify gone, and no late call of jitbot's can bring anything back.
+			if g == last && remove {
+				if verified {
+					events = append(events, m.verifiedEvent(g, now))
+					if !sequenced(p) {
+						g.RecheckAt = now.Add(m.opts.LateCallWindow)
+					}
+				} else {
+					g.RecheckAt = now.Add(verifyLater)
+				}
+				g.DueAt = g.RecheckAt
+			}
 			if m.opts.Observer != nil && g.EndReason == "expired" {
 				m.opts.Observer.Revoked(lag)
 			}
@@ -716,11 +762,54 @@ func revokeRef(ending []*store.Grant) (string, bool) {
 	return "", true
 }
 
+// scheduleReminder sets an active grant's reminder for its current expiry (none when that moment has passed)
+// and its DueAt to the earlier of reminder and expiry.
+func (m *Manager) scheduleReminder(g *store.Grant, now time.Time) {
+	g.RemindAt = time.Time{}
+	// A task-bound (pipeline) grant has nobody to remind: it ends with its job.
+	if before := m.opts.RemindBefore(*g); before > 0 && g.HeartbeatTimeout <= 0 {
+		if at := g.ExpiresAt.Add(-before).Truncate(time.Millisecond); at.After(now) {
+			g.RemindAt = at
+		}
+	}
+	g.DueAt = activeDue(g)
+}
+
+// activeDue is when the sweeper must next look at an active grant: the earliest of its expiry and its other
+// pending due times (the reminder). Any further due time of an active grant belongs here.
+func activeDue(g *store.Grant) time.Time {
+	due := g.ActiveDueAt() // the expiry, or a task-bound grant's heartbeat deadline when that is earlier
+	if !g.RemindAt.IsZero() && g.RemindAt.Before(due) {
+		due = g.RemindAt
+	}
+	return due
+}
+
+// remind sends the due reminder of an active grant: a grant-reminder event (the Slack notifier DMs the holder
+// on it), committed together with clearing RemindAt, so every reminder is sent once whatever the number of
+// sweepers and restarts.
+func (m *Manager) remind(ctx context.Context, b *binding, id string) error {
+	g, err := m.opts.Store.GetGrant(ctx, id)
+	if err != nil {
+		return fmt.Errorf("grants: remind %s: %w", id, err)
+	}
+	now := m.now()
+	if g.State != store.GrantActive || g.RemindAt.IsZero() || now.Before(g.RemindAt) || !now.Before(g.ExpiresAt) {
+		return nil // not due, already sent, or the grant is over
+	}
+	prev := g.Version
+	g.RemindAt = time.Time{}
+	g.DueAt = activeDue(&g)
+	ev := m.event(store.EventGrantReminder, "system:grants", &g, map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339)})
+	return m.commit(ctx, b, []store.GrantPut{{Grant: &g, PrevVersion: prev}}, ev)
+}
+
 // markEnded moves an active lease whose time is up to revoking and returns the expiry event.
 func (m *Manager) markEnded(g *store.Grant, now time.Time) []store.AuditEvent {
 	if g.State != store.GrantActive {
 		return nil
 	}
+	g.RemindAt = time.Time{}
 	if g.HeartbeatMissed(now) {
 		g.State, g.EndReason, g.EndedAt = store.GrantRevoking, "heartbeat_missed", g.HeartbeatDeadline
 		return []store.AuditEvent{m.event(store.EventHeartbeatMissed, "system:sweeper", g, map[string]string{
@@ -746,12 +835,16 @@ func keptError(g *store.Grant) string {
 }
 
 // ConvergeDue converges a binding for the sweeper, given the binding's grants the sweeper claimed as due:
-// besides live leases these can be revoked leases whose re-check is due (see store.Grant.RecheckAt).
+// besides leases to activate, retry or end, these can be revoked leases whose re-check is due (see
+// store.Grant.RecheckAt) and active leases whose reminder is due (store.Grant.RemindAt).
 func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []store.Grant) error {
-	var rechecks []string
+	var rechecks, reminders []string
 	for _, g := range due {
-		if g.State.Terminal() && !g.RecheckAt.IsZero() {
+		switch {
+		case g.State.Terminal() && !g.RecheckAt.IsZero():
 			rechecks = append(rechecks, g.ID)
+		case g.State == store.GrantActive && !g.RemindAt.IsZero():
+			reminders = append(reminders, g.ID)
 		}
 	}
 	return m.withBinding(ctx, bindingKey, func(b *binding) error {
@@ -759,14 +852,23 @@ func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []stor
 		for _, id := range rechecks {
 			err = errors.Join(err, m.recheck(ctx, b, id))
 		}
+		for _, id := range reminders {
+			err = errors.Join(err, m.remind(ctx, b, id))
+		}
 		return err
 	})
 }
 
-// recheck runs a revoked lease's due re-check: when no live lease covers the binding, a provider call that
-// jitbot gave up on may have brought the access back after the revoke, so the provider is asked and the access
-// revoked again if it is there (a drift-revoked event says so). A failed check or revoke is retried with
-// backoff, and raises a revoke-failed alert once it has failed MaxAttempts times.
+// recheck runs a revoked lease's due check (see store.Grant.RecheckAt). When no live lease covers the binding,
+// the provider is asked whether the access is gone:
+//   - gone: the first time, the revoke is verified (a revoke-verified event); for a provider that cannot order
+//     operations, one more check is scheduled for when a call jitbot gave up on can no longer land;
+//   - still there (the revoke has not taken effect, or a late call brought the access back): it is revoked
+//     again (drift-revoked) and checked again after the propagation delay (at least the retry backoff);
+//     after MaxAttempts such rounds a revoke-failed alert is raised, and jitbot keeps going;
+//   - no answer: retried with backoff, with the same alert after MaxAttempts.
+//
+// A live lease on the binding means the access is wanted again, and that lease's own revoke will be checked.
 func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 	g, err := m.opts.Store.GetGrant(ctx, id)
 	if err != nil {
@@ -782,64 +884,104 @@ func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 	}
 	prev := g.Version
 	var events []store.AuditEvent
-	var callErr error
-	if len(leases) == 0 { // a live lease means the access is wanted, or its own revoke will re-check
-		var ev *store.AuditEvent
-		if ev, callErr = m.revokeIfBack(ctx, b, &g); ev != nil {
-			events = append(events, *ev)
+	var failure error
+	done := func() { g.RecheckAt, g.DueAt, g.Attempts = time.Time{}, time.Time{}, 0 }
+	p, perr := m.provider(&g)
+	switch {
+	case len(leases) > 0:
+		done()
+	case perr != nil:
+		failure = perr
+	default:
+		present, err := m.checkPresent(ctx, b, p, &g)
+		switch {
+		case err != nil:
+			failure = err
+		case present:
+			a := b.assignment(&g, g.ExpiresAt)
+			if _, err := m.call(ctx, "revoke", &g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+				failure = err
+				break
+			}
+			why := "the access was still present after its revoke; revoked again"
+			if !g.VerifiedAt.IsZero() {
+				why = "the access came back after its revoke was verified (a provider call jitbot had given up on landed late); revoked again"
+			}
+			zerolog.Ctx(ctx).Warn().Str("grant_id", g.ID).Msg(why)
+			events = append(events, m.event(store.EventDriftRevoked, "system:grants", &g, map[string]string{"provider": g.Provider, "reason": why}))
+			g.Attempts++
+			g.RecheckAt = now.Add(max(propagationDelay(p), m.backoff(g.Attempts)))
+			g.DueAt = g.RecheckAt
+			if g.Attempts == m.opts.MaxAttempts {
+				events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": "access still present after revoke", "attempts": strconv.Itoa(g.Attempts),
+					"alert": "access is still present at the provider after repeated revokes; jitbot keeps revoking"}))
+			}
+		default:
+			if g.VerifiedAt.IsZero() {
+				events = append(events, m.verifiedEvent(&g, now))
+			}
+			done()
+			if late := g.RevokedAt.Add(m.opts.LateCallWindow); !sequenced(p) && now.Before(late) {
+				g.RecheckAt, g.DueAt = late, late
+			}
 		}
 	}
-	if callErr == nil {
-		g.RecheckAt, g.DueAt, g.Attempts = time.Time{}, time.Time{}, 0
-	} else {
+	if failure != nil {
 		g.Attempts++
 		g.DueAt = now.Add(m.backoff(g.Attempts))
 		if g.Attempts == m.opts.MaxAttempts {
-			events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": callErr.Error(), "attempts": strconv.Itoa(g.Attempts),
-				"alert": "could not confirm that access stayed gone after its revoke; jitbot keeps retrying"}))
+			events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": failure.Error(), "attempts": strconv.Itoa(g.Attempts),
+				"alert": "could not confirm that access is gone after its revoke; jitbot keeps retrying"}))
 		}
 	}
 	if err := m.commit(ctx, b, []store.GrantPut{{Grant: &g, PrevVersion: prev}}, events...); err != nil {
 		return err
 	}
-	if callErr != nil {
-		return fmt.Errorf("grants: re-check %s: %w", g.ID, callErr)
+	if failure != nil {
+		return fmt.Errorf("grants: re-check %s: %w", g.ID, failure)
 	}
 	return nil
 }
 
-// revokeIfBack asks the provider whether g's access is there and revokes it if it is, or if the provider
-// cannot tell (fail closed). It returns a drift-revoked event when the access had come back.
-func (m *Manager) revokeIfBack(ctx context.Context, b *binding, g *store.Grant) (*store.AuditEvent, error) {
-	p, err := m.provider(g)
-	if err != nil {
-		return nil, err
+// verifiedEvent records on g that a check found its access gone at now, and returns the revoke-verified event.
+func (m *Manager) verifiedEvent(g *store.Grant, now time.Time) store.AuditEvent {
+	g.VerifiedAt = now
+	end := g.EndedAt
+	if end.IsZero() {
+		end = g.RevokedAt
 	}
+	return m.event(store.EventRevokeVerified, "system:grants", g, map[string]string{"provider": g.Provider,
+		"verified_at": now.UTC().Format(time.RFC3339Nano), "lag_ms": strconv.FormatInt(now.Sub(end).Milliseconds(), 10)})
+}
+
+// checkPresent asks the provider, under the binding lock, whether g's access is present.
+func (m *Manager) checkPresent(ctx context.Context, b *binding, p Provider, g *store.Grant) (bool, error) {
+	return m.checkAssignment(ctx, b, p, g, assignment(g, g.ExpiresAt))
+}
+
+// checkAssignment asks the provider, under the binding lock, whether a is present (g names it in logs and
+// metrics).
+func (m *Manager) checkAssignment(ctx context.Context, b *binding, p Provider, g *store.Grant, a Assignment) (bool, error) {
 	if err := m.renew(ctx, b); err != nil {
-		return nil, err
+		return false, err
 	}
-	a := b.assignment(g, g.ExpiresAt)
-	present, checkErr := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
+	a.Generation = b.next()
+	ref, err := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
 		ok, err := p.Check(ctx, a)
 		if ok {
 			return "present", err
 		}
 		return "", err
 	})
-	if checkErr == nil && present == "" {
-		return nil, nil
+	return ref != "", err
+}
+
+// propagationDelay is how long after a revoke p's access may still show (see PropagationDelayer).
+func propagationDelay(p Provider) time.Duration {
+	if d, ok := p.(PropagationDelayer); ok {
+		return max(d.PropagationDelay(), 0)
 	}
-	a = b.assignment(g, g.ExpiresAt)
-	if _, err := m.call(ctx, "revoke", g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
-		return nil, err
-	}
-	if checkErr != nil {
-		return nil, nil // gone now; whether it had come back is unknown
-	}
-	zerolog.Ctx(ctx).Warn().Str("grant_id", g.ID).Msg("access came back after its revoke; revoked again")
-	ev := m.event(store.EventDriftRevoked, "system:grants", g, map[string]string{"provider": g.Provider,
-		"reason": "the access came back after its revoke (a provider call jitbot had given up on landed late); revoked again"})
-	return &ev, nil
+	return 0
 }
 
 // finalState is the terminal state of an ended lease whose access is gone.
@@ -924,6 +1066,15 @@ type binding struct {
 	// diverged lists provider calls made under this lock whose outcome could not be recorded: the provider
 	// may now hold what the store does not describe, until realign has run.
 	diverged []Assignment
+	// floor is the greatest generation known for the binding: issued under this hold, or stored on a lease.
+	floor uint64
+}
+
+// observe raises the generation floor to what the leases recorded.
+func (b *binding) observe(leases []store.Grant) {
+	for _, g := range leases {
+		b.floor = max(b.floor, g.Generation)
+	}
 }
 
 // opBits is how many low bits of a generation count operations within one lock hold.
@@ -934,17 +1085,28 @@ const opBits = 12
 // number under this hold in the low bits. Operations on one binding are serialised by its lock, so
 // generations increase with every operation, across processes and restarts, and a call from a holder that
 // lost its lock always carries a lower generation than any call of the holders after it.
+//
+// It is also greater than every generation stored on the binding's leases that this hold has seen (see
+// store.Grant.Generation), so the order survives even a lost fence counter for the leases that remain.
 func (b *binding) next() uint64 {
 	if b.ops < 1<<opBits-1 {
 		b.ops++
 	}
-	return b.lock.Fence<<opBits | b.ops
+	gen := b.lock.Fence<<opBits | b.ops
+	if gen <= b.floor {
+		gen = b.floor + 1
+	}
+	b.floor = gen
+	return gen
 }
 
-// assignment is the Assignment for g's next provider operation under this hold.
+// assignment is the Assignment for g's next provider operation under this hold; g records its generation,
+// and so stores it with its next commit.
 func (b *binding) assignment(g *store.Grant, expires time.Time) Assignment {
+	b.floor = max(b.floor, g.Generation)
 	a := assignment(g, expires)
 	a.Generation = b.next()
+	g.Generation = a.Generation
 	return a
 }
 

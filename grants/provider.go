@@ -105,6 +105,13 @@ type AttemptBudgeter interface {
 	AttemptBudget(op string) time.Duration
 }
 
+// PropagationDelayer is implemented by providers whose documented behaviour is that a revoke takes effect
+// only after some delay (eventually consistent APIs): jitbot verifies a revoke with Check that long after it.
+// Providers without it are verified as soon as the revoke returns.
+type PropagationDelayer interface {
+	PropagationDelay() time.Duration
+}
+
 // ErrPermanent marks a provider failure that retrying cannot fix.
 var ErrPermanent = errors.New("permanent provider error")
 

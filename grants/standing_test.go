@@ -2,6 +2,7 @@ package grants_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,7 +295,8 @@ func TestUndoOfAnUntouchedGrantRemovesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"aws-iam": p}, MaxAttempts: 3})
+		checks := &countChecks{Provider: p}
+		m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"aws-iam": checks}, MaxAttempts: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -320,5 +322,19 @@ func TestUndoOfAnUntouchedGrantRemovesNothing(t *testing.T) {
 				t.Fatalf("unexpected %s: %v", op, f.Operations())
 			}
 		}
+		if n := checks.n.Load(); n != 0 {
+			t.Fatalf("%d Check calls after a revoke that removed nothing: nothing is to be verified gone", n)
+		}
 	})
+}
+
+// countChecks counts Check calls (the manager's revoke verification).
+type countChecks struct {
+	grants.Provider
+	n atomic.Int64
+}
+
+func (c *countChecks) Check(ctx context.Context, a grants.Assignment) (bool, error) {
+	c.n.Add(1)
+	return c.Provider.Check(ctx, a)
 }

@@ -370,6 +370,19 @@ func (s *Server) Redeliver(ctx context.Context, id string) error {
 	return nil
 }
 
+// SendRaw writes msg as one text frame on the live Socket Mode connection, unchecked: malformed or
+// hostile envelopes for robustness tests and fuzzing. Nothing is recorded and no ack is awaited.
+func (s *Server) SendRaw(ctx context.Context, msg []byte) error {
+	conn, err := s.sock.waitConn(ctx)
+	if err != nil {
+		return err
+	}
+	conn.wmu.Lock()
+	defer conn.wmu.Unlock()
+	_ = conn.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return conn.c.WriteMessage(websocket.TextMessage, msg)
+}
+
 // Envelopes returns every Socket Mode envelope sent so far, in order.
 func (s *Server) Envelopes() []Envelope {
 	h := s.sock

@@ -49,6 +49,7 @@ type Config struct {
 
 	// Audit checkpoints (docs/audit.md). The signing key is a secret: never log it.
 	AuditSigningKey         string        `envconfig:"JITBOT_AUDIT_SIGNING_KEY"`
+	AuditLinkKey            string        `envconfig:"JITBOT_AUDIT_LINK_KEY"`
 	AuditPublicKeys         string        `envconfig:"JITBOT_AUDIT_PUBLIC_KEYS"`
 	AuditCheckpointFile     string        `envconfig:"JITBOT_AUDIT_CHECKPOINT_FILE"`
 	AuditCheckpointInterval time.Duration `envconfig:"JITBOT_AUDIT_CHECKPOINT_INTERVAL" default:"10m"`

@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = dev(ctx, args, stdin, stdout, stderr)
 	case "policy":
 		return policyCmd(args, stdout, stderr)
+	case "grants", "requests":
+		return adminCmd(ctx, cmd, args, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args, stdout, stderr)
 	case "tokens":
@@ -78,6 +80,7 @@ const usage = `usage:
   jitbot dev                              local playground: embedded store, example policy, no Slack needed
   jitbot policy check FILE...             validate policy files
   jitbot audit verify [--checkpoint F]    verify the audit log (also: audit export|keygen|accept)
+  jitbot grants list|show|revoke          admin CLI on the configured store (also: requests list)
   jitbot version
 `
 
@@ -96,12 +99,13 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 		}
+		s.SetAuditLinkKey(cfg.auditLinkKey())
 		return s, nil
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
-	s, err := bolt.Open(filepath.Join(cfg.DataDir, "jitbot.db"), bolt.Options{})
+	s, err := bolt.Open(filepath.Join(cfg.DataDir, "jitbot.db"), bolt.Options{AuditLinkKey: cfg.auditLinkKey()})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 	}

@@ -161,7 +161,9 @@ type Harness struct {
 	StandingPresent func(t *testing.T, a grants.Assignment) bool
 	// HonoursCallPending declares that the adapter treats grants.RefCallPending (the manager's write-ahead
 	// marker, seen after a process died mid-call) as "access found may be jitbot's"; with Standing it enables
-	// "ResumedCallFailsClosed". Adapters that report standing access as pre-existing should set it.
+	// "ResumedCallFailsClosed". Set it when jitbot's grant is the very object an administrator would make, so
+	// that only the reference can tell them apart (Identity Center, IAM memberships and attachments). Adapters
+	// whose objects carry jitbot's name or label tell standing access apart by that and need not.
 	HonoursCallPending bool
 	// InFlight starts at the fake an asynchronous operation on a's access that has not finished yet: a
 	// creation (op OpGrant) or a deletion (op OpRevoke), as an earlier jitbot attempt that timed out leaves

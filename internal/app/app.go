@@ -154,6 +154,9 @@ func New(d Deps) (_ *App, err error) {
 		if d.Slack.AppToken != "" {
 			opts = append(opts, slack.OptionAppLevelToken(d.Slack.AppToken))
 		}
+		// Every Web API answer is counted (jitbot_slack_api_calls_total): Slack errors and 429s show on the
+		// dashboard and in the alerts without reading logs.
+		opts = append(opts, slack.OptionHTTPClient(&http.Client{Transport: telemetry.NewSlackTransport(d.Registry, nil)}))
 		api = slack.New(d.Slack.BotToken, opts...)
 		dir := bot.NewDirectory(api, 0)
 		if d.Directory == nil {
@@ -215,12 +218,16 @@ func New(d Deps) (_ *App, err error) {
 			if rep.Revoked > 0 || rep.Failed > 0 {
 				zerolog.Ctx(ctx).Warn().Int("checked", rep.Checked).Int("revoked", rep.Revoked).Int("failed", rep.Failed).Msg("drift reconciliation")
 			}
+			if rep.Unattributed > 0 { // e.g. Identity Center assignments no grant covers: reported, never removed
+				zerolog.Ctx(ctx).Info().Int("unattributed", rep.Unattributed).Msg("drift reconciliation: access jitbot cannot attribute, left in place")
+			}
 			return err
 		}}},
 	})
 	if err != nil {
 		return nil, err
 	}
+	telemetry.LeaderGauge(d.Registry, sw.Leading)
 	if d.Auth == nil {
 		if d.Auth, err = BuildAuthenticator(context.Background(), d.Policy, d.Store, d.IssuerHTTPClient, d.Now); err != nil {
 			return nil, err
@@ -261,6 +268,7 @@ func (a *App) Run(ctx context.Context) error {
 		close(clockDone)
 	}
 	defer func() { stopClock(); <-clockDone }()
+	defer a.followAudit(ctx)()
 	go func() { errc <- a.Sweeper.Run(ctx) }()
 	n := 1
 	if a.Bot != nil && a.slackCfg.AppToken != "" {
@@ -276,6 +284,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.Bot != nil {
 		a.Bot.Wait()
 	}
+	a.finalCheckpoint(ctx)
 	a.stopNotes()
 	if a.Notifier != nil {
 		a.Notifier.Wait()

@@ -24,6 +24,8 @@ type AuditTamperer interface {
 	DeleteAuditEntry(ctx context.Context, seq uint64) error
 	// SetAuditHead overwrites the head the store keeps beside the entries.
 	SetAuditHead(ctx context.Context, h store.AuditHead) error
+	// PutAuditEntry writes entry rec.Seq (its PrevHash, Hash and Raw) as stored, replacing any.
+	PutAuditEntry(ctx context.Context, rec store.AuditRecord) error
 }
 
 // RunAuditTamper runs the tamper-evidence and lost-write tests. newStore returns a fresh, empty store and a
@@ -352,4 +354,17 @@ func testSignedCheckpoints(t *testing.T, s store.Store, tm AuditTamperer) {
 	rollBack(t, s, tm, recs, 3)
 	_, err = audit.VerifyLog(t.Context(), s, o)
 	wantKind(t, err, audit.KindCheckpoint, "published seq 5", "only 3 entries")
+
+	// Whoever did it also appends an unsigned "acceptance" of the shorter log to the checkpoint file: a
+	// jitbot that signs checkpoints ignores it and still sees the store behind the signed checkpoint.
+	if err := audit.AppendCheckpoint(file, (*audit.Signer)(nil).Checkpoint(3, recs[2].Hash, time.Now().Add(time.Hour), true)); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := audit.NewMonitor(audit.MonitorOptions{Store: s, Signer: signer, CheckpointFile: file, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restarted.Check(t.Context()); !errors.Is(err, audit.ErrStoreDiverged) || !strings.Contains(err.Error(), "behind seq 5") {
+		t.Fatalf("Check with a forged unsigned acceptance in the file = %v, want ErrStoreDiverged behind seq 5", err)
+	}
 }
