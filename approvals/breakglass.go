@@ -70,6 +70,9 @@ func (s *Service) BreakGlass(ctx context.Context, in NewRequest) (Outcome, error
 	if err != nil {
 		return Outcome{}, refusal(ErrNoIdentity, "%s", err.Error())
 	}
+	if err := s.userConditions(ctx, role, in.Requester, d, reason, true); err != nil {
+		return Outcome{}, err // a condition may exempt emergencies with request.break_glass
+	}
 	if n, err := s.breakGlassToday(ctx, in.Requester, role.Name); err != nil {
 		return Outcome{}, err
 	} else if n >= bg.DailyLimit {
