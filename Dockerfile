@@ -11,7 +11,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
 # distroless/static has CA certificates and a nonroot user, and no shell.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/jitbot /usr/local/bin/jitbot
-USER nonroot:nonroot
+# distroless nonroot is uid/gid 65532; numeric, so the kubelet can verify runAsNonRoot.
+USER 65532:65532
 ENV JITBOT_LISTEN_ADDR=:8080 JITBOT_DATA_DIR=/var/lib/jitbot JITBOT_POLICY_FILE=/etc/jitbot/policy.yaml
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/jitbot"]

@@ -73,10 +73,10 @@ func (s *Service) BreakGlass(ctx context.Context, in NewRequest) (Outcome, error
 	if err := s.userConditions(ctx, role, in.Requester, d, reason, true); err != nil {
 		return Outcome{}, err // a condition may exempt emergencies with request.break_glass
 	}
-	if n, err := s.breakGlassToday(ctx, in.Requester, role.Name); err != nil {
+	// A first look at the limit refuses before the on-call source is asked; the commit below checks it
+	// again atomically.
+	if _, _, err := s.breakGlassUsage(ctx, in.Requester, role); err != nil {
 		return Outcome{}, err
-	} else if n >= bg.DailyLimit {
-		return Outcome{}, refusal(ErrDailyLimit, "You already broke glass for %[2]s %[1]d times in the last 24 hours (the limit is %[3]d). Ask an approver instead.", n, role.Name, bg.DailyLimit)
 	}
 	onCall, err := s.checkOnCall(ctx, in.Requester, role)
 	if err != nil {
@@ -102,8 +102,29 @@ func (s *Service) BreakGlass(ctx context.Context, in NewRequest) (Outcome, error
 		s.event(store.EventRequested, in.Requester, &req, map[string]string{"duration": d.String(), "reason": reason, "break_glass": "true"}),
 		s.event(store.EventBreakGlass, in.Requester, &req, details),
 	}
-	if err := s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req}}, Grants: []store.GrantPut{{Grant: &grant}}, Audit: events}); err != nil {
-		return Outcome{}, fmt.Errorf("approvals: store break-glass request: %w", err)
+	// The activation is appended to the person's break-glass counter in the same atomic commit as the
+	// grant: of concurrent requests racing for the last slot one commits, the others conflict, re-read the
+	// counter and are refused. Counting and committing separately let all of them through.
+	committed := false
+	for range casRetries {
+		counter, prev, err := s.breakGlassUsage(ctx, in.Requester, role)
+		if err != nil {
+			return Outcome{}, err
+		}
+		counter.Events = append(counter.Events, now)
+		err = s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req}}, Grants: []store.GrantPut{{Grant: &grant}},
+			Audit: events, Counters: []store.CounterPut{{Counter: &counter, PrevVersion: prev}}})
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Outcome{}, fmt.Errorf("approvals: store break-glass request: %w", err)
+		}
+		committed = true
+		break
+	}
+	if !committed {
+		return Outcome{}, fmt.Errorf("approvals: store break-glass request: too many concurrent break-glass requests: %w", store.ErrConflict)
 	}
 	log := zerolog.Ctx(ctx).With().Str("request_id", req.ID).Str("grant_id", grant.ID).Logger()
 	log.Warn().Str("role", role.Name).Str("requester", in.Requester).Msg("BREAK-GLASS access granted without approval")
@@ -139,23 +160,56 @@ func (s *Service) checkOnCall(ctx context.Context, user string, role *policy.Rol
 	return ans, nil
 }
 
-// breakGlassToday counts user's break-glass activations of role in the last 24 hours.
-func (s *Service) breakGlassToday(ctx context.Context, user, role string) (int, error) {
+// breakGlassUsage reads user's break-glass counter for role with the activations older than 24 hours
+// dropped, and refuses (ErrDailyLimit) when the role's daily limit is used up. prev is the counter's stored
+// version, 0 when it does not exist yet.
+func (s *Service) breakGlassUsage(ctx context.Context, user string, role *policy.Role) (c store.Counter, prev int64, err error) {
+	key := store.BreakGlassCounterKey(user, role.Name)
+	c, err = s.opts.Store.GetCounter(ctx, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// No counter yet (the first break-glass, or requests made by a version of jitbot without counters):
+		// seed it from the stored requests. Concurrent seeders all create version 1; only one commits.
+		c = store.Counter{Key: key}
+		if c.Events, err = s.breakGlassToday(ctx, user, role.Name); err != nil {
+			return c, 0, err
+		}
+	case err != nil:
+		return c, 0, fmt.Errorf("approvals: read break-glass counter: %w", err)
+	}
+	prev = c.Version
+	since := s.now().Add(-24 * time.Hour)
+	kept := c.Events[:0:0]
+	for _, at := range c.Events {
+		if !at.Before(since) {
+			kept = append(kept, at)
+		}
+	}
+	c.Events = kept
+	if n := len(c.Events); n >= role.BreakGlass.DailyLimit {
+		return c, prev, refusal(ErrDailyLimit, "You already broke glass for %[2]s %[1]d times in the last 24 hours (the limit is %[3]d). Ask an approver instead.", n, role.Name, role.BreakGlass.DailyLimit)
+	}
+	return c, prev, nil
+}
+
+// breakGlassToday lists when user broke glass for role in the last 24 hours, oldest first, from the stored
+// requests.
+func (s *Service) breakGlassToday(ctx context.Context, user, role string) ([]time.Time, error) {
 	reqs, err := s.opts.Store.ListRequests(ctx, store.RequestQuery{Requester: user, Limit: 200})
 	if err != nil {
-		return 0, fmt.Errorf("approvals: count break-glass activations: %w", err)
+		return nil, fmt.Errorf("approvals: count break-glass activations: %w", err)
 	}
 	since := s.now().Add(-24 * time.Hour)
-	n := 0
+	var out []time.Time
 	for _, r := range reqs {
 		if r.CreatedAt.Before(since) {
 			break // newest first
 		}
 		if r.BreakGlass && r.Role == role {
-			n++
+			out = append([]time.Time{r.CreatedAt}, out...)
 		}
 	}
-	return n, nil
+	return out, nil
 }
 
 // MayReview reports (as a refusal) whether reviewer could review the break-glass request now, without
@@ -177,7 +231,7 @@ func (s *Service) MayReview(ctx context.Context, requestID, reviewer string) (st
 	if reviewer == req.Requester {
 		return req, refusal(ErrSelfApproval, "You cannot review your own break-glass access.")
 	}
-	role, ok := s.opts.Policy.Role(req.Role)
+	role, ok := s.Policy().Role(req.Role)
 	if !ok {
 		return req, refusal(ErrUnknownRole, "Role %s is no longer in the policy.", req.Role)
 	}
@@ -226,7 +280,7 @@ func (s *Service) RemindReviews(ctx context.Context) (int, error) {
 			continue
 		}
 		every := 4 * time.Hour
-		if role, ok := s.opts.Policy.Role(req.Role); ok && role.BreakGlass != nil {
+		if role, ok := s.Policy().Role(req.Role); ok && role.BreakGlass != nil {
 			every = role.BreakGlass.ReviewEvery
 		}
 		prev := req.Version

@@ -53,14 +53,23 @@ type Options struct {
 	FollowUpTimeout time.Duration
 	// PostResponse posts to a response_url; default slack.PostWebhookContext.
 	PostResponse func(ctx context.Context, url string, msg *slack.WebhookMessage) error
+	// Workers bounds the goroutines doing the work behind acknowledgements (default DefaultWorkers);
+	// QueueSize bounds the actions waiting for one (default DefaultQueueSize). Beyond that an action is
+	// still acknowledged, and the person is told that jitbot is busy.
+	Workers   int
+	QueueSize int
 }
 
 // Bot handles slash commands, interactions and events, whatever the transport. Handlers return what must be
-// acknowledged within Slack's 3 seconds; anything slow runs afterwards (see later).
+// acknowledged within Slack's 3 seconds and do no slow work themselves: on-call lookups, provider calls and
+// Slack API calls run afterwards on a bounded worker pool (see later), which answers by response_url, DM or
+// message update.
 type Bot struct {
-	opts  Options
-	notes *Notifier
-	wg    sync.WaitGroup
+	opts    Options
+	notes   *Notifier
+	wg      sync.WaitGroup
+	pool    *pool
+	notices chan struct{}
 }
 
 // New validates opts.
@@ -82,7 +91,15 @@ func New(opts Options) (*Bot, error) {
 			return slack.PostWebhookContext(ctx, url, msg)
 		}
 	}
-	return &Bot{opts: opts}, nil
+	if opts.Workers <= 0 {
+		opts.Workers = DefaultWorkers
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	b := &Bot{opts: opts, notices: make(chan struct{}, noticeSlots)}
+	b.pool = &pool{workers: opts.Workers, limit: opts.QueueSize, wg: &b.wg}
+	return b, nil
 }
 
 // SetNotifier lets handlers refresh views right away (e.g. App Home after a click).
@@ -90,17 +107,6 @@ func (b *Bot) SetNotifier(n *Notifier) { b.notes = n }
 
 // Wait blocks until follow-up work started by handlers has finished (graceful shutdown, tests).
 func (b *Bot) Wait() { b.wg.Wait() }
-
-// later runs slow work after the ack, detached from the request's context but carrying its logger.
-func (b *Bot) later(ctx context.Context, fn func(ctx context.Context)) {
-	b.wg.Add(1)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.FollowUpTimeout)
-	go func() {
-		defer b.wg.Done()
-		defer cancel()
-		fn(ctx)
-	}()
-}
 
 // ephemeral is an ack body that shows text only to the person who acted.
 func ephemeral(text string) *slack.Msg {
@@ -130,7 +136,8 @@ func (b *Bot) respond(ctx context.Context, url, text string) {
 	}
 }
 
-// Command handles a slash command and returns the ack body (nil: empty ack).
+// Command handles a slash command and returns the ack body (nil: empty ack). It only parses: everything else
+// runs on the worker pool after the ack and answers through the command's response_url.
 func (b *Bot) Command(ctx context.Context, sc slack.SlashCommand) *slack.Msg {
 	ctx = zerolog.Ctx(ctx).With().Str("user", sc.UserID).Str("command", sc.Command).Logger().WithContext(ctx)
 	name := sc.Command
@@ -141,94 +148,125 @@ func (b *Bot) Command(ctx context.Context, sc slack.SlashCommand) *slack.Msg {
 	if err != nil {
 		return ephemeral(err.Error())
 	}
-	user := sc.UserID
-	switch cmd.Verb {
-	case VerbHelp:
+	if cmd.Verb == VerbHelp {
 		return ephemeral(Usage(name))
+	}
+	if !b.later(ctx, func(ctx context.Context) { b.runCommand(ctx, sc, name, cmd) }) {
+		return ephemeral(busyText)
+	}
+	switch cmd.Verb {
+	case VerbRequest:
+		return ephemeral(fmt.Sprintf("Sending your request for `%s` (%s)…", cmd.Role, policy.FormatDuration(cmd.Duration)))
+	case VerbBreak:
+		return ephemeral(fmt.Sprintf("Checking that you are on call for `%s`…", cmd.Role))
+	case VerbCancel:
+		return ephemeral(fmt.Sprintf("Cancelling request %s…", cmd.ID))
+	case VerbDone:
+		return ephemeral(fmt.Sprintf("Ending grant %s…", cmd.ID))
+	case VerbExtend:
+		return ephemeral(fmt.Sprintf("Extending grant %s by %s…", cmd.ID, policy.FormatDuration(cmd.Duration)))
+	}
+	return nil // the form opens, or the answer follows
+}
+
+// runCommand does a parsed command's work after the ack.
+func (b *Bot) runCommand(ctx context.Context, sc slack.SlashCommand, name string, cmd Command) {
+	user := sc.UserID
+	answer := func(text string) { b.respond(ctx, sc.ResponseURL, text) }
+	switch cmd.Verb {
 	case VerbModal:
 		roles, err := b.opts.Approvals.RequestableRoles(ctx, user)
 		if err != nil {
-			return ephemeral(friendly(ctx, err))
+			answer(friendly(ctx, err))
+			return
 		}
 		if len(roles) == 0 {
-			return ephemeral("There is no role you may request. Ask an admin to add you to a role's requesters.")
+			answer("There is no role you may request. Ask an admin to add you to a role's requesters.")
+			return
 		}
-		// The trigger id is valid for 3 seconds: open the form before anything else.
 		if _, err := b.opts.API.OpenViewContext(ctx, sc.TriggerID, RequestModal(roles, sc.ChannelID)); err != nil {
 			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not open the request form")
-			return ephemeral(fmt.Sprintf("I could not open the request form (%s). You can also type `%s request <role> <duration> <reason…>`.", slackErr(err), name))
+			answer(fmt.Sprintf("I could not open the request form (%s). You can also type `%s request <role> <duration> <reason…>`.", slackErr(err), name))
 		}
-		return nil
 	case VerbRequest:
 		req, err := b.opts.Approvals.Create(ctx, approvals.NewRequest{Requester: user, Role: cmd.Role, Duration: cmd.Duration, Reason: cmd.Reason, Source: "slash-command"})
 		if err != nil {
 			msg := friendly(ctx, err)
+			if errors.Is(err, approvals.ErrUnknownRole) {
+				msg += " Use `" + name + " roles` to see the roles you may request."
+			}
 			if errors.Is(err, approvals.ErrUnknownRole) || errors.Is(err, approvals.ErrBadDuration) {
 				msg += "\nUsage: `" + name + " request <role> <duration> <reason…>`"
 			}
-			return ephemeral(msg)
+			answer(msg)
+			return
 		}
-		return ephemeral(b.requestedText(req))
+		answer(b.requestedText(req))
 	case VerbBreak:
-		// The on-call lookup and the provider call are slow: answer now, report through response_url.
-		b.later(ctx, func(ctx context.Context) {
-			out, err := b.opts.Approvals.BreakGlass(ctx, approvals.NewRequest{Requester: user, Role: cmd.Role, Duration: cmd.Duration, Reason: cmd.Reason, Source: "slash-command"})
-			if err != nil {
-				b.respond(ctx, sc.ResponseURL, ":no_entry: "+friendly(ctx, err))
-				return
-			}
-			b.respond(ctx, sc.ResponseURL, fmt.Sprintf(":rotating_light: Break-glass %s: you get `%s` for %s now (grant %s). This is announced to the approvers and must be reviewed; use `%s done %s` as soon as you are finished.",
-				out.Request.ID, out.Request.Role, policy.FormatDuration(out.Request.Duration), out.GrantID, name, out.GrantID))
-		})
-		return ephemeral(fmt.Sprintf("Checking that you are on call for `%s`…", cmd.Role))
-	case VerbRoles:
-		roles, err := b.opts.Approvals.RequestableRoles(ctx, user)
+		out, err := b.opts.Approvals.BreakGlass(ctx, approvals.NewRequest{Requester: user, Role: cmd.Role, Duration: cmd.Duration, Reason: cmd.Reason, Source: "slash-command"})
 		if err != nil {
-			return ephemeral(friendly(ctx, err))
+			answer(":no_entry: " + friendly(ctx, err))
+			return
 		}
-		if len(roles) == 0 {
-			return ephemeral("There is no role you may request.")
-		}
-		var lines []string
-		for _, r := range roles {
-			line := fmt.Sprintf("• `%s` %s (default %s, up to %s, %d approval(s))", r.Name, escape(r.Description), policy.FormatDuration(r.DefaultDuration), policy.FormatDuration(r.MaxDuration), r.Approvals)
-			lines = append(lines, strings.Replace(line, "` ", "`", 1))
-		}
-		return ephemeral("*Roles you may request*\n" + strings.Join(lines, "\n"))
+		answer(fmt.Sprintf(":rotating_light: Break-glass %s: you get `%s` for %s now (grant %s). This is announced to the approvers and must be reviewed; use `%s done %s` as soon as you are finished.",
+			out.Request.ID, out.Request.Role, policy.FormatDuration(out.Request.Duration), out.GrantID, name, out.GrantID))
+	case VerbRoles:
+		answer(b.rolesText(ctx, user))
 	case VerbList:
-		return ephemeral(b.listText(ctx, user))
+		answer(b.listText(ctx, user))
 	case VerbCancel:
 		if _, err := b.opts.Approvals.Cancel(ctx, cmd.ID, user); err != nil {
-			return ephemeral(friendly(ctx, err))
+			answer(friendly(ctx, err))
+			return
 		}
-		return ephemeral(fmt.Sprintf("Request %s is cancelled.", cmd.ID))
+		answer(fmt.Sprintf("Request %s is cancelled.", cmd.ID))
 	case VerbDone:
-		b.later(ctx, func(ctx context.Context) {
-			g, err := b.opts.Grants.Release(ctx, cmd.ID, user)
-			if err != nil {
-				b.respond(ctx, sc.ResponseURL, friendly(ctx, err))
-				return
-			}
-			b.respond(ctx, sc.ResponseURL, releasedText(g))
-		})
-		return ephemeral(fmt.Sprintf("Ending grant %s…", cmd.ID))
+		g, err := b.opts.Grants.Release(ctx, cmd.ID, user)
+		if err != nil {
+			answer(friendly(ctx, err))
+			return
+		}
+		answer(releasedText(g))
 	case VerbExtend:
-		b.later(ctx, func(ctx context.Context) {
-			g, err := b.opts.Grants.Extend(ctx, cmd.ID, user, cmd.Duration)
-			if err != nil {
-				b.respond(ctx, sc.ResponseURL, friendly(ctx, err))
-				return
-			}
-			b.respond(ctx, sc.ResponseURL, fmt.Sprintf("Grant %s now lasts until %s.", g.ID, slackDate(g.ExpiresAt, "{date_short_pretty} {time}")))
-		})
-		return ephemeral(fmt.Sprintf("Extending grant %s by %s…", cmd.ID, policy.FormatDuration(cmd.Duration)))
+		g, err := b.opts.Grants.Extend(ctx, cmd.ID, user, cmd.Duration)
+		if err != nil {
+			answer(friendly(ctx, err))
+			return
+		}
+		answer(extendedText(g))
 	}
-	return ephemeral(Usage(name))
+}
+
+func (b *Bot) rolesText(ctx context.Context, user string) string {
+	roles, err := b.opts.Approvals.RequestableRoles(ctx, user)
+	if err != nil {
+		return friendly(ctx, err)
+	}
+	if len(roles) == 0 {
+		return "There is no role you may request."
+	}
+	var lines []string
+	for _, r := range roles {
+		desc := ""
+		if r.Description != "" {
+			desc = " " + escape(r.Description)
+		}
+		lines = append(lines, fmt.Sprintf("• `%s`%s (default %s, up to %s, %d approval(s))", r.Name, desc, policy.FormatDuration(r.DefaultDuration), policy.FormatDuration(r.MaxDuration), r.Approvals))
+	}
+	return "*Roles you may request*\n" + strings.Join(lines, "\n")
+}
+
+func extendedText(g store.Grant) string {
+	return fmt.Sprintf("Grant %s now lasts until %s.", g.ID, when(g.ExpiresAt))
 }
 
 func (b *Bot) requestedText(req store.Request) string {
+	if req.State == store.RequestApproved {
+		return fmt.Sprintf("Request %s for `%s` (%s) was approved at once because you are on call. I'll message you when your access is active.",
+			req.ID, req.Role, policy.FormatDuration(req.Duration))
+	}
 	where := "the approvers"
-	if role, ok := b.opts.Policy.Role(req.Role); ok && role.ApprovalChannel != "" {
+	if role, ok := b.opts.Approvals.Policy().Role(req.Role); ok && role.ApprovalChannel != "" {
 		where = "<#" + role.ApprovalChannel + ">"
 	}
 	return fmt.Sprintf("Request %s for `%s` (%s) is waiting for %d approval(s) in %s. I'll message you when it is decided.",
@@ -262,7 +300,7 @@ func (b *Bot) listText(ctx context.Context, user string) string {
 	for _, g := range gs {
 		until := ""
 		if !g.ExpiresAt.IsZero() {
-			until = ", until " + slackDate(g.ExpiresAt, "{time}")
+			until = ", until " + when(g.ExpiresAt)
 		}
 		fmt.Fprintf(&sb, "• %s `%s` %s%s\n", g.ID, g.Role, g.State, until)
 	}

@@ -1,6 +1,7 @@
 package bot_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -85,14 +86,55 @@ func mustNotContain(t *testing.T, what, s string, subs ...string) {
 	}
 }
 
+// answer is what the person sees in answer to a command: the acknowledgement itself when it is final, or
+// else (an empty ack, or one saying the work is under way, ending in "…") the follow-up posted to the
+// command's response_url.
+func (w *world) answer(resp *slacktest.Response) string {
+	w.t.Helper()
+	ack := ""
+	if len(bytes.TrimSpace(resp.Body)) > 0 {
+		ack = ackText(w.t, resp)
+	}
+	if ack != "" && !strings.HasSuffix(ack, "…") {
+		return ack
+	}
+	var text string
+	err := w.emu.WaitFor(w.ctx, func() bool {
+		for _, p := range w.emu.ResponseURLPosts() {
+			if p.URL != resp.ResponseURL || p.Error != "" {
+				continue
+			}
+			var m struct {
+				Text string `json:"text"`
+			}
+			if json.Unmarshal(p.Body, &m) == nil {
+				text = m.Text
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		w.t.Fatalf("no answer through the response_url after the ack %q: %v", ack, err)
+	}
+	return text
+}
+
 // request runs `/jit <text>` as user and returns the stored request's id and its approval message.
 func (w *world) request(user, text string) (string, slacktest.Message) {
 	w.t.Helper()
-	resp := w.command(user, text)
-	mustContain(w.t, "request ack", ackText(w.t, resp), "is waiting for")
-	id := regexp.MustCompile(`Request (r-[a-z0-9]+)`).FindStringSubmatch(ackText(w.t, resp))
+	return w.requestFromAnswer(user, w.command(user, text))
+}
+
+// requestFromAnswer finds the request that a `/jit request` answered by resp created, and its approval
+// message.
+func (w *world) requestFromAnswer(user string, resp *slacktest.Response) (string, slacktest.Message) {
+	w.t.Helper()
+	answer := w.answer(resp)
+	mustContain(w.t, "request answer", answer, "is waiting for")
+	id := regexp.MustCompile(`Request (r-[a-z0-9]+)`).FindStringSubmatch(answer)
 	if id == nil {
-		w.t.Fatalf("no request id in %q", resp.Body)
+		w.t.Fatalf("no request id in %q", answer)
 	}
 	msg := w.approvalMessage(func(m slacktest.Message) bool { return strings.Contains(msgText(m), "Access request "+id[1]) })
 	w.posted(id[1], msg)
@@ -233,6 +275,11 @@ var stateChangingCalls = []string{"chat.postMessage", "chat.update", "views.open
 
 func (w *world) snapshot(users ...string) snapshot {
 	w.t.Helper()
+	// Let work already under way settle first (the notifier records the DMs it posted on the request).
+	w.app.Bot.Wait()
+	if w.app.Notifier != nil {
+		w.app.Notifier.Wait()
+	}
 	s := snapshot{versions: map[string]int64{}, audit: w.auditCount(), deliveries: len(w.recv.Deliveries()), calls: map[string]int{}}
 	for _, u := range users {
 		for _, r := range w.requests(u) {
@@ -301,7 +348,7 @@ func (w *world) home(user string, opts ...slacktest.SendOption) (*slacktest.Resp
 
 func testRequestByModal(t *testing.T, w *world) {
 	// Someone who may request nothing gets an answer, not an empty form.
-	mustContain(t, "answer to bob", ackText(t, w.command(bob, "")), "There is no role you may request")
+	mustContain(t, "answer to bob", w.answer(w.command(bob, "")), "There is no role you may request")
 	if n := len(w.emu.Calls("views.open")); n != 0 {
 		t.Fatalf("views.open called %d times for someone who may request nothing", n)
 	}
@@ -352,6 +399,7 @@ func testRequestByModal(t *testing.T, w *world) {
 	if v, _ := w.emu.GetView(modal.ID); v.Open {
 		t.Fatalf("the form stayed open after a valid submission")
 	}
+	w.app.Bot.Wait() // the request is stored after the acknowledgement
 	rs := w.requests(alice)
 	if len(rs) != 1 || rs[0].Role != "db-read" || rs[0].Duration != 30*time.Minute || rs[0].Reason != "INC-7 replica check" ||
 		rs[0].State != store.RequestPending || rs[0].Meta["source"] != "modal" {
@@ -532,7 +580,7 @@ func testExtend(t *testing.T, w *world) {
 	dm := w.dm(alice, "(grant "+gid+")")
 	old := w.getGrant(gid).ExpiresAt
 
-	mustContain(t, "ack", ackText(t, w.command(alice, "extend "+gid+" 30m")), "Extending grant "+gid+" by 30m")
+	mustContain(t, "ack", ackText(t, w.command(alice, "extend "+gid+" 30m")), "Extending grant "+gid+" by 30m…")
 	want := old.Add(30 * time.Minute)
 	d, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool {
 		return d.Payload.Type == "grant" && d.Payload.GrantID == gid && expiryOf(t, d).Unix() == want.Unix()
@@ -546,10 +594,13 @@ func testExtend(t *testing.T, w *world) {
 		return m.TS == msg.TS && strings.Contains(msgText(m), fmt.Sprintf("Active until <!date^%d^", want.Unix()))
 	})
 	w.auditLine("`extended` <@" + alice + "> · db-read · " + id + " · " + gid)
-	w.threadReply(msg, "Extended by 30m0s by <@"+alice+">")
+	w.threadReply(msg, "Extended by 30m by <@"+alice+">")
+	w.auditLine("`extended` <@" + alice + "> · db-read · " + id + " · " + gid + " · by: 30m · ")
 	if g := w.getGrant(gid); !g.ExpiresAt.Equal(want) {
 		t.Fatalf("stored expiry %v, want %v", g.ExpiresAt, want)
 	}
+	// The DM that announced the grant now shows the new expiry, in place, with its buttons.
+	w.messageUpdated(dm, fmt.Sprintf("is active until <!date^%d^{date_short_pretty} at {time}|", want.Unix()), "jit_extend", "jit_done")
 
 	// Beyond the role's maximum (2h from activation): refused, with the maximum named.
 	snap := w.snapshot(alice)
@@ -574,6 +625,15 @@ func testExtend(t *testing.T, w *world) {
 	if resp.ViewAction == nil || resp.ViewAction.ResponseAction != "errors" || resp.ViewAction.Errors["reason"] == "" {
 		t.Fatalf("bad duration in the extend form answered %s", resp.Body)
 	}
+	// A refused extension shows under the field, and the form stays open for another try.
+	resp = w.submit(alice, modal.ID, map[string]map[string]string{"reason": {"value": "1h"}})
+	if resp.ViewAction == nil || resp.ViewAction.ResponseAction != "errors" {
+		t.Fatalf("an extension beyond the maximum answered %s, want response_action errors", resp.Body)
+	}
+	mustContain(t, "extend form error", resp.ViewAction.Errors["reason"], "would exceed the maximum of 2h", "at most 30m")
+	if v, _ := w.emu.GetView(modal.ID); !v.Open {
+		t.Fatal("the extend form closed after a refusal")
+	}
 	w.submit(alice, modal.ID, map[string]map[string]string{"reason": {"value": "15m"}})
 	want2 := want.Add(15 * time.Minute)
 	if _, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool {
@@ -585,6 +645,34 @@ func testExtend(t *testing.T, w *world) {
 	w.approvalMessage(func(m slacktest.Message) bool {
 		return m.TS == msg.TS && strings.Contains(msgText(m), fmt.Sprintf("Active until <!date^%d^", want2.Unix()))
 	})
+	w.messageUpdated(dm, fmt.Sprintf("is active until <!date^%d^", want2.Unix()), "jit_extend")
+
+	// Once the grant ends, the DM says so and its buttons are gone.
+	w.command(alice, "done "+gid)
+	m := w.messageUpdated(dm, "Your access to `db-read` ended (released by <@"+alice+">)")
+	mustNotContain(t, "DM after done", msgText(m), "jit_extend", "jit_done", "is active until")
+}
+
+// messageUpdated waits until the message m (found by channel and ts) shows every one of subs, and returns it.
+func (w *world) messageUpdated(m slacktest.Message, subs ...string) slacktest.Message {
+	w.t.Helper()
+	var cur slacktest.Message
+	err := w.emu.WaitFor(w.ctx, func() bool {
+		var ok bool
+		if cur, ok = w.emu.Message(m.Channel, m.TS); !ok {
+			return false
+		}
+		for _, s := range subs {
+			if !strings.Contains(msgText(cur), s) {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		w.t.Fatalf("message %s was not updated to show %q: %v (now %q)", m.TS, subs, err, msgText(cur))
+	}
+	return cur
 }
 
 // ---- 6. commands and bad input ----
@@ -593,11 +681,11 @@ func testCommands(t *testing.T, w *world) {
 	answer := func(user, text string, want ...string) string {
 		t.Helper()
 		resp := w.command(user, text)
-		got := ackText(t, resp)
+		got := w.answer(resp)
 		mustContain(t, "answer to /jit "+text, got, want...)
 		// Slack shows the answer to the user only.
 		if _, err := w.emu.WaitForEphemeral(w.ctx, generalCh, user, func(e slacktest.Ephemeral) bool {
-			return e.Source == "slash_command_response" && e.Text == got
+			return (e.Source == "slash_command_response" || e.Source == "response_url") && e.Text == got
 		}); err != nil {
 			t.Fatalf("answer to /jit %s not shown: %v", text, err)
 		}
@@ -612,7 +700,16 @@ func testCommands(t *testing.T, w *world) {
 	answer(alice, "request db-read soon fix", `"soon" is not a duration`, "Usage: "+usage)
 	answer(alice, "request db-read 1h", "Usage: "+usage)
 	answer(alice, "request db-read 3h fix", "3h exceeds the maximum of 2h for db-read", "Usage: "+usage)
-	answer(alice, "request db-nope 1h fix", `There is no role "db-nope"`, "Usage: "+usage)
+	answer(alice, "request db-nope 1h fix", `There is no role "db-nope". Use `+"`/jit roles`"+` to see the roles you may request.`, "Usage: "+usage)
+	// A bare number: one clear message, not the same phrase twice.
+	bare := answer(alice, "request db-read 5 fix", `"5" is not a duration`, "Usage: "+usage)
+	if n := strings.Count(bare, "is not a duration"); n != 1 {
+		t.Fatalf("the answer to a bare number says 'is not a duration' %d times: %s", n, bare)
+	}
+	// Too few words: the usage with a complete example, parentheses closed.
+	mustContain(t, "usage", answer(alice, "breakglass db-read", "Usage: `/jit breakglass <role> <duration> <reason…>`"),
+		"(for example `/jit breakglass prod-db-admin 1h INC-4521 failover`)")
+	mustContain(t, "roles", roles, "• `db-admin` Admin on the test database (default 2s, up to 1h, 2 approval(s))", "• `db-read` (default 1h, up to 2h, 1 approval(s))")
 	answer(alice, "request db-root 1h fix", "You may not request db-root")
 	answer(alice, "cancel", "Usage: `/jit cancel <request>`")
 	answer(alice, "extend g-1 forever", `"forever" is not a duration`)
@@ -631,6 +728,7 @@ func testCommands(t *testing.T, w *world) {
 
 	id, msg := w.request(alice, "request db-read 45m INC-16 quick look")
 	answer(alice, "list", id+" `db-read` 45m, pending: INC-16 quick look")
+	w.auditLine("`requested` <@" + alice + "> · db-read · " + id + " · approvals_required: 1 · duration: 45m · ")
 
 	snap := w.snapshot(alice)
 	answer(dave, "cancel "+id, "Only the requester can cancel request "+id)
@@ -694,6 +792,22 @@ func testAppHome(t *testing.T, w *world) {
 		if err != nil || replay.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("replayed event: %v %+v", err, replay)
 		}
+		// The retry headers are not signed: a replay that adds one is let through once per retry number
+		// (a retry within the same second carries the very same signature), however the number is written,
+		// and event_id deduplication makes it harmless.
+		for i, n := range []string{"3", "03", "+3", "4"} {
+			h := resp.Request.Header.Clone()
+			h.Set("X-Slack-Retry-Num", n)
+			h.Set("X-Slack-Retry-Reason", "http_timeout")
+			replay, err := w.emu.Replay(w.ctx, &slacktest.SentRequest{URL: resp.Request.URL, Header: h, Body: resp.Request.Body})
+			want := http.StatusUnauthorized
+			if i == 0 || n == "4" {
+				want = http.StatusOK
+			}
+			if err != nil || replay.StatusCode != want {
+				t.Fatalf("replayed event as retry %q: %v %+v, want status %d", n, err, replay, want)
+			}
+		}
 		w.app.Bot.Wait()
 		if n := w.publishesFor(alice); n != 1 {
 			t.Fatalf("%d publishes after a redelivered event, want 1", n)
@@ -720,7 +834,17 @@ func testAppHome(t *testing.T, w *world) {
 // ---- 8. security (HTTP mode) ----
 
 func testSecurity(t *testing.T, w *world) {
-	before := len(w.emu.Calls(""))
+	// auth.test is the readiness check's own periodic call, not an answer to a request.
+	answers := func() []slacktest.Call {
+		var out []slacktest.Call
+		for _, c := range w.emu.Calls("") {
+			if c.Method != "auth.test" {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	before := len(answers())
 	for _, c := range []struct {
 		name string
 		opt  slacktest.SendOption
@@ -751,7 +875,7 @@ func testSecurity(t *testing.T, w *world) {
 	if rs := w.requests(alice); len(rs) != 0 {
 		t.Fatalf("rejected requests stored: %+v", rs)
 	}
-	if calls := w.emu.Calls(""); len(calls) != before {
+	if calls := answers(); len(calls) != before {
 		t.Fatalf("rejected requests made Slack calls: %+v", calls[before:])
 	}
 	if es := w.emu.Ephemerals(generalCh, alice); len(es) != 0 {
@@ -767,6 +891,19 @@ func testSecurity(t *testing.T, w *world) {
 	if err != nil || replay.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("replayed command: %v %+v", err, replay)
 	}
+	// The same request with its signature written differently still verifies (slack-go decodes the hex
+	// case-insensitively and reads only the first X-Slack-Signature): every such form is the same request,
+	// refused as a replay.
+	for _, re := range reencodedSignatures(first.Request) {
+		replay, err := w.emu.Replay(w.ctx, re.req)
+		if err != nil || replay.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("replay with %s: %v %+v", re.name, err, replay)
+		}
+		if !strings.Contains(string(replay.Body), "replayed") {
+			t.Fatalf("replay with %s was refused for another reason, so it does not test replay detection: %s", re.name, replay.Body)
+		}
+	}
+	w.app.Bot.Wait()
 	rs := w.requests(alice)
 	if len(rs) != 1 {
 		t.Fatalf("%d requests after a replay, want 1", len(rs))
@@ -794,6 +931,36 @@ func testSecurity(t *testing.T, w *world) {
 	w.unchanged(snap)
 	if r := w.getRequest(id); r.State != store.RequestPending || len(r.Approvals) != 0 {
 		t.Fatalf("request changed: %+v", r)
+	}
+}
+
+type reencoded struct {
+	name string
+	req  *slacktest.SentRequest
+}
+
+// reencodedSignatures returns req with its X-Slack-Signature written in every other form that Slack's
+// verifier accepts: upper-case and mixed-case hex, and a second, different signature header after the
+// valid one (only the first is read).
+func reencodedSignatures(req *slacktest.SentRequest) []reencoded {
+	sig := req.Header.Get("X-Slack-Signature")
+	hexPart := strings.TrimPrefix(sig, "v0=")
+	mixed := []byte(hexPart)
+	for i := range mixed {
+		if i%2 == 0 {
+			mixed[i] = strings.ToUpper(string(mixed[i]))[0]
+		}
+	}
+	with := func(values ...string) *slacktest.SentRequest {
+		h := req.Header.Clone()
+		h["X-Slack-Signature"] = values
+		return &slacktest.SentRequest{URL: req.URL, Header: h, Body: req.Body}
+	}
+	return []reencoded{
+		{"upper-case hex", with("v0=" + strings.ToUpper(hexPart))},
+		{"mixed-case hex", with("v0=" + string(mixed))},
+		{"a second signature header", with(sig, "v0="+strings.Repeat("0", 64))},
+		{"a second signature header, upper-case first", with("v0="+strings.ToUpper(hexPart), sig)},
 	}
 }
 
@@ -838,7 +1005,7 @@ func testFailingPostMessage(t *testing.T, w *world) {
 	// message arrives once Slack takes them again.
 	w.emu.RateLimit("chat.postMessage", 4, time.Second)
 	resp := w.command(alice, "request db-read 1h INC-22 during an outage")
-	mustContain(t, "ack", ackText(t, resp), "is waiting for 1 approval(s)")
+	mustContain(t, "answer", w.answer(resp), "is waiting for 1 approval(s)")
 	rs := w.requests(alice)
 	if len(rs) != 1 || rs[0].State != store.RequestPending {
 		t.Fatalf("stored: %+v", rs)
@@ -870,7 +1037,7 @@ func testFailingPostMessage(t *testing.T, w *world) {
 // and an approver can decide from the Home tab.
 func testApprovalChannelDown(t *testing.T, w *world) {
 	resp := w.command(alice, "request db-read 1h INC-23 channel down")
-	mustContain(t, "ack", ackText(t, resp), "is waiting for 1 approval(s)")
+	mustContain(t, "answer", w.answer(resp), "is waiting for 1 approval(s)")
 	rs := w.requests(alice)
 	if len(rs) != 1 {
 		t.Fatalf("stored: %+v", rs)

@@ -294,6 +294,12 @@ func TestSlackEndToEnd(t *testing.T) {
 					testSecurity(t, newWorld(t, mode, be))
 				})
 			}
+			if mode == slacktest.ModeSocket {
+				t.Run("Redelivery", func(t *testing.T) {
+					t.Parallel()
+					testSocketRedelivery(t, newWorld(t, mode, be))
+				})
+			}
 			t.Run("FreePlanUserGroups", func(t *testing.T) {
 				t.Parallel()
 				testFreePlan(t, mode, be)
@@ -304,8 +310,8 @@ func TestSlackEndToEnd(t *testing.T) {
 
 func testQuorumFlow(t *testing.T, w *world) {
 	resp := w.command(alice, "request db-admin 2s INC-4521 failover")
-	if !strings.Contains(string(resp.Body), "waiting for 2 approval(s)") {
-		t.Fatalf("ack = %s", resp.Body)
+	if a := w.answer(resp); !strings.Contains(a, "waiting for 2 approval(s)") {
+		t.Fatalf("answer = %s", a)
 	}
 	msg := w.approvalMessage(func(m slacktest.Message) bool { return strings.Contains(string(m.Blocks), "INC-4521 failover") })
 	if !strings.Contains(string(msg.Blocks), `"action_id":"jit_approve"`) || !strings.Contains(string(msg.Blocks), "0 of 2") {

@@ -67,11 +67,11 @@ func Parse(name, text string) (Command, error) {
 	switch verb {
 	case VerbRequest, VerbBreak:
 		if len(args) < 3 {
-			return Command{}, usage(string(verb) + " <role> <duration> <reason…>` (for example `" + name + " " + string(verb) + " prod-db-admin 1h INC-4521 failover")
+			return Command{}, &UsageError{Msg: fmt.Sprintf("Usage: `%s %s <role> <duration> <reason…>` (for example `%s %s prod-db-admin 1h INC-4521 failover`)", name, verb, name, verb)}
 		}
 		d, err := policy.ParseDuration(args[1])
 		if err != nil {
-			return Command{}, &UsageError{Msg: fmt.Sprintf("%q is not a duration: %s. Usage: `%s %s <role> <duration> <reason…>`", args[1], err, name, verb)}
+			return Command{}, &UsageError{Msg: fmt.Sprintf("%s.\nUsage: `%s %s <role> <duration> <reason…>`", err, name, verb)}
 		}
 		return Command{Verb: verb, Role: args[0], Duration: d, Reason: strings.Join(args[2:], " ")}, nil
 	case VerbRoles, VerbList, VerbHelp:
@@ -94,7 +94,7 @@ func Parse(name, text string) (Command, error) {
 		}
 		d, err := policy.ParseDuration(args[1])
 		if err != nil {
-			return Command{}, &UsageError{Msg: fmt.Sprintf("%q is not a duration: %s. Usage: `%s extend <grant> <duration>`", args[1], err, name)}
+			return Command{}, &UsageError{Msg: fmt.Sprintf("%s.\nUsage: `%s extend <grant> <duration>`", err, name)}
 		}
 		return Command{Verb: verb, ID: args[0], Duration: d}, nil
 	}

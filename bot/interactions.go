@@ -62,70 +62,71 @@ func fromHome(cb slack.InteractionCallback) bool {
 	return cb.Container.Type == "view" && cb.View.Type == slack.VTHomeTab
 }
 
+// blockAction acknowledges a click at once: everything, opening a form included, runs on the worker pool.
+// The trigger id of a click stays valid for 3 seconds, which the pool's queue normally meets; when it does
+// not, Slack refuses the form and the person is told to click again.
 func (b *Bot) blockAction(ctx context.Context, cb slack.InteractionCallback, a *slack.BlockAction) {
+	switch a.ActionID {
+	case ActionApprove, ActionDeny, ActionDone, ActionReview, ActionExtend:
+	default:
+		zerolog.Ctx(ctx).Debug().Str("action_id", a.ActionID).Msg("ignored unknown action")
+		return
+	}
+	if !b.later(ctx, func(ctx context.Context) { b.runBlockAction(ctx, cb, a) }) {
+		b.notice(ctx, func(ctx context.Context) { b.tell(ctx, cb, busyText) })
+	}
+}
+
+func (b *Bot) runBlockAction(ctx context.Context, cb slack.InteractionCallback, a *slack.BlockAction) {
 	user := cb.User.ID
 	// The value is only a lookup key: who clicked and what they may do is decided from the store and policy.
 	id := a.Value
+	openForm := func(what string, modal slack.ModalViewRequest) {
+		if _, err := b.opts.API.OpenViewContext(ctx, cb.TriggerID, modal); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not open the " + what + " form")
+			b.tell(ctx, cb, "I could not open the form ("+slackErr(err)+"); try again.")
+		}
+	}
 	switch a.ActionID {
 	case ActionApprove:
-		b.later(ctx, func(ctx context.Context) {
-			if fromHome(cb) {
-				defer b.refreshHome(ctx, user)
-			}
-			out, err := b.opts.Approvals.Approve(ctx, id, user, "")
-			if err != nil {
-				b.tell(ctx, cb, friendly(ctx, err))
-				return
-			}
-			if out.GrantID == "" {
-				b.tell(ctx, cb, fmt.Sprintf("Your approval of %s is recorded (%d of %d).", id, len(out.Request.Approvals), out.Request.RequiredApprovals))
-			}
-		})
+		if fromHome(cb) {
+			defer b.refreshHome(ctx, user)
+		}
+		out, err := b.opts.Approvals.Approve(ctx, id, user, "")
+		if err != nil {
+			b.tell(ctx, cb, friendly(ctx, err))
+			return
+		}
+		if out.GrantID == "" {
+			b.tell(ctx, cb, fmt.Sprintf("Your approval of %s is recorded (%d of %d).", id, len(out.Request.Approvals), out.Request.RequiredApprovals))
+		}
 	case ActionDeny:
 		if _, err := b.opts.Approvals.MayDecide(ctx, id, user); err != nil {
-			b.later(ctx, func(ctx context.Context) { b.tell(ctx, cb, friendly(ctx, err)) })
+			b.tell(ctx, cb, friendly(ctx, err))
 			return
 		}
-		modal := ReasonModal(CallbackDeny, "Deny request", "Why are you denying "+id+"?", "The requester sees this", id)
-		if _, err := b.opts.API.OpenViewContext(ctx, cb.TriggerID, modal); err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not open the deny form")
-			b.later(ctx, func(ctx context.Context) {
-				b.tell(ctx, cb, "I could not open the form ("+slackErr(err)+"); try again.")
-			})
-		}
+		openForm("deny", ReasonModal(CallbackDeny, "Deny request", "Why are you denying "+id+"?", "The requester sees this", id))
 	case ActionDone:
-		b.later(ctx, func(ctx context.Context) {
-			g, err := b.opts.Grants.Release(ctx, id, user)
-			if err != nil {
-				b.tell(ctx, cb, friendly(ctx, err))
-				return
-			}
-			b.tell(ctx, cb, releasedText(g))
-			b.refreshHome(ctx, user)
-		})
+		g, err := b.opts.Grants.Release(ctx, id, user)
+		if err != nil {
+			b.tell(ctx, cb, friendly(ctx, err))
+			return
+		}
+		b.tell(ctx, cb, releasedText(g))
+		b.refreshHome(ctx, user)
 	case ActionReview:
 		if _, err := b.opts.Approvals.MayReview(ctx, id, user); err != nil {
-			b.later(ctx, func(ctx context.Context) { b.tell(ctx, cb, friendly(ctx, err)) })
+			b.tell(ctx, cb, friendly(ctx, err))
 			return
 		}
-		if _, err := b.opts.API.OpenViewContext(ctx, cb.TriggerID, ReviewModal(id)); err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not open the review form")
-			b.later(ctx, func(ctx context.Context) {
-				b.tell(ctx, cb, "I could not open the form ("+slackErr(err)+"); try again.")
-			})
-		}
+		openForm("review", ReviewModal(id))
 	case ActionExtend:
 		g, err := b.opts.Store.GetGrant(ctx, id)
 		if err != nil || g.UserID != user {
-			b.later(ctx, func(ctx context.Context) { b.tell(ctx, cb, "Only the holder of a grant can extend it.") })
+			b.tell(ctx, cb, "Only the holder of a grant can extend it.")
 			return
 		}
-		modal := ReasonModal(CallbackExtend, "Extend access", "Extend "+g.Role+" by", "e.g. 30m or 1h", id)
-		if _, err := b.opts.API.OpenViewContext(ctx, cb.TriggerID, modal); err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not open the extend form")
-		}
-	default:
-		zerolog.Ctx(ctx).Debug().Str("action_id", a.ActionID).Msg("ignored unknown action")
+		openForm("extend", ReasonModal(CallbackExtend, "Extend access", "Extend "+g.Role+" by", "e.g. 30m or 1h", id))
 	}
 }
 
@@ -159,7 +160,7 @@ func (b *Bot) viewSubmission(ctx context.Context, cb slack.InteractionCallback) 
 		if value(cb, blockKind) == kindBreakGlass {
 			// The on-call lookup can outlast Slack's 3 seconds: close the form, report by DM.
 			in := approvals.NewRequest{Requester: user, Role: role, Duration: d, Reason: value(cb, blockReason), Source: "modal"}
-			b.later(ctx, func(ctx context.Context) {
+			queued := b.later(ctx, func(ctx context.Context) {
 				out, err := b.opts.Approvals.BreakGlass(ctx, in)
 				text := ""
 				if err != nil {
@@ -172,22 +173,26 @@ func (b *Bot) viewSubmission(ctx context.Context, cb slack.InteractionCallback) 
 					b.notes.dm(user, text, nil)
 				}
 			})
+			if !queued {
+				return fieldErrors(map[string]string{blockKind: busyText})
+			}
 			return nil
 		}
-		req, err := b.opts.Approvals.Create(ctx, approvals.NewRequest{Requester: user, Role: role, Duration: d, Reason: value(cb, blockReason), Source: "modal"})
-		if err != nil {
-			field := blockRole
-			switch {
-			case errors.Is(err, approvals.ErrBadDuration):
-				field = blockDuration
-			case errors.Is(err, approvals.ErrBadReason):
-				field = blockReason
-			}
-			return fieldErrors(map[string]string{field: clip(friendly(ctx, err), 150)})
+		// Checked now, so that a refusal shows under its field; stored after the ack, because an on-call
+		// auto-approval asks the on-call source and activates the grant.
+		in := approvals.NewRequest{Requester: user, Role: role, Duration: d, Reason: value(cb, blockReason), Source: "modal"}
+		if err := b.opts.Approvals.Check(ctx, in); err != nil {
+			return fieldErrors(map[string]string{requestField(err): clip(friendly(ctx, err), 150)})
 		}
 		channel := cb.View.PrivateMetadata
-		b.later(ctx, func(ctx context.Context) {
-			text := b.requestedText(req)
+		queued := b.later(ctx, func(ctx context.Context) {
+			req, err := b.opts.Approvals.Create(ctx, in)
+			text := ""
+			if err != nil {
+				text = ":no_entry: Your request for `" + in.Role + "` was not stored: " + friendly(ctx, err)
+			} else {
+				text = b.requestedText(req)
+			}
 			if channel != "" {
 				if _, err := b.opts.API.PostEphemeralContext(ctx, channel, user, slack.MsgOptionText(text, false)); err == nil {
 					return
@@ -197,6 +202,9 @@ func (b *Bot) viewSubmission(ctx context.Context, cb slack.InteractionCallback) 
 				b.notes.dm(user, text, nil)
 			}
 		})
+		if !queued {
+			return fieldErrors(map[string]string{blockReason: busyText})
+		}
 		return nil
 	case CallbackDeny:
 		id := cb.View.PrivateMetadata
@@ -215,27 +223,46 @@ func (b *Bot) viewSubmission(ctx context.Context, cb slack.InteractionCallback) 
 		if err != nil {
 			return fieldErrors(map[string]string{blockReason: clip(err.Error(), 150)})
 		}
-		b.later(ctx, func(ctx context.Context) {
+		// A refusal (too long, not active any more, not the holder) shows under the field; the provider
+		// is told after the ack.
+		if err := b.opts.Grants.CheckExtend(ctx, id, user, d); err != nil {
+			return fieldErrors(map[string]string{blockReason: clip(friendly(ctx, err), 150)})
+		}
+		queued := b.later(ctx, func(ctx context.Context) {
 			g, err := b.opts.Grants.Extend(ctx, id, user, d)
 			text := ""
 			if err != nil {
 				text = friendly(ctx, err)
 			} else {
-				text = fmt.Sprintf("Grant %s now lasts until %s.", g.ID, slackDate(g.ExpiresAt, "{date_short_pretty} {time}"))
+				text = extendedText(g)
 			}
 			if b.notes != nil {
 				b.notes.dm(user, text, nil)
 			}
 			b.refreshHome(ctx, user)
 		})
+		if !queued {
+			return fieldErrors(map[string]string{blockReason: busyText})
+		}
 		return nil
 	}
 	return nil
 }
 
+// requestField is the request form's field a refusal is about.
+func requestField(err error) string {
+	switch {
+	case errors.Is(err, approvals.ErrBadDuration):
+		return blockDuration
+	case errors.Is(err, approvals.ErrBadReason):
+		return blockReason
+	}
+	return blockRole
+}
+
 // EventsAPI handles Events API callbacks (already deduplicated on event_id by the transport).
 func (b *Bot) AppHomeOpened(ctx context.Context, user string) {
-	b.later(ctx, func(ctx context.Context) { b.refreshHome(ctx, user) })
+	b.later(ctx, func(ctx context.Context) { b.refreshHome(ctx, user) }) // when full, the next opening shows it
 }
 
 // refreshHome publishes the App Home tab for user.
@@ -268,7 +295,7 @@ func (b *Bot) homeView(ctx context.Context, user string) (slack.HomeTabViewReque
 	for _, g := range gs {
 		line := fmt.Sprintf("*%s* `%s` — %s", g.ID, g.Role, g.State)
 		if g.State == store.GrantActive {
-			line += ", until " + slackDate(g.ExpiresAt, "{time}")
+			line += ", until " + when(g.ExpiresAt)
 		}
 		add(slack.NewSectionBlock(mrkdwn(line), nil, nil))
 		if g.State == store.GrantActive {
@@ -313,7 +340,7 @@ func (b *Bot) homeView(ctx context.Context, user string) (slack.HomeTabViewReque
 		if r.Requester == user || r.HasApproval(user) {
 			continue
 		}
-		role, ok := b.opts.Policy.Role(r.Role)
+		role, ok := b.opts.Approvals.Policy().Role(r.Role)
 		if !ok {
 			continue
 		}
@@ -332,6 +359,6 @@ func (b *Bot) homeView(ctx context.Context, user string) (slack.HomeTabViewReque
 }
 
 func (b *Bot) roleOf(name string) *policy.Role {
-	r, _ := b.opts.Policy.Role(name)
+	r, _ := b.opts.Approvals.Policy().Role(name)
 	return r
 }

@@ -4,32 +4,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/slack-go/slack"
 
+	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 )
 
 // Notifier turns committed audit events into Slack: the approval message (posted, then updated in place,
-// with a thread reply per event), DMs to the requester, reminders before expiry, and one line per event in
+// with a thread reply per event), DMs to the requester (the reminder before expiry on the grant manager's
+// grant-reminder event, which the durable due index schedules), and one line per event in
 // the audit channel. It never blocks a state change: events are queued per channel and retried; the store
 // stays the truth and every message is re-rendered from it when its job runs.
 type Notifier struct {
-	api    SlackAPI
-	st     Store
-	pol    *policy.Policy
-	now    func() time.Time
-	log    zerolog.Logger
-	remind func(g store.Grant) time.Duration
+	api SlackAPI
+	st  Store
+	pol *policy.Policy
+	now func() time.Time
+	log zerolog.Logger
+	// current, when set, returns the policy in force (it changes on reload); pol is the fallback.
+	current func() *policy.Policy
 
 	mu     sync.Mutex
 	queues map[string]*channelQueue
 	dms    map[string]string
-	timers map[string]*time.Timer
 	ctx    context.Context
 	wg     sync.WaitGroup
 }
@@ -41,8 +45,9 @@ type NotifierOptions struct {
 	Policy *policy.Policy
 	Now    func() time.Time
 	Logger zerolog.Logger
-	// RemindBefore says how long before expiry the holder is reminded; default min(10m, duration/5).
-	RemindBefore func(g store.Grant) time.Duration
+	// CurrentPolicy, when set, returns the policy in force, read for every event (policy reloads); Policy is
+	// used when it is nil.
+	CurrentPolicy func() *policy.Policy
 }
 
 // NewNotifier returns a Notifier whose workers live until ctx ends.
@@ -50,11 +55,8 @@ func NewNotifier(ctx context.Context, o NotifierOptions) *Notifier {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.RemindBefore == nil {
-		o.RemindBefore = func(g store.Grant) time.Duration { return min(10*time.Minute, g.Duration/5) }
-	}
-	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger, remind: o.RemindBefore,
-		queues: map[string]*channelQueue{}, dms: map[string]string{}, timers: map[string]*time.Timer{}, ctx: ctx}
+	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger, current: o.CurrentPolicy,
+		queues: map[string]*channelQueue{}, dms: map[string]string{}, ctx: ctx}
 }
 
 // Wait blocks until every queued job has run (after ctx ended, or when the queues are idle in tests).
@@ -172,8 +174,15 @@ func (n *Notifier) Publish(_ context.Context, events ...store.AuditEvent) {
 }
 
 func (n *Notifier) roleOf(name string) *policy.Role {
-	r, _ := n.pol.Role(name)
+	r, _ := n.policy().Role(name)
 	return r
+}
+
+func (n *Notifier) policy() *policy.Policy {
+	if n.current != nil {
+		return n.current()
+	}
+	return n.pol
 }
 
 func (n *Notifier) handle(e store.AuditEvent) {
@@ -197,7 +206,7 @@ func (n *Notifier) handle(e store.AuditEvent) {
 	n.enqueue(ch, job{key: "render:" + reqID, run: func(ctx context.Context) error { return n.render(ctx, reqID) }})
 	if e.Type == store.EventReviewPending {
 		// Announced again in the channel itself, not only in the thread, so that nobody can miss it.
-		text := fmt.Sprintf(":rotating_light: Break-glass %s (`%s`) is still unreviewed after %s. %s: review it in its thread's message.", reqID, e.Role, e.Details["since"], mentions(role))
+		text := fmt.Sprintf(":rotating_light: Break-glass %s (`%s`) is still unreviewed after %s. %s: review it in its thread's message.", reqID, e.Role, human(e.Details["since"]), mentions(role))
 		n.enqueue(ch, job{run: func(ctx context.Context) error {
 			_, _, err := n.api.PostMessageContext(ctx, ch, slack.MsgOptionText(text, false))
 			return err
@@ -213,7 +222,7 @@ func (n *Notifier) auditChannel(role *policy.Role) string {
 	if role != nil && role.AuditChannel != "" {
 		return role.AuditChannel
 	}
-	return n.pol.Defaults.AuditChannel
+	return n.policy().Defaults.AuditChannel
 }
 
 // postApproval posts the approval message once and records where it is on the request.
@@ -316,11 +325,11 @@ func threadReply(e store.AuditEvent) string {
 	case store.EventExpired:
 		return ":zzz: Expired without a decision."
 	case store.EventGranted:
-		return fmt.Sprintf(":unlock: Access is active (grant %s).", e.GrantID)
+		return fmt.Sprintf(":unlock: Access is active (grant %s).", e.GrantID) + preExistingNote(e, "granted")
 	case store.EventGrantFailed:
 		return fmt.Sprintf(":x: The provider refused the grant: %s", clip(escape(e.Details["error"]), 500))
 	case store.EventExtended:
-		return fmt.Sprintf(":hourglass: Extended by %s by %s.", e.Details["by"], actor)
+		return fmt.Sprintf(":hourglass: Extended by %s by %s.", human(e.Details["by"]), actor)
 	case store.EventReleased:
 		return fmt.Sprintf(":raised_hand: Released early by %s.", actor)
 	case store.EventGrantExpired:
@@ -329,7 +338,15 @@ func threadReply(e store.AuditEvent) string {
 		if e.Details["covered_by"] != "" {
 			return fmt.Sprintf(":lock: Grant %s ended; access stays under the overlapping grant %s.", e.GrantID, e.Details["covered_by"])
 		}
+		if e.Details["pre_existing"] == "true" {
+			return fmt.Sprintf(":lock: Grant %s ended.", e.GrantID) + preExistingNote(e, "ended")
+		}
 		return fmt.Sprintf(":lock: Access removed (grant %s).", e.GrantID)
+	case store.EventRevokeVerified:
+		if at, err := time.Parse(time.RFC3339Nano, e.Details["verified_at"]); err == nil {
+			return fmt.Sprintf(":white_check_mark: Access confirmed gone at %s (checked at the provider).", slackDate(at, "{time_secs}"))
+		}
+		return ":white_check_mark: Access confirmed gone (checked at the provider)."
 	case store.EventRevokeFailed:
 		return fmt.Sprintf(":rotating_light: Removing access failed %s times: %s. jitbot keeps retrying.", e.Details["attempts"], clip(escape(e.Details["error"]), 500))
 	case store.EventBreakGlass:
@@ -361,17 +378,38 @@ func (n *Notifier) dmFor(e store.AuditEvent) {
 		if err != nil || g.State != store.GrantActive {
 			return
 		}
-		n.scheduleReminder(g)
 		if e.Type == store.EventExtended {
+			n.refreshGrantDMs(g.UserID, e.RequestID, e.GrantID)
 			return
 		}
-		text = fmt.Sprintf(":unlock: Your access to `%s` is active until %s (grant %s).", g.Role, slackDate(g.ExpiresAt, "{date_short_pretty} {time}"), g.ID)
-		blocks = []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(g)}
+		text, blocks = GrantDM(g)
+		n.dmThen(g.UserID, text, blocks, func(ctx context.Context, ch, ts string) error {
+			return n.rememberDM(ctx, e.RequestID, ch, ts)
+		})
+		return
+	case store.EventGrantReminder:
+		g, err := n.st.GetGrant(context.WithoutCancel(n.ctx), e.GrantID)
+		if err != nil || g.State != store.GrantActive || !n.now().Before(g.ExpiresAt) {
+			return
+		}
+		text = fmt.Sprintf(":hourglass_flowing_sand: Your access to `%s` ends %s (grant %s). Extend it, or end it now if you are done.", g.Role, when(g.ExpiresAt), g.ID)
+		n.dmThen(g.UserID, text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(g)}, func(ctx context.Context, ch, ts string) error {
+			return n.rememberDM(ctx, g.RequestID, ch, ts)
+		})
+		return
+	case store.EventReleased, store.EventGrantExpired, store.EventRevokeFailed:
+		if g, err := n.st.GetGrant(context.WithoutCancel(n.ctx), e.GrantID); err == nil {
+			n.refreshGrantDMs(g.UserID, e.RequestID, e.GrantID)
+		}
+		return
 	case store.EventRevoked:
+		if g, err := n.st.GetGrant(context.WithoutCancel(n.ctx), e.GrantID); err == nil {
+			n.refreshGrantDMs(g.UserID, e.RequestID, e.GrantID)
+		}
 		if e.Details["covered_by"] != "" {
 			return
 		}
-		text = fmt.Sprintf(":lock: Your access to `%s` has ended (grant %s).", e.Role, e.GrantID)
+		text = fmt.Sprintf(":lock: Your access to `%s` has ended (grant %s).", e.Role, e.GrantID) + preExistingNote(e, "ended")
 	default:
 		return
 	}
@@ -380,6 +418,119 @@ func (n *Notifier) dmFor(e store.AuditEvent) {
 		return
 	}
 	n.dm(req.Requester, text, blocks)
+}
+
+// preExistingNote tells people that the provider already had the access before the grant (standing access,
+// see grants.PreExistingRef): jitbot leaves it in place, so it does not end with the grant.
+func preExistingNote(e store.AuditEvent, when string) string {
+	if e.Details["pre_existing"] != "true" {
+		return ""
+	}
+	if when == "ended" {
+		return " You had this access before the grant, so it was left in place and you still have it."
+	}
+	return " You already had this access before this grant; jitbot will leave it in place when the grant ends."
+}
+
+// GrantDM is the holder's DM about a grant, rendered from its current state: the expiry and the Extend and
+// I'm done buttons while it is active, what became of it afterwards (no buttons).
+func GrantDM(g store.Grant) (string, []slack.Block) {
+	var text string
+	switch g.State {
+	case store.GrantActive:
+		text = fmt.Sprintf(":unlock: Your access to `%s` is active until %s (grant %s).", g.Role, when(g.ExpiresAt), g.ID)
+		if grants.IsPreExisting(g.ProviderRef) {
+			text += " You already had this access before this grant; jitbot will leave it in place when the grant ends."
+		}
+		return text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(g)}
+	case store.GrantActivating:
+		text = fmt.Sprintf(":gear: Your access to `%s` is being applied (grant %s).", g.Role, g.ID)
+	case store.GrantRevoking:
+		text = fmt.Sprintf(":lock: Your access to `%s` has ended (%s); removing it is in progress (grant %s).", g.Role, endReason(&g), g.ID)
+	case store.GrantRevokeFailed:
+		text = fmt.Sprintf(":rotating_light: Your access to `%s` has ended (%s), but removing it failed so far; jitbot keeps retrying (grant %s).", g.Role, endReason(&g), g.ID)
+	case store.GrantRevoked:
+		text = fmt.Sprintf(":lock: Your access to `%s` ended (%s) %s (grant %s).", g.Role, endReason(&g), when(g.RevokedAt), g.ID)
+		if grants.IsPreExisting(g.ProviderRef) {
+			text = fmt.Sprintf(":lock: Grant %s for `%s` ended (%s) %s. You had this access before the grant, so it was left in place and you still have it.", g.ID, g.Role, endReason(&g), when(g.RevokedAt))
+		}
+		if g.CoveredBy != "" {
+			text = fmt.Sprintf(":lock: Grant %s for `%s` ended (%s); your access stays under grant %s.", g.ID, g.Role, endReason(&g), g.CoveredBy)
+		}
+	case store.GrantFailed:
+		text = fmt.Sprintf(":x: Access for `%s` could not be applied (grant %s).", g.Role, g.ID)
+	default:
+		text = fmt.Sprintf("Grant %s for `%s` is %s.", g.ID, g.Role, g.State)
+	}
+	return text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil)}
+}
+
+// dmRefsKey is the request meta key listing the holder's DMs about its grant ("channel/ts" separated by
+// spaces), so that they are updated in place when the grant changes, after a restart too.
+const dmRefsKey = "slack_dms"
+
+// maxDMRefs bounds the DMs remembered per grant (the grant DM and its reminders).
+const maxDMRefs = 8
+
+// rememberDM records a grant DM on the grant's request, retrying compare-and-swap conflicts.
+func (n *Notifier) rememberDM(ctx context.Context, reqID, ch, ts string) error {
+	if reqID == "" {
+		return nil
+	}
+	for range 20 {
+		req, err := n.st.GetRequest(ctx, reqID)
+		if err != nil {
+			return err
+		}
+		refs := strings.Fields(req.Meta[dmRefsKey])
+		if slices.Contains(refs, ch+"/"+ts) {
+			return nil
+		}
+		refs = append(refs, ch+"/"+ts)
+		if len(refs) > maxDMRefs {
+			refs = refs[len(refs)-maxDMRefs:]
+		}
+		prev := req.Version
+		if req.Meta == nil {
+			req.Meta = map[string]string{}
+		}
+		req.Meta[dmRefsKey] = strings.Join(refs, " ")
+		err = n.st.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}})
+		if !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return store.ErrConflict
+}
+
+// refreshGrantDMs re-renders every remembered DM about the grant from the store, in the holder's DM queue
+// (so after any DM still being posted).
+func (n *Notifier) refreshGrantDMs(user, reqID, grantID string) {
+	if reqID == "" || user == "" {
+		return
+	}
+	n.enqueue("dm:"+user, job{key: "dmrender:" + grantID, run: func(ctx context.Context) error {
+		req, err := n.st.GetRequest(ctx, reqID)
+		if err != nil {
+			return err
+		}
+		g, err := n.st.GetGrant(ctx, grantID)
+		if err != nil {
+			return err
+		}
+		text, blocks := GrantDM(g)
+		for _, ref := range strings.Fields(req.Meta[dmRefsKey]) {
+			ch, ts, ok := strings.Cut(ref, "/")
+			if !ok {
+				continue
+			}
+			_, _, _, err := n.api.UpdateMessageContext(ctx, ch, ts, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+			if err != nil && !permanentSlackError(err) {
+				return err
+			}
+		}
+		return nil
+	}})
 }
 
 func cut(s string) (string, string, bool) {
@@ -392,7 +543,10 @@ func cut(s string) (string, string, bool) {
 }
 
 // dm queues a direct message to user.
-func (n *Notifier) dm(user, text string, blocks []slack.Block) {
+func (n *Notifier) dm(user, text string, blocks []slack.Block) { n.dmThen(user, text, blocks, nil) }
+
+// dmThen queues a direct message to user and runs posted (if set) with where it landed.
+func (n *Notifier) dmThen(user, text string, blocks []slack.Block, posted func(ctx context.Context, ch, ts string) error) {
 	if isWorkloadID(user) {
 		return // a pipeline (workload:<name>) has no Slack DM
 	}
@@ -405,8 +559,14 @@ func (n *Notifier) dm(user, text string, blocks []slack.Block) {
 		if len(blocks) > 0 {
 			opts = append(opts, slack.MsgOptionBlocks(blocks...))
 		}
-		_, _, err = n.api.PostMessageContext(ctx, ch, opts...)
-		return err
+		_, ts, err := n.api.PostMessageContext(ctx, ch, opts...)
+		if err != nil || posted == nil {
+			return err
+		}
+		if err := posted(ctx, ch, ts); err != nil {
+			n.log.Warn().Err(err).Str("user", user).Msg("could not record a DM; it will not be updated in place")
+		}
+		return nil
 	}})
 }
 
@@ -425,33 +585,4 @@ func (n *Notifier) dmChannel(ctx context.Context, user string) (string, error) {
 	n.dms[user] = c.ID
 	n.mu.Unlock()
 	return c.ID, nil
-}
-
-// scheduleReminder DMs the holder shortly before expiry with Extend and I'm done. Reminders are timers in
-// this process: after a restart, grants that are still active get no reminder (their expiry is unaffected).
-func (n *Notifier) scheduleReminder(g store.Grant) {
-	before := n.remind(g)
-	if before <= 0 {
-		return
-	}
-	at := g.ExpiresAt.Add(-before)
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if t := n.timers[g.ID]; t != nil {
-		t.Stop()
-	}
-	n.timers[g.ID] = time.AfterFunc(max(at.Sub(n.now()), 0), func() {
-		n.mu.Lock()
-		delete(n.timers, g.ID)
-		n.mu.Unlock()
-		if n.ctx.Err() != nil {
-			return
-		}
-		cur, err := n.st.GetGrant(context.WithoutCancel(n.ctx), g.ID)
-		if err != nil || cur.State != store.GrantActive || !cur.ExpiresAt.Equal(g.ExpiresAt) {
-			return
-		}
-		text := fmt.Sprintf(":hourglass_flowing_sand: Your access to `%s` ends %s (grant %s). Extend it, or end it now if you are done.", cur.Role, slackDate(cur.ExpiresAt, "{time}"), cur.ID)
-		n.dm(cur.UserID, text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(cur)})
-	})
 }

@@ -59,6 +59,22 @@ func escape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
+// when writes a moment the one way jitbot writes moments: in the reader's own time zone, with the day
+// ("Dec 2 at 14:05"; Slack's fallback text is UTC).
+func when(t time.Time) string { return slackDate(t, "{date_short_pretty} at {time}") }
+
+// human writes a duration detail of an audit event ("1h0m0s", as stored) for people ("1h").
+func human(s string) string {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	return policy.FormatDuration(d)
+}
+
+// durationDetails are the audit details that hold a duration.
+var durationDetails = map[string]bool{"duration": true, "by": true, "since": true}
+
 func slackDate(t time.Time, format string) string {
 	return fmt.Sprintf("<!date^%d^%s|%s>", t.Unix(), format, t.UTC().Format("2006-01-02 15:04 UTC"))
 }
@@ -83,7 +99,7 @@ func approvers(ds []store.Decision) string {
 func status(req store.Request, g *store.Grant, now time.Time) string {
 	switch req.State {
 	case store.RequestPending:
-		return fmt.Sprintf(":hourglass_flowing_sand: Waiting for approval (%d of %d). Expires %s if nobody decides.", len(req.Approvals), req.RequiredApprovals, slackDate(req.PendingUntil, "{time}"))
+		return fmt.Sprintf(":hourglass_flowing_sand: Waiting for approval (%d of %d). Expires %s if nobody decides.", len(req.Approvals), req.RequiredApprovals, when(req.PendingUntil))
 	case store.RequestDenied:
 		if req.Denial != nil {
 			return fmt.Sprintf(":no_entry: Denied by <@%s>: %s", req.Denial.By, escape(req.Denial.Note))
@@ -108,7 +124,7 @@ func status(req store.Request, g *store.Grant, now time.Time) string {
 		}
 		return ":gear: " + by + ". Applying access…"
 	case store.GrantActive:
-		return fmt.Sprintf(":unlock: %s. Active until %s.", by, slackDate(g.ExpiresAt, "{date_short_pretty} {time}"))
+		return fmt.Sprintf(":unlock: %s. Active until %s.", by, when(g.ExpiresAt))
 	case store.GrantRevoking:
 		if g.Attempts > 0 {
 			return fmt.Sprintf(":warning: %s. Ended (%s); removing access is being retried (attempt %d).", by, endReason(g), g.Attempts)
@@ -117,7 +133,7 @@ func status(req store.Request, g *store.Grant, now time.Time) string {
 	case store.GrantRevokeFailed:
 		return fmt.Sprintf(":rotating_light: %s. *Removing access failed %d times; access may still be present.* jitbot keeps retrying and has alerted the audit channel.", by, g.Attempts)
 	case store.GrantRevoked:
-		return fmt.Sprintf(":lock: %s. Access ended (%s) %s.", by, endReason(g), slackDate(g.RevokedAt, "{time}"))
+		return fmt.Sprintf(":lock: %s. Access ended (%s) %s.", by, endReason(g), when(g.RevokedAt))
 	case store.GrantFailed:
 		return fmt.Sprintf(":x: %s, but the provider refused the grant; nothing remains in place.", by)
 	}
@@ -268,7 +284,11 @@ func AuditLine(e store.AuditEvent) string {
 		fmt.Fprintf(&b, " · %s", e.GrantID)
 	}
 	for _, k := range slices.Sorted(maps.Keys(e.Details)) {
-		fmt.Fprintf(&b, " · %s: %s", k, clip(escape(e.Details[k]), 300))
+		v := e.Details[k]
+		if durationDetails[k] {
+			v = human(v)
+		}
+		fmt.Fprintf(&b, " · %s: %s", k, clip(escape(v), 300))
 	}
 	if e.Type == store.EventRevokeFailed || e.Type == store.EventDriftRevoked || e.Type == store.EventBreakGlass {
 		return ":rotating_light: " + clip(b.String(), 2900)

@@ -3,10 +3,13 @@ package bot
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -19,9 +22,15 @@ import (
 // stay far below it.
 const MaxBodyBytes = 256 << 10
 
-// replayWindow covers Slack's 5-minute signature window with margin: a signature seen again inside it is a
-// replay.
-const replayWindow = 6 * time.Minute
+// replayMargin keeps a request's replay record past the end of its signature's 5-minute window, to cover
+// clock differences between the replicas sharing the store (their verifiers use their own clocks).
+const replayMargin = time.Minute
+
+// signatureWindow is how far from now slack-go accepts a request timestamp, in either direction.
+const signatureWindow = 5 * time.Minute
+
+// maxEventRetry is the highest X-Slack-Retry-Num taken as a retry; Slack retries an event 3 times.
+const maxEventRetry = 10
 
 // HTTPHandler serves Slack's HTTP mode: POST /slack/commands, /slack/interactions and /slack/events. Each
 // request is verified before anything is parsed: a missing, forged or stale signature gets 401, an oversized
@@ -61,11 +70,11 @@ func (b *Bot) verified(secret string, retries bool, next func(w http.ResponseWri
 			http.Error(w, "invalid Slack signature", http.StatusUnauthorized)
 			return
 		}
-		key := "slack-sig:" + r.Header.Get("X-Slack-Signature")
-		if n := r.Header.Get("X-Slack-Retry-Num"); retries && n != "" {
-			key += ":retry:" + n
+		key, ttl := replayKey(r.Header, body, time.Now())
+		if n, ok := retryNum(r.Header); retries && ok {
+			key += ":retry:" + strconv.Itoa(n)
 		}
-		first, err := b.opts.Store.MarkSeen(r.Context(), key, replayWindow)
+		first, err := b.opts.Store.MarkSeen(r.Context(), key, ttl)
 		if err != nil {
 			log.Error().Err(err).Msg("could not check for a replayed request; refusing it")
 			http.Error(w, "try again", http.StatusServiceUnavailable)
@@ -79,6 +88,31 @@ func (b *Bot) verified(secret string, retries bool, next func(w http.ResponseWri
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		next(w, r, body)
 	})
+}
+
+// replayKey names a verified request by what its signature covers, never by how the signature header is
+// written: slack-go accepts the hex in any case and reads only the first X-Slack-Signature, so keying on the
+// header would let one signed request through once per spelling. The key is the timestamp (as a number) and
+// the SHA-256 of the raw body; it is kept until the signature can no longer verify anywhere (the timestamp
+// may lie up to 5 minutes in the future too), plus a margin for clock differences between replicas.
+func replayKey(h http.Header, body []byte, now time.Time) (string, time.Duration) {
+	ts, _ := strconv.ParseInt(h.Get("X-Slack-Request-Timestamp"), 10, 64) // verified: it parses
+	sum := sha256.Sum256(body)
+	ttl := time.Unix(ts, 0).Add(signatureWindow + replayMargin).Sub(now)
+	return "slack-req:" + strconv.FormatInt(ts, 10) + ":" + hex.EncodeToString(sum[:]), max(ttl, replayMargin)
+}
+
+// retryNum reads X-Slack-Retry-Num as a number, so that "1", "01" and "+1" are one retry, not three keys.
+func retryNum(h http.Header) (int, bool) {
+	v := h.Get("X-Slack-Retry-Num")
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxEventRetry {
+		return 0, false
+	}
+	return n, true
 }
 
 func verifyReason(err error) string {
@@ -145,6 +179,10 @@ func (b *Bot) event(ctx context.Context, ev slackevents.EventsAPIEvent) {
 	if !ok {
 		return
 	}
+	if cb.EventID == "" {
+		zerolog.Ctx(ctx).Warn().Msg("ignored an event without an event_id")
+		return
+	}
 	if first, err := b.opts.Store.MarkSeen(ctx, "slack-event:"+cb.EventID, time.Hour); err != nil || !first {
 		return
 	}
@@ -153,13 +191,24 @@ func (b *Bot) event(ctx context.Context, ev slackevents.EventsAPIEvent) {
 	}
 }
 
+// socketHandlers bounds the Socket Mode envelopes handled at once. Handlers only parse, check and queue
+// (the work runs on the worker pool), so this is a guard against a flood, not a working limit.
+const socketHandlers = 64
+
+// envelopeMemory is how long a Socket Mode envelope id is remembered: Slack redelivers an envelope whose ack
+// it did not get a few times within minutes.
+const envelopeMemory = time.Hour
+
 // RunSocketMode serves Slack over Socket Mode until ctx ends, with the same handlers as HTTP mode. api must
-// carry the app-level token (slack.OptionAppLevelToken).
+// carry the app-level token (slack.OptionAppLevelToken). Envelopes are handled concurrently, each acked as
+// soon as its handler returns, and each acted on once: a redelivered envelope (same envelope_id, after a
+// lost or late ack) is acknowledged again and otherwise ignored.
 func (b *Bot) RunSocketMode(ctx context.Context, api *slack.Client, opts ...socketmode.Option) error {
 	client := socketmode.New(api, opts...)
 	errc := make(chan error, 1)
 	go func() { errc <- client.RunContext(ctx) }()
 	log := zerolog.Ctx(ctx)
+	slots := make(chan struct{}, socketHandlers)
 	for {
 		select {
 		case <-ctx.Done():
@@ -171,39 +220,82 @@ func (b *Bot) RunSocketMode(ctx context.Context, api *slack.Client, opts ...sock
 			return err
 		case evt := <-client.Events:
 			switch evt.Type {
-			case socketmode.EventTypeSlashCommand:
-				sc, ok := evt.Data.(slack.SlashCommand)
-				if !ok || evt.Request == nil {
+			case socketmode.EventTypeSlashCommand, socketmode.EventTypeInteractive, socketmode.EventTypeEventsAPI:
+				if evt.Request == nil {
 					continue
 				}
-				if msg := b.Command(ctx, sc); msg != nil {
-					_ = client.Ack(*evt.Request, msg)
-				} else {
-					_ = client.Ack(*evt.Request)
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					return nil
 				}
-			case socketmode.EventTypeInteractive:
-				cb, ok := evt.Data.(slack.InteractionCallback)
-				if !ok || evt.Request == nil {
-					continue
-				}
-				if resp := b.Interaction(ctx, cb); resp != nil {
-					_ = client.Ack(*evt.Request, resp)
-				} else {
-					_ = client.Ack(*evt.Request)
-				}
-			case socketmode.EventTypeEventsAPI:
-				ev, ok := evt.Data.(slackevents.EventsAPIEvent)
-				if evt.Request != nil {
-					_ = client.Ack(*evt.Request)
-				}
-				if ok {
-					b.event(ctx, ev)
-				}
+				b.wg.Add(1)
+				go func() {
+					defer b.wg.Done()
+					defer func() { <-slots }()
+					b.envelope(ctx, client, evt)
+				}()
 			case socketmode.EventTypeInvalidAuth:
 				return errors.New("bot: Slack refused the app-level token (SLACK_APP_TOKEN)")
 			case socketmode.EventTypeConnectionError:
 				log.Warn().Msg("socket mode connection error; reconnecting")
 			}
+		}
+	}
+}
+
+// envelope handles one Socket Mode envelope and acks it.
+func (b *Bot) envelope(ctx context.Context, client *socketmode.Client, evt socketmode.Event) {
+	req := *evt.Request
+	log := zerolog.Ctx(ctx).With().Str("envelope_id", req.EnvelopeID).Str("envelope_type", req.Type).Int("retry_attempt", req.RetryAttempt).Logger()
+	ctx = log.WithContext(ctx)
+	if req.EnvelopeID == "" {
+		log.Warn().Msg("ignored a Socket Mode envelope without an id")
+		return
+	}
+	first, err := b.opts.Store.MarkSeen(ctx, "slack-envelope:"+req.EnvelopeID, envelopeMemory)
+	if err != nil {
+		// Without the check a redelivery could act twice: do nothing, and say so.
+		log.Error().Err(err).Msg("could not check for a redelivered envelope; refusing it")
+		if evt.Type == socketmode.EventTypeSlashCommand {
+			_ = client.Ack(req, ephemeral("jitbot could not take this right now, so nothing was done. Try again in a moment."))
+		} else {
+			_ = client.Ack(req)
+		}
+		return
+	}
+	if !first {
+		log.Info().Str("retry_reason", req.RetryReason).Msg("ignored a redelivered envelope (acknowledged again)")
+		_ = client.Ack(req)
+		return
+	}
+	switch evt.Type {
+	case socketmode.EventTypeSlashCommand:
+		sc, ok := evt.Data.(slack.SlashCommand)
+		if !ok {
+			_ = client.Ack(req)
+			return
+		}
+		if msg := b.Command(ctx, sc); msg != nil {
+			_ = client.Ack(req, msg)
+		} else {
+			_ = client.Ack(req)
+		}
+	case socketmode.EventTypeInteractive:
+		cb, ok := evt.Data.(slack.InteractionCallback)
+		if !ok {
+			_ = client.Ack(req)
+			return
+		}
+		if resp := b.Interaction(ctx, cb); resp != nil {
+			_ = client.Ack(req, resp)
+		} else {
+			_ = client.Ack(req)
+		}
+	case socketmode.EventTypeEventsAPI:
+		_ = client.Ack(req)
+		if ev, ok := evt.Data.(slackevents.EventsAPIEvent); ok {
+			b.event(ctx, ev)
 		}
 	}
 }

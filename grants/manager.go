@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -74,6 +75,17 @@ type Options struct {
 	// LockWait is how long an operation waits for another operation on the same binding. Default
 	// AttemptTimeout.
 	LockWait time.Duration
+	// RemindBefore says how long before its expiry the holder of an active grant is reminded (a
+	// grant-reminder event, scheduled in the durable due index); 0 or less: no reminder for that grant.
+	// Default min(10m, a fifth of the grant's duration), none for grants shorter than 5 minutes.
+	RemindBefore func(g store.Grant) time.Duration
+	// LateCallWindow is how long after a revoke a provider call that jitbot gave up on (an attempt timeout)
+	// may still land at a provider that cannot order operations (see Sequenced): the revoked binding is
+	// checked again, from the durable due index, once it has passed. Default 2×AttemptTimeout.
+	LateCallWindow time.Duration
+	// LockTTL is the binding lock's lifetime; it is renewed before every provider call, and every commit made
+	// under it is fenced by it (store.Batch.Fence). Default 2×AttemptTimeout + 5s.
+	LockTTL time.Duration
 }
 
 // Manager runs grant transitions. Every provider call and every change to a live lease happens while holding
@@ -81,6 +93,9 @@ type Options struct {
 type Manager struct {
 	opts       Options
 	onSchedule func(time.Time)
+	// maxBudget is the longest attempt any provider declared (grants.AttemptBudgeter), at least AttemptTimeout:
+	// binding locks must outlive the longest provider call.
+	maxBudget time.Duration
 }
 
 // NewManager validates opts and returns a Manager.
@@ -113,8 +128,35 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.LockWait <= 0 {
 		opts.LockWait = opts.AttemptTimeout
 	}
-	return &Manager{opts: opts}, nil
+	if opts.RemindBefore == nil {
+		opts.RemindBefore = func(g store.Grant) time.Duration {
+			if g.Duration < 5*time.Minute {
+				return 0 // a reminder less than a minute before the end is noise
+			}
+			return min(10*time.Minute, g.Duration/5)
+		}
+	}
+	m := &Manager{opts: opts, maxBudget: opts.AttemptTimeout}
+	for _, p := range opts.Providers {
+		if b, ok := p.(AttemptBudgeter); ok {
+			for _, op := range []string{"grant", "revoke", "check"} {
+				m.maxBudget = max(m.maxBudget, min(b.AttemptBudget(op), maxAttemptBudget))
+			}
+		}
+	}
+	// A call may last as long as the longest attempt budget: the lock must outlive it, and a call jitbot gave
+	// up on can land until then.
+	if m.opts.LateCallWindow <= 0 {
+		m.opts.LateCallWindow = 2 * m.maxBudget
+	}
+	if m.opts.LockTTL <= 0 {
+		m.opts.LockTTL = 2*m.maxBudget + 5*time.Second
+	}
+	return m, nil
 }
+
+// maxAttemptBudget caps what an adapter may declare: a call that needs longer must be resumable.
+const maxAttemptBudget = 15 * time.Minute
 
 // ActivationResumeAfter is the write-ahead resume delay for new grant records.
 func (m *Manager) ActivationResumeAfter() time.Duration { return m.opts.ActivationResumeAfter }
@@ -135,7 +177,7 @@ func (m *Manager) Activate(ctx context.Context, grantID string) error {
 // Release ends a grant early at its holder's request ("I'm done").
 func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant, error) {
 	var out store.Grant
-	err := m.withGrant(ctx, grantID, func(ctx context.Context, lock store.Lock, g *store.Grant) error {
+	err := m.withGrant(ctx, grantID, func(ctx context.Context, b *binding, g *store.Grant) error {
 		if by != g.UserID {
 			return refuse.New(ErrNotHolder, "Only <@%s> can release grant %s.", g.UserID, g.ID)
 		}
@@ -144,12 +186,12 @@ func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant,
 		}
 		now := m.now()
 		prev := g.Version
-		g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts = store.GrantRevoking, "released", by, now, now, 0
+		g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts, g.RemindAt = store.GrantRevoking, "released", by, now, now, 0, time.Time{}
 		ev := m.event(store.EventReleased, by, g, nil)
-		if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
+		if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
 			return err
 		}
-		m.converge(ctx, lock, g.BindingKey)
+		_ = m.converge(ctx, b) // a failed revoke is recorded on the grant and retried by the sweeper
 		if updated, err := m.opts.Store.GetGrant(ctx, g.ID); err == nil {
 			*g = updated
 		}
@@ -163,25 +205,12 @@ func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant,
 // enforce expiry themselves are told the new expiry before it is recorded.
 func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duration) (store.Grant, error) {
 	var out store.Grant
-	err := m.withGrant(ctx, grantID, func(ctx context.Context, _ store.Lock, g *store.Grant) error {
-		if by != g.UserID {
-			return refuse.New(ErrNotHolder, "Only <@%s> can extend grant %s.", g.UserID, g.ID)
-		}
+	err := m.withGrant(ctx, grantID, func(ctx context.Context, b *binding, g *store.Grant) error {
 		now := m.now()
-		if g.State != store.GrantActive || !now.Before(g.ExpiresAt) {
-			return refuse.New(ErrNotActive, "Grant %s is %s, not active, so it cannot be extended. Request the role again.", g.ID, describeState(g, now))
-		}
-		if d <= 0 {
-			return refuse.New(ErrBadExtension, "An extension must be a positive duration such as 30m.")
+		if err := extendRefusal(g, by, d, now); err != nil {
+			return err
 		}
 		newExpiry := g.ExpiresAt.Add(d).Truncate(time.Millisecond)
-		if total := newExpiry.Sub(g.ActivatedAt); g.MaxDuration > 0 && total > g.MaxDuration {
-			left := g.MaxDuration - g.ExpiresAt.Sub(g.ActivatedAt)
-			if left <= 0 {
-				return refuse.New(ErrBadExtension, "Grant %s already runs for the maximum of %s for %s; request the role again.", g.ID, policy.FormatDuration(g.MaxDuration), g.Role)
-			}
-			return refuse.New(ErrBadExtension, "Extending %s by %s would exceed the maximum of %s for %s; you can extend by at most %s.", g.ID, policy.FormatDuration(d), policy.FormatDuration(g.MaxDuration), g.Role, policy.FormatDuration(left.Round(time.Second)))
-		}
 		p, err := m.provider(g)
 		if err != nil {
 			return err
@@ -190,20 +219,31 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		if err != nil {
 			return fmt.Errorf("grants: list leases of binding: %w", err)
 		}
+		b.observe(leases)
 		until := newExpiry
 		if others := latestExpiry(leases, now, g.ID); others.After(until) {
 			until = others
 		}
-		a := assignment(g, until)
-		if _, err := m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) }); err != nil {
+		if err := m.renew(ctx, b); err != nil {
+			return err
+		}
+		a := b.assignment(g, until)
+		ref, err := m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+		if err != nil {
+			// The call may have landed: the provider-side expiry may now be later than the store says.
+			b.diverge(a)
 			return fmt.Errorf("grants: extend %s at provider %s: %w", g.ID, g.Provider, err)
+		}
+		if ref != "" {
+			g.ProviderRef = ref // e.g. standing access removed meanwhile and now created by jitbot
 		}
 		prev := g.Version
 		oldExpiry := g.ExpiresAt
 		g.ExpiresAt, g.Duration = newExpiry, g.Duration+d
-		g.DueAt = g.ActiveDueAt()
+		m.scheduleReminder(g, now) // sets DueAt: the reminder, the heartbeat deadline or the expiry
 		ev := m.event(store.EventExtended, by, g, map[string]string{"by": d.String(), "old_expires_at": oldExpiry.UTC().Format(time.RFC3339), "expires_at": newExpiry.UTC().Format(time.RFC3339)})
-		if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
+		if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
+			b.diverge(a)
 			return err
 		}
 		out = *g
@@ -212,8 +252,10 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 	return out, err
 }
 
-// withGrant runs fn on a fresh copy of the grant while holding its binding lock.
-func (m *Manager) withGrant(ctx context.Context, grantID string, fn func(context.Context, store.Lock, *store.Grant) error) error {
+// CheckExtend says whether Extend would refuse to extend the grant by d now (who asks, the grant's state,
+// the role's maximum), without calling the provider or changing anything: the Extend form shows the
+// refusal under its field. Extend checks everything again under the binding lock.
+func (m *Manager) CheckExtend(ctx context.Context, grantID, by string, d time.Duration) error {
 	g, err := m.opts.Store.GetGrant(ctx, grantID)
 	if errors.Is(err, store.ErrNotFound) {
 		return refuse.New(ErrNotFound, "There is no grant %s.", grantID)
@@ -221,44 +263,89 @@ func (m *Manager) withGrant(ctx context.Context, grantID string, fn func(context
 	if err != nil {
 		return fmt.Errorf("grants: read %s: %w", grantID, err)
 	}
-	lock, err := m.lockBinding(ctx, g.BindingKey)
-	if err != nil {
-		return err
+	return extendRefusal(&g, by, d, m.now())
+}
+
+func extendRefusal(g *store.Grant, by string, d time.Duration, now time.Time) error {
+	if by != g.UserID {
+		return refuse.New(ErrNotHolder, "Only <@%s> can extend grant %s.", g.UserID, g.ID)
 	}
-	defer m.unlock(ctx, lock)
-	g, err = m.opts.Store.GetGrant(ctx, grantID) // re-read under the lock
+	if g.State != store.GrantActive || !now.Before(g.ExpiresAt) {
+		return refuse.New(ErrNotActive, "Grant %s is %s, not active, so it cannot be extended. Request the role again.", g.ID, describeState(g, now))
+	}
+	if d <= 0 {
+		return refuse.New(ErrBadExtension, "An extension must be a positive duration such as 30m.")
+	}
+	newExpiry := g.ExpiresAt.Add(d).Truncate(time.Millisecond)
+	if total := newExpiry.Sub(g.ActivatedAt); g.MaxDuration > 0 && total > g.MaxDuration {
+		left := g.MaxDuration - g.ExpiresAt.Sub(g.ActivatedAt)
+		if left <= 0 {
+			return refuse.New(ErrBadExtension, "Grant %s already runs for the maximum of %s for %s; request the role again.", g.ID, policy.FormatDuration(g.MaxDuration), g.Role)
+		}
+		return refuse.New(ErrBadExtension, "Extending %s by %s would exceed the maximum of %s for %s; you can extend by at most %s.", g.ID, policy.FormatDuration(d), policy.FormatDuration(g.MaxDuration), g.Role, policy.FormatDuration(left.Round(time.Second)))
+	}
+	return nil
+}
+
+// withGrant runs fn on a fresh copy of the grant while holding its binding lock.
+func (m *Manager) withGrant(ctx context.Context, grantID string, fn func(context.Context, *binding, *store.Grant) error) error {
+	g, err := m.opts.Store.GetGrant(ctx, grantID)
+	if errors.Is(err, store.ErrNotFound) {
+		return refuse.New(ErrNotFound, "There is no grant %s.", grantID)
+	}
 	if err != nil {
 		return fmt.Errorf("grants: read %s: %w", grantID, err)
 	}
 	ctx = zerolog.Ctx(ctx).With().Str("grant_id", g.ID).Str("request_id", g.RequestID).Logger().WithContext(ctx)
-	return fn(ctx, lock, &g)
+	return m.withBinding(ctx, g.BindingKey, func(b *binding) error {
+		g, err := m.opts.Store.GetGrant(ctx, grantID) // re-read under the lock
+		if err != nil {
+			return fmt.Errorf("grants: read %s: %w", grantID, err)
+		}
+		return fn(ctx, b, &g)
+	})
+}
+
+// withBinding runs fn while holding the binding's lock. When fn made a provider call whose outcome it could
+// not record (its commit failed, or was fenced out because the lock was lost mid-call: another holder may
+// have decided otherwise meanwhile), the provider may hold what the store does not describe, so the lock is
+// taken again and the binding converged to what the store says (see realign).
+func (m *Manager) withBinding(ctx context.Context, key string, fn func(*binding) error) error {
+	b, err := m.lockBinding(ctx, key)
+	if err != nil {
+		return err
+	}
+	err = fn(b)
+	m.unlock(ctx, b.lock)
+	if len(b.diverged) > 0 {
+		if rerr := m.realign(ctx, key, b.diverged); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return err
 }
 
 // Converge brings the provider in line with the leases of one binding: activating leases are applied, ended
 // leases are revoked unless another live lease still covers the same access. It is the one place where
 // providers are called for grant and revoke.
 func (m *Manager) Converge(ctx context.Context, bindingKey string) error {
-	lock, err := m.lockBinding(ctx, bindingKey)
-	if err != nil {
-		return err
-	}
-	defer m.unlock(ctx, lock)
-	return m.converge(ctx, lock, bindingKey)
+	return m.withBinding(ctx, bindingKey, func(b *binding) error { return m.converge(ctx, b) })
 }
 
-func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) error {
-	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: key})
+func (m *Manager) converge(ctx context.Context, b *binding) error {
+	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: b.key})
 	if err != nil {
 		return fmt.Errorf("grants: list leases of binding: %w", err)
 	}
+	b.observe(leases)
 	// 1. Apply leases waiting for activation. The provider is told the latest expiry of all the binding's
 	// leases, so that a provider that expires access itself never cuts a longer overlapping lease short.
 	for i := range leases {
 		if leases[i].State == store.GrantActivating {
-			if err := m.renew(ctx, lock); err != nil {
+			if err := m.renew(ctx, b); err != nil {
 				return err
 			}
-			m.activate(ctx, &leases[i], latestExpiry(leases, m.now(), ""))
+			m.activate(ctx, b, &leases[i], latestExpiry(leases, m.now(), ""), bindingRef(leases, leases[i].ID))
 		}
 	}
 	// 2. Decide whether access is still wanted, and end the leases that are over.
@@ -280,26 +367,159 @@ func (m *Manager) converge(ctx context.Context, lock store.Lock, key string) err
 		return nil
 	}
 	if cover != nil {
-		return m.endCovered(ctx, ending, cover)
+		return m.endCovered(ctx, b, ending, cover)
 	}
-	if err := m.renew(ctx, lock); err != nil {
+	if err := m.renew(ctx, b); err != nil {
 		return err
 	}
-	return m.revoke(ctx, ending)
+	return m.revoke(ctx, b, ending)
+}
+
+// realign runs after a provider call whose outcome could not be recorded: under a freshly taken lock it
+// converges the binding, then makes the provider match the store whatever the stray call did. With no live
+// lease left, the stray assignments are revoked (the old holder's late Grant must not outlive the revoke that
+// another holder recorded meanwhile); with an active lease, its access is applied again (a stray Revoke must
+// not remove access that a live lease holds). Each removal is an audit event (drift-revoked).
+func (m *Manager) realign(ctx context.Context, key string, stray []Assignment) error {
+	log := zerolog.Ctx(ctx).With().Str("binding", key).Logger()
+	log.Warn().Int("calls", len(stray)).Msg("a provider call's outcome could not be recorded; converging the binding to the store")
+	var err error
+	for range 3 {
+		var again []Assignment
+		err = m.withBindingOnce(ctx, key, func(b *binding) error {
+			defer func() { again = b.diverged }()
+			return m.realignLocked(ctx, b, stray)
+		})
+		if len(again) == 0 {
+			break
+		}
+		stray = append(stray, again...)
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("could not converge the binding after an unrecorded provider call; a later sweep or drift reconciliation must")
+	}
+	return err
+}
+
+// withBindingOnce is withBinding without the realign step (realign's own loop handles it).
+func (m *Manager) withBindingOnce(ctx context.Context, key string, fn func(*binding) error) error {
+	b, err := m.lockBinding(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer m.unlock(ctx, b.lock)
+	return fn(b)
+}
+
+func (m *Manager) realignLocked(ctx context.Context, b *binding, stray []Assignment) error {
+	if err := m.converge(ctx, b); err != nil {
+		return err
+	}
+	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: b.key})
+	if err != nil {
+		return fmt.Errorf("grants: list leases of binding: %w", err)
+	}
+	now := m.now()
+	var cover *store.Grant
+	for i := range leases {
+		g := &leases[i]
+		switch {
+		case g.State == store.GrantActivating:
+			return nil // converge could not activate it yet: its own retry applies it
+		case g.State == store.GrantActive && now.Before(g.ExpiresAt):
+			if cover == nil || g.ExpiresAt.After(cover.ExpiresAt) {
+				cover = g
+			}
+		}
+	}
+	if cover != nil {
+		p, err := m.provider(cover)
+		if err != nil {
+			return err
+		}
+		if err := m.renew(ctx, b); err != nil {
+			return err
+		}
+		a := b.assignment(cover, latestExpiry(leases, now, ""))
+		if _, err := m.call(ctx, "grant", cover, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) }); err != nil {
+			return fmt.Errorf("grants: re-apply %s after an unrecorded provider call: %w", cover.ID, err)
+		}
+		return nil
+	}
+	// No live lease: nothing of the binding may remain at the provider. One revoke removes the binding.
+	a := stray[len(stray)-1]
+	g := &store.Grant{ID: a.GrantID, RequestID: a.RequestID, Role: a.Role, BindingKey: b.key}
+	var puts []store.GrantPut
+	if known, err := m.opts.Store.GetGrant(ctx, a.GrantID); err == nil {
+		g = &known
+	}
+	p, err := m.provider(g)
+	if err != nil {
+		return err
+	}
+	if err := m.renew(ctx, b); err != nil {
+		return err
+	}
+	a.Generation = b.next()
+	if _, err := m.call(ctx, "revoke", g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+		return fmt.Errorf("grants: revoke what an unrecorded provider call may have applied: %w", err)
+	}
+	ev := m.event(store.EventDriftRevoked, "system:grants", g, map[string]string{"provider": g.Provider,
+		"reason": "a provider call whose outcome could not be recorded (lock lost or record changed meanwhile) may have applied access that no live grant covers"})
+	if g.Version > 0 && g.State.Terminal() {
+		// This revoke is verified like any other, from the due index (see recheck).
+		prev := g.Version
+		g.RecheckAt, g.VerifiedAt, g.Attempts = m.now().Add(propagationDelay(p)), time.Time{}, 0
+		g.DueAt = g.RecheckAt
+		puts = append(puts, store.GrantPut{Grant: g, PrevVersion: prev})
+	}
+	if err := m.commit(ctx, b, puts, ev); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not record the realigning revoke")
+	}
+	return nil
 }
 
 // activate calls the provider for one activating lease and records the outcome.
-func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time.Time) {
+// inherited is the provider reference of another live lease of the binding, used when g has none of its own.
+func (m *Manager) activate(ctx context.Context, b *binding, g *store.Grant, othersUntil time.Time, inherited string) {
 	log := zerolog.Ctx(ctx).With().Str("grant_id", g.ID).Str("request_id", g.RequestID).Logger()
 	p, err := m.provider(g)
 	var ref string
+	var a Assignment
+	called := false
 	if err == nil {
 		until := m.now().Add(g.Duration)
 		if othersUntil.After(until) {
 			until = othersUntil
 		}
-		a := assignment(g, until)
+		a = b.assignment(g, until)
+		if a.Ref == "" {
+			a.Ref = inherited
+		}
+		passed, marked := a.Ref, false
+		if a.Ref == "" || a.Ref == RefUntouched {
+			// Write ahead that a first call is under way: if this process dies before it records the
+			// provider's answer, the resumed attempt gets RefCallPending instead of "" and cannot mistake
+			// access this call created for access that was there before.
+			marked = true
+			prev := g.Version
+			g.ProviderRef = RefCallPending
+			if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}); err != nil {
+				log.Error().Err(err).Msg("could not record the provider call about to be made")
+				g.State = "" // unknown now: keep it out of this converge pass
+				return
+			}
+		}
+		called = true
 		ref, err = m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+		if ref == "" && marked {
+			g.ProviderRef = passed // the call is over; the adapter had nothing to say
+		}
+	}
+	if ref != "" {
+		// Kept after a failed attempt too: it can name an operation still in flight, or say whose the
+		// access is, and the next attempt (or the undo) resumes from it.
+		g.ProviderRef = ref
 	}
 	now := m.now()
 	prev := g.Version
@@ -310,12 +530,15 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time
 		if g.HeartbeatTimeout > 0 {
 			g.HeartbeatDeadline = now.Add(g.HeartbeatTimeout)
 		}
-		g.DueAt, g.Attempts, g.LastError = g.ActiveDueAt(), 0, ""
-		if ref != "" {
-			g.ProviderRef = ref
+		g.Attempts, g.LastError = 0, ""
+		m.scheduleReminder(g, now) // sets DueAt: the reminder, the heartbeat deadline or the expiry
+		details := map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano), "provider": g.Provider}
+		if IsPreExisting(g.ProviderRef) {
+			details["pre_existing"] = "true"
+			details["note"] = "the access was already present at the provider before this grant; jitbot will not remove it"
 		}
-		ev = m.event(store.EventGranted, "system:grants", g, map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano), "provider": g.Provider})
-		log.Info().Time("expires_at", g.ExpiresAt).Msg("grant active")
+		ev = m.event(store.EventGranted, "system:grants", g, details)
+		log.Info().Time("expires_at", g.ExpiresAt).Bool("pre_existing", IsPreExisting(g.ProviderRef)).Msg("grant active")
 	case IsPermanent(err) || g.Attempts+1 >= m.opts.MaxAttempts:
 		// Undo whatever the provider may have applied: the lease goes through revocation and ends as failed.
 		g.State, g.EndReason, g.EndedAt, g.DueAt = store.GrantRevoking, "activation_failed", now, now
@@ -328,14 +551,17 @@ func (m *Manager) activate(ctx context.Context, g *store.Grant, othersUntil time
 		ev = m.event(store.EventGrantRetry, "system:grants", g, map[string]string{"error": err.Error(), "attempt": strconv.Itoa(g.Attempts), "next_attempt_at": g.DueAt.UTC().Format(time.RFC3339)})
 		log.Warn().Err(err).Int("attempt", g.Attempts).Time("next_attempt_at", g.DueAt).Msg("grant attempt failed; will retry")
 	}
-	if err := m.commit(ctx, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
+	if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
 		log.Error().Err(err).Msg("could not record activation outcome")
 		g.State = "" // unknown now: keep it out of this converge pass
+		if called {
+			b.diverge(a)
+		}
 	}
 }
 
 // endCovered ends leases whose access another live lease still needs: nothing is revoked at the provider.
-func (m *Manager) endCovered(ctx context.Context, ending []*store.Grant, cover *store.Grant) error {
+func (m *Manager) endCovered(ctx context.Context, b *binding, ending []*store.Grant, cover *store.Grant) error {
 	now := m.now()
 	var puts []store.GrantPut
 	var events []store.AuditEvent
@@ -346,16 +572,16 @@ func (m *Manager) endCovered(ctx context.Context, ending []*store.Grant, cover *
 		events = append(events, m.event(store.EventRevoked, "system:grants", g, map[string]string{"covered_by": cover.ID, "note": "access stays while the overlapping grant lasts"}))
 		puts = append(puts, store.GrantPut{Grant: g, PrevVersion: prev})
 	}
-	if err := m.commit(ctx, puts, events...); err != nil {
+	if err := m.commit(ctx, b, puts, events...); err != nil {
 		return err
 	}
-	m.shrinkExpiry(ctx, ending, cover)
+	m.shrinkExpiry(ctx, b, ending, cover)
 	return nil
 }
 
 // shrinkExpiry tells a provider that expires access itself the binding's new, earlier end when the leases
 // that just ended ran longer than the one that remains. Best effort: jitbot revokes on time regardless.
-func (m *Manager) shrinkExpiry(ctx context.Context, ending []*store.Grant, cover *store.Grant) {
+func (m *Manager) shrinkExpiry(ctx context.Context, b *binding, ending []*store.Grant, cover *store.Grant) {
 	if cover.State != store.GrantActive {
 		return
 	}
@@ -370,12 +596,31 @@ func (m *Manager) shrinkExpiry(ctx context.Context, ending []*store.Grant, cover
 	}
 	p, err := m.provider(cover)
 	if err == nil {
-		a := assignment(cover, cover.ExpiresAt)
+		err = m.renew(ctx, b)
+	}
+	if err == nil {
+		a := b.assignment(cover, cover.ExpiresAt)
 		_, err = m.call(ctx, "grant", cover, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
 	}
 	if err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Str("grant_id", cover.ID).Msg("could not shorten the provider-side expiry; jitbot still revokes on time")
 	}
+}
+
+// bindingRef is the provider reference the binding's other live leases hold: one naming access jitbot made
+// (or an operation of jitbot's) wins over a pre-existing one, so that jitbot never forgets what it created.
+func bindingRef(leases []store.Grant, except string) string {
+	ref := ""
+	for _, g := range leases {
+		if g.ID == except || g.ProviderRef == "" || g.ProviderRef == RefUntouched || !slices.Contains(store.LiveGrantStates, g.State) {
+			continue
+		}
+		if !IsPreExisting(g.ProviderRef) {
+			return g.ProviderRef
+		}
+		ref = g.ProviderRef
+	}
+	return ref
 }
 
 // latestExpiry is the latest expiry among the binding's active, unexpired leases other than except.
@@ -390,16 +635,22 @@ func latestExpiry(leases []store.Grant, now time.Time, except string) time.Time 
 }
 
 // revoke removes the binding's access at the provider once, then ends every lease in ending.
-func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
+func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant) error {
 	last := ending[0]
 	for _, g := range ending[1:] {
 		if g.ExpiresAt.After(last.ExpiresAt) {
 			last = g
 		}
 	}
+	ref, remove := revokeRef(ending)
+	preExisting := IsPreExisting(ref)
 	p, err := m.provider(last)
-	if err == nil {
-		a := assignment(last, last.ExpiresAt)
+	var a Assignment
+	called := false
+	if err == nil && remove {
+		a = b.assignment(last, last.ExpiresAt)
+		a.Ref = ref
+		called = true
 		_, err = m.call(ctx, "revoke", last, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) })
 	}
 	now := m.now()
@@ -409,9 +660,26 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 		prev := g.Version
 		events = append(events, m.markEnded(g, now)...)
 		if err == nil {
-			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, ""
+			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, keptError(g)
 			lag := now.Sub(g.EndedAt)
-			events = append(events, m.event(store.EventRevoked, "system:grants", g, map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}))
+			details := map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}
+			switch {
+			case preExisting:
+				// Nothing was removed: the access was there before jitbot granted it (standing access).
+				details["pre_existing"] = "true"
+				details["note"] = "the access existed before the grant and was left in place"
+			case !remove:
+				details["note"] = "nothing had been applied at the provider"
+			}
+			events = append(events, m.event(store.EventRevoked, "system:grants", g, details))
+			// One check verifies the binding's revoke, from the due index: due at the revoke (or after the
+			// provider's propagation delay), so a burst of expiries is revoked first, earliest due first, and
+			// verified after, and a restart loses nothing. Pre-existing and untouched access was not touched:
+			// there is nothing to verify gone, and no late call of jitbot's can bring anything back.
+			if g == last && remove {
+				g.RecheckAt = now.Add(propagationDelay(p))
+				g.DueAt = g.RecheckAt
+			}
 			if m.opts.Observer != nil && g.EndReason == "expired" {
 				m.opts.Observer.Revoked(lag)
 			}
@@ -429,7 +697,10 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 		}
 		puts = append(puts, store.GrantPut{Grant: g, PrevVersion: prev})
 	}
-	if cerr := m.commit(ctx, puts, events...); cerr != nil {
+	if cerr := m.commit(ctx, b, puts, events...); cerr != nil {
+		if called {
+			b.diverge(a)
+		}
 		return cerr
 	}
 	if err != nil {
@@ -440,11 +711,84 @@ func (m *Manager) revoke(ctx context.Context, ending []*store.Grant) error {
 	return nil
 }
 
+// revokeRef is the reference the binding's revoke acts on, and whether there is anything of jitbot's to remove:
+// a reference of jitbot's own (an operation, an assignment it made, RefCallPending) wins; then an unknown one
+// (""), which is removed to be safe; only when every ending lease holds a pre-existing reference or
+// RefUntouched is nothing removed.
+func revokeRef(ending []*store.Grant) (string, bool) {
+	var unknown, pre, untouched bool
+	preRef := ""
+	for _, g := range ending {
+		switch r := g.ProviderRef; {
+		case r == "":
+			unknown = true
+		case r == RefUntouched:
+			untouched = true
+		case IsPreExisting(r):
+			pre, preRef = true, r
+		default:
+			return r, true
+		}
+	}
+	switch {
+	case unknown:
+		return "", true
+	case pre:
+		return preRef, false
+	case untouched:
+		return RefUntouched, false
+	}
+	return "", true
+}
+
+// scheduleReminder sets an active grant's reminder for its current expiry (none when that moment has passed)
+// and its DueAt to the earlier of reminder and expiry.
+func (m *Manager) scheduleReminder(g *store.Grant, now time.Time) {
+	g.RemindAt = time.Time{}
+	// A task-bound (pipeline) grant has nobody to remind: it ends with its job.
+	if before := m.opts.RemindBefore(*g); before > 0 && g.HeartbeatTimeout <= 0 {
+		if at := g.ExpiresAt.Add(-before).Truncate(time.Millisecond); at.After(now) {
+			g.RemindAt = at
+		}
+	}
+	g.DueAt = activeDue(g)
+}
+
+// activeDue is when the sweeper must next look at an active grant: the earliest of its expiry and its other
+// pending due times (the reminder). Any further due time of an active grant belongs here.
+func activeDue(g *store.Grant) time.Time {
+	due := g.ActiveDueAt() // the expiry, or a task-bound grant's heartbeat deadline when that is earlier
+	if !g.RemindAt.IsZero() && g.RemindAt.Before(due) {
+		due = g.RemindAt
+	}
+	return due
+}
+
+// remind sends the due reminder of an active grant: a grant-reminder event (the Slack notifier DMs the holder
+// on it), committed together with clearing RemindAt, so every reminder is sent once whatever the number of
+// sweepers and restarts.
+func (m *Manager) remind(ctx context.Context, b *binding, id string) error {
+	g, err := m.opts.Store.GetGrant(ctx, id)
+	if err != nil {
+		return fmt.Errorf("grants: remind %s: %w", id, err)
+	}
+	now := m.now()
+	if g.State != store.GrantActive || g.RemindAt.IsZero() || now.Before(g.RemindAt) || !now.Before(g.ExpiresAt) {
+		return nil // not due, already sent, or the grant is over
+	}
+	prev := g.Version
+	g.RemindAt = time.Time{}
+	g.DueAt = activeDue(&g)
+	ev := m.event(store.EventGrantReminder, "system:grants", &g, map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339)})
+	return m.commit(ctx, b, []store.GrantPut{{Grant: &g, PrevVersion: prev}}, ev)
+}
+
 // markEnded moves an active lease whose time is up to revoking and returns the expiry event.
 func (m *Manager) markEnded(g *store.Grant, now time.Time) []store.AuditEvent {
 	if g.State != store.GrantActive {
 		return nil
 	}
+	g.RemindAt = time.Time{}
 	if g.HeartbeatMissed(now) {
 		g.State, g.EndReason, g.EndedAt = store.GrantRevoking, "heartbeat_missed", g.HeartbeatDeadline
 		return []store.AuditEvent{m.event(store.EventHeartbeatMissed, "system:sweeper", g, map[string]string{
@@ -452,6 +796,171 @@ func (m *Manager) markEnded(g *store.Grant, now time.Time) []store.AuditEvent {
 	}
 	g.State, g.EndReason, g.EndedAt = store.GrantRevoking, "expired", g.ExpiresAt
 	return []store.AuditEvent{m.event(store.EventGrantExpired, "system:sweeper", g, map[string]string{"expired_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano)})}
+}
+
+// sequenced reports whether p's far end ignores operations older than the last it applied.
+func sequenced(p Provider) bool {
+	s, ok := p.(Sequenced)
+	return ok && s.OrdersByGeneration()
+}
+
+// keptError is what LastError keeps once a lease's access is gone: why its activation failed, if it did (the
+// record must still say why the grant never became active), else nothing.
+func keptError(g *store.Grant) string {
+	if g.EndReason == "activation_failed" {
+		return g.LastError
+	}
+	return ""
+}
+
+// ConvergeDue converges a binding for the sweeper, given the binding's grants the sweeper claimed as due:
+// besides leases to activate, retry or end, these can be revoked leases whose re-check is due (see
+// store.Grant.RecheckAt) and active leases whose reminder is due (store.Grant.RemindAt).
+func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []store.Grant) error {
+	var rechecks, reminders []string
+	for _, g := range due {
+		switch {
+		case g.State.Terminal() && !g.RecheckAt.IsZero():
+			rechecks = append(rechecks, g.ID)
+		case g.State == store.GrantActive && !g.RemindAt.IsZero():
+			reminders = append(reminders, g.ID)
+		}
+	}
+	return m.withBinding(ctx, bindingKey, func(b *binding) error {
+		err := m.converge(ctx, b)
+		for _, id := range rechecks {
+			err = errors.Join(err, m.recheck(ctx, b, id))
+		}
+		for _, id := range reminders {
+			err = errors.Join(err, m.remind(ctx, b, id))
+		}
+		return err
+	})
+}
+
+// recheck runs a revoked lease's due check (see store.Grant.RecheckAt). When no live lease covers the binding,
+// the provider is asked whether the access is gone:
+//   - gone: the first time, the revoke is verified (a revoke-verified event); for a provider that cannot order
+//     operations, one more check is scheduled for when a call jitbot gave up on can no longer land;
+//   - still there (the revoke has not taken effect, or a late call brought the access back): it is revoked
+//     again (drift-revoked) and checked again after the propagation delay (at least the retry backoff);
+//     after MaxAttempts such rounds a revoke-failed alert is raised, and jitbot keeps going;
+//   - no answer: retried with backoff, with the same alert after MaxAttempts.
+//
+// A live lease on the binding means the access is wanted again, and that lease's own revoke will be checked.
+func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
+	g, err := m.opts.Store.GetGrant(ctx, id)
+	if err != nil {
+		return fmt.Errorf("grants: re-check %s: %w", id, err)
+	}
+	now := m.now()
+	if !g.State.Terminal() || g.RecheckAt.IsZero() || now.Before(g.RecheckAt) {
+		return nil // done or moved meanwhile
+	}
+	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: b.key})
+	if err != nil {
+		return fmt.Errorf("grants: list leases of binding: %w", err)
+	}
+	prev := g.Version
+	var events []store.AuditEvent
+	var failure error
+	done := func() { g.RecheckAt, g.DueAt, g.Attempts = time.Time{}, time.Time{}, 0 }
+	p, perr := m.provider(&g)
+	switch {
+	case len(leases) > 0:
+		done()
+	case perr != nil:
+		failure = perr
+	default:
+		present, err := m.checkPresent(ctx, b, p, &g)
+		switch {
+		case err != nil:
+			failure = err
+		case present:
+			a := b.assignment(&g, g.ExpiresAt)
+			if _, err := m.call(ctx, "revoke", &g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+				failure = err
+				break
+			}
+			why := "the access was still present after its revoke; revoked again"
+			if !g.VerifiedAt.IsZero() {
+				why = "the access came back after its revoke was verified (a provider call jitbot had given up on landed late); revoked again"
+			}
+			zerolog.Ctx(ctx).Warn().Str("grant_id", g.ID).Msg(why)
+			events = append(events, m.event(store.EventDriftRevoked, "system:grants", &g, map[string]string{"provider": g.Provider, "reason": why}))
+			g.Attempts++
+			g.RecheckAt = now.Add(max(propagationDelay(p), m.backoff(g.Attempts)))
+			g.DueAt = g.RecheckAt
+			if g.Attempts == m.opts.MaxAttempts {
+				events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": "access still present after revoke", "attempts": strconv.Itoa(g.Attempts),
+					"alert": "access is still present at the provider after repeated revokes; jitbot keeps revoking"}))
+			}
+		default:
+			if g.VerifiedAt.IsZero() {
+				events = append(events, m.verifiedEvent(&g, now))
+			}
+			done()
+			if late := g.RevokedAt.Add(m.opts.LateCallWindow); !sequenced(p) && now.Before(late) {
+				g.RecheckAt, g.DueAt = late, late
+			}
+		}
+	}
+	if failure != nil {
+		g.Attempts++
+		g.DueAt = now.Add(m.backoff(g.Attempts))
+		if g.Attempts == m.opts.MaxAttempts {
+			events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": failure.Error(), "attempts": strconv.Itoa(g.Attempts),
+				"alert": "could not confirm that access is gone after its revoke; jitbot keeps retrying"}))
+		}
+	}
+	if err := m.commit(ctx, b, []store.GrantPut{{Grant: &g, PrevVersion: prev}}, events...); err != nil {
+		return err
+	}
+	if failure != nil {
+		return fmt.Errorf("grants: re-check %s: %w", g.ID, failure)
+	}
+	return nil
+}
+
+// verifiedEvent records on g that a check found its access gone at now, and returns the revoke-verified event.
+func (m *Manager) verifiedEvent(g *store.Grant, now time.Time) store.AuditEvent {
+	g.VerifiedAt = now
+	end := g.EndedAt
+	if end.IsZero() {
+		end = g.RevokedAt
+	}
+	return m.event(store.EventRevokeVerified, "system:grants", g, map[string]string{"provider": g.Provider,
+		"verified_at": now.UTC().Format(time.RFC3339Nano), "lag_ms": strconv.FormatInt(now.Sub(end).Milliseconds(), 10)})
+}
+
+// checkPresent asks the provider, under the binding lock, whether g's access is present.
+func (m *Manager) checkPresent(ctx context.Context, b *binding, p Provider, g *store.Grant) (bool, error) {
+	return m.checkAssignment(ctx, b, p, g, assignment(g, g.ExpiresAt))
+}
+
+// checkAssignment asks the provider, under the binding lock, whether a is present (g names it in logs and
+// metrics).
+func (m *Manager) checkAssignment(ctx context.Context, b *binding, p Provider, g *store.Grant, a Assignment) (bool, error) {
+	if err := m.renew(ctx, b); err != nil {
+		return false, err
+	}
+	a.Generation = b.next()
+	ref, err := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
+		ok, err := p.Check(ctx, a)
+		if ok {
+			return "present", err
+		}
+		return "", err
+	})
+	return ref != "", err
+}
+
+// propagationDelay is how long after a revoke p's access may still show (see PropagationDelayer).
+func propagationDelay(p Provider) time.Duration {
+	if d, ok := p.(PropagationDelayer); ok {
+		return max(d.PropagationDelay(), 0)
+	}
+	return 0
 }
 
 // finalState is the terminal state of an ended lease whose access is gone.
@@ -462,8 +971,14 @@ func finalState(g *store.Grant) store.GrantState {
 	return store.GrantRevoked
 }
 
-func (m *Manager) commit(ctx context.Context, puts []store.GrantPut, events ...store.AuditEvent) error {
-	if err := m.opts.Store.Commit(ctx, store.Batch{Grants: puts, Audit: events}); err != nil {
+// commit writes puts and events, fenced by the binding lock when b is not nil: a holder that lost its lock
+// mid-call cannot record over what the next holder decided (its caller then realigns the binding).
+func (m *Manager) commit(ctx context.Context, b *binding, puts []store.GrantPut, events ...store.AuditEvent) error {
+	batch := store.Batch{Grants: puts, Audit: events}
+	if b != nil {
+		batch.Fence = &b.lock
+	}
+	if err := m.opts.Store.Commit(ctx, batch); err != nil {
 		return fmt.Errorf("grants: commit: %w", err)
 	}
 	for _, p := range puts {
@@ -477,18 +992,30 @@ func (m *Manager) commit(ctx context.Context, puts []store.GrantPut, events ...s
 	return nil
 }
 
-// call runs one provider call under AttemptTimeout and reports it.
+// call runs one provider call under the attempt budget (AttemptTimeout, or what the provider declares as a
+// grants.AttemptBudgeter) and reports it. A reference returned with an error is passed on: it can name an
+// operation still in flight that the next attempt resumes.
 func (m *Manager) call(ctx context.Context, op string, g *store.Grant, fn func(context.Context) (string, error)) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.opts.AttemptTimeout)
+	ctx, cancel := context.WithTimeout(ctx, m.attemptBudget(g.Provider, op))
 	defer cancel()
 	ref, err := fn(ctx)
 	if m.opts.Observer != nil {
 		m.opts.Observer.ProviderCall(op, err)
 	}
 	if err != nil {
-		return "", fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
+		return ref, fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
 	}
 	return ref, nil
+}
+
+// attemptBudget is how long one call of op at the named provider may take.
+func (m *Manager) attemptBudget(provider, op string) time.Duration {
+	if b, ok := m.opts.Providers[provider].(AttemptBudgeter); ok {
+		if d := min(b.AttemptBudget(op), maxAttemptBudget); d > 0 {
+			return d
+		}
+	}
+	return m.opts.AttemptTimeout
 }
 
 func (m *Manager) provider(g *store.Grant) (Provider, error) {
@@ -509,7 +1036,62 @@ func (m *Manager) backoff(n int) time.Duration {
 	return (d/2 + rand.N(d/2+1)).Truncate(time.Millisecond)
 }
 
-func (m *Manager) lockBinding(ctx context.Context, key string) (store.Lock, error) {
+// binding is a held binding lock and what was done under it.
+type binding struct {
+	key  string
+	lock store.Lock
+	// ops counts the provider operations issued under this lock; see next.
+	ops uint64
+	// diverged lists provider calls made under this lock whose outcome could not be recorded: the provider
+	// may now hold what the store does not describe, until realign has run.
+	diverged []Assignment
+	// floor is the greatest generation known for the binding: issued under this hold, or stored on a lease.
+	floor uint64
+}
+
+// observe raises the generation floor to what the leases recorded.
+func (b *binding) observe(leases []store.Grant) {
+	for _, g := range leases {
+		b.floor = max(b.floor, g.Generation)
+	}
+}
+
+// opBits is how many low bits of a generation count operations within one lock hold.
+const opBits = 12
+
+// next returns the generation of the next provider operation on the binding: the lock's fence (which the
+// store increases durably every time a binding lock changes hands) in the high bits and the operation's
+// number under this hold in the low bits. Operations on one binding are serialised by its lock, so
+// generations increase with every operation, across processes and restarts, and a call from a holder that
+// lost its lock always carries a lower generation than any call of the holders after it.
+//
+// It is also greater than every generation stored on the binding's leases that this hold has seen (see
+// store.Grant.Generation), so the order survives even a lost fence counter for the leases that remain.
+func (b *binding) next() uint64 {
+	if b.ops < 1<<opBits-1 {
+		b.ops++
+	}
+	gen := b.lock.Fence<<opBits | b.ops
+	if gen <= b.floor {
+		gen = b.floor + 1
+	}
+	b.floor = gen
+	return gen
+}
+
+// assignment is the Assignment for g's next provider operation under this hold; g records its generation,
+// and so stores it with its next commit.
+func (b *binding) assignment(g *store.Grant, expires time.Time) Assignment {
+	b.floor = max(b.floor, g.Generation)
+	a := assignment(g, expires)
+	a.Generation = b.next()
+	g.Generation = a.Generation
+	return a
+}
+
+func (b *binding) diverge(a Assignment) { b.diverged = append(b.diverged, a) }
+
+func (m *Manager) lockBinding(ctx context.Context, key string) (*binding, error) {
 	// Each operation holds the lock in its own name: re-acquiring with the same holder renews a lock, so a
 	// per-process holder would let a sweep in this process walk into a release in progress.
 	holder := m.opts.Holder + "/" + store.NewID("op")
@@ -518,17 +1100,17 @@ func (m *Manager) lockBinding(ctx context.Context, key string) (store.Lock, erro
 	for {
 		l, err := m.opts.Store.AcquireLock(ctx, "binding:"+key, holder, m.lockTTL())
 		if err == nil {
-			return l, nil
+			return &binding{key: key, lock: l}, nil
 		}
 		if !errors.Is(err, store.ErrLockHeld) {
-			return store.Lock{}, fmt.Errorf("grants: lock binding: %w", err)
+			return nil, fmt.Errorf("grants: lock binding: %w", err)
 		}
 		if time.Now().After(deadline) {
-			return store.Lock{}, fmt.Errorf("grants: binding %s is busy with another operation: %w", key, ErrBusy)
+			return nil, fmt.Errorf("grants: binding %s is busy with another operation: %w", key, ErrBusy)
 		}
 		select {
 		case <-ctx.Done():
-			return store.Lock{}, fmt.Errorf("grants: lock binding: %w", ctx.Err())
+			return nil, fmt.Errorf("grants: lock binding: %w", ctx.Err())
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 100*time.Millisecond)
@@ -536,10 +1118,10 @@ func (m *Manager) lockBinding(ctx context.Context, key string) (store.Lock, erro
 }
 
 // lockTTL outlives one provider call with margin; the lock is renewed before every provider call.
-func (m *Manager) lockTTL() time.Duration { return 2*m.opts.AttemptTimeout + 5*time.Second }
+func (m *Manager) lockTTL() time.Duration { return m.opts.LockTTL }
 
-func (m *Manager) renew(ctx context.Context, l store.Lock) error {
-	if err := m.opts.Store.RenewLock(ctx, l, m.lockTTL()); err != nil {
+func (m *Manager) renew(ctx context.Context, b *binding) error {
+	if err := m.opts.Store.RenewLock(ctx, b.lock, m.lockTTL()); err != nil {
 		return fmt.Errorf("grants: binding lock: %w", err)
 	}
 	return nil
@@ -558,7 +1140,7 @@ func (m *Manager) event(typ, actor string, g *store.Grant, details map[string]st
 }
 
 func assignment(g *store.Grant, expires time.Time) Assignment {
-	return Assignment{BindingKey: g.BindingKey, GrantID: g.ID, RequestID: g.RequestID, UserID: g.UserID, Role: g.Role, Principal: g.Principal, Target: g.Target, ExpiresAt: expires}
+	return Assignment{BindingKey: g.BindingKey, GrantID: g.ID, RequestID: g.RequestID, UserID: g.UserID, Role: g.Role, Principal: g.Principal, Target: g.Target, ExpiresAt: expires, Ref: g.ProviderRef}
 }
 
 func describeState(g *store.Grant, now time.Time) string {

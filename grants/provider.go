@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -22,6 +23,18 @@ type Assignment struct {
 	Principal  string            // the user's identity at the provider
 	Target     map[string]string // provider-specific scope from the policy
 	ExpiresAt  time.Time         // when jitbot will revoke (providers that can expire access themselves use it)
+	// Generation orders the operations on one binding: it is greater for every later Grant or Revoke of the
+	// same BindingKey, across replicas and restarts (see the binding lock's fence). A provider that can
+	// remember the last generation it applied per binding must ignore an operation with a lower one: that is
+	// a call jitbot gave up on (a timeout, a lock lost mid-call) arriving after a newer decision. 0 for
+	// operations made outside a binding lock (Check calls of tools, tests).
+	Generation uint64
+	// Ref is the provider reference jitbot holds for this access: what an earlier Grant of this lease returned
+	// (also after a failed attempt, e.g. an asynchronous request id to resume polling), else the reference of
+	// another live lease of the binding; "" when jitbot has not touched the binding since its last revoke.
+	// Grant uses it to tell access jitbot created from access that was there before (see PreExistingRef) and
+	// to resume an operation in flight; Revoke uses it to leave pre-existing access in place.
+	Ref string
 }
 
 // Provider applies and removes access. Every method must be idempotent: granting what is present and revoking
@@ -36,6 +49,67 @@ type Provider interface {
 	Revoke(ctx context.Context, a Assignment) error
 	// Check reports whether the assignment is present at the provider now.
 	Check(ctx context.Context, a Assignment) (present bool, err error)
+}
+
+// Sequenced is implemented by providers whose far end orders operations by Assignment.Generation and ignores
+// one older than the last it applied (the webhook contract). For every other provider a call that jitbot
+// gave up on could land after a later revoke, so the manager checks a revoked binding again once such a call
+// can no longer arrive (Options.LateCallWindow) and revokes again if the access came back.
+type Sequenced interface {
+	OrdersByGeneration() bool
+}
+
+// preExistingPrefix starts every reference that says the access was present before jitbot granted it.
+const preExistingPrefix = "pre-existing:"
+
+// PreExistingRef is the reference a Grant returns when it found the access already present without jitbot
+// having created it (standing access: an administrator's assignment, a membership made by other means): the
+// access is not jitbot's to remove, so Revoke of an assignment carrying this Ref leaves it in place, the
+// manager records it (audit detail pre_existing) and the requester is told. detail is adapter-specific (at
+// most a short identifier, never a secret). Adapters decide "pre-existing" only when Assignment.Ref is empty
+// and nothing of jitbot's is in flight for the binding; with any other Ref (their own, RefCallPending, one they
+// do not recognise) they treat found access as jitbot's.
+func PreExistingRef(detail string) string { return preExistingPrefix + detail }
+
+// RefCallPending is the reference the manager records before the first Grant of a lease whose binding has no
+// reference yet. An adapter that receives it in Assignment.Ref is resuming after a process died mid-call: access
+// it finds may be what that call created, so it must not report it as pre-existing (fail closed: jitbot removes
+// it at revoke).
+const RefCallPending = "grants:call-pending"
+
+// RefUntouched is what an adapter returns with an error when the call changed nothing at the provider and
+// decided nothing about whose the access is (its first look failed, the target was malformed, the context had
+// ended). The manager records it: a Grant given it looks again as for "", and a revoke whose leases hold
+// nothing but it (or pre-existing references) has nothing of jitbot's to remove. An adapter that may have
+// changed something (a request sent whose answer was lost) must return a reference of its own instead.
+const RefUntouched = "grants:untouched"
+
+// Untouched is ref, or RefUntouched when ref is empty: what an adapter returns with an error before it has
+// changed anything.
+func Untouched(ref string) string {
+	if ref == "" {
+		return RefUntouched
+	}
+	return ref
+}
+
+// IsPreExisting reports whether ref says the access pre-existed the grant (see PreExistingRef).
+func IsPreExisting(ref string) bool { return strings.HasPrefix(ref, preExistingPrefix) }
+
+// AttemptBudgeter is implemented by providers whose operations legitimately take longer than the manager's
+// AttemptTimeout (asynchronous provisioning that the adapter polls to completion). The manager bounds each call
+// of op ("grant", "revoke", "check") by the budget instead of AttemptTimeout when it is positive, and keeps its
+// binding locks long enough for the longest budget. Adapters should still make slow operations resumable
+// (return a reference with the error, resume from Assignment.Ref), because a budget is only an upper bound.
+type AttemptBudgeter interface {
+	AttemptBudget(op string) time.Duration
+}
+
+// PropagationDelayer is implemented by providers whose documented behaviour is that a revoke takes effect
+// only after some delay (eventually consistent APIs): jitbot verifies a revoke with Check that long after it.
+// Providers without it are verified as soon as the revoke returns.
+type PropagationDelayer interface {
+	PropagationDelay() time.Duration
 }
 
 // ErrPermanent marks a provider failure that retrying cannot fix.
@@ -63,6 +137,10 @@ type Owned struct {
 	GrantID   string
 	Principal string
 	Target    map[string]string
+	// Unattributed says the provider cannot label its objects, so this entry may be access that jitbot never
+	// granted (standing access made by other means). The reconciler never removes an unattributed entry that
+	// no live lease covers: it reports it (DriftReport.Unattributed, a warning log) for a human to decide.
+	Unattributed bool
 	// Ref identifies the provider-side object for humans (an ARN, a binding name, an assignment id).
 	Ref string
 }

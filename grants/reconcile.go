@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -17,6 +18,9 @@ type DriftReport struct {
 	Checked int // provider-side objects listed
 	Revoked int // removed because no live grant covers them
 	Failed  int // could not be checked or removed (retried next run)
+	// Unattributed counts entries no live lease covers that the provider cannot attribute to jitbot (see
+	// Owned.Unattributed): left in place, because they may be standing access jitbot never granted.
+	Unattributed int
 }
 
 // Reconcile lists what each provider holds on jitbot's behalf and removes whatever no live grant covers:
@@ -41,7 +45,7 @@ func (m *Manager) Reconcile(ctx context.Context) (DriftReport, error) {
 		}
 		for _, o := range owned {
 			rep.Checked++
-			removed, err := m.reconcileOne(ctx, name, o)
+			removed, err := m.reconcileOne(ctx, name, o, &rep)
 			switch {
 			case err != nil:
 				rep.Failed++
@@ -54,7 +58,7 @@ func (m *Manager) Reconcile(ctx context.Context) (DriftReport, error) {
 	return rep, errors.Join(errs...)
 }
 
-func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (bool, error) {
+func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, rep *DriftReport) (bool, error) {
 	// The binding is taken from the grant record the object names when there is one: a target rebuilt from
 	// provider-side data (a full role definition id where the policy has a GUID, a project number where it
 	// has an id) would hash to another binding and make a live grant look like drift.
@@ -71,17 +75,24 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (b
 	if key == "" {
 		key = BindingKey(provider, o.Principal, o.Target)
 	}
-	lock, err := m.lockBinding(ctx, key)
+	b, err := m.lockBinding(ctx, key)
 	if err != nil {
 		return false, err
 	}
-	defer m.unlock(ctx, lock)
+	defer m.unlock(ctx, b.lock)
 	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: key})
 	if err != nil {
 		return false, fmt.Errorf("grants: reconcile: list leases: %w", err)
 	}
 	if len(leases) > 0 {
 		return false, nil // a live lease covers it (or is about to, or is being revoked)
+	}
+	if o.Unattributed {
+		// The provider cannot label its objects, so this may be an administrator's standing access (or access
+		// that existed before a grant and was left in place at its revoke): never jitbot's to remove.
+		rep.Unattributed++
+		zerolog.Ctx(ctx).Debug().Str("provider", provider).Str("ref", o.Ref).Msg("drift: access no live grant covers, not attributable to jitbot; left in place")
+		return false, nil
 	}
 	why := "no grant was ever recorded for it"
 	var known *store.Grant
@@ -97,8 +108,15 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (b
 	a := Assignment{BindingKey: o.BindingKey, GrantID: o.GrantID, Principal: o.Principal, Target: o.Target}
 	if known != nil {
 		a = assignment(known, known.ExpiresAt)
+		if IsPreExisting(a.Ref) {
+			return false, nil // the grant found this access already there: never jitbot's to remove
+		}
+		if a.Ref == RefUntouched {
+			a.Ref = "" // the grant's attempts changed nothing, but the provider lists a labelled object: remove it
+		}
 	}
-	if err := m.renew(ctx, lock); err != nil {
+	a.Generation = b.next()
+	if err := m.renew(ctx, b); err != nil {
 		return false, err
 	}
 	present, err := m.call(ctx, "check", &store.Grant{ID: o.GrantID, Provider: provider}, func(ctx context.Context) (string, error) {
@@ -114,6 +132,7 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (b
 	if present == "" {
 		return false, nil // gone meanwhile
 	}
+	a.Generation = b.next()
 	if _, err := m.call(ctx, "revoke", &store.Grant{ID: o.GrantID, Provider: provider}, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
 		return false, fmt.Errorf("grants: reconcile: revoke %s at %s: %w", o.Ref, provider, err)
 	}
@@ -122,8 +141,28 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned) (b
 	if known != nil {
 		ev.RequestID, ev.Role = known.RequestID, known.Role
 	}
-	if err := m.commit(ctx, nil, ev); err != nil {
+	events := []store.AuditEvent{ev}
+	// Verify the removal right away where the provider shows a revoke at once; otherwise the next run lists
+	// the object again if it is still there.
+	var stillThere error
+	if propagationDelay(p) == 0 {
+		switch present, err := m.checkAssignment(ctx, b, p, &store.Grant{ID: o.GrantID, Provider: provider}, a); {
+		case err != nil:
+			zerolog.Ctx(ctx).Warn().Err(err).Str("ref", o.Ref).Msg("drift: could not verify the removal; the next reconciliation checks again")
+		case present:
+			stillThere = fmt.Errorf("grants: reconcile: %s at %s is still present after its revoke", o.Ref, provider)
+		default:
+			now := m.now()
+			v := store.AuditEvent{Type: store.EventRevokeVerified, At: now, Actor: "system:reconciler", GrantID: o.GrantID, RequestID: ev.RequestID, Role: ev.Role,
+				Details: map[string]string{"provider": provider, "ref": o.Ref, "verified_at": now.UTC().Format(time.RFC3339Nano)}}
+			events = append(events, v)
+		}
+	}
+	if err := m.commit(ctx, b, nil, events...); err != nil {
 		return true, err
+	}
+	if stillThere != nil {
+		return true, stillThere
 	}
 	zerolog.Ctx(ctx).Warn().Str("provider", provider).Str("ref", o.Ref).Str("reason", why).Msg("drift: removed access no live grant covers")
 	return true, nil

@@ -37,6 +37,9 @@ type SweeperOptions struct {
 	Holder string
 	// Periodic jobs run on their own cron schedule while leading (drift reconciliation, ...).
 	Periodic []PeriodicJob
+	// Gate, when set, is asked before each sweep; an error skips the sweep, its retries and Jobs (for example
+	// while the store is known to have lost writes, so its grants cannot be trusted).
+	Gate func(ctx context.Context) error
 }
 
 // PeriodicJob is a leader-only job with its own interval.
@@ -56,6 +59,8 @@ type Sweeper struct {
 	leading  atomic.Bool
 	fence    atomic.Uint64
 	nextWake atomic.Int64 // unix ns of the timer currently armed; 0 when none
+	// loop is the leader loop's last definite answer from the store (for readiness).
+	loop atomic.Pointer[leaderLoopStatus]
 }
 
 // NewSweeper validates opts and wires the manager's schedule hook so that new expiries wake the sweeper.
@@ -87,6 +92,36 @@ func NewSweeper(opts SweeperOptions) (*Sweeper, error) {
 	s := &Sweeper{opts: opts, wake: make(chan struct{}, 1), slow: make(chan struct{}, 1)}
 	opts.Manager.OnSchedule(s.Schedule)
 	return s, nil
+}
+
+type leaderLoopStatus struct {
+	at  time.Time
+	err error
+}
+
+// recordLoop notes one answer of the store to the leader loop; ok is the error that is a normal answer
+// (another replica leads, or the lock moved on).
+func (s *Sweeper) recordLoop(err, ok error) {
+	if errors.Is(err, ok) {
+		err = nil
+	}
+	s.loop.Store(&leaderLoopStatus{at: time.Now(), err: err})
+}
+
+// LeaderLoopHealth reports, as an error, why the leader loop is not working: it has not asked the store yet
+// (Run not started), its last lock operation failed, or it has not had an answer for a whole LeaderTTL
+// (stalled). nil: it is working, whether this replica leads or follows.
+func (s *Sweeper) LeaderLoopHealth(now time.Time) error {
+	st := s.loop.Load()
+	switch {
+	case st == nil:
+		return errors.New("leader loop has not run yet")
+	case st.err != nil:
+		return fmt.Errorf("leader loop: the store refused the sweeper lock: %w", st.err)
+	case now.Sub(st.at) > s.opts.LeaderTTL:
+		return fmt.Errorf("leader loop stalled: no answer from the store for %s", now.Sub(st.at).Round(time.Second))
+	}
+	return nil
 }
 
 // Leading reports whether this replica currently holds the sweeper lock.
@@ -160,7 +195,7 @@ func (s *Sweeper) Run(ctx context.Context) error {
 		case <-s.slow:
 			slow = true
 		}
-		if s.leading.Load() {
+		if s.leading.Load() && s.gateOpen(ctx) {
 			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 				log.Error().Err(err).Msg("sweep failed")
 			}
@@ -177,6 +212,20 @@ func (s *Sweeper) Run(ctx context.Context) error {
 		}
 		s.arm(ctx, timer)
 	}
+}
+
+// gateOpen asks the Gate whether this sweep may run; the gate logs its own reasons.
+func (s *Sweeper) gateOpen(ctx context.Context) bool {
+	if s.opts.Gate == nil {
+		return true
+	}
+	if err := s.opts.Gate(ctx); err != nil {
+		if ctx.Err() == nil {
+			zerolog.Ctx(ctx).Debug().Err(err).Msg("sweep skipped by its gate")
+		}
+		return false
+	}
+	return true
 }
 
 // arm sets the timer to the next due time (never later than the cron interval).
@@ -199,12 +248,15 @@ func (s *Sweeper) lead(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		if s.leading.Load() {
-			if err := s.opts.Store.RenewLock(ctx, held, s.opts.LeaderTTL); err != nil && ctx.Err() == nil {
+			err := s.opts.Store.RenewLock(ctx, held, s.opts.LeaderTTL)
+			if err != nil && ctx.Err() == nil {
 				s.leading.Store(false)
 				log.Warn().Err(err).Msg("lost sweeper leadership")
 			}
+			s.recordLoop(err, store.ErrLockLost)
 		} else if ctx.Err() == nil {
 			l, err := s.opts.Store.AcquireLock(ctx, "sweeper", s.opts.Holder, s.opts.LeaderTTL)
+			s.recordLoop(err, store.ErrLockHeld)
 			switch {
 			case err == nil:
 				held = l
@@ -262,25 +314,29 @@ func (s *Sweeper) RetryRevokeFailed(ctx context.Context) error {
 }
 
 func (s *Sweeper) convergeAll(ctx context.Context, gs []store.Grant) {
-	seen := make(map[string]bool, len(gs))
+	byKey := make(map[string][]store.Grant, len(gs))
+	var keys []string
+	for _, g := range gs {
+		if _, ok := byKey[g.BindingKey]; !ok {
+			keys = append(keys, g.BindingKey)
+		}
+		byKey[g.BindingKey] = append(byKey[g.BindingKey], g)
+	}
 	work := make(chan string)
 	var wg sync.WaitGroup
-	for range min(s.opts.Concurrency, len(gs)) {
+	for range min(s.opts.Concurrency, len(keys)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for key := range work {
-				if err := s.opts.Manager.Converge(ctx, key); err != nil && ctx.Err() == nil {
+				if err := s.opts.Manager.ConvergeDue(ctx, key, byKey[key]); err != nil && ctx.Err() == nil {
 					zerolog.Ctx(ctx).Debug().Err(err).Msg("converge did not finish; it is retried when due")
 				}
 			}
 		}()
 	}
-	for _, g := range gs {
-		if !seen[g.BindingKey] {
-			seen[g.BindingKey] = true
-			work <- g.BindingKey
-		}
+	for _, key := range keys {
+		work <- key
 	}
 	close(work)
 	wg.Wait()

@@ -92,11 +92,11 @@ func FormatDuration(d time.Duration) string {
 	if d == 0 {
 		return "0s"
 	}
+	if d%time.Second != 0 {
+		return d.String() // before negating: -math.MinInt64 overflows (and is not whole seconds)
+	}
 	if d < 0 {
 		return "-" + FormatDuration(-d)
-	}
-	if d%time.Second != 0 {
-		return d.String()
 	}
 	var sb strings.Builder
 	for _, u := range []struct {

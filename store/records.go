@@ -187,6 +187,22 @@ type Grant struct {
 	Attempts    int    `json:"attempts,omitempty"`
 	LastError   string `json:"last_error,omitempty"`
 	ProviderRef string `json:"provider_ref,omitempty"` // e.g. an asynchronous provider request id
+	// RecheckAt is when the provider is next asked whether a revoked lease's access is really gone: first to
+	// verify the revoke (after the provider's propagation delay), then, for providers that cannot order
+	// operations (see grants.Sequenced), once more after a provider call that jitbot gave up on can no longer
+	// land and bring the access back. Access found still there is revoked again. While it is set, the
+	// (terminal) grant's DueAt is RecheckAt. Zero: no check pending.
+	RecheckAt time.Time `json:"recheck_at,omitzero"`
+	// VerifiedAt is when a check after the revoke found the access gone (the revoke-verified event).
+	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// Generation is the order number (grants.Assignment.Generation) of the last provider operation made for
+	// this lease. The next operation on the binding always gets a greater one, so the order stays durable
+	// with the leases even beyond the binding lock's fence counter.
+	Generation uint64 `json:"generation,omitempty"`
+	// RemindAt is when the holder of an active grant is told that it is about to end (the grant-reminder
+	// event), zero once that happened or when no reminder is due. While it is set, the grant's DueAt is the
+	// earlier of RemindAt and ExpiresAt, so the reminder lives in the durable due index and survives restarts.
+	RemindAt time.Time `json:"remind_at,omitzero"`
 
 	Meta map[string]string `json:"meta,omitempty"`
 
@@ -249,7 +265,11 @@ const (
 	// EventHeartbeatMissed: a task-bound grant's holder stopped sending heartbeats; the grant ended.
 	EventHeartbeatMissed = "heartbeat-missed"
 	// EventAuthRefused: an API call's credentials were refused (rate-limited; Details["reason"] is a code).
-	EventAuthRefused = "auth-refused"
+	EventAuthRefused   = "auth-refused"
+	EventGrantReminder = "grant-reminder" // the holder is reminded that the grant ends soon (Details["expires_at"])
+	// EventRevokeVerified: a check at the provider after the revoke found the access gone. Details: verified_at,
+	// lag_ms (from the grant's end, expiry or release, to the verification).
+	EventRevokeVerified = "revoke-verified"
 )
 
 // AuditRecord is an AuditEvent as stored: its position in the log, the exact bytes that were hashed, and
@@ -261,3 +281,17 @@ type AuditRecord struct {
 	PrevHash string     `json:"prev_hash"`
 	Hash     string     `json:"hash"`
 }
+
+// Counter is a small compare-and-swap record that makes a limit hold across concurrent requests and replicas:
+// the event it counts is appended in the same atomic Commit as the action it limits, so of N concurrent
+// actions racing for the last slot exactly one commits and the others get ErrConflict and re-read it.
+type Counter struct {
+	Key string `json:"key"`
+	// Events are the instants of the counted events, oldest first. The owner prunes events that fell out of
+	// its window before it appends, so the record stays as small as the limit.
+	Events  []time.Time `json:"events,omitempty"`
+	Version int64       `json:"version"`
+}
+
+// BreakGlassCounterKey is the Counter that records a person's break-glass activations of a role.
+func BreakGlassCounterKey(user, role string) string { return "breakglass/" + user + "/" + role }

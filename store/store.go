@@ -35,6 +35,12 @@ type GrantPut struct {
 	PrevVersion int64
 }
 
+// CounterPut writes one counter, with the same version rules as RequestPut.
+type CounterPut struct {
+	Counter     *Counter
+	PrevVersion int64
+}
+
 // Batch is an all-or-nothing set of writes: every put's version check passes and every write and audit
 // append lands, or nothing does.
 type Batch struct {
@@ -42,6 +48,13 @@ type Batch struct {
 	Grants   []GrantPut
 	// Audit events are appended to the hash-chained log in order, in the same atomic step.
 	Audit []AuditEvent
+	// Fence, when set, makes the batch conditional on the caller still holding that lock (same name, holder
+	// and fence, not expired) at the instant the batch is applied: otherwise Commit returns ErrLockLost and
+	// writes nothing. A holder that stalled past its lock's ttl (a GC pause, a slow provider call) cannot
+	// then write over what the lock's next holder decided, even where its record versions still match.
+	Fence *Lock
+	// Counters are compare-and-swap limit records written in the same atomic step (see Counter).
+	Counters []CounterPut
 }
 
 // RequestQuery selects requests. Exactly one of Requester or State must be set.
@@ -71,7 +84,8 @@ type Lock struct {
 // Store is jitbot's durable state. Every method honours ctx cancellation. All timestamps are stored with at
 // least millisecond precision; indexes are kept by the store from the records themselves.
 type Store interface {
-	// Commit applies b atomically. Returns ErrConflict (nothing written) when a version check fails.
+	// Commit applies b atomically. Returns ErrConflict (nothing written) when a version check fails, and
+	// ErrLockLost (nothing written) when b.Fence is set and that lock is no longer held as given.
 	Commit(ctx context.Context, b Batch) error
 
 	// GetRequest returns ErrNotFound for an unknown id.
@@ -81,6 +95,9 @@ type Store interface {
 	// DueRequests returns requests whose DueAt() <= now (pending requests past PendingUntil, break-glass
 	// requests whose review reminder is due), earliest first, at most limit.
 	DueRequests(ctx context.Context, now time.Time, limit int) ([]Request, error)
+
+	// GetCounter returns ErrNotFound for a counter never written.
+	GetCounter(ctx context.Context, key string) (Counter, error)
 
 	// GetGrant returns ErrNotFound for an unknown id.
 	GetGrant(ctx context.Context, id string) (Grant, error)
@@ -108,6 +125,10 @@ type Store interface {
 	// ReadAudit returns audit records with Seq > afterSeq in order, at most limit (0: no limit). Records are
 	// returned as stored, without verification: see VerifyChain.
 	ReadAudit(ctx context.Context, afterSeq uint64, limit int) ([]AuditRecord, error)
+	// AuditHead returns the audit log's head as the store records it beside the entries: the seq and hash of
+	// the last appended entry ({0, GenesisHash} for an empty log). A log whose last entry is not the head was
+	// cut off (see audit.Verify).
+	AuditHead(ctx context.Context) (AuditHead, error)
 
 	// MarkSeen records key for ttl and reports whether this is the first time it was seen within ttl (used to
 	// drop redelivered Slack events and replayed requests).
@@ -141,10 +162,22 @@ func (b Batch) Validate() error {
 		}
 		seen["g/"+p.Grant.ID] = true
 	}
+	for i, p := range b.Counters {
+		if p.Counter == nil || p.Counter.Key == "" || p.PrevVersion < 0 {
+			return fmt.Errorf("counter put %d: nil counter, empty key or negative version: %w", i, ErrInvalid)
+		}
+		if seen["c/"+p.Counter.Key] {
+			return fmt.Errorf("counter %q written twice in one batch: %w", p.Counter.Key, ErrInvalid)
+		}
+		seen["c/"+p.Counter.Key] = true
+	}
 	for i, e := range b.Audit {
 		if e.Type == "" {
 			return fmt.Errorf("audit event %d has no type: %w", i, ErrInvalid)
 		}
+	}
+	if b.Fence != nil && (b.Fence.Name == "" || b.Fence.Holder == "") {
+		return fmt.Errorf("batch fence without lock name or holder: %w", ErrInvalid)
 	}
 	return nil
 }

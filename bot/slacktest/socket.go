@@ -36,6 +36,9 @@ type Envelope struct {
 	AckedAt                time.Time
 	AckPayload             json.RawMessage
 	DroppedAcks            int // acks ignored for being 20 KiB or more
+	// RepeatAcks counts acks that came after the envelope was already acknowledged (the bot's answers to
+	// Redeliver): Slack ignores them.
+	RepeatAcks int
 }
 
 type envelope struct {
@@ -190,8 +193,16 @@ func (h *socketHub) handleAck(data []byte) {
 	}
 	h.mu.Lock()
 	env, found := h.envelopes[ack.EnvelopeID]
-	if !found || env.Acked {
+	if !found {
 		h.mu.Unlock()
+		return
+	}
+	if env.Acked {
+		env.RepeatAcks++
+		h.mu.Unlock()
+		h.s.mu.Lock()
+		h.s.notifyLocked()
+		h.s.mu.Unlock()
 		return
 	}
 	if len(bytes.TrimRight(data, "\n")) >= maxAckBytes {
@@ -325,6 +336,51 @@ func (h *socketHub) runEnvelope(env *envelope) {
 		case <-time.After(h.s.opts.SocketRetryDelay):
 		}
 	}
+}
+
+// Redeliver sends envelope id once more, as Slack does when the bot's ack did not reach it (a connection
+// that dropped just after the bot acked, a slow ack): same envelope_id and payload, retry_attempt counting
+// the deliveries so far, retry_reason "timeout". It returns once the envelope is written; the bot's answer
+// shows in Envelopes as RepeatAcks.
+func (s *Server) Redeliver(ctx context.Context, id string) error {
+	h := s.sock
+	h.mu.Lock()
+	env, found := h.envelopes[id]
+	h.mu.Unlock()
+	if !found {
+		return fmt.Errorf("slacktest: no envelope %q", id)
+	}
+	conn, err := h.waitConn(ctx)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	attempt := len(env.Deliveries)
+	env.Deliveries = append(env.Deliveries, time.Now())
+	msg := map[string]any{
+		"envelope_id": env.ID, "type": env.Type, "payload": env.Payload,
+		"accepts_response_payload": env.AcceptsResponsePayload,
+		"retry_attempt":            attempt, "retry_reason": "timeout",
+	}
+	h.mu.Unlock()
+	if err := conn.writeJSON(msg); err != nil {
+		return fmt.Errorf("slacktest: redeliver %s: %w", id, err)
+	}
+	s.logf("socket mode: redelivered %s %s (attempt %d)", env.Type, env.ID, attempt)
+	return nil
+}
+
+// SendRaw writes msg as one text frame on the live Socket Mode connection, unchecked: malformed or
+// hostile envelopes for robustness tests and fuzzing. Nothing is recorded and no ack is awaited.
+func (s *Server) SendRaw(ctx context.Context, msg []byte) error {
+	conn, err := s.sock.waitConn(ctx)
+	if err != nil {
+		return err
+	}
+	conn.wmu.Lock()
+	defer conn.wmu.Unlock()
+	_ = conn.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return conn.c.WriteMessage(websocket.TextMessage, msg)
 }
 
 // Envelopes returns every Socket Mode envelope sent so far, in order.

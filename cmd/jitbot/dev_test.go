@@ -109,3 +109,48 @@ func TestDevServesThePlayground(t *testing.T) {
 		t.Fatal("dev did not stop after its context ended")
 	}
 }
+
+// TestDevWebhookAddrIsConfigurable: the playground's second port (the webhook receiver, 127.0.0.1:9099 in the
+// example policy) moves with -webhook-addr (or JITBOT_DEV_WEBHOOK_ADDR), with the example policy unchanged.
+func TestDevWebhookAddrIsConfigurable(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	hook := freeAddr(t)
+	t.Setenv("JITBOT_DEV_WEBHOOK_ADDR", hook)
+	outR, outW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "-policy", "../../examples/policy.yaml", "-data", filepath.Join(dir, "data"), "-listen", freeAddr(t)}, strings.NewReader(""), outW, io.Discard)
+		outW.Close()
+	}()
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(outR)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "jitbot playground: open") {
+				close(started)
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case code := <-done:
+		t.Fatalf("dev exited %d", code)
+	}
+	resp, err := http.Post("http://"+hook+"/jitbot", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatalf("nothing listens on the configured webhook address %s: %v", hook, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode/100 != 4 {
+		t.Fatalf("unsigned POST to the receiver: %d, want a 4xx refusal", resp.StatusCode)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("dev exited %d", code)
+	}
+	if code, _, stderr := runCLI(t, "dev", "-webhook-addr", "9099"); code != 1 || !strings.Contains(stderr, "want host:port") {
+		t.Fatalf("bad -webhook-addr: exit %d %s", code, stderr)
+	}
+}

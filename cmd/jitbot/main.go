@@ -3,14 +3,13 @@
 //	jitbot [serve]                 run the bot (configuration from the environment)
 //	jitbot dev                     local playground: embedded store, example policy, no Slack needed
 //	jitbot policy check FILE...    validate policy files; every problem with file, line and field
-//	jitbot audit verify [--expect-head HASH]   check the audit log's hash chain
+//	jitbot audit verify|export|keygen|accept   check, export and anchor the audit log (auditcmd.go)
 //	jitbot version
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/jitbot/jitbot/audit"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
@@ -35,9 +33,15 @@ import (
 var version = "dev"
 
 func main() {
+	restore := func() {}
+	if os.Getenv("JITBOT_FOREGROUND") == "1" {
+		restore = takeTerminalForeground()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	restore()
+	os.Exit(code)
 }
 
 // run is main without the process: it returns the exit code.
@@ -49,11 +53,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var err error
 	switch cmd {
 	case "serve":
+		if len(args) > 0 {
+			if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+				fmt.Fprint(stdout, serveUsage())
+				return 0
+			}
+			fmt.Fprintf(stderr, "jitbot serve takes no arguments (configuration comes from the environment), got %q\n\n%s", args[0], serveUsage())
+			return 2
+		}
 		err = serve(ctx, stderr)
 	case "dev":
 		err = dev(ctx, args, stdin, stdout, stderr)
 	case "policy":
 		return policyCmd(args, stdout, stderr)
+	case "grants", "requests":
+		return adminCmd(ctx, cmd, args, stdout, stderr)
 	case "exec":
 		return execCmd(ctx, args, stdout, stderr)
 	case "audit":
@@ -81,7 +95,9 @@ const usage = `usage:
   jitbot [serve]                          run the bot (configuration from the environment; see README)
   jitbot dev                              local playground: embedded store, example policy, no Slack needed
   jitbot policy check FILE...             validate policy files
-  jitbot audit verify [--expect-head H]   verify the audit log's hash chain
+  jitbot audit verify [--checkpoint F]    verify the audit log (also: audit export|keygen|accept)
+  jitbot grants list|show|revoke          admin CLI on the configured store (also: requests list)
+  jitbot tokens create|list|revoke        API tokens for pipelines without OIDC
   jitbot exec --role R --reason "..." -- CMD   run CMD in a CI job with just-in-time access (docs/pipelines.md)
   jitbot version
 `
@@ -97,16 +113,17 @@ func newLogger(w io.Writer, level string) zerolog.Logger {
 // openStore opens Redis when a URL is configured, else the embedded bbolt file in the data directory.
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.RedisURL != "" {
-		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix})
+		s, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisKeyPrefix, MinReplicas: cfg.RedisMinReplicas, ReplicaTimeout: cfg.RedisReplicaTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 		}
+		s.SetAuditLinkKey(cfg.auditLinkKey())
 		return s, nil
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
-	s, err := bolt.Open(filepath.Join(cfg.DataDir, "jitbot.db"), bolt.Options{})
+	s, err := bolt.Open(filepath.Join(cfg.DataDir, "jitbot.db"), bolt.Options{AuditLinkKey: cfg.auditLinkKey()})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 	}
@@ -118,7 +135,11 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.requireSlack(); err != nil {
+		return err
+	}
 	log := newLogger(stderr, cfg.LogLevel)
+	routeRedisLogs(log)
 	pol, err := loadPolicyForServe(cfg.PolicyFile)
 	if err != nil {
 		return err
@@ -128,7 +149,15 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning()}
+	if rs, ok := st.(*redis.Store); ok {
+		if err := checkRedisDurability(ctx, log, cfg, rs); err != nil {
+			return err
+		}
+	}
+	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning(), PolicyFile: cfg.PolicyFile}
+	if deps.Audit, err = cfg.auditOptions(); err != nil {
+		return err
+	}
 	if cfg.SlackBotToken != "" {
 		deps.Slack = &app.SlackConfig{BotToken: cfg.SlackBotToken, SigningSecret: cfg.SlackSigningSecret,
 			AppToken: cfg.SlackAppToken, APIURL: cfg.SlackAPIURL, Command: cfg.SlackCommand}
@@ -137,7 +166,9 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info().Str("slack", cfg.slackMode()).Str("store", cfg.storeDescription()).Str("policy", cfg.PolicyFile).Int("roles", len(pol.Roles)).Str("listen", cfg.ListenAddr).Msg("jitbot starting")
+	log.Info().Str("slack", cfg.slackMode()).Str("store", cfg.storeDescription()).Str("policy", cfg.PolicyFile).Str("policy_sha256", a.PolicySHA256()).Int("roles", len(pol.Roles)).Str("listen", cfg.ListenAddr).Msg("jitbot starting")
+	stopHUP := reloadOnSIGHUP(ctx, a)
+	defer stopHUP()
 	return serveHTTP(ctx, log, cfg, a, a.Handler())
 }
 
@@ -183,6 +214,7 @@ func (c Config) tuning() app.Tuning {
 		SweepInterval: c.SweepInterval, RevokeRetryInterval: c.RevokeRetryInterval, SweepConcurrency: c.SweepConcurrency,
 		ProviderTimeout: c.ProviderTimeout, MaxAttempts: c.MaxAttempts, BackoffBase: c.RetryBackoffBase,
 		BackoffMax: c.RetryBackoffMax, LeaderTTL: c.LeaderTTL, ReconcileInterval: c.ReconcileInterval,
+		PolicyPollInterval: pollInterval(c.PolicyPollInterval),
 	}
 }
 
@@ -203,8 +235,13 @@ func loadPolicyForServe(path string) (*policy.Policy, error) {
 }
 
 func policyCmd(args []string, stdout, stderr io.Writer) int {
+	// --probe also connects to providers whose targets can be verified live (Kubernetes: the roles exist).
+	probe := len(args) > 1 && args[0] == "check" && args[1] == "--probe"
+	if probe {
+		args = append([]string{"check"}, args[2:]...)
+	}
 	if len(args) < 2 || args[0] != "check" {
-		fmt.Fprint(stderr, "usage: jitbot policy check FILE...\n")
+		fmt.Fprint(stderr, "usage: jitbot policy check [--probe] FILE...\n")
 		return 2
 	}
 	code := 0
@@ -224,38 +261,21 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 		for _, w := range pol.Warnings() {
 			fmt.Fprintf(stderr, "warning: %s\n", w)
 		}
+		if probe {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			probs, warns := app.ProbePolicy(ctx, pol, os.Getenv)
+			cancel()
+			for _, w := range warns {
+				fmt.Fprintf(stderr, "warning: %s\n", w)
+			}
+			if len(probs) > 0 {
+				ps := policy.Problems(probs)
+				fmt.Fprintln(stderr, ps.Error())
+				code = 1
+				continue
+			}
+		}
 		fmt.Fprintf(stdout, "%s: ok (%d roles, %d providers)\n", file, len(pol.Roles), len(pol.Providers))
 	}
 	return code
-}
-
-func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) < 1 || args[0] != "verify" {
-		fmt.Fprint(stderr, "usage: jitbot audit verify [--expect-head HASH]\n")
-		return 2
-	}
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	expect := fs.String("expect-head", "", "a head hash recorded earlier; the log must still contain it (detects truncation)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
-	}
-	cfg, err := loadConfig()
-	if err != nil {
-		fmt.Fprintln(stderr, "jitbot:", err)
-		return 1
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "jitbot:", err)
-		return 1
-	}
-	defer st.Close()
-	rep, err := audit.Verify(ctx, st, *expect)
-	if err != nil {
-		fmt.Fprintf(stderr, "audit log FAILED verification after %d good entries: %v\n", rep.Entries, err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "audit log ok: %d entries, head %s\n", rep.Entries, rep.HeadHash)
-	return 0
 }

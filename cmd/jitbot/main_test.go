@@ -80,11 +80,17 @@ func TestBadConfigurationStopsStartupWithOneClearMessage(t *testing.T) {
 		"JITBOT_MAX_ATTEMPTS":   {"0", "JITBOT_MAX_ATTEMPTS must be between 1 and 100"},
 		"SLACK_BOT_TOKEN":       {"xoxp-user-token-secret", "SLACK_BOT_TOKEN must be a bot token"},
 		"JITBOT_POLICY_FILE":    {"/nonexistent.yaml", "policy file /nonexistent.yaml does not exist"},
+		// Several replicas on the embedded store would be a split brain: refused before anything starts.
+		"JITBOT_EXPECTED_REPLICAS": {"3", "JITBOT_EXPECTED_REPLICAS is 3 but JITBOT_REDIS_URL is not set"},
 	}
 	for env, c := range cases {
 		t.Run(env, func(t *testing.T) {
 			clearEnv(t)
 			t.Setenv("JITBOT_DATA_DIR", t.TempDir())
+			t.Setenv("JITBOT_SLACK", "off")
+			if env == "SLACK_BOT_TOKEN" {
+				t.Setenv("JITBOT_SLACK", "")
+			}
 			t.Setenv(env, c[0])
 			code, _, stderr := runCLI(t, "serve")
 			if code != 1 || !strings.Contains(stderr, c[1]) {
@@ -101,6 +107,7 @@ func TestBadConfigurationStopsStartupWithOneClearMessage(t *testing.T) {
 	t.Run("missing secret", func(t *testing.T) {
 		clearEnv(t)
 		t.Setenv("JITBOT_DATA_DIR", t.TempDir())
+		t.Setenv("JITBOT_SLACK", "off")
 		t.Setenv("JITBOT_POLICY_FILE", "../../examples/policy.yaml")
 		code, _, stderr := runCLI(t, "serve")
 		if code != 1 || !strings.Contains(stderr, "JITBOT_WEBHOOK_SECRET") {
@@ -123,6 +130,7 @@ func TestServeHealthReadyMetricsAndGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	t.Setenv("JITBOT_DATA_DIR", dir)
+	t.Setenv("JITBOT_SLACK", "off")
 	t.Setenv("JITBOT_POLICY_FILE", "../../examples/policy.yaml")
 	t.Setenv("JITBOT_WEBHOOK_SECRET", "whsec_c2VjcmV0LXNpZ25pbmcta2V5LTAxMjM0NTY3ODk=")
 	t.Setenv("JITBOT_LISTEN_ADDR", addr)
@@ -258,7 +266,8 @@ func TestAuditVerifyDetectsAnEditedEntry(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, "4 entries") {
 			t.Fatalf("clean log: exit %d %s", code, stdout)
 		}
-		head := strings.Fields(stdout)[len(strings.Fields(stdout))-1]
+		first := strings.Fields(strings.SplitN(stdout, "\n", 2)[0])
+		head := first[len(first)-1]
 		// Truncation is only visible against a head recorded earlier.
 		if code, _, stderr := runCLI(t, "audit", "verify", "--expect-head", head); code != 0 {
 			t.Fatalf("expect-head of the current log: exit %d %s", code, stderr)

@@ -2,11 +2,14 @@
 //
 // Two modes:
 //
-//   - rbac (default): Grant PUTs a role assignment named UUIDv5(grant id) at the target scope, Revoke DELETEs it
-//     and Check GETs it. jitbot alone ends the access (at expiry, through the sweeper).
-//   - pim: Grant creates a PIM role assignment schedule request (requestType AdminAssign) whose schedule expires
-//     after the grant's remaining duration, so Azure ends the access even if jitbot is down; Revoke creates an
-//     AdminRemove request; Check lists the principal's active role assignment schedule instances.
+//   - rbac (default): Grant PUTs a role assignment named UUIDv5(binding key) at the target scope, Revoke DELETEs
+//     it and Check GETs it. jitbot alone ends the access (at expiry, through the sweeper). An equal assignment
+//     under another name (made by a human) is reported as pre-existing and never deleted.
+//   - pim: Grant creates a PIM role assignment schedule request (requestType AdminAssign) whose schedule ends at
+//     the binding's latest lease end, so Azure ends the access even if jitbot is down, and moves that end with
+//     AdminExtend / AdminUpdate requests when leases are extended, overlap or end early; Revoke creates an
+//     AdminRemove request; Check lists the principal's active role assignment schedule instances. Only
+//     assignments whose schedule jitbot's own request made are changed or removed (see ownsInstance).
 //
 // Errors are *APIError values (never carrying request headers, so never a token), wrapped with grants.Permanent
 // when retrying cannot help. The SDK's own retries are disabled unless Config.ClientOptions sets Retry: jitbot's
@@ -60,17 +63,20 @@ type Provider struct {
 	now            func() time.Time
 	log            zerolog.Logger
 
-	ra    *armauthorization.RoleAssignmentsClient
-	reqs  *armauthorization.RoleAssignmentScheduleRequestsClient
-	insts *armauthorization.RoleAssignmentScheduleInstancesClient
+	ra     *armauthorization.RoleAssignmentsClient
+	reqs   *armauthorization.RoleAssignmentScheduleRequestsClient
+	insts  *armauthorization.RoleAssignmentScheduleInstancesClient
+	scheds *armauthorization.RoleAssignmentSchedulesClient
 }
 
 var (
-	_ grants.Provider  = (*Provider)(nil)
-	_ grants.Inventory = (*Provider)(nil)
+	_ grants.Provider        = (*Provider)(nil)
+	_ grants.Inventory       = (*Provider)(nil)
+	_ grants.AttemptBudgeter = (*Provider)(nil)
 )
 
-// maxRequestGenerations bounds how many PIM requests of one kind jitbot makes for one grant (see RequestName).
+// maxRequestGenerations bounds how many PIM requests of one kind (and, for extensions, one end) jitbot makes for
+// one grant: a new one is needed only when the access was removed behind jitbot's back and granted again.
 const maxRequestGenerations = 16
 
 // minPIMDuration is the shortest schedule jitbot asks PIM for: PIM refuses removing an assignment during its
@@ -135,6 +141,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		return nil, fmt.Errorf("azure: %w", err)
 	}
 	if p.insts, err = armauthorization.NewRoleAssignmentScheduleInstancesClient(cred, &opts); err != nil {
+		return nil, fmt.Errorf("azure: %w", err)
+	}
+	if p.scheds, err = armauthorization.NewRoleAssignmentSchedulesClient(cred, &opts); err != nil {
 		return nil, fmt.Errorf("azure: %w", err)
 	}
 	return p, nil
@@ -205,8 +214,11 @@ func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 	return p.revokeRBAC(ctx, a, t)
 }
 
-// Check reports whether the assignment is present: in rbac mode the role assignment named for the grant
-// exists; in pim mode the principal has an active schedule instance of the role at the scope.
+// Check reports whether the assignment is present. With a reference of jitbot's own (ownRef: the lease's
+// access is jitbot's) it answers for jitbot's access only - the role assignment of jitbot's name, or a PIM
+// instance whose schedule jitbot's request made - so that verifying a revoke is not confused by an equal
+// assignment someone else made since. Without one it answers for the access from any source (rbac: jitbot's
+// name or an equal assignment; pim: any active instance of the role at the scope).
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
 	t, principal, err := p.resolve(a)
 	if err != nil {
@@ -223,10 +235,36 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 			}
 			return false, err
 		}
-		return inst != nil, nil
+		if inst == nil || !ownRef(a.Ref) {
+			return inst != nil, nil
+		}
+		owned, _, err := p.ownsInstance(ctx, t, inst)
+		return owned, err
 	}
-	return p.checkRBAC(ctx, a, t)
+	return p.checkRBAC(ctx, a, t, principal)
 }
+
+// AttemptBudget (grants.AttemptBudgeter): in pim mode a grant or revoke waits for PIM to process its requests
+// (and for other requests in flight on the same role), which usually takes seconds but can take longer; two
+// minutes bound one attempt, and an attempt cut short is resumed by the next (requests are found by name).
+// rbac calls are single ARM requests: the manager's default applies.
+func (p *Provider) AttemptBudget(op string) time.Duration {
+	if p.mode == ModePIM && (op == "grant" || op == "revoke") {
+		return pimAttemptBudget
+	}
+	return 0
+}
+
+// pimAttemptBudget is the attempt budget of PIM grants and revokes.
+const pimAttemptBudget = 2 * time.Minute
+
+// PropagationDelay (grants.PropagationDelayer) is how long after a revoke jitbot verifies that the access is
+// gone: Microsoft documents that role assignment changes can take up to 10 minutes to take effect (ARM and the
+// resource providers cache them), so "confirmed gone" is only said after that.
+func (p *Provider) PropagationDelay() time.Duration { return RevokePropagation }
+
+// RevokePropagation is Azure's documented upper bound for a role assignment change to take effect.
+const RevokePropagation = 10 * time.Minute
 
 func asAPI(err error) *APIError {
 	var ae *APIError
@@ -321,7 +359,7 @@ func (p *Provider) grantRBAC(ctx context.Context, a grants.Assignment, t target,
 		}
 		p.log.Warn().Str("grant_id", a.GrantID).Str("existing", existing).Str("scope", t.Scope).
 			Msg("azure: an equal role assignment already exists under another name; treating the grant as present (revoke will not remove it)")
-		return existing + " (pre-existing: not created by jitbot, revoke leaves it)", nil
+		return grants.PreExistingRef(existing), nil
 	}
 	return "", classify(ae)
 }
@@ -370,7 +408,10 @@ func (p *Provider) revokeRBAC(ctx context.Context, a grants.Assignment, t target
 	return classify(ae)
 }
 
-func (p *Provider) checkRBAC(ctx context.Context, a grants.Assignment, t target) (bool, error) {
+// checkRBAC reports whether the principal holds the role at the scope: through jitbot's assignment, or - unless
+// the lease carries a reference of jitbot's own - through an equal one made by someone else (standing access,
+// which Grant reported as pre-existing).
+func (p *Provider) checkRBAC(ctx context.Context, a grants.Assignment, t target, principal string) (bool, error) {
 	name := AssignmentName(leaseKey(a))
 	_, err := p.ra.Get(ctx, t.sdkScope(), name, nil)
 	if err == nil {
@@ -380,10 +421,17 @@ func (p *Provider) checkRBAC(ctx context.Context, a grants.Assignment, t target)
 	if e != nil {
 		return false, e
 	}
-	if ae.StatusCode == http.StatusNotFound {
+	if ae.StatusCode != http.StatusNotFound {
+		return false, classify(ae)
+	}
+	if ownRef(a.Ref) {
 		return false, nil
 	}
-	return false, classify(ae)
+	existing, err := p.findAssignment(ctx, t, principal)
+	if ae := asAPI(err); ae != nil && ae.StatusCode == http.StatusNotFound {
+		return false, nil
+	}
+	return existing != "", err
 }
 
 func deref(s *string) string {
@@ -391,4 +439,10 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// ownRef reports whether a lease's reference says its access is jitbot's (anything but none, a pre-existing
+// reference or grants.RefUntouched).
+func ownRef(ref string) bool {
+	return ref != "" && ref != grants.RefUntouched && !grants.IsPreExisting(ref)
 }

@@ -92,9 +92,11 @@ func TestGrantRequestShape(t *testing.T) {
 	if present, err := p.Check(t.Context(), b); err != nil || present {
 		t.Fatalf("Check = %v, %v", present, err)
 	}
+	// Check: GET of jitbot's name (404), then the list that would find an equal assignment someone else made.
 	rs := f.Requests()
-	if len(rs) != 2 || rs[0].Method != http.MethodDelete || rs[0].Path != w[0].Path || rs[1].Method != http.MethodGet || rs[1].Path != w[0].Path ||
-		rs[1].Status != http.StatusNotFound || rs[1].ErrorCode != "RoleAssignmentNotFound" {
+	if len(rs) != 3 || rs[0].Method != http.MethodDelete || rs[0].Path != w[0].Path || rs[1].Method != http.MethodGet || rs[1].Path != w[0].Path ||
+		rs[1].Status != http.StatusNotFound || rs[1].ErrorCode != "RoleAssignmentNotFound" ||
+		rs[2].Method != http.MethodGet || rs[2].Query.Get("$filter") != "principalId eq '"+b.Principal+"'" {
 		t.Fatalf("revoke/check requests = %+v", rs)
 	}
 }
@@ -366,7 +368,7 @@ func TestPIMRequestShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := azure.RequestName(a.GrantID, "assign", 0)
+	name := azure.RequestName(a.GrantID+"/"+a.GrantID, "assign", 0) // no binding key: the grant id stands in
 	wantPath := rg + "/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/" + name
 	if ref != wantPath {
 		t.Errorf("ref = %q", ref)
@@ -388,7 +390,10 @@ func TestPIMRequestShape(t *testing.T) {
 			PrincipalID, RoleDefinitionID, RequestType, Justification string
 			ScheduleInfo                                              struct {
 				StartDateTime time.Time
-				Expiration    struct{ Type, Duration string }
+				Expiration    struct {
+					Type        string
+					EndDateTime time.Time
+				}
 			}
 		}
 	}
@@ -397,8 +402,9 @@ func TestPIMRequestShape(t *testing.T) {
 	}
 	pr := body.Properties
 	if pr.RequestType != "AdminAssign" || pr.PrincipalID != a.Principal || !strings.HasSuffix(pr.RoleDefinitionID, "/roleDefinitions/"+readerID) ||
-		!strings.HasPrefix(pr.Justification, "jitbot grant "+a.GrantID+": role prod-reader, request r-"+a.GrantID) ||
-		!pr.ScheduleInfo.StartDateTime.Equal(now) || pr.ScheduleInfo.Expiration.Type != "AfterDuration" || pr.ScheduleInfo.Expiration.Duration != "PT1H30M" {
+		!strings.HasPrefix(pr.Justification, "jitbot grant "+a.GrantID+": assign, role prod-reader, request r-"+a.GrantID) ||
+		!pr.ScheduleInfo.StartDateTime.Equal(now) || pr.ScheduleInfo.Expiration.Type != "AfterDateTime" ||
+		!pr.ScheduleInfo.Expiration.EndDateTime.Equal(a.ExpiresAt.Truncate(time.Second)) {
 		t.Fatalf("body = %s", put.Body)
 	}
 	if present, err := p.Check(t.Context(), a); err != nil || !present {
@@ -440,7 +446,8 @@ func TestPIMRevokeAndRegrant(t *testing.T) {
 			put = r
 		}
 	}
-	if !strings.HasSuffix(put.Path, "/"+azure.RequestName(a.GrantID, "remove", 0)) || !strings.Contains(string(put.Body), `"requestType":"AdminRemove"`) {
+	key := a.GrantID + "/" + a.GrantID
+	if !strings.HasSuffix(put.Path, "/"+azure.RequestName(key, "remove", 0)) || !strings.Contains(string(put.Body), `"requestType":"AdminRemove"`) {
 		t.Fatalf("remove PUT = %s %s", put.Path, put.Body)
 	}
 	if len(f.ActiveInstances(rg, a.Principal, readerID)) != 0 {
@@ -458,8 +465,8 @@ func TestPIMRevokeAndRegrant(t *testing.T) {
 	for _, r := range f.ScheduleRequests() {
 		names[r.Name] = true
 	}
-	for _, n := range []string{azure.RequestName(a.GrantID, "assign", 0), azure.RequestName(a.GrantID, "assign", 1),
-		azure.RequestName(a.GrantID, "remove", 0), azure.RequestName(a.GrantID, "remove", 1)} {
+	for _, n := range []string{azure.RequestName(key, "assign", 0), azure.RequestName(key, "assign", 1),
+		azure.RequestName(key, "remove", 0), azure.RequestName(key, "remove", 1)} {
 		if !names[n] {
 			t.Errorf("request %s missing", n)
 		}
@@ -505,16 +512,27 @@ func TestPIMRoleAssignmentExistsOnPut(t *testing.T) {
 	f := newFake(t)
 	p := newProvider(t, f, func(c *azure.Config) { c.Mode = "pim" })
 	a := newAssignment("")
-	// The instance appears between the adapter's list and its PUT (propagation): PUT answers RoleAssignmentExists.
+	// The instance appears between the adapter's list and its PUT (propagation, or an administrator at the same
+	// moment): PUT answers RoleAssignmentExists. Whose it is is decided on the next attempt, from its schedule.
 	f.Drift = func(s *azurefake.Server, method, path string) {
 		if method == http.MethodPut {
 			s.Drift = nil
 			s.SetInstance(rg, a.Principal, readerID, true, nil)
 		}
 	}
+	_, err := p.Grant(t.Context(), a)
+	if err == nil || grants.IsPermanent(err) || azure.CodeOf(err) != "RoleAssignmentExists" {
+		t.Fatalf("Grant meeting RoleAssignmentExists: %v, want retryable", err)
+	}
 	ref, err := p.Grant(t.Context(), a)
-	if err != nil || !strings.Contains(ref, "RoleAssignmentExists") {
+	if err != nil || !strings.Contains(ref, "pre-existing") {
 		t.Fatalf("Grant = %q, %v", ref, err)
+	}
+	if err := p.Revoke(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.ActiveInstances(rg, a.Principal, readerID)) != 1 {
+		t.Fatal("revoke removed an assignment jitbot did not make")
 	}
 }
 
@@ -595,5 +613,14 @@ func TestOverlappingLeasesShareOneAssignment(t *testing.T) {
 	}
 	if got := f.Assignments(rg, first.Principal, readerID); len(got) != 0 {
 		t.Fatalf("after the binding's revoke %d assignments remain", len(got))
+	}
+}
+
+// TestPropagationDelay: the manager verifies a revoke only after Azure's documented propagation (the method is
+// grants.PropagationDelayer's; declared structurally so that it does not depend on that interface's arrival).
+func TestPropagationDelay(t *testing.T) {
+	var p interface{ PropagationDelay() time.Duration } = newProvider(t, newFake(t), nil)
+	if got := p.PropagationDelay(); got != 10*time.Minute {
+		t.Fatalf("PropagationDelay = %s, want 10m", got)
 	}
 }

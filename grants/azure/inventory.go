@@ -10,8 +10,8 @@ import (
 )
 
 // ListOwned lists what jitbot holds at Config.Scopes (and below them): role assignments whose description starts
-// with "jitbot grant ", and, in pim mode, active schedule instances backed by an AdminAssign request whose
-// justification starts with "jitbot grant ".
+// with "jitbot grant ", and, in pim mode, active schedule instances whose schedule was created or last changed
+// by a request of jitbot's (justification "jitbot grant ...", see ownsInstance).
 func (p *Provider) ListOwned(ctx context.Context) ([]grants.Owned, error) {
 	var out []grants.Owned
 	seen := map[string]bool{}
@@ -46,28 +46,10 @@ func (p *Provider) ListOwned(ctx context.Context) ([]grants.Owned, error) {
 	}
 	for _, scope := range p.scopes {
 		sdkScope := strings.TrimPrefix(scope, "/")
-		// Active instances under the scope.
+		// The bindings jitbot has made requests for ("asRequestor()": this identity's requests) narrow down which
+		// active instances to look at; ownership itself is decided per instance from its schedule's request.
 		type key struct{ principal, role, scope string }
-		active := map[key]string{}
-		ip := p.insts.NewListForScopePager(sdkScope, nil)
-		for ip.More() {
-			page, err := ip.NextPage(ctx)
-			if err != nil {
-				return nil, p.listErr(ctx, "GET roleAssignmentScheduleInstances", scope+"/providers/Microsoft.Authorization/roleAssignmentScheduleInstances", err)
-			}
-			now := p.now()
-			for _, in := range page.Value {
-				if in == nil || in.Properties == nil {
-					continue
-				}
-				pr := in.Properties
-				if pr.EndDateTime != nil && !pr.EndDateTime.After(now) {
-					continue
-				}
-				active[key{strings.ToLower(deref(pr.PrincipalID)), roleGUIDOf(deref(pr.RoleDefinitionID)), strings.ToLower(deref(pr.Scope))}] = deref(in.ID)
-			}
-		}
-		// Requests this identity made ("asRequestor()").
+		requested := map[key]bool{}
 		filter := "asRequestor()"
 		rp := p.reqs.NewListForScopePager(sdkScope, &armauthorization.RoleAssignmentScheduleRequestsClientListForScopeOptions{Filter: &filter})
 		for rp.More() {
@@ -80,24 +62,43 @@ func (p *Provider) ListOwned(ctx context.Context) ([]grants.Owned, error) {
 					continue
 				}
 				pr := r.Properties
-				if pr.RequestType == nil || *pr.RequestType != armauthorization.RequestTypeAdminAssign || statusFailed(status(r)) {
+				if _, ok := parseGrantID(deref(pr.Justification)); !ok {
 					continue
 				}
-				id, ok := parseGrantID(deref(pr.Justification))
-				if !ok {
+				requested[key{strings.ToLower(deref(pr.PrincipalID)), roleGUIDOf(deref(pr.RoleDefinitionID)), strings.ToLower(strings.TrimSuffix(deref(pr.Scope), "/"))}] = true
+			}
+		}
+		ip := p.insts.NewListForScopePager(sdkScope, nil)
+		for ip.More() {
+			page, err := ip.NextPage(ctx)
+			if err != nil {
+				return nil, p.listErr(ctx, "GET roleAssignmentScheduleInstances", scope+"/providers/Microsoft.Authorization/roleAssignmentScheduleInstances", err)
+			}
+			now := p.now()
+			for _, in := range page.Value {
+				if in == nil || in.Properties == nil || in.ID == nil || seen[strings.ToLower(*in.ID)] {
 					continue
 				}
-				k := key{strings.ToLower(deref(pr.PrincipalID)), roleGUIDOf(deref(pr.RoleDefinitionID)), strings.ToLower(strings.TrimSuffix(deref(pr.Scope), "/"))}
-				instID, ok := active[k]
-				if !ok || seen["pim:"+id+":"+instID] {
+				pr := in.Properties
+				if pr.EndDateTime != nil && !pr.EndDateTime.After(now) {
 					continue
 				}
-				seen["pim:"+id+":"+instID] = true
+				if !requested[key{strings.ToLower(deref(pr.PrincipalID)), roleGUIDOf(deref(pr.RoleDefinitionID)), strings.ToLower(strings.TrimSuffix(deref(pr.Scope), "/"))}] {
+					continue
+				}
+				id, _, err := p.instanceOwner(ctx, in)
+				if err != nil {
+					return nil, err
+				}
+				if id == "" {
+					continue // an administrator's assignment on a binding jitbot has used: not jitbot's to remove
+				}
+				seen[strings.ToLower(*in.ID)] = true
 				out = append(out, grants.Owned{
 					GrantID:   id,
 					Principal: deref(pr.PrincipalID),
 					Target:    map[string]string{KeyScope: deref(pr.Scope), KeyRoleDefinitionID: deref(pr.RoleDefinitionID), KeyMode: ModePIM},
-					Ref:       deref(r.ID),
+					Ref:       *in.ID,
 				})
 			}
 		}

@@ -34,11 +34,36 @@ type Fake struct {
 	fail    []failure
 	latency time.Duration
 	hold    map[string]*gate
+	landed  map[*gate]chan struct{}
 }
 
 type gate struct {
 	arrived chan struct{}
 	proceed chan struct{}
+	// landing: the call ignores its context while held and is applied when released, as a request the
+	// provider received and applies after jitbot stopped waiting for it.
+	landing bool
+}
+
+// HoldLanding makes the next call of op wait, after it arrived, until release is called, and then apply,
+// whatever happened to the caller's context meanwhile: a call the provider received and applies after the
+// caller stalled past its binding lock (the caller waits, then succeeds), or after the caller gave up on it
+// (its context ended: the caller gets ctx's error at once, and the call still applies on release). landed is
+// closed once the call was applied.
+func (f *Fake) HoldLanding(op string) (arrived <-chan struct{}, release func(), landed <-chan struct{}) {
+	g := &gate{arrived: make(chan struct{}), proceed: make(chan struct{}), landing: true}
+	done := make(chan struct{})
+	f.mu.Lock()
+	if f.hold == nil {
+		f.hold = map[string]*gate{}
+	}
+	f.hold[op] = g
+	if f.landed == nil {
+		f.landed = map[*gate]chan struct{}{}
+	}
+	f.landed[g] = done
+	f.mu.Unlock()
+	return g.arrived, func() { close(g.proceed) }, done
 }
 
 // Hold makes the next call of op wait, after it arrived, until release is called: tests use it to run
@@ -57,6 +82,19 @@ func (f *Fake) Hold(op string) (arrived <-chan struct{}, release func()) {
 type failure struct {
 	op  string
 	err error
+	// ignore: answer success without applying (a provider that acknowledges a change it did not make, or
+	// an eventually consistent one that has not made it yet).
+	ignore bool
+}
+
+// IgnoreNext makes the next n calls of op ("grant", "revoke" or "" for any) answer success without changing
+// anything.
+func (f *Fake) IgnoreNext(op string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for range n {
+		f.fail = append(f.fail, failure{op: op, ignore: true})
+	}
 }
 
 // New returns an empty Fake.
@@ -77,7 +115,7 @@ func (f *Fake) FailNext(op string, err error, n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for range n {
-		f.fail = append(f.fail, failure{op, err})
+		f.fail = append(f.fail, failure{op: op, err: err})
 	}
 }
 
@@ -97,6 +135,26 @@ func (f *Fake) do(ctx context.Context, op string, a grants.Assignment, apply fun
 	g := f.hold[op]
 	delete(f.hold, op)
 	f.mu.Unlock()
+	if g != nil && g.landing {
+		close(g.arrived)
+		land := func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			_, was := f.present[Key(a)]
+			apply(was)
+			f.calls = append(f.calls, Call{Op: op, Assignment: a, WasPresent: was})
+			close(f.landed[g])
+			delete(f.landed, g)
+		}
+		select {
+		case <-g.proceed:
+			land()
+			return nil
+		case <-ctx.Done():
+			go func() { <-g.proceed; land() }() // the caller gave up; the provider applies it anyway
+			return ctx.Err()
+		}
+	}
 	if g != nil {
 		close(g.arrived)
 		select {
@@ -122,6 +180,12 @@ func (f *Fake) do(ctx context.Context, op string, a grants.Assignment, apply fun
 		if fl.op == "" || fl.op == op {
 			f.fail = slices.Delete(f.fail, i, i+1)
 			f.calls = append(f.calls, Call{Op: op, Assignment: a, Err: fl.err, WasPresent: was})
+			if fl.ignore {
+				if op == "check" {
+					apply(was) // a check reports what is there
+				}
+				return nil
+			}
 			return fl.err
 		}
 	}

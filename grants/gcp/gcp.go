@@ -18,14 +18,21 @@
 // The condition title "jitbot <grant id>" marks a binding as jitbot's; the prefix "jitbot " is reserved.
 //
 //   - Grant adds the grant's binding, or updates the expiry of the binding with the same title (a retry after a
-//     lost response, or an extension), so granting twice leaves one binding.
+//     lost response, or an extension), so granting twice leaves one binding; and it takes the principal out of
+//     every other jitbot binding of the role on the resource (an earlier lease of the same access), so that the
+//     one binding's condition - the latest end of the leases, as jitbot passes it - is GCP's expiry.
 //   - Revoke removes the principal from every jitbot binding for the target's role on the resource, whatever
 //     grant id the title carries: grants.Assignment says that leases sharing a binding (same principal and
 //     target) differ only in grant id and expiry, and jitbot revokes a shared binding once, with the last lease.
 //     Removing only the last lease's binding would leave an earlier, longer lease's binding granting access.
 //     Bindings without a jitbot title are never touched; other members of a jitbot binding are kept.
-//   - Check reports whether this grant's binding holds the principal and its condition has not expired (a
-//     condition jitbot cannot parse counts as present: access may exist).
+//   - Grant over standing access (a binding not made by jitbot that gives the member the role unconditionally, or
+//     by a request.time condition lasting at least as long), when jitbot holds nothing of its own for it,
+//     writes nothing and returns grants.PreExistingRef: the manager audits it, tells the requester and never
+//     revokes it.
+//   - Check reports whether the member holds the role: a live jitbot binding of any lease (a jitbot condition
+//     jitbot cannot parse counts as present: access may exist), or someone else's unconditional or unexpired
+//     time-bound binding. Bindings with other conditions (on resources) are not this access.
 //   - ListOwned lists every jitbot binding member in Config.Scopes, expired ones included (they grant nothing
 //     but still count against the policy's binding limits).
 //
@@ -158,6 +165,14 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	return p, nil
 }
 
+// RevokePropagation is how long an IAM policy change can take to take effect: Google documents "typically
+// within 2 minutes" and "7 minutes or more" in some cases.
+const RevokePropagation = 7 * time.Minute
+
+// PropagationDelay (grants.PropagationDelayer) is how long after a revoke jitbot verifies that the access is
+// gone, so that "confirmed gone" is not said before IAM has applied the change.
+func (p *Provider) PropagationDelay() time.Duration { return RevokePropagation }
+
 // String names the provider without any credential.
 func (p *Provider) String() string {
 	if p.endpoint != "" {
@@ -236,33 +251,103 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	if err != nil {
 		return "", err
 	}
-	err = p.modify(ctx, "grant", as, func(pol *crm.Policy) bool { return applyGrant(pol, as) })
+	// Standing access decides only when jitbot holds nothing of its own for the binding (no reference of its
+	// own, no jitbot binding): with a reference of its own jitbot keeps ownership and (re)writes its binding.
+	mayBePreExisting := a.Ref == "" || grants.IsPreExisting(a.Ref)
+	preExisting := ""
+	err = p.modify(ctx, "grant", as, func(pol *crm.Policy) bool {
+		preExisting = ""
+		if mayBePreExisting && !hasJitbotBinding(pol, as) {
+			if b := standingBinding(pol, as, p.now()); b != "" {
+				preExisting = b
+				return false
+			}
+		}
+		return applyGrant(pol, as)
+	})
 	if err != nil {
 		return "", err
+	}
+	if preExisting != "" {
+		return grants.PreExistingRef(fmt.Sprintf("%s %s %s", as.resource, as.role, preExisting)), nil
 	}
 	return fmt.Sprintf("%s %s condition %q", as.resource, as.role, as.title), nil
 }
 
-// applyGrant makes sure pol holds a binding for as.role, as.principal and as.cond; it reports whether it
-// changed pol.
-func applyGrant(pol *crm.Policy, as assignment) bool {
-	for i, b := range pol.Bindings {
-		if b.Role != as.role || b.Condition == nil || b.Condition.Title != as.title || !hasMember(b.Members, as.principal) {
-			continue
-		}
-		if sameCondition(b.Condition, as.cond) {
-			return false
-		}
-		if len(b.Members) == 1 {
-			pol.Bindings[i].Condition = copyExpr(as.cond)
+// hasJitbotBinding reports whether a jitbot binding of the role holds the principal (expired or not).
+func hasJitbotBinding(pol *crm.Policy, as assignment) bool {
+	for _, b := range pol.Bindings {
+		if b.Role == as.role && b.Condition != nil && strings.HasPrefix(b.Condition.Title, TitlePrefix) && hasMember(b.Members, as.principal) {
 			return true
 		}
-		// Someone added other members to jitbot's binding: move the principal to a binding of its own.
-		pol.Bindings[i].Members = removeMember(b.Members, as.principal)
-		break
 	}
-	pol.Bindings = append(pol.Bindings, &crm.Binding{Role: as.role, Members: []string{as.principal}, Condition: copyExpr(as.cond)})
-	return true
+	return false
+}
+
+// standingBinding describes a binding not made by jitbot that gives the principal the role at least until
+// the assignment's expiry (unconditional, or a request.time condition ending no earlier), "" if there is none.
+// That access was there before the grant: jitbot adds nothing and never removes it. A binding with any other
+// condition (on resources, or ending earlier) is not the same access, and jitbot adds its own.
+func standingBinding(pol *crm.Policy, as assignment, now time.Time) string {
+	want, _ := ParseExpression(as.cond.Expression)
+	for _, b := range pol.Bindings {
+		if b.Role != as.role || !hasMember(b.Members, as.principal) {
+			continue
+		}
+		if b.Condition == nil {
+			return "(an unconditional binding not made by jitbot)"
+		}
+		if strings.HasPrefix(b.Condition.Title, TitlePrefix) {
+			continue
+		}
+		if exp, ok := ParseExpression(b.Condition.Expression); ok && exp.After(now) && !exp.Before(want) {
+			return fmt.Sprintf("(binding %q, not made by jitbot, until %s)", b.Condition.Title, exp.UTC().Format(time.RFC3339))
+		}
+	}
+	return ""
+}
+
+// applyGrant makes sure pol holds a binding for as.role, as.principal and as.cond, and that it is the only
+// jitbot binding granting the role to the principal; it reports whether it changed pol.
+//
+// jitbot's overlapping leases of one access share a binding (grants.Assignment): Grant is called for every
+// lease with the latest end of them all, and again with the remaining lease's end when a longer one ends
+// early. So the condition this call brings is the binding's whole provider-side expiry, and a jitbot binding
+// of an earlier lease (another title) must not outlive it: were it kept, its later request.time condition
+// would keep granting the access until the final revoke, and GCP's own expiry - the guard for when jitbot is
+// down - would be the ended lease's.
+func applyGrant(pol *crm.Policy, as assignment) bool {
+	changed := false
+	found := false
+	kept := pol.Bindings[:0:0]
+	for _, b := range pol.Bindings {
+		if b.Role != as.role || b.Condition == nil || !strings.HasPrefix(b.Condition.Title, TitlePrefix) || !hasMember(b.Members, as.principal) {
+			kept = append(kept, b)
+			continue
+		}
+		if b.Condition.Title == as.title && !found && len(b.Members) == 1 {
+			found = true
+			if !sameCondition(b.Condition, as.cond) {
+				b.Condition = copyExpr(as.cond)
+				changed = true
+			}
+			kept = append(kept, b)
+			continue
+		}
+		// Another lease's binding of the same access, a duplicate, or a jitbot binding someone added other
+		// members to: the principal leaves it (other members are kept).
+		changed = true
+		if m := removeMember(b.Members, as.principal); len(m) > 0 {
+			b.Members = m
+			kept = append(kept, b)
+		}
+	}
+	if !found {
+		kept = append(kept, &crm.Binding{Role: as.role, Members: []string{as.principal}, Condition: copyExpr(as.cond)})
+		changed = true
+	}
+	pol.Bindings = kept
+	return changed
 }
 
 // Revoke removes the principal from every jitbot binding for the role on the resource (see the package
@@ -298,7 +383,10 @@ func applyRevoke(pol *crm.Policy, as assignment) bool {
 	return changed
 }
 
-// Check reports whether the grant's binding holds the principal and has not expired.
+// Check reports whether the principal holds the role on the resource: through a live jitbot binding (of any lease
+// of the binding), or - unless the lease carries a reference of jitbot's own, when only jitbot's access is
+// asked about (verifying a revoke must not be confused by a binding someone added since) - through a binding
+// someone else made that is unconditional or time-bound and unexpired.
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
 	as, err := p.parse(a, false)
 	if err != nil {
@@ -317,14 +405,26 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 		return false, err
 	}
 	now := p.now()
+	own := ownRef(a.Ref)
 	for _, b := range pol.Bindings {
-		if b.Role != as.role || b.Condition == nil || b.Condition.Title != as.title || !hasMember(b.Members, as.principal) {
+		if b.Role != as.role || !hasMember(b.Members, as.principal) {
 			continue
 		}
-		exp, ok := ParseExpression(b.Condition.Expression)
-		if !ok || exp.After(now) {
-			return true, nil
+		jitbots := b.Condition != nil && strings.HasPrefix(b.Condition.Title, TitlePrefix)
+		if own && !jitbots {
+			continue // the lease's access is jitbot's: someone else's binding is not it
 		}
+		if b.Condition == nil {
+			return true, nil // standing access someone else granted (Grant reported it as pre-existing)
+		}
+		exp, ok := ParseExpression(b.Condition.Expression)
+		switch {
+		case ok && exp.After(now):
+			return true, nil // a live time-bound binding: jitbot's (any lease's title) or someone else's
+		case !ok && jitbots:
+			return true, nil // a jitbot binding whose condition was changed: access may exist
+		}
+		// Someone else's binding under another kind of condition (on resources, ...) is not this access.
 	}
 	return false, nil
 }
@@ -684,4 +784,10 @@ func hasMember(members []string, principal string) bool {
 
 func removeMember(members []string, principal string) []string {
 	return slices.DeleteFunc(slices.Clone(members), func(m string) bool { return memberMatches(m, principal) })
+}
+
+// ownRef reports whether a lease's reference says its access is jitbot's (anything but none, a pre-existing
+// reference or grants.RefUntouched).
+func ownRef(ref string) bool {
+	return ref != "" && ref != grants.RefUntouched && !grants.IsPreExisting(ref)
 }

@@ -297,8 +297,14 @@ func TestCheck(t *testing.T) {
 	if present(p, other) {
 		t.Error("another principal is present")
 	}
-	if present(p, asg("g-2")) {
-		t.Error("another grant is present")
+	// Another lease of the same access (principal, role, resource) sees it: leases share the binding.
+	if !present(p, asg("g-2")) {
+		t.Error("another lease of the same access does not see it")
+	}
+	otherRole := asg("g-3")
+	otherRole.Target = map[string]string{"project": project, "role": "roles/cloudsql.viewer"}
+	if present(p, otherRole) {
+		t.Error("another role is present")
 	}
 	// After the condition's expiry the binding grants nothing.
 	later := newProvider(t, srv, func(c *gcp.Config) { c.Now = func() time.Time { return expiry.Add(time.Second) } })
@@ -674,5 +680,173 @@ func TestSettings(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
+	}
+}
+
+// jitbotExpiries returns the conditions' ends of every jitbot binding of role that holds member.
+func jitbotExpiries(pol gcpfake.Policy, member string) []time.Time {
+	var out []time.Time
+	for _, b := range pol.Bindings {
+		if b.Role != role || b.Condition == nil || !strings.HasPrefix(b.Condition.Title, "jitbot ") || !slices.Contains(b.Members, member) {
+			continue
+		}
+		if m := expiryRe.FindStringSubmatch(b.Condition.Expression); m != nil {
+			if exp, err := time.Parse(time.RFC3339, m[1]); err == nil {
+				out = append(out, exp)
+			}
+		}
+	}
+	return out
+}
+
+// TestOverlappingLeasesProviderExpiryFollowsRemaining: GCP's own expiry (the request.time condition) is the
+// second guard, for when jitbot is down. jitbot calls Grant for every lease of a binding with the latest end of
+// them all, and again with the remaining lease's end when a longer lease ends early. The binding's condition
+// must follow: before the fix, the ended lease's binding kept its later condition until the final revoke, so
+// GCP would have granted access until the ended lease's time.
+func TestOverlappingLeasesProviderExpiryFollowsRemaining(t *testing.T) {
+	srv, p := setup(t)
+	long, short := asg("g-long"), asg("g-short")
+	long.ExpiresAt = expiry.Add(3 * time.Hour)
+	// The long lease first; then the short one, told the binding's latest end (the long lease's).
+	if _, err := p.Grant(t.Context(), long); err != nil {
+		t.Fatal(err)
+	}
+	short.ExpiresAt = long.ExpiresAt
+	if _, err := p.Grant(t.Context(), short); err != nil {
+		t.Fatal(err)
+	}
+	if got := jitbotExpiries(mustPolicy(t, srv, resource), alice); len(got) != 1 || !got[0].Equal(long.ExpiresAt.Truncate(time.Second)) {
+		t.Fatalf("with two live leases: jitbot bindings end at %v, want one ending %s", got, long.ExpiresAt)
+	}
+	// The long lease is released: jitbot tells the provider the short lease's own end.
+	short.ExpiresAt = expiry
+	if _, err := p.Grant(t.Context(), short); err != nil {
+		t.Fatal(err)
+	}
+	got := jitbotExpiries(mustPolicy(t, srv, resource), alice)
+	if len(got) != 1 || !got[0].Equal(expiry.Truncate(time.Second)) {
+		t.Fatalf("after the long lease ended: jitbot bindings end at %v, want exactly one ending %s", got, expiry.Truncate(time.Second))
+	}
+	// Either lease's Check sees the binding's access.
+	for _, a := range []grants.Assignment{long, short} {
+		if ok, err := p.Check(t.Context(), a); err != nil || !ok {
+			t.Fatalf("Check(%s) = %v, %v", a.GrantID, ok, err)
+		}
+	}
+	if err := p.Revoke(t.Context(), short); err != nil {
+		t.Fatal(err)
+	}
+	if got := jitbotExpiries(mustPolicy(t, srv, resource), alice); len(got) != 0 {
+		t.Fatalf("after revoke: %v", got)
+	}
+}
+
+// TestPreexistingBindingsSurvive: bindings of the same member and role that a human made (unconditional, or
+// with a condition of their own) are neither changed by grant nor removed by revoke, nor listed as jitbot's.
+func TestPreexistingBindingsSurvive(t *testing.T) {
+	srv, p := setup(t)
+	standing := gcpfake.Binding{Role: role, Members: []string{alice}}
+	temporary := gcpfake.Binding{Role: role, Members: []string{alice},
+		Condition: &gcpfake.Expr{Title: "audit week", Expression: `request.time < timestamp("2030-01-09T00:00:00Z")`}}
+	srv.AddResource(resource, ownerBinding, standing, temporary)
+	for i := range 20 {
+		a := asg(fmt.Sprintf("g-%d", i))
+		ref, err := p.Grant(t.Context(), a)
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		// The unconditional binding is the same access: nothing is written, the manager is told.
+		if !grants.IsPreExisting(ref) {
+			t.Fatalf("cycle %d: Grant over an unconditional human binding returned %q, want a pre-existing reference", i, ref)
+		}
+		if i == 3 {
+			owned, err := p.ListOwned(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range owned {
+				if !strings.HasPrefix(o.GrantID, "g-") {
+					t.Fatalf("ListOwned lists a human's binding: %+v", o)
+				}
+			}
+		}
+		if err := p.Revoke(t.Context(), a); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+	}
+	pol := mustPolicy(t, srv, resource)
+	if !reflect.DeepEqual(pol.Bindings, []gcpfake.Binding{ownerBinding, standing, temporary}) {
+		t.Fatalf("bindings after 20 cycles: %+v", pol.Bindings)
+	}
+}
+
+// TestPreexistingOnlyForTheSameAccess: a human binding with a condition on resources, or ending before the
+// lease, is not the same access: jitbot adds its own binding (and its revoke removes only that one). With a
+// reference of its own jitbot keeps ownership even when standing access appears meanwhile.
+func TestPreexistingOnlyForTheSameAccess(t *testing.T) {
+	srv, p := setup(t)
+	narrow := gcpfake.Binding{Role: role, Members: []string{alice},
+		Condition: &gcpfake.Expr{Title: "one instance", Expression: `resource.name.startsWith("projects/_/instances/db1")`}}
+	short := gcpfake.Binding{Role: role, Members: []string{alice},
+		Condition: &gcpfake.Expr{Title: "until lunch", Expression: `request.time < timestamp("2030-01-02T02:30:00Z")`}}
+	srv.AddResource(resource, ownerBinding, narrow, short)
+	ref, err := p.Grant(t.Context(), asg("g-1"))
+	if err != nil || grants.IsPreExisting(ref) {
+		t.Fatalf("Grant next to narrower bindings = %q, %v; want jitbot's own binding", ref, err)
+	}
+	if n := countJitbot(mustPolicy(t, srv, resource), role, alice); n != 1 {
+		t.Fatalf("%d jitbot bindings", n)
+	}
+	// Standing access appears while jitbot's lease runs; an extension (with jitbot's reference) keeps jitbot's
+	// binding, and the revoke removes only jitbot's.
+	srv.Mutate(resource, func(pol *gcpfake.Policy) {
+		pol.Bindings = append(pol.Bindings, gcpfake.Binding{Role: role, Members: []string{alice}})
+	})
+	ext := asg("g-1")
+	ext.Ref, ext.ExpiresAt = ref, expiry.Add(time.Hour)
+	if ref2, err := p.Grant(t.Context(), ext); err != nil || grants.IsPreExisting(ref2) {
+		t.Fatalf("extension = %q, %v", ref2, err)
+	}
+	if err := p.Revoke(t.Context(), ext); err != nil {
+		t.Fatal(err)
+	}
+	pol := mustPolicy(t, srv, resource)
+	if countJitbot(pol, role, alice) != 0 || !hasUnconditional(pol, role, alice) || len(pol.Bindings) != 4 {
+		t.Fatalf("bindings after revoke: %+v", pol.Bindings)
+	}
+}
+
+// TestPropagationDelay: the manager verifies a revoke only after IAM's documented propagation (up to 7 minutes).
+func TestPropagationDelay(t *testing.T) {
+	_, p := setup(t)
+	var d interface{ PropagationDelay() time.Duration } = p
+	if got := d.PropagationDelay(); got != 7*time.Minute {
+		t.Fatalf("PropagationDelay = %s, want 7m", got)
+	}
+}
+
+// TestCheckWithOwnReference: with the lease's own reference (verifying jitbot's revoke) Check answers for
+// jitbot's bindings only; a binding someone added after the revoke does not make the revoke look failed.
+func TestCheckWithOwnReference(t *testing.T) {
+	srv, p := setup(t)
+	a := asg("g-own")
+	ref, err := p.Grant(t.Context(), a)
+	if err != nil || grants.IsPreExisting(ref) {
+		t.Fatalf("Grant = %q, %v", ref, err)
+	}
+	a.Ref = ref
+	if err := p.Revoke(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	srv.Mutate(resource, func(pol *gcpfake.Policy) {
+		pol.Bindings = append(pol.Bindings, gcpfake.Binding{Role: role, Members: []string{alice}})
+	})
+	if ok, err := p.Check(t.Context(), a); err != nil || ok {
+		t.Fatalf("Check with jitbot's reference = %v, %v; the new binding is not jitbot's", ok, err)
+	}
+	a.Ref = ""
+	if ok, err := p.Check(t.Context(), a); err != nil || !ok {
+		t.Fatalf("Check without a reference = %v, %v; want the access from any source", ok, err)
 	}
 }

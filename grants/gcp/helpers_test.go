@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,3 +147,55 @@ func mustPolicy(t *testing.T, srv *gcpfake.Server, resource string) gcpfake.Poli
 }
 
 var _ grants.Provider = (*gcp.Provider)(nil)
+
+// liveAnyJitbotBinding: a jitbot binding (any title) of role holds member and has not expired.
+func liveAnyJitbotBinding(pol gcpfake.Policy, role, member string, now time.Time) bool {
+	for _, b := range pol.Bindings {
+		if b.Role != role || b.Condition == nil || !strings.HasPrefix(b.Condition.Title, "jitbot ") || !slices.Contains(b.Members, member) {
+			continue
+		}
+		m := expiryRe.FindStringSubmatch(b.Condition.Expression)
+		if m == nil {
+			return true
+		}
+		if exp, err := time.Parse(time.RFC3339, m[1]); err != nil || exp.After(now) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasUnconditional(pol gcpfake.Policy, role, member string) bool {
+	for _, b := range pol.Bindings {
+		if b.Role == role && b.Condition == nil && slices.Contains(b.Members, member) {
+			return true
+		}
+	}
+	return false
+}
+
+func countJitbot(pol gcpfake.Policy, role, member string) int {
+	n := 0
+	for _, b := range pol.Bindings {
+		if b.Role == role && b.Condition != nil && strings.HasPrefix(b.Condition.Title, "jitbot ") && slices.Contains(b.Members, member) {
+			n++
+		}
+	}
+	return n
+}
+
+// jitbotEnds returns the request.time ends of the jitbot bindings of role holding member.
+func jitbotEnds(pol gcpfake.Policy, role, member string) []time.Time {
+	var out []time.Time
+	for _, b := range pol.Bindings {
+		if b.Role != role || b.Condition == nil || !strings.HasPrefix(b.Condition.Title, "jitbot ") || !slices.Contains(b.Members, member) {
+			continue
+		}
+		if m := expiryRe.FindStringSubmatch(b.Condition.Expression); m != nil {
+			if exp, err := time.Parse(time.RFC3339, m[1]); err == nil {
+				out = append(out, exp)
+			}
+		}
+	}
+	return out
+}

@@ -24,6 +24,16 @@
 //	annotations: jitbot.dev/grant-id, jitbot.dev/request-id, jitbot.dev/slack-user, jitbot.dev/expires-at
 //	             (RFC 3339, the expiry known when the binding was created), jitbot.dev/granted-at
 //
+// Grant first reads the Role or ClusterRole the target names and fails permanently when it does not exist: the
+// API server accepts a binding to a missing role from a caller with bind, so a typo would otherwise grant
+// nothing while every call reports success. Errors quote the API server's Status message.
+//
+// Standing access: a binding someone else made (not labelled as jitbot's) that binds the subject to the same role
+// in the same scope is the same access. When jitbot holds nothing of its own for the binding (no reference of
+// its own, no jitbot binding), Grant creates nothing and returns grants.PreExistingRef, which the manager audits
+// and never revokes; Revoke only ever deletes jitbot-labelled bindings. Check reports the access from any of
+// these bindings.
+//
 // Overlapping leases of one principal on one target (grants.Assignment: same principal and target, different
 // grant ids) each get their own binding, and the manager calls Revoke only when no lease covers the access any
 // more, with the assignment of one of them. Revoke therefore deletes every jitbot binding carrying the same
@@ -538,6 +548,19 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	if err != nil {
 		return "", err
 	}
+	if err := p.roleExists(ctx, s.t); err != nil {
+		return "", err
+	}
+	if a.Ref == "" || grants.IsPreExisting(a.Ref) {
+		// Standing access decides only when jitbot holds nothing of its own for the binding.
+		own, standing, err := p.scan(ctx, s)
+		if err != nil {
+			return "", classify(ctx, "grant: list "+s.resource(), err, opGrant)
+		}
+		if !own && standing != "" {
+			return grants.PreExistingRef(standing), nil
+		}
+	}
 	body, err := json.Marshal(p.desired(s, a))
 	if err != nil {
 		return "", grants.Permanent(fmt.Errorf("kube: encode %s: %w", s.ref(), err))
@@ -568,8 +591,63 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	return s.ref(), nil
 }
 
+// roleExists checks that the Role or ClusterRole a target names exists. The API server does not: holding bind
+// on a role name, the bot may create a binding to a role that does not exist, and such a grant "succeeds", is
+// reported present, and gives nobody anything (a typo in the policy would fail silently). Needs get on roles
+// or clusterroles (docs/providers/kubernetes.md).
+func (p *Provider) roleExists(ctx context.Context, t target) error {
+	res, where := "clusterroles", ""
+	r := p.rc.Get().MaxRetries(0)
+	if t.roleRef.Kind == "Role" {
+		res, where = "roles", fmt.Sprintf(" in namespace %q (or that namespace does not exist)", t.namespace)
+		r = r.Namespace(t.namespace)
+	}
+	_, err := doRaw(ctx, r.Resource(res).Name(t.roleRef.Name))
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("kube: grant: get %s %s: %w", t.roleRef.Kind, t.roleRef.Name, ctx.Err())
+	case apierrors.IsNotFound(err):
+		return grants.Permanent(fmt.Errorf("kube: grant: %s %q does not exist%s, so a binding to it would grant nothing: check the role's target in the policy (or create the role first)",
+			t.roleRef.Kind, t.roleRef.Name, where))
+	case apierrors.IsForbidden(err):
+		return grants.Permanent(fmt.Errorf("kube: grant: cannot check that %s %q exists%s: the bot needs get on %s (part of the RBAC in docs/providers/kubernetes.md). Apiserver said: %w",
+			t.roleRef.Kind, t.roleRef.Name, where, res, err))
+	}
+	return classify(ctx, "grant: get "+t.roleRef.Kind+" "+t.roleRef.Name, err, opCheck)
+}
+
+// VerifyTarget checks a policy target against the cluster: the target is valid for this provider and the Role or
+// ClusterRole it names exists. For `jitbot policy check` when the cluster is reachable; it creates nothing.
+func (p *Provider) VerifyTarget(ctx context.Context, target map[string]string) error {
+	t, err := parseTarget(target)
+	if err != nil {
+		return grants.Permanent(err)
+	}
+	if err := checkScope(p.namespaces, t.namespace); err != nil {
+		return grants.Permanent(err)
+	}
+	return p.roleExists(ctx, t)
+}
+
+// doRaw runs r and returns the body. On an error answer it returns the API server's own Status (reason and
+// message, such as `User "x" cannot get resource "rolebindings"`): Result.Raw alone reports only a generic
+// "unknown (get rolebindings...)" for a JSON error body; Result.Error decodes the Status.
+func doRaw(ctx context.Context, r *rest.Request) ([]byte, error) {
+	res := r.Do(ctx)
+	raw, err := res.Raw()
+	if err != nil {
+		if serr := res.Error(); serr != nil {
+			err = serr
+		}
+		return nil, err
+	}
+	return raw, nil
+}
+
 func (p *Provider) get(ctx context.Context, s spec) (binding, bool, error) {
-	raw, err := p.req("GET", s).Name(s.name).Do(ctx).Raw()
+	raw, err := doRaw(ctx, p.req("GET", s).Name(s.name))
 	if apierrors.IsNotFound(err) {
 		return binding{}, false, nil
 	}
@@ -581,6 +659,34 @@ func (p *Provider) get(ctx context.Context, s spec) (binding, bool, error) {
 		return binding{}, false, fmt.Errorf("decode %s: %w", s.ref(), err)
 	}
 	return b, true, nil
+}
+
+// scan lists the bindings in the target's scope and reports whether a jitbot binding of this access exists
+// (any lease's) and the reference of a binding someone else made that binds the subject to the same role
+// ("" if none) - standing access, which jitbot neither duplicates nor removes.
+func (p *Provider) scan(ctx context.Context, s spec) (own bool, standing string, err error) {
+	items, err := p.list(ctx, s.t.namespace, s.resource(), "")
+	if apierrors.IsNotFound(err) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	for _, b := range items {
+		if b.RoleRef != s.t.roleRef || !bindsSubject(b, s.subject) || b.DeletionTimestamp != nil {
+			continue
+		}
+		if b.Labels[LabelManagedBy] == ManagedByJitbot {
+			if b.Labels[LabelBinding] == s.key {
+				own = true
+			}
+			continue
+		}
+		if standing == "" {
+			standing = refOf(s.t.namespace, b.Name)
+		}
+	}
+	return own, standing, nil
 }
 
 // Revoke deletes every binding jitbot made for this principal and role in the target's scope (the assignment's
@@ -639,15 +745,17 @@ func (p *Provider) list(ctx context.Context, namespace, resource, selector strin
 	var out []binding
 	cont := ""
 	for {
-		r := p.rc.Get().Resource(resource).MaxRetries(0).
-			Param("labelSelector", selector).Param("limit", fmt.Sprint(listPageSize))
+		r := p.rc.Get().Resource(resource).MaxRetries(0).Param("limit", fmt.Sprint(listPageSize))
+		if selector != "" {
+			r = r.Param("labelSelector", selector)
+		}
 		if namespace != "" {
 			r = r.Namespace(namespace)
 		}
 		if cont != "" {
 			r = r.Param("continue", cont)
 		}
-		raw, err := r.Do(ctx).Raw()
+		raw, err := doRaw(ctx, r)
 		if err != nil {
 			return nil, err
 		}
@@ -668,7 +776,10 @@ func (p *Provider) list(ctx context.Context, namespace, resource, selector strin
 	}
 }
 
-// Check reports whether the grant's binding exists, is jitbot's, and binds the principal to the role.
+// Check reports whether the principal holds the role in the target's scope: through the grant's binding (read
+// first), another jitbot binding of the same access (an overlapping lease's), or - unless the lease carries a
+// reference of jitbot's own, when only jitbot's access is asked about - a binding someone else made (standing
+// access, which Grant reported as pre-existing).
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
 	s, err := p.resolve(a)
 	if err != nil {
@@ -678,7 +789,23 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 	if err != nil {
 		return false, classify(ctx, "check: get "+s.ref(), err, opCheck)
 	}
-	return found && b.DeletionTimestamp == nil && owned(b, s.grantLbl) && grantsAccess(b, s), nil
+	if found && b.DeletionTimestamp == nil && owned(b, s.grantLbl) && grantsAccess(b, s) {
+		return true, nil
+	}
+	own, standing, err := p.scan(ctx, s)
+	if err != nil {
+		return false, classify(ctx, "check: list "+s.resource(), err, opCheck)
+	}
+	if ownRef(a.Ref) {
+		return own, nil // the lease's access is jitbot's: a binding someone added since is not it
+	}
+	return own || standing != "", nil
+}
+
+// ownRef reports whether a lease's reference says its access is jitbot's (anything but none, a pre-existing
+// reference or grants.RefUntouched).
+func ownRef(ref string) bool {
+	return ref != "" && ref != grants.RefUntouched && !grants.IsPreExisting(ref)
 }
 
 // ListOwned lists the bindings labelled app.kubernetes.io/managed-by=jitbot: RoleBindings in every namespace

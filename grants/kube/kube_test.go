@@ -27,6 +27,17 @@ const rbacGroup = "rbac.authorization.k8s.io"
 
 var fixedNow = time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
 
+// newFake starts a kubefake with the roles the tests grant (besides the bootstrap ClusterRoles cluster-admin,
+// admin, edit and view): the Role debugger in payments and search, and the ClusterRole cluster-reader.
+func newFake(opts kubefake.Options) *kubefake.Server {
+	read := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods", "pods/log"}, Verbs: []string{"get", "list"}}}
+	for _, ns := range []string{"payments", "search"} {
+		opts.Roles = append(opts.Roles, rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "debugger"}, Rules: read})
+	}
+	opts.ClusterRoles = append(opts.ClusterRoles, rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "cluster-reader"}, Rules: read})
+	return kubefake.New(opts)
+}
+
 func newProvider(t *testing.T, srv *kubefake.Server, namespaces ...string) *kube.Provider {
 	t.Helper()
 	p, err := kube.New(t.Context(), kube.Config{RESTConfig: srv.RESTConfig(), Namespaces: namespaces, Now: func() time.Time { return fixedNow }})
@@ -58,7 +69,7 @@ func roleRefOf(target map[string]string) rbacv1.RoleRef {
 }
 
 func conformance(t *testing.T, mkAssignment func(n int64) grants.Assignment) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	var n atomic.Int64
 
@@ -103,6 +114,31 @@ func conformance(t *testing.T, mkAssignment func(n int64) grants.Assignment) {
 				}
 			}
 		},
+		// A binding of the administrator's own (no jitbot labels) of the same subject and role.
+		Standing: func(t *testing.T, a grants.Assignment, present bool) {
+			ns, name := a.Target["namespace"], "standing-"+strings.NewReplacer(":", "-", "/", "-", "@", "-", ".", "-").Replace(strings.ToLower(a.Principal))
+			sub, ref := subjectOf(t, a.Principal), roleRefOf(a.Target)
+			switch {
+			case present && ns != "":
+				srv.PutRoleBinding(rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Subjects: []rbacv1.Subject{sub}, RoleRef: ref})
+			case present:
+				srv.PutClusterRoleBinding(rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, Subjects: []rbacv1.Subject{sub}, RoleRef: ref})
+			case ns != "":
+				srv.DeleteRoleBinding(ns, name)
+			default:
+				srv.DeleteClusterRoleBinding(name)
+			}
+		},
+		StandingPresent: func(t *testing.T, a grants.Assignment) bool {
+			ns, name := a.Target["namespace"], "standing-"+strings.NewReplacer(":", "-", "/", "-", "@", "-", ".", "-").Replace(strings.ToLower(a.Principal))
+			if ns != "" {
+				_, ok := srv.RoleBinding(ns, name)
+				return ok
+			}
+			_, ok := srv.ClusterRoleBinding(name)
+			return ok
+		},
+		Cycles:  20,
 		Latency: func(t *testing.T, d time.Duration) { srv.SetLatency(d) },
 		Reset:   func(t *testing.T) { srv.Reset() },
 		Secrets: []string{srv.Token()},
@@ -154,7 +190,7 @@ func assignment(id, principal string, target map[string]string) grants.Assignmen
 
 // TestGrantRequest asserts the exact wire request: path, content type and body.
 func TestGrantRequest(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv)
 
@@ -207,11 +243,24 @@ func TestGrantRequest(t *testing.T) {
 			if ref != tc.ref {
 				t.Errorf("ref = %q, want %q", ref, tc.ref)
 			}
+			// First the role check (GET of the Role or ClusterRole), the list that looks for standing access, then
+			// the create.
 			reqs := srv.Requests()
-			if len(reqs) != 1 {
-				t.Fatalf("%d requests, want 1: %+v", len(reqs), reqs)
+			if len(reqs) != 3 {
+				t.Fatalf("%d requests, want 3: %+v", len(reqs), reqs)
 			}
-			r := reqs[0]
+			roleRef := roleRefOf(tc.target)
+			wantRole := "/apis/rbac.authorization.k8s.io/v1/clusterroles/" + roleRef.Name
+			if roleRef.Kind == "Role" {
+				wantRole = "/apis/rbac.authorization.k8s.io/v1/namespaces/" + tc.target["namespace"] + "/roles/" + roleRef.Name
+			}
+			if g := reqs[0]; g.Method != http.MethodGet || g.Path != wantRole || g.Status != http.StatusOK {
+				t.Errorf("role check %s %s -> %d, want GET %s -> 200", g.Method, g.Path, g.Status, wantRole)
+			}
+			if l := reqs[1]; l.Method != http.MethodGet || l.Path != tc.path || l.Query.Get("labelSelector") != "" {
+				t.Errorf("standing-access list %s %s ?%v, want GET %s", l.Method, l.Path, l.Query, tc.path)
+			}
+			r := reqs[2]
 			if r.Method != http.MethodPost || r.Path != tc.path || r.Status != http.StatusCreated {
 				t.Errorf("request %s %s -> %d, want POST %s -> 201", r.Method, r.Path, r.Status, tc.path)
 			}
@@ -260,15 +309,17 @@ func TestGrantRequest(t *testing.T) {
 }
 
 func TestGrantAlreadyExistsIdentical(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv)
 	a := assignment("g-same", "user:alice", map[string]string{"namespace": "payments", "role": "debugger"})
-	if _, err := p.Grant(t.Context(), a); err != nil {
+	ref0, err := p.Grant(t.Context(), a)
+	if err != nil {
 		t.Fatal(err)
 	}
 	srv.ClearRequests()
 	a.ExpiresAt = a.ExpiresAt.Add(time.Hour) // an extension re-grants with another expiry
+	a.Ref = ref0
 	ref, err := p.Grant(t.Context(), a)
 	if err != nil {
 		t.Fatalf("second Grant: %v", err)
@@ -276,10 +327,12 @@ func TestGrantAlreadyExistsIdentical(t *testing.T) {
 	if ref != "rolebinding/payments/jitbot-g-same" {
 		t.Errorf("ref = %q", ref)
 	}
+	// The second grant carries the first one's reference (as the manager passes it): no standing-access list.
 	reqs := srv.Requests()
-	if len(reqs) != 2 || reqs[0].Method != "POST" || reqs[0].Status != http.StatusConflict ||
-		reqs[1].Method != "GET" || reqs[1].Path != "/apis/rbac.authorization.k8s.io/v1/namespaces/payments/rolebindings/jitbot-g-same" {
-		t.Errorf("requests = %+v, want POST (409) then GET of the binding", reqs)
+	if len(reqs) != 3 || reqs[0].Path != "/apis/rbac.authorization.k8s.io/v1/namespaces/payments/roles/debugger" ||
+		reqs[1].Method != "POST" || reqs[1].Status != http.StatusConflict ||
+		reqs[2].Method != "GET" || reqs[2].Path != "/apis/rbac.authorization.k8s.io/v1/namespaces/payments/rolebindings/jitbot-g-same" {
+		t.Errorf("requests = %+v, want the role check, POST (409) then GET of the binding", reqs)
 	}
 	if n := len(srv.RoleBindings()); n != 1 {
 		t.Errorf("%d bindings, want 1", n)
@@ -287,21 +340,31 @@ func TestGrantAlreadyExistsIdentical(t *testing.T) {
 }
 
 func TestGrantNameClash(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv)
 	ctx := t.Context()
 	a := assignment("g-clash", "user:alice", map[string]string{"namespace": "payments", "role": "debugger"})
 
-	// Someone else's object under jitbot's name.
+	// Someone else's object under jitbot's name (binding someone else).
 	srv.PutRoleBinding(rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "jitbot-g-clash", Namespace: "payments"},
-		Subjects:   []rbacv1.Subject{subjectOf(t, "user:alice")},
+		Subjects:   []rbacv1.Subject{subjectOf(t, "user:bob")},
 		RoleRef:    roleRefOf(a.Target),
 	})
 	_, err := p.Grant(ctx, a)
 	if !grants.IsPermanent(err) || !strings.Contains(err.Error(), "name clash") {
 		t.Fatalf("Grant over a foreign object: %v; want a permanent name clash", err)
+	}
+	// Had that object bound alice to the role, it would be her standing access: reported, not touched.
+	srv.DeleteRoleBinding("payments", "jitbot-g-clash")
+	srv.PutRoleBinding(rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "jitbot-g-clash", Namespace: "payments"},
+		Subjects:   []rbacv1.Subject{subjectOf(t, "user:alice")},
+		RoleRef:    roleRefOf(a.Target),
+	})
+	if ref, err := p.Grant(ctx, a); err != nil || !grants.IsPreExisting(ref) {
+		t.Fatalf("Grant over alice's own binding: %q, %v; want pre-existing", ref, err)
 	}
 
 	// jitbot's own binding for this grant, edited to bind another role.
@@ -322,7 +385,7 @@ func TestGrantNameClash(t *testing.T) {
 }
 
 func TestGrantEscalationForbidden(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{Privileged: []kubefake.RoleRef{{Kind: "ClusterRole", Name: "cluster-admin"}}})
+	srv := newFake(kubefake.Options{Privileged: []kubefake.RoleRef{{Kind: "ClusterRole", Name: "cluster-admin"}}})
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv)
 	for _, target := range []map[string]string{{"cluster_role": "cluster-admin"}, {"namespace": "payments", "cluster_role": "cluster-admin"}} {
@@ -346,10 +409,16 @@ func TestGrantEscalationForbidden(t *testing.T) {
 }
 
 func TestGrantMissingNamespaceIsPermanent(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{Namespaces: []string{"payments"}})
+	srv := newFake(kubefake.Options{Namespaces: []string{"payments"}})
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv)
+	// A Role in a namespace that does not exist is not found by the role check.
 	_, err := p.Grant(t.Context(), assignment("g-ns", "user:alice", map[string]string{"namespace": "nope", "role": "debugger"}))
+	if !grants.IsPermanent(err) || !strings.Contains(err.Error(), `Role "debugger" does not exist in namespace "nope"`) {
+		t.Fatalf("Grant of a Role in a missing namespace: %v; want permanent not found", err)
+	}
+	// A ClusterRole exists; the create meets the NamespaceLifecycle admission plugin.
+	_, err = p.Grant(t.Context(), assignment("g-ns2", "user:alice", map[string]string{"namespace": "nope", "cluster_role": "view"}))
 	if !grants.IsPermanent(err) || !strings.Contains(err.Error(), `namespaces "nope" not found`) {
 		t.Fatalf("Grant in a missing namespace: %v; want permanent not found", err)
 	}
@@ -358,7 +427,7 @@ func TestGrantMissingNamespaceIsPermanent(t *testing.T) {
 // TestRevokeOverlappingLeases: two leases on one binding, the first ended while covered (no revoke); revoking
 // with the second's assignment removes both bindings, and leaves other principals' bindings alone.
 func TestRevokeOverlappingLeases(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv)
 	ctx := t.Context()
@@ -408,7 +477,7 @@ func TestRevokeOverlappingLeases(t *testing.T) {
 // TestRevokeUIDPrecondition: the binding is replaced between the list and the delete; the delete's precondition
 // fails (409), the revoke is retryable, and the next one removes the new object.
 func TestRevokeUIDPrecondition(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv)
 	ctx := t.Context()
@@ -426,7 +495,8 @@ func TestRevokeUIDPrecondition(t *testing.T) {
 		}
 	})
 	err := p.Revoke(ctx, a)
-	if err == nil || grants.IsPermanent(err) || !strings.Contains(err.Error(), "Precondition failed: UID") {
+	// The apiserver's text (rest.BeforeDelete): "the UID in the precondition (...) does not match the UID in record".
+	if err == nil || grants.IsPermanent(err) || !strings.Contains(err.Error(), "the UID in the precondition") {
 		t.Fatalf("Revoke racing a replacement: %v; want a retryable precondition conflict", err)
 	}
 	if err := p.Revoke(ctx, a); err != nil {
@@ -438,7 +508,7 @@ func TestRevokeUIDPrecondition(t *testing.T) {
 }
 
 func TestListOwned(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv)
 	ctx := t.Context()
@@ -503,7 +573,7 @@ func TestListOwned(t *testing.T) {
 }
 
 func TestListOwnedPaging(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv, "big")
 	for i := range 1201 {
@@ -526,7 +596,7 @@ func TestListOwnedPaging(t *testing.T) {
 }
 
 func TestConfinedNamespacesRefuseOtherTargets(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv, "payments")
 	for _, target := range []map[string]string{{"cluster_role": "view"}, {"namespace": "search", "cluster_role": "view"}} {
@@ -541,7 +611,7 @@ func TestConfinedNamespacesRefuseOtherTargets(t *testing.T) {
 }
 
 func TestCancelledContextMakesNoRequest(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	p := newProvider(t, srv)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -559,7 +629,7 @@ func TestCancelledContextMakesNoRequest(t *testing.T) {
 }
 
 func TestWrongTokenNotLeaked(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	cfg := srv.RESTConfig()
 	cfg.BearerToken = "sha256~wrong-token-abcdef0123456789"
@@ -587,7 +657,7 @@ func TestWrongTokenNotLeaked(t *testing.T) {
 
 // TestKubeconfig loads the client through client-go's kubeconfig machinery from a file naming two contexts.
 func TestKubeconfig(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{TLS: true})
+	srv := newFake(kubefake.Options{TLS: true})
 	t.Cleanup(srv.Close)
 	path := filepath.Join(t.TempDir(), "config")
 	kc := fmt.Sprintf(`apiVersion: v1
@@ -619,8 +689,8 @@ current-context: other
 		t.Fatal(err)
 	}
 	reqs := srv.Requests()
-	if len(reqs) != 1 || !strings.HasPrefix(reqs[0].ContentType, "application/json") {
-		t.Errorf("requests = %+v; want one JSON POST", reqs)
+	if len(reqs) != 3 || reqs[2].Method != http.MethodPost || !strings.HasPrefix(reqs[2].ContentType, "application/json") {
+		t.Errorf("requests = %+v; want the role check, the list and one JSON POST", reqs)
 	}
 
 	_, err = kube.New(t.Context(), kube.Config{Kubeconfig: path, Context: "missing"})

@@ -21,7 +21,7 @@ func (e *events) Publish(_ context.Context, evs ...store.AuditEvent) { *e = appe
 // API fake: a binding created behind jitbot's back with jitbot's labels, and a grant whose revocation was lost,
 // are both deleted and audited; a live grant's binding stays.
 func TestDriftReconciliationOnKubernetes(t *testing.T) {
-	srv := kubefake.New(kubefake.Options{})
+	srv := newFake(kubefake.Options{})
 	t.Cleanup(srv.Close)
 	srv.AddNamespace("payments")
 	p, err := kube.New(t.Context(), kube.Config{RESTConfig: srv.RESTConfig()})

@@ -11,16 +11,22 @@
 //	webhook-id: <id>
 //	webhook-timestamp: <unix seconds of this attempt>
 //	webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>
+//	jitbot-generation: <the payload's generation, unsigned, for routing and logs only>
 //
-// webhook-id is "<type>_<grant_id>" for grant and revoke (grant_id restricted to [A-Za-z0-9_-], at most 128
-// bytes; any other grant id is replaced by "h_" and 32 hex digits of its SHA-256). It is the same on every
-// retry of the operation, and differs between the grant and the revoke of one grant, so receivers can use it as
-// an idempotency key. A check is a read and gets a fresh id each call: "check_<grant part>_<16 hex>".
+// Every grant and revoke carries a generation (Payload.Generation, from grants.Assignment.Generation) that
+// increases with every operation on one binding_key. A receiver keeps the last generation it applied per
+// binding_key and ignores (answering 2xx) an operation with a lower one: that is a call jitbot gave up on that
+// arrived after a newer decision. Because receivers order by generation, the Provider is grants.Sequenced.
+//
+// webhook-id names one operation: "<type>_<grant part>_<generation>" (grant part: the grant_id when it is at
+// most 128 bytes of [A-Za-z0-9_-], else "h_" and 32 hex digits of its SHA-256). An activation, an extension, a
+// shortened expiry and a revoke are different operations with different ids, so a receiver that de-duplicates
+// on webhook-id (as the specification suggests) never drops one of them. An operation without a generation
+// (generation 0: not made by the grant manager) and every check gets a fresh random suffix instead:
+// "<type>_<grant part>_r<16 hex>".
 //
 // Receivers must make grant mean "ensure present" and revoke "ensure absent": answer 2xx when the access is
-// already in the requested state (never 404 or 409 for that). jitbot reuses a grant's webhook-id when it
-// re-applies a grant that a check found missing, so do not drop a delivery only because its id was seen long
-// ago (a deduplication window of minutes, as the specification suggests, is fine).
+// already in the requested state (never 404 or 409 for that).
 //
 // Answers: 2xx = done. Check must answer 200 with {"present": true|false}. 409 Conflict, 408, 429 and 5xx are
 // retried (honouring nothing but the caller's retry policy; the Retry-After value is exposed on StatusError).
@@ -97,8 +103,21 @@ type Payload struct {
 	Role       string            `json:"role"`                 // role to grant, from the policy
 	Target     map[string]string `json:"target"`               // provider-specific scope from the policy; {} if none
 	ExpiresAt  string            `json:"expires_at,omitempty"` // RFC 3339 UTC; when jitbot will revoke
-	SentAt     string            `json:"sent_at"`              // RFC 3339 UTC; time of this attempt
+	// Generation orders grants and revokes of one binding_key: a receiver ignores one older than the last it
+	// applied. Omitted for checks (a read has nothing to order) and for operations without one (0).
+	Generation uint64 `json:"generation,omitempty"`
+	SentAt     string `json:"sent_at"` // RFC 3339 UTC; time of this attempt
 }
+
+// HeaderGeneration repeats Payload.Generation as a header. It is not covered by the signature: receivers
+// decide on the signed payload field.
+const HeaderGeneration = "jitbot-generation"
+
+// OrdersByGeneration reports that webhook receivers order operations by generation (the integration
+// contract), so the manager needs no re-check after a revoke.
+func (p *Provider) OrdersByGeneration() bool { return true }
+
+var _ grants.Sequenced = (*Provider)(nil)
 
 // StatusError describes a non-2xx answer (or an unusable 2xx answer to a check). It is returned wrapped: use
 // errors.As. Permanent answers are additionally wrapped with grants.Permanent.
@@ -221,7 +240,7 @@ func (p Provider) GoString() string { return p.String() }
 // Grant delivers a "grant". The reference is the receiver's {"ref": "..."} if its 2xx answer carries a short
 // printable one, otherwise the webhook-id.
 func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, error) {
-	id := operationID(TypeGrant, a.GrantID)
+	id := operationID(TypeGrant, a.GrantID, a.Generation)
 	body, err := p.deliver(ctx, TypeGrant, id, a)
 	if err != nil {
 		return "", err
@@ -237,15 +256,13 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 
 // Revoke delivers a "revoke".
 func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
-	_, err := p.deliver(ctx, TypeRevoke, operationID(TypeRevoke, a.GrantID), a)
+	_, err := p.deliver(ctx, TypeRevoke, operationID(TypeRevoke, a.GrantID, a.Generation), a)
 	return err
 }
 
 // Check delivers a "check" and expects 200 with {"present": true|false}.
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
-	var nonce [8]byte
-	_, _ = rand.Read(nonce[:])
-	body, err := p.deliver(ctx, TypeCheck, operationID(TypeCheck, a.GrantID)+"_"+hex.EncodeToString(nonce[:]), a)
+	body, err := p.deliver(ctx, TypeCheck, operationID(TypeCheck, a.GrantID, 0), a)
 	if err != nil {
 		return false, err
 	}
@@ -261,14 +278,21 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 	return *ans.Present, nil
 }
 
-// operationID is the webhook-id of an operation: "<type>_<grant id>" when the grant id is short and made of
-// [A-Za-z0-9_-], else "<type>_h_<32 hex of SHA-256(grant id)>". It never contains '.'.
-func operationID(typ, grantID string) string {
-	if len(grantID) <= maxPlainIDPart && plainID(grantID) {
-		return typ + "_" + grantID
+// operationID is the webhook-id of one operation: "<type>_<grant part>_<generation>", where the grant part is
+// the grant id when it is short and made of [A-Za-z0-9_-], else "h_<32 hex of SHA-256(grant id)>". Without a
+// generation the suffix is "r" and 16 random hex digits, new on every call. It never contains '.'.
+func operationID(typ, grantID string, generation uint64) string {
+	part := grantID
+	if len(grantID) > maxPlainIDPart || !plainID(grantID) {
+		sum := sha256.Sum256([]byte(grantID))
+		part = "h_" + hex.EncodeToString(sum[:16])
 	}
-	sum := sha256.Sum256([]byte(grantID))
-	return typ + "_h_" + hex.EncodeToString(sum[:16])
+	if generation > 0 {
+		return typ + "_" + part + "_" + strconv.FormatUint(generation, 10)
+	}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	return typ + "_" + part + "_r" + hex.EncodeToString(nonce[:])
 }
 
 func plainID(s string) bool {
@@ -301,6 +325,9 @@ func (p *Provider) deliver(ctx context.Context, typ, id string, a grants.Assignm
 		Type: typ, GrantID: a.GrantID, BindingKey: a.BindingKey, RequestID: a.RequestID, UserID: a.UserID,
 		Principal: a.Principal, Role: a.Role, Target: a.Target, SentAt: now.Format(time.RFC3339),
 	}
+	if typ != TypeCheck {
+		pl.Generation = a.Generation
+	}
 	if pl.Target == nil {
 		pl.Target = map[string]string{}
 	}
@@ -325,6 +352,9 @@ func (p *Provider) deliver(ctx context.Context, typ, id string, a grants.Assignm
 	req.Header.Set("webhook-id", id)
 	req.Header.Set("webhook-timestamp", ts)
 	req.Header.Set("webhook-signature", sig)
+	if pl.Generation > 0 {
+		req.Header.Set(HeaderGeneration, strconv.FormatUint(pl.Generation, 10))
+	}
 
 	resp, err := p.client.Do(req)
 	if err != nil {

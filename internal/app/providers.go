@@ -21,6 +21,28 @@ type adapter struct {
 	settings func(s *policy.CloudSettings) error
 	target   func(s *policy.CloudSettings, target map[string]string) error
 	build    func(ctx context.Context, pr *policy.Provider, getenv func(string) string) (grants.Provider, error)
+	// buildFor, when set, is used instead of build by adapters that need the rest of the policy (the targets
+	// of the roles that use the provider named name).
+	buildFor func(ctx context.Context, p *policy.Policy, name string, getenv func(string) string) (grants.Provider, error)
+}
+
+// identityCenterScopes are the account/permission-set pairs of the roles that use the provider named name:
+// what drift reconciliation lists (each pair once, in a stable order).
+func identityCenterScopes(p *policy.Policy, name string) []identitycenter.Scope {
+	var out []identitycenter.Scope
+	seen := map[identitycenter.Scope]bool{}
+	for _, rn := range p.RoleNames() {
+		r, _ := p.Role(rn)
+		if r == nil || r.Provider != name {
+			continue
+		}
+		s := identitycenter.Scope{AccountID: r.Target[identitycenter.TargetAccountID], PermissionSetARN: r.Target[identitycenter.TargetPermissionSetARN]}
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func identityCenterSettings(s *policy.CloudSettings) identitycenter.Settings {
@@ -62,6 +84,11 @@ var adapters = map[string]adapter{
 		target:   func(_ *policy.CloudSettings, t map[string]string) error { return identitycenter.ValidateTarget(t) },
 		build: func(ctx context.Context, pr *policy.Provider, _ func(string) string) (grants.Provider, error) {
 			return identitycenter.New(ctx, identityCenterSettings(pr.Settings).Config())
+		},
+		buildFor: func(ctx context.Context, p *policy.Policy, name string, _ func(string) string) (grants.Provider, error) {
+			cfg := identityCenterSettings(p.Providers[name].Settings).Config()
+			cfg.Scopes = identityCenterScopes(p, name) // as docs/providers/aws.md says: drift reconciliation lists them
+			return identitycenter.New(ctx, cfg)
 		},
 	},
 	"aws-iam": {
@@ -150,7 +177,13 @@ func BuildProviders(ctx context.Context, p *policy.Policy, getenv func(string) s
 	sort.Strings(names)
 	for _, name := range names {
 		pr := p.Providers[name]
-		prov, err := adapters[pr.Type].build(ctx, pr, getenv)
+		var prov grants.Provider
+		var err error
+		if ad := adapters[pr.Type]; ad.buildFor != nil {
+			prov, err = ad.buildFor(ctx, p, name, getenv)
+		} else {
+			prov, err = ad.build(ctx, pr, getenv)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("provider %s: %w", name, err)
 		}

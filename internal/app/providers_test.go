@@ -1,9 +1,11 @@
 package app
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/jitbot/jitbot/grants/aws/identitycenter"
 	"github.com/jitbot/jitbot/policy"
 )
 
@@ -75,5 +77,65 @@ roles:
 	}
 	if len(got) != 4 {
 		t.Errorf("%d problems, want 4:\n%s", len(got), all)
+	}
+}
+
+// Issue 10 item 4: the Identity Center adapter's drift scopes come from the targets of the roles that use it.
+func TestIdentityCenterScopesFromRoleTargets(t *testing.T) {
+	src := `version: 1
+defaults: {approval_channel: C0APPROVALS}
+providers:
+  sso:
+    type: aws-identity-center
+    aws-identity-center: {instance_arn: "arn:aws:sso:::instance/ssoins-1234567890abcdef", identity_store_id: d-1234567890, region: us-east-1}
+  other:
+    type: aws-identity-center
+    aws-identity-center: {instance_arn: "arn:aws:sso:::instance/ssoins-abcdef1234567890", identity_store_id: d-0987654321, region: eu-west-1}
+roles:
+  prod-admin:
+    provider: sso
+    target: {account_id: "111122223333", permission_set_arn: "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-aaaaaaaaaaaaaaaa"}
+    requesters: {users: [U0A]}
+    approvers: {users: [U0B]}
+  prod-admin-again:
+    provider: sso
+    target: {account_id: "111122223333", permission_set_arn: "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-aaaaaaaaaaaaaaaa"}
+    requesters: {users: [U0C]}
+    approvers: {users: [U0B]}
+  staging-read:
+    provider: sso
+    target: {account_id: "444455556666", permission_set_arn: "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-bbbbbbbbbbbbbbbb"}
+    requesters: {users: [U0A]}
+    approvers: {users: [U0B]}
+  elsewhere:
+    provider: other
+    target: {account_id: "777788889999", permission_set_arn: "arn:aws:sso:::permissionSet/ssoins-abcdef1234567890/ps-cccccccccccccccc"}
+    requesters: {users: [U0A]}
+    approvers: {users: [U0B]}
+`
+	p, err := policy.Parse("sso.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Static credentials from the environment, no shared files: nothing outside the test is read.
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	provs, err := BuildProviders(t.Context(), p, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := provs["sso"].(*identitycenter.Provider).Scopes()
+	want := []identitycenter.Scope{
+		{AccountID: "111122223333", PermissionSetARN: "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-aaaaaaaaaaaaaaaa"},
+		{AccountID: "444455556666", PermissionSetARN: "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-bbbbbbbbbbbbbbbb"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("scopes of sso = %v, want %v", got, want)
+	}
+	if got := provs["other"].(*identitycenter.Provider).Scopes(); len(got) != 1 || got[0].AccountID != "777788889999" {
+		t.Fatalf("scopes of other = %v", got)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,14 +184,23 @@ func newEnvPolicy(t *testing.T, st store.Store, pol *policy.Policy) *env {
 }
 
 func (e *env) newManager(holder string) (*grants.Manager, *grants.Sweeper) {
-	mgr, err := grants.NewManager(grants.Options{
+	return e.newManagerWith(holder, nil)
+}
+
+// newManagerWith is newManager with tweak applied to the manager's options.
+func (e *env) newManagerWith(holder string, tweak func(*grants.Options)) (*grants.Manager, *grants.Sweeper) {
+	opts := grants.Options{
 		Store: e.st, Providers: map[string]grants.Provider{"fake": e.fake, "fakemail": e.mailFake}, Publisher: e.pub, Now: e.clock.Now,
 		Holder: holder, AttemptTimeout: 5 * time.Second, MaxAttempts: 3, BackoffBase: time.Second, BackoffMax: 4 * time.Second,
-	})
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	mgr, err := grants.NewManager(opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	sw, err := grants.NewSweeper(grants.SweeperOptions{Manager: mgr, Store: e.st, Batch: 64, Concurrency: 16})
+	sw, err := grants.NewSweeper(grants.SweeperOptions{Manager: mgr, Store: opts.Store, Batch: 64, Concurrency: 16})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -244,6 +255,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentApprovalsMakeOneGrant", testConcurrentApprovals},
 		{"ConcurrentClicksBySameApprover", testConcurrentSameApprover},
 		{"ConcurrentSweepersRevokeOnce", testConcurrentSweepers},
+		{"OperatorRevoke", testOperatorRevoke},
 		{"OverlappingLeases", testOverlappingLeases},
 		{"RevokeRetriesThenEscalates", testRevokeEscalation},
 		{"PermanentGrantFailureIsUndone", testPermanentGrantFailure},
@@ -256,8 +268,16 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PrincipalFromSlackEmail", testSlackEmail},
 		{"BreakGlass", testBreakGlass},
 		{"BreakGlassReview", testBreakGlassReview},
+		{"BreakGlassDailyLimitUnderConcurrency", testBreakGlassLimitConcurrent},
+		{"PolicyChangeAppliesToPendingRequests", testPolicyChangeAtApproval},
 		{"OnCallAutoApproval", testAutoApprove},
 		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
+		{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
+		{"LateGrantAfterRevokeIsRevokedAgain", testLateGrantAfterRevoke},
+		{"ReminderSurvivesRestart", testReminderSurvivesRestart},
+		{"RevokeIsVerified", testRevokeVerified},
+		{"GenerationsStayOrderedWithTheLeases", testGenerationsStored},
+		{"RevokeVerifiedAfterPropagationDelay", testRevokePropagationDelay},
 	}
 	tests = append(tests, pipelineTests...)
 	for _, tc := range tests {
@@ -515,7 +535,8 @@ func testRevokeEscalation(t *testing.T, e *env) {
 func testPermanentGrantFailure(t *testing.T, e *env) {
 	e.fake.FailNext("grant", grants.Permanent(errors.New("access denied")), 1)
 	g := e.approved(alice, "db", 10*time.Minute)
-	if g.State != store.GrantFailed || g.EndReason != "activation_failed" || g.LastError != "" && !strings.Contains(g.LastError, "access denied") {
+	// The undo's successful revoke must not erase why the grant failed.
+	if g.State != store.GrantFailed || g.EndReason != "activation_failed" || !strings.Contains(g.LastError, "access denied") {
 		t.Fatalf("grant after permanent failure: state %s reason %s err %q", g.State, g.EndReason, g.LastError)
 	}
 	if len(e.fake.Calls("revoke")) != 1 {
@@ -562,8 +583,9 @@ func testExtendRelease(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatalf("extend: %v", err)
 	}
-	if !ext.ExpiresAt.Equal(g.ExpiresAt.Add(40*time.Minute)) || !ext.DueAt.Equal(ext.ExpiresAt) {
-		t.Fatalf("extended expiry %v", ext.ExpiresAt)
+	// Due first for the reminder, 10 minutes before the new expiry (see ReminderSurvivesRestart).
+	if !ext.ExpiresAt.Equal(g.ExpiresAt.Add(40*time.Minute)) || !ext.DueAt.Equal(ext.ExpiresAt.Add(-10*time.Minute)) {
+		t.Fatalf("extended expiry %v due %v", ext.ExpiresAt, ext.DueAt)
 	}
 	calls := e.fake.Calls("grant")
 	if len(calls) != before+1 || !calls[len(calls)-1].Assignment.ExpiresAt.Equal(ext.ExpiresAt) {
@@ -697,6 +719,9 @@ func testDriftReconciliation(t *testing.T, e *env) {
 	}
 	if got := e.pub.count(store.EventDriftRevoked) - before; got != 2 {
 		t.Fatalf("drift-revoked events = %d, want 2", got)
+	}
+	if got := e.pub.count(store.EventRevokeVerified); got != 2 {
+		t.Fatalf("revoke-verified events = %d, want one per drift removal", got)
 	}
 	recs, err := e.st.ReadAudit(e.ctx, 0, 0)
 	if err != nil {
@@ -843,6 +868,131 @@ func testBreakGlass(t *testing.T, e *env) {
 	}
 }
 
+// testBreakGlassLimitConcurrent: ten break-glass requests at once by one on-call person against
+// daily_limit: 2 grant exactly two; the rest are refused with the limit named, and nothing of theirs is stored.
+func testBreakGlassLimitConcurrent(t *testing.T, e *env) {
+	e.onCall.set(alice, 1)
+	const n = 10
+	outs := make([]approvals.Outcome, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			outs[i], errs[i] = e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bg", Duration: 30 * time.Minute, Reason: fmt.Sprintf("INC-%d outage", i)})
+		})
+	}
+	close(start)
+	wg.Wait()
+	granted := 0
+	for i, err := range errs {
+		switch {
+		case err == nil && outs[i].GrantID != "":
+			granted++
+		case errors.Is(err, approvals.ErrDailyLimit):
+			if msg := err.Error(); !strings.Contains(msg, "the limit is 2") {
+				t.Errorf("refusal message %q does not name the limit", msg)
+			}
+		default:
+			t.Errorf("request %d: %+v %v, want a grant or ErrDailyLimit", i, outs[i], err)
+		}
+	}
+	if granted != 2 {
+		t.Fatalf("%d of %d concurrent break-glass requests were granted, want exactly daily_limit = 2", granted, n)
+	}
+	reqs, err := e.st.ListRequests(e.ctx, store.RequestQuery{Requester: alice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != 2 {
+		t.Fatalf("%d break-glass requests stored, want 2", len(reqs))
+	}
+	if got := e.pub.count(store.EventBreakGlass); got != 2 {
+		t.Fatalf("%d break-glass audit events, want 2", got)
+	}
+	if got := len(e.fake.Calls("grant")); got != 2 {
+		t.Fatalf("%d provider grant calls, want 2", got)
+	}
+	// The window still rolls: a day later the person may break glass again.
+	e.clock.Advance(24*time.Hour + time.Second)
+	if _, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bg", Duration: 30 * time.Minute, Reason: "INC-11"}); err != nil {
+		t.Fatalf("break-glass a day later: %v", err)
+	}
+}
+
+// withRole returns a copy of pol in which role name was changed by edit (the shape of a policy reload).
+func withRole(pol *policy.Policy, name string, edit func(r *policy.Role)) *policy.Policy {
+	p := *pol
+	p.Roles = maps.Clone(pol.Roles)
+	r := *pol.Roles[name]
+	r.Requesters.Users = slices.Clone(r.Requesters.Users)
+	r.Approvers.Users = slices.Clone(r.Approvers.Users)
+	edit(&r)
+	p.Roles[name] = &r
+	return &p
+}
+
+// testPolicyChangeAtApproval: a request created before a policy change is decided under the policy in force
+// at approval time: a removed approver can no longer approve, a removed requester's request can no longer be
+// approved, a raised approval count and a lowered maximum apply.
+func testPolicyChangeAtApproval(t *testing.T, e *env) {
+	create := func(user string, d time.Duration) store.Request {
+		t.Helper()
+		r, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: user, Role: "db", Duration: d, Reason: "INC-42"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	byAlice, byErin, quorum, long := create(alice, 0), create(erin, 0), create(alice, 0), create(alice, 50*time.Minute)
+	orig := e.svc.Policy()
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) {
+		r.Approvers.Users = slices.DeleteFunc(r.Approvers.Users, func(u string) bool { return u == bob })
+	}))
+	if _, err := e.svc.Approve(e.ctx, byAlice.ID, bob, ""); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("approval by an approver removed from the policy: %v, want ErrNotEligible", err)
+	}
+	if _, err := e.svc.MayDecide(e.ctx, byAlice.ID, bob); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("MayDecide by a removed approver: %v", err)
+	}
+	if _, err := e.svc.Deny(e.ctx, byAlice.ID, bob, "no"); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("deny by a removed approver: %v", err)
+	}
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) { r.Requesters.Users = []string{alice} }))
+	_, err := e.svc.Approve(e.ctx, byErin.ID, "U0APP01", "")
+	if !errors.Is(err, approvals.ErrNotEligible) || !strings.Contains(err.Error(), "may no longer request db") {
+		t.Fatalf("approval of a request whose requester was removed: %v", err)
+	}
+	if got, _ := e.st.GetRequest(e.ctx, byErin.ID); got.State != store.RequestPending || len(got.Approvals) != 0 || got.GrantID != "" {
+		t.Fatalf("a refused approval changed the request: %+v", got)
+	}
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) { r.Approvals = 2 }))
+	if out, err := e.svc.Approve(e.ctx, quorum.ID, "U0APP01", ""); err != nil || out.GrantID != "" {
+		t.Fatalf("first approval after the count was raised to 2: %+v %v (want no grant yet)", out, err)
+	}
+	if out, err := e.svc.Approve(e.ctx, quorum.ID, "U0APP02", ""); err != nil || out.GrantID == "" {
+		t.Fatalf("second approval: %+v %v", out, err)
+	}
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) { r.MaxDuration = 30 * time.Minute; r.DefaultDuration = 10 * time.Minute }))
+	if _, err := e.svc.Approve(e.ctx, long.ID, "U0APP01", ""); !errors.Is(err, approvals.ErrBadDuration) {
+		t.Fatalf("approval of a request longer than the new maximum: %v", err)
+	}
+
+	// Back to the original policy, the approver who was removed may approve again.
+	e.svc.SetPolicy(orig)
+	if out, err := e.svc.Approve(e.ctx, byAlice.ID, bob, ""); err != nil || out.GrantID == "" {
+		t.Fatalf("approval once reinstated: %+v %v", out, err)
+	}
+	if len(e.fake.Calls("grant")) != 2 {
+		t.Fatalf("provider grant calls = %d, want 2", len(e.fake.Calls("grant")))
+	}
+}
+
 func testBreakGlassReview(t *testing.T, e *env) {
 	e.onCall.set(alice, 1)
 	out, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bg", Reason: "INC-10"})
@@ -914,10 +1064,33 @@ func testAutoApprove(t *testing.T, e *env) {
 	}
 }
 
+// lockWatch reports every refused AcquireLock of one lock name, so a test can wait until an operation is
+// blocked on a lock instead of guessing how long it takes to get there.
+type lockWatch struct {
+	store.Store
+	name    string
+	refused chan struct{}
+}
+
+func (w *lockWatch) AcquireLock(ctx context.Context, name, holder string, ttl time.Duration) (store.Lock, error) {
+	l, err := w.Store.AcquireLock(ctx, name, holder, ttl)
+	if name == w.name && errors.Is(err, store.ErrLockHeld) {
+		select {
+		case w.refused <- struct{}{}:
+		default:
+		}
+	}
+	return l, err
+}
+
 // A sweep that starts while a release is revoking at the provider must wait for it, not revoke again:
-// operations on one binding are serialised even inside one process.
+// operations on one binding are serialised even inside one process. Deterministic: the test proceeds when
+// either the sweep reaches the provider (the bug) or the sweep was refused the binding lock (it waits).
 func testSweepDuringRelease(t *testing.T, e *env) {
 	g := e.approved(alice, "db", 30*time.Minute)
+	// The manager's lock for a binding is named "binding:<binding key>".
+	watch := &lockWatch{Store: e.st, name: "binding:" + g.BindingKey, refused: make(chan struct{}, 1)}
+	_, sweeper := e.newManagerWith("replica-a", func(o *grants.Options) { o.Store, o.LockWait = watch, time.Hour })
 	arrived, release := e.fake.Hold("revoke")
 	done := make(chan error, 1)
 	go func() {
@@ -926,24 +1099,21 @@ func testSweepDuringRelease(t *testing.T, e *env) {
 	}()
 	<-arrived // the release's revoke is at the provider now
 	second, releaseSecond := e.fake.Hold("revoke")
+	defer releaseSecond()
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
-		if _, err := e.sw.Sweep(e.ctx); err != nil {
+		if _, err := sweeper.Sweep(e.ctx); err != nil {
 			t.Errorf("sweep: %v", err)
 		}
 	}()
-	// Give a wrongly concurrent sweep the time to reach the provider. A correct engine passes however long
-	// this takes; only the detection of the bug depends on it.
 	select {
 	case <-second:
-		releaseSecond()
 		release()
 		t.Fatal("a sweep revoked at the provider while a release of the same binding was in flight")
-	case <-time.After(300 * time.Millisecond):
+	case <-watch.refused: // the sweep claimed the grant and waits for the binding lock
 	}
 	release()
-	defer releaseSecond()
 	if err := <-done; err != nil {
 		t.Fatalf("release: %v", err)
 	}
@@ -953,5 +1123,344 @@ func testSweepDuringRelease(t *testing.T, e *env) {
 	}
 	if got := e.grant(g.ID); got.State != store.GrantRevoked {
 		t.Fatalf("grant state %s", got.State)
+	}
+}
+
+// writeAhead stores an activating lease for user on role db, as approval does before calling the provider.
+func (e *env) writeAhead(user, requestID string) store.Grant {
+	e.t.Helper()
+	now := e.clock.Now()
+	g := grants.NewLease(grants.LeaseSpec{RequestID: requestID, UserID: user, Role: "db", Provider: "fake", Principal: user,
+		Target: map[string]string{"db": "main"}, Duration: 10 * time.Minute, MaxDuration: time.Hour}, now, now.Add(30*time.Second))
+	if err := e.st.Commit(e.ctx, store.Batch{Grants: []store.GrantPut{{Grant: &g}}}); err != nil {
+		e.t.Fatal(err)
+	}
+	return g
+}
+
+// A replica whose provider Grant stalls past its binding lock's ttl must not leave access behind: meanwhile
+// another replica activates the grant and the holder releases it (revoked, recorded revoked); then the stalled
+// Grant lands. The stalled replica's commit is refused (fence and version), and it must converge the binding
+// to what the store says: nothing live, so the provider must hold nothing.
+func testLockLostMidGrant(t *testing.T, e *env) {
+	// The ttl only decides how long the other replica waits for the lock (it waits for the lock, not for a
+	// time); it is long enough that the stalled replica's own realigning steps never outlive it.
+	stalled, _ := e.newManagerWith("replica-stalled", func(o *grants.Options) { o.LockTTL, o.AttemptTimeout = 500*time.Millisecond, time.Hour })
+	other, _ := e.newManagerWith("replica-b", func(o *grants.Options) { o.LockWait = time.Hour })
+	g := e.writeAhead(alice, "r-stall")
+
+	arrived, release, landed := e.fake.HoldLanding("grant")
+	done := make(chan error, 1)
+	go func() { done <- stalled.Activate(e.ctx, g.ID) }()
+	<-arrived // the stalled replica's Grant is at the provider; its lock expires while it waits
+
+	// The other replica waits for the lock (it can only get it once the stalled holder's ttl has passed),
+	// activates, and the holder releases.
+	if err := other.Activate(e.ctx, g.ID); err != nil {
+		t.Fatalf("activate by the other replica: %v", err)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantActive {
+		t.Fatalf("after the other replica's activation: %s", got.State)
+	}
+	if _, err := other.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevoked || e.fake.PresentCount() != 0 {
+		t.Fatalf("after release: state %s, provider holds %d", got.State, e.fake.PresentCount())
+	}
+
+	release()
+	<-landed // the stalled Grant is applied at the provider now
+	<-done
+	if n := e.fake.PresentCount(); n != 0 {
+		t.Fatalf("the provider holds %d assignments after the grant was released and recorded revoked", n)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevoked {
+		t.Fatalf("grant state %s, want revoked", got.State)
+	}
+	if e.pub.count(store.EventDriftRevoked) != 1 {
+		t.Fatalf("drift-revoked events = %d, want 1 for the stray grant", e.pub.count(store.EventDriftRevoked))
+	}
+	// The realigning revoke is verified like any other.
+	if got := e.grant(g.ID); !got.RecheckAt.Equal(got.DueAt) || got.RecheckAt.IsZero() || !got.VerifiedAt.IsZero() {
+		t.Fatalf("after realigning: check at %v due %v verified %v", got.RecheckAt, got.DueAt, got.VerifiedAt)
+	}
+	e.sweep()
+	if got := e.grant(g.ID); got.VerifiedAt.IsZero() || e.pub.count(store.EventRevokeVerified) != 1 {
+		t.Fatalf("verified %v, revoke-verified %d; want set and 1", got.VerifiedAt, e.pub.count(store.EventRevokeVerified))
+	}
+	if _, err := audit.Verify(e.ctx, e.st, ""); err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+}
+
+// The issue's 14 s / 10 s case at a provider that cannot order operations: the first Grant attempt times out
+// (jitbot gives up) but the provider applies it later, after the retry succeeded, the holder released and
+// the revoke was applied. The revoke schedules a re-check in the durable due index for when such a call can no
+// longer land; a sweeper of a freshly started replica runs it, finds the access back and revokes it again.
+func testLateGrantAfterRevoke(t *testing.T, e *env) {
+	const window = 20 * time.Second
+	// The first attempt's replica gives up after 20 ms; the held call cannot answer before, so the timeout
+	// fires whatever the load. Everything after runs with a timeout that nothing reaches.
+	impatient, _ := e.newManagerWith("replica-a", func(o *grants.Options) { o.AttemptTimeout = 20 * time.Millisecond })
+	mgr, _ := e.newManagerWith("replica-b", func(o *grants.Options) { o.AttemptTimeout, o.LateCallWindow = time.Hour, window })
+	g := e.writeAhead(alice, "r-late")
+
+	arrived, land, landed := e.fake.HoldLanding("grant")
+	if err := impatient.Activate(e.ctx, g.ID); err != nil {
+		t.Fatalf("activate: %v", err)
+	}
+	<-arrived
+	if got := e.grant(g.ID); got.State != store.GrantActivating || got.Attempts != 1 {
+		t.Fatalf("after the timed-out attempt: %s attempts %d, want activating 1", got.State, got.Attempts)
+	}
+	if err := mgr.Activate(e.ctx, g.ID); err != nil { // the retry
+		t.Fatalf("retry: %v", err)
+	}
+	if _, err := mgr.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	revoked := e.grant(g.ID)
+	if revoked.State != store.GrantRevoked || e.fake.PresentCount() != 0 {
+		t.Fatalf("after release: %s, provider holds %d", revoked.State, e.fake.PresentCount())
+	}
+	if !revoked.RecheckAt.Equal(revoked.RevokedAt) || !revoked.DueAt.Equal(revoked.RecheckAt) {
+		t.Fatalf("check at %v due %v, want both at revoke time %v (the revoke's verification)", revoked.RecheckAt, revoked.DueAt, revoked.RevokedAt)
+	}
+
+	// A restart: a new manager and sweeper on the same store verify the revoke and schedule the late-call check.
+	_, sw := e.newManagerWith("replica-restarted", func(o *grants.Options) { o.LateCallWindow = window })
+	sweep := func() {
+		t.Helper()
+		if _, err := sw.Sweep(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweep()
+	verified := e.grant(g.ID)
+	if verified.VerifiedAt.IsZero() || e.pub.count(store.EventRevokeVerified) != 1 || !verified.RecheckAt.Equal(revoked.RevokedAt.Add(window)) {
+		t.Fatalf("after verification: verified %v (%d events), next check %v, want revoke time + %s", verified.VerifiedAt, e.pub.count(store.EventRevokeVerified), verified.RecheckAt, window)
+	}
+
+	land()
+	<-landed // the abandoned first attempt lands: the provider's last word is "grant"
+	if e.fake.PresentCount() != 1 {
+		t.Fatal("the late grant did not land at the fake")
+	}
+	sweep()
+	if e.fake.PresentCount() != 1 || len(e.fake.Calls("check")) != 1 {
+		t.Fatal("the late-call check ran before its time")
+	}
+	e.clock.Advance(window)
+	sweep()
+	if n := e.fake.PresentCount(); n != 0 {
+		t.Fatalf("provider holds %d assignments after the late-call check", n)
+	}
+	if e.pub.count(store.EventDriftRevoked) != 1 {
+		t.Fatalf("drift-revoked events = %d, want 1", e.pub.count(store.EventDriftRevoked))
+	}
+	e.clock.Advance(4 * time.Second) // BackoffMax: a revoke that found the access is checked again after backoff
+	sweep()
+	got := e.grant(g.ID)
+	if got.State != store.GrantRevoked || !got.RecheckAt.IsZero() || !got.DueAt.IsZero() || e.fake.PresentCount() != 0 {
+		t.Fatalf("after the checks: %s recheck %v due %v, provider holds %d", got.State, got.RecheckAt, got.DueAt, e.fake.PresentCount())
+	}
+	if e.pub.count(store.EventRevokeVerified) != 1 || len(e.fake.Calls("check")) != 3 {
+		t.Fatalf("revoke-verified %d, checks %d; want 1 and 3", e.pub.count(store.EventRevokeVerified), len(e.fake.Calls("check")))
+	}
+	// Generations increase with every operation on the binding; the late call carries the lowest.
+	gr, rv := e.fake.Calls("grant"), e.fake.Calls("revoke")
+	if len(gr) != 2 || len(rv) != 2 {
+		t.Fatalf("grants %d revokes %d, want 2 and 2", len(gr), len(rv))
+	}
+	late, retry := gr[1].Assignment.Generation, gr[0].Assignment.Generation
+	if !(0 < late && late < retry && retry < rv[0].Assignment.Generation && rv[0].Assignment.Generation < rv[1].Assignment.Generation) {
+		t.Fatalf("generations: late grant %d, retry %d, revoke %d, revoke again %d: want strictly increasing", late, retry, rv[0].Assignment.Generation, rv[1].Assignment.Generation)
+	}
+	e.sweep()
+	if len(e.fake.Calls("check")) != 3 {
+		t.Fatal("a done re-check ran again")
+	}
+}
+
+// The reminder before expiry lives in the durable due index (issue 8 item 8): a replica restarted between
+// activation and the reminder's time still sends it, exactly once however many sweeps and sweepers run, and
+// an extension schedules a new one for the new expiry.
+func testReminderSurvivesRestart(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 20*time.Minute) // reminded min(10m, 20m/5) = 4m before expiry
+	want := g.ExpiresAt.Add(-4 * time.Minute)
+	if !g.RemindAt.Equal(want) || !g.DueAt.Equal(want) {
+		t.Fatalf("remind at %v due %v, want both %v", g.RemindAt, g.DueAt, want)
+	}
+	if at, ok, err := e.st.NextDue(e.ctx); err != nil || !ok || at.After(want) {
+		t.Fatalf("NextDue = %v %v %v, want the reminder %v", at, ok, err, want)
+	}
+
+	// Restart: the process that activated the grant is gone; two fresh replicas sweep.
+	_, sw1 := e.newManager("replica-new-1")
+	_, sw2 := e.newManager("replica-new-2")
+	sweepBoth := func() {
+		t.Helper()
+		for _, sw := range []*grants.Sweeper{sw1, sw2} {
+			if _, err := sw.Sweep(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.clock.Advance(want.Sub(e.clock.Now()) - time.Millisecond)
+	sweepBoth()
+	if n := e.pub.count(store.EventGrantReminder); n != 0 {
+		t.Fatalf("%d reminders before the reminder time", n)
+	}
+	e.clock.Advance(time.Millisecond)
+	sweepBoth()
+	sweepBoth()
+	if n := e.pub.count(store.EventGrantReminder); n != 1 {
+		t.Fatalf("reminders = %d, want exactly 1", n)
+	}
+	got := e.grant(g.ID)
+	if got.State != store.GrantActive || !got.RemindAt.IsZero() || !got.DueAt.Equal(got.ExpiresAt) {
+		t.Fatalf("after the reminder: %s remind %v due %v", got.State, got.RemindAt, got.DueAt)
+	}
+
+	// An extension moves the expiry and schedules a reminder for it.
+	ext, err := e.mgr.Extend(e.ctx, g.ID, alice, 20*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ext.ExpiresAt.Add(-8 * time.Minute); !ext.RemindAt.Equal(want) || !ext.DueAt.Equal(want) {
+		t.Fatalf("after extension: remind %v due %v, want %v", ext.RemindAt, ext.DueAt, want)
+	}
+	e.clock.Advance(ext.RemindAt.Sub(e.clock.Now()))
+	sweepBoth()
+	if n := e.pub.count(store.EventGrantReminder); n != 2 {
+		t.Fatalf("reminders = %d after the extended grant's reminder time, want 2", n)
+	}
+	e.clock.Advance(ext.ExpiresAt.Sub(e.clock.Now()))
+	sweepBoth()
+	if got := e.grant(g.ID); got.State != store.GrantRevoked || !got.RemindAt.IsZero() {
+		t.Fatalf("at expiry: %s remind %v", got.State, got.RemindAt)
+	}
+	if n := e.pub.count(store.EventGrantReminder); n != 2 {
+		t.Fatalf("reminders = %d after expiry, want 2", n)
+	}
+}
+
+// Verified revocation (issue 10): after a revoke the provider is asked whether the access is really gone. A
+// revoke the provider acknowledged without applying is caught, revoked again and verified; one that never
+// takes effect raises the revoke-failed alert after MaxAttempts rounds and jitbot keeps trying.
+func testRevokeVerified(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 30*time.Minute)
+	e.fake.IgnoreNext("revoke", 1)
+	if _, err := e.mgr.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevoked || !got.RecheckAt.Equal(got.RevokedAt) || e.fake.PresentCount() != 1 {
+		t.Fatalf("after an acknowledged but unapplied revoke: %s check at %v (revoked %v), provider holds %d", got.State, got.RecheckAt, got.RevokedAt, e.fake.PresentCount())
+	}
+	e.sweep() // the verification finds the access and revokes again
+	if e.fake.PresentCount() != 0 || e.pub.count(store.EventDriftRevoked) != 1 || e.pub.count(store.EventRevokeVerified) != 0 {
+		t.Fatalf("provider holds %d, drift-revoked %d, revoke-verified %d; want 0, 1, 0", e.fake.PresentCount(), e.pub.count(store.EventDriftRevoked), e.pub.count(store.EventRevokeVerified))
+	}
+	e.clock.Advance(4 * time.Second) // BackoffMax
+	e.sweep()
+	got := e.grant(g.ID)
+	if e.pub.count(store.EventRevokeVerified) != 1 || got.VerifiedAt.IsZero() {
+		t.Fatalf("revoke-verified %d, verified at %v; want 1 and set", e.pub.count(store.EventRevokeVerified), got.VerifiedAt)
+	}
+	var ev store.AuditEvent
+	for _, r := range e.pub.events {
+		if r.Type == store.EventRevokeVerified {
+			ev = r
+		}
+	}
+	if ev.GrantID != g.ID || ev.Details["lag_ms"] == "" || ev.Details["verified_at"] == "" {
+		t.Fatalf("revoke-verified event %+v", ev)
+	}
+
+	// A revoke that never takes effect: every check finds the access.
+	h := e.approved(erin, "db", 30*time.Minute)
+	e.fake.IgnoreNext("revoke", 100)
+	if _, err := e.mgr.Release(e.ctx, h.ID, erin); err != nil {
+		t.Fatal(err)
+	}
+	before := e.pub.count(store.EventRevokeFailed)
+	for range 3 { // MaxAttempts
+		e.sweep()
+		e.clock.Advance(4 * time.Second)
+	}
+	if n := e.pub.count(store.EventRevokeFailed) - before; n != 1 {
+		t.Fatalf("revoke-failed alerts = %d after MaxAttempts rounds, want 1", n)
+	}
+	if got := e.grant(h.ID); got.RecheckAt.IsZero() || !got.VerifiedAt.IsZero() {
+		t.Fatalf("a revoke that never took effect: check at %v verified %v; want still checking, unverified", got.RecheckAt, got.VerifiedAt)
+	}
+}
+
+// delayed is a provider whose revokes take effect only after a documented delay.
+type delayed struct {
+	*fakeprovider.Fake
+	d time.Duration
+}
+
+func (p delayed) PropagationDelay() time.Duration { return p.d }
+
+func testRevokePropagationDelay(t *testing.T, e *env) {
+	const delay = 30 * time.Second
+	mgr, sw := e.newManagerWith("replica-delayed", func(o *grants.Options) {
+		o.Providers = map[string]grants.Provider{"fake": delayed{e.fake, delay}, "fakemail": e.mailFake}
+	})
+	g := e.writeAhead(alice, "r-delayed")
+	if err := mgr.Activate(e.ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mgr.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	got := e.grant(g.ID)
+	if !got.RecheckAt.Equal(got.RevokedAt.Add(delay)) {
+		t.Fatalf("verification at %v, want the revoke time %v + %s", got.RecheckAt, got.RevokedAt, delay)
+	}
+	if _, err := sw.Sweep(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.fake.Calls("check")) != 0 {
+		t.Fatal("verified before the provider's propagation delay")
+	}
+	e.clock.Advance(delay)
+	if _, err := sw.Sweep(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.fake.Calls("check")) != 1 || e.pub.count(store.EventRevokeVerified) != 1 {
+		t.Fatalf("checks %d, revoke-verified %d after the delay; want 1 and 1", len(e.fake.Calls("check")), e.pub.count(store.EventRevokeVerified))
+	}
+}
+
+// Every provider operation's generation is stored on its lease, and the next operation on the binding gets a
+// greater one than any lease records, even one far above the lock's fence counter (a store whose counter was
+// lost while the leases remained).
+func testGenerationsStored(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 30*time.Minute)
+	granted := lastCall(e.fake, "grant").Assignment.Generation
+	if granted == 0 || e.grant(g.ID).Generation != granted {
+		t.Fatalf("stored generation %d, the grant call's %d", e.grant(g.ID).Generation, granted)
+	}
+	// A second lease on the same binding records a far later generation.
+	h := e.approved(alice, "db", 40*time.Minute)
+	cur := e.grant(h.ID)
+	prev := cur.Version
+	cur.Generation = 1 << 50
+	if err := e.st.Commit(e.ctx, store.Batch{Grants: []store.GrantPut{{Grant: &cur, PrevVersion: prev}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mgr.Release(e.ctx, g.ID, alice); err != nil { // covered by h: the provider keeps access
+		t.Fatal(err)
+	}
+	if _, err := e.mgr.Release(e.ctx, h.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	rv := lastCall(e.fake, "revoke").Assignment.Generation
+	if rv <= 1<<50 || e.grant(h.ID).Generation < rv {
+		t.Fatalf("revoke generation %d, stored %d; want above the lease's 2^50", rv, e.grant(h.ID).Generation)
 	}
 }

@@ -43,7 +43,7 @@ func TestBrowserApproveFlow(t *testing.T) {
 	b.waitFor("the ephemeral answer to Alice",
 		`[...document.querySelectorAll("#pane .msg-ephemeral")].some(m => m.innerText.includes("is waiting for 2 approval(s) in #approvals"))`, wait)
 	var reqID string
-	if err := b.eval(`document.querySelector("#pane .msg-ephemeral").innerText.match(/Request (r-[a-z0-9]+)/)[1]`, &reqID); err != nil {
+	if err := b.eval(`[...document.querySelectorAll("#pane .msg-ephemeral")].find(m => m.innerText.includes("is waiting for")).innerText.match(/Request (r-[a-z0-9]+)/)[1]`, &reqID); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("alice's request %s is pending (%s)", reqID, time.Since(start).Round(time.Millisecond))

@@ -35,7 +35,8 @@ func TestPipelineJob(t *testing.T) {
 	}
 	c.mustPost("/api/click", ActionRequest{User: alice, Channel: "C0789STAGING", TS: msg.TS, ActionID: approve.ActionID, BlockID: approve.BlockID, Value: approve.Value})
 	st = c.waitFor(alice, "the job to finish and release", func(s State) bool {
-		return len(s.Jobs) == 1 && s.Jobs[0].State == "done" && len(s.Deliveries) > 0 && s.Deliveries[0].Type == "revoke"
+		// The newest deliveries: the revoke, then the check that verifies the access is gone.
+		return len(s.Jobs) == 1 && s.Jobs[0].State == "done" && len(s.Deliveries) > 1 && s.Deliveries[0].Type == "check" && s.Deliveries[1].Type == "revoke"
 	})
 	log := strings.Join(st.Jobs[0].Lines, "\n")
 	for _, want := range []string{"waiting for approval", "access active", "released grant"} {

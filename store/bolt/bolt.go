@@ -17,6 +17,7 @@
 //	locks               name -> {"holder","fence","expires_at"}
 //	seen                key -> timeKey(expiry)
 //	idx_seen_exp        timeKey(expiry)+key -> key
+//	counters            key -> Counter JSON
 //	meta                "audit_head" -> {"seq","hash"}; "lock_fence" -> 8-byte counter
 //
 // Index entries of a record other than the due index are derived from the previously stored record, so an
@@ -55,9 +56,10 @@ var (
 	bSeen           = []byte("seen")
 	bSeenExp        = []byte("idx_seen_exp")
 	bMeta           = []byte("meta")
+	bCounters       = []byte("counters")
 
 	allBuckets = [][]byte{bRequests, bReqByRequester, bReqPending, bGrants, bGrantByUser, bGrantByBinding,
-		bGrantByState, bGrantDue, bGrantDueKey, bAudit, bLocks, bSeen, bSeenExp, bMeta}
+		bGrantByState, bGrantDue, bGrantDueKey, bAudit, bLocks, bSeen, bSeenExp, bMeta, bCounters}
 
 	keyAuditHead = []byte("audit_head")
 	keyLockFence = []byte("lock_fence")
@@ -78,12 +80,15 @@ type Options struct {
 	OpenTimeout time.Duration
 	// NoSync skips fsync after each write transaction. TEST ONLY: a crash can lose or corrupt committed data.
 	NoSync bool
+	// AuditLinkKey, when set, makes every appended audit link keyed (store.KeyedChainHash).
+	AuditLinkKey []byte
 }
 
 // Store is the bbolt-backed store.Store.
 type Store struct {
-	db  *bbolt.DB
-	now func() time.Time
+	db      *bbolt.DB
+	now     func() time.Time
+	linkKey []byte
 }
 
 var _ store.Store = (*Store)(nil)
@@ -118,7 +123,7 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	return &Store{db: db, now: opts.Now}, nil
+	return &Store{db: db, now: opts.Now, linkKey: opts.AuditLinkKey}, nil
 }
 
 // Close closes the data file.
@@ -195,6 +200,11 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		raws[i] = raw
 	}
 	err := s.update(ctx, "commit", func(tx *bbolt.Tx) error {
+		if b.Fence != nil {
+			if err := s.checkFence(tx, *b.Fence); err != nil {
+				return err
+			}
+		}
 		for _, p := range b.Requests {
 			if err := putRequest(tx, p); err != nil {
 				return err
@@ -205,8 +215,13 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 				return err
 			}
 		}
+		for _, p := range b.Counters {
+			if err := putCounter(tx, p); err != nil {
+				return err
+			}
+		}
 		if len(raws) > 0 {
-			if err := appendAudit(tx, raws); err != nil {
+			if err := appendAudit(tx, raws, s.linkKey); err != nil {
 				return err
 			}
 		}
@@ -222,7 +237,36 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	for _, p := range b.Grants {
 		p.Grant.Version = p.PrevVersion + 1
 	}
+	for _, p := range b.Counters {
+		p.Counter.Version = p.PrevVersion + 1
+	}
 	return nil
+}
+
+func putCounter(tx *bbolt.Tx, p store.CounterPut) error {
+	bk := tx.Bucket(bCounters)
+	if _, err := checkVersion(bk, "counter", p.Counter.Key, p.PrevVersion, func(c *store.Counter) int64 { return c.Version }); err != nil {
+		return err
+	}
+	rec := *p.Counter
+	rec.Version = p.PrevVersion + 1
+	data, err := json.Marshal(&rec)
+	if err != nil {
+		return fmt.Errorf("encode counter %q: %w", rec.Key, err)
+	}
+	return bk.Put([]byte(rec.Key), data)
+}
+
+// GetCounter returns the counter with key, or store.ErrNotFound.
+func (s *Store) GetCounter(ctx context.Context, key string) (store.Counter, error) {
+	var c store.Counter
+	if key == "" {
+		return c, fmt.Errorf("bolt: get counter: empty key: %w", store.ErrInvalid)
+	}
+	err := s.view(ctx, "get counter", func(tx *bbolt.Tx) error {
+		return load(tx, bCounters, "counter", key, &c)
+	})
+	return c, err
 }
 
 // checkVersion loads the stored record (nil if absent) and applies the PrevVersion rules.
@@ -377,7 +421,7 @@ func del(tx *bbolt.Tx, bucket, k []byte) error {
 	return tx.Bucket(bucket).Delete(k)
 }
 
-func appendAudit(tx *bbolt.Tx, raws [][]byte) error {
+func appendAudit(tx *bbolt.Tx, raws [][]byte, linkKey []byte) error {
 	meta := tx.Bucket(bMeta)
 	head := auditHead{Hash: store.GenesisHash}
 	if data := meta.Get(keyAuditHead); data != nil {
@@ -388,7 +432,7 @@ func appendAudit(tx *bbolt.Tx, raws [][]byte) error {
 	ab := tx.Bucket(bAudit)
 	for _, raw := range raws {
 		seq := head.Seq + 1
-		hash := store.ChainHash(head.Hash, seq, raw)
+		hash := store.LinkHash(linkKey, head.Hash, seq, raw)
 		data, err := json.Marshal(auditEntry{PrevHash: head.Hash, Hash: hash, Raw: string(raw)})
 		if err != nil {
 			return fmt.Errorf("encode audit entry: %w", err)
@@ -803,6 +847,18 @@ func (s *Store) RenewLock(ctx context.Context, l store.Lock, ttl time.Duration) 
 	})
 }
 
+// checkFence fails with store.ErrLockLost unless l is held now, exactly as given (see store.Batch.Fence).
+func (s *Store) checkFence(tx *bbolt.Tx, l store.Lock) error {
+	cur, err := getLock(tx, l.Name)
+	if err != nil {
+		return err
+	}
+	if cur == nil || cur.Holder != l.Holder || cur.Fence != l.Fence || s.now().UnixNano() >= cur.ExpiresAt {
+		return fmt.Errorf("batch fenced by lock %q (fence %d), which is no longer held: %w", l.Name, l.Fence, store.ErrLockLost)
+	}
+	return nil
+}
+
 // ReleaseLock frees the lock if l still owns it; otherwise it does nothing.
 func (s *Store) ReleaseLock(ctx context.Context, l store.Lock) error {
 	return s.update(ctx, "release lock", func(tx *bbolt.Tx) error {
@@ -849,6 +905,27 @@ func (s *Store) ReadAudit(ctx context.Context, afterSeq uint64, limit int) ([]st
 		return nil, err
 	}
 	return out, nil
+}
+
+// AuditHead returns the head that appends keep in the meta bucket.
+func (s *Store) AuditHead(ctx context.Context) (store.AuditHead, error) {
+	h := store.AuditHead{Hash: store.GenesisHash}
+	err := s.view(ctx, "audit head", func(tx *bbolt.Tx) error {
+		data := tx.Bucket(bMeta).Get(keyAuditHead)
+		if data == nil {
+			return nil
+		}
+		var stored auditHead
+		if err := json.Unmarshal(data, &stored); err != nil {
+			return fmt.Errorf("decode audit head: %w", err)
+		}
+		h = store.AuditHead{Seq: stored.Seq, Hash: stored.Hash}
+		return nil
+	})
+	if err != nil {
+		return store.AuditHead{}, err
+	}
+	return h, nil
 }
 
 // ---- MarkSeen ----

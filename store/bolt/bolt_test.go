@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -326,4 +327,48 @@ func BenchmarkClaimDueNoneDue(b *testing.B) {
 			b.Fatalf("ClaimDueGrants = %d grants, %v", len(gs), err)
 		}
 	}
+}
+
+// boltTamperer edits the audit bucket and head through the open database, behind the Store's API.
+type boltTamperer struct{ s *Store }
+
+func (b boltTamperer) DeleteAuditEntry(_ context.Context, seq uint64) error {
+	return b.s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bAudit).Delete(seqKey(seq)) })
+}
+
+func (b boltTamperer) SetAuditHead(_ context.Context, h store.AuditHead) error {
+	data, err := json.Marshal(auditHead{Seq: h.Seq, Hash: h.Hash})
+	if err != nil {
+		return err
+	}
+	return b.s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bMeta).Put(keyAuditHead, data) })
+}
+
+func TestAuditTamper(t *testing.T) {
+	storetest.RunAuditTamper(t, func(t *testing.T) (store.Store, storetest.AuditTamperer) {
+		s := openTest(t, filepath.Join(t.TempDir(), "jitbot.db"))
+		t.Cleanup(func() { _ = s.Close() })
+		return s, boltTamperer{s}
+	})
+}
+
+func (b boltTamperer) PutAuditEntry(_ context.Context, rec store.AuditRecord) error {
+	data, err := json.Marshal(auditEntry{PrevHash: rec.PrevHash, Hash: rec.Hash, Raw: string(rec.Raw)})
+	if err != nil {
+		return err
+	}
+	return b.s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bAudit).Put(seqKey(rec.Seq), data) })
+}
+
+func TestAuditKeyed(t *testing.T) {
+	storetest.RunAuditKeyed(t, func(t *testing.T) storetest.KeyedStorage {
+		path := filepath.Join(t.TempDir(), "jitbot.db")
+		return func(key []byte) (store.Store, storetest.AuditTamperer) {
+			s, err := Open(path, Options{NoSync: true, AuditLinkKey: key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s, boltTamperer{s}
+		}
+	})
 }

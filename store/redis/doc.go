@@ -15,7 +15,7 @@
 // credentials go in the sentinel_username and sentinel_password parameters). Percent-encode reserved
 // characters in them. Other parameters: client_name, protocol (2 or 3), dial_timeout, read_timeout,
 // write_timeout (Go durations, or seconds), pool_size, min_idle_conns, max_retries. Unknown parameters are
-// refused. Errors never quote the URL, so the password is never logged.
+// refused. Errors never quote the URL, so the password is never logged; RedactURL gives a form safe to log.
 //
 // # Key layout
 //
@@ -37,6 +37,7 @@
 //	P:lock:<name>           STRING "<holder>|<fence>", with a PX expiry
 //	P:lock-fence:<name>     STRING fence counter (INCR)
 //	P:seen:<key>            STRING "1", with a PX expiry
+//	P:counter:<key>         HASH  v, j (store.Counter JSON), x ("[]"): limit counters such as break-glass use
 //
 // Index entries are computed in Go from each new record; the commit script removes the entries listed in the
 // record's x field and adds the new ones, so the script itself knows nothing about records.

@@ -9,10 +9,11 @@ import goredis "github.com/redis/go-redis/v9"
 // ARGV: [1] number of puts, [2] number of audit events; then, per put: id, expected version ("0": must not
 // exist), expected x, new version, new json, new x, number of old index keys, number of new index keys, and
 // one score per new index key; then the audit head the client chained onto (its seq and hash) and, per audit
-// event, its raw JSON and its link hash (store.ChainHash, computed by the client).
+// event, its raw JSON and its link hash (store.ChainHash, computed by the client); then, for a fenced batch,
+// the lock's expected value, its key being the last of KEYS.
 //
 // Every check runs before any write, so a conflict leaves nothing written. Returns {"ok", firstSeq, lastSeq},
-// {"conflict", put index}, or {"stale", seq, hash} when the audit head moved (the client re-chains and retries).
+// {"conflict", put index}, {"lost", 0} when the fencing lock is not held as given, or {"stale", seq, hash} when the audit head moved (the client re-chains and retries).
 var scriptCommit = goredis.NewScript(`
 local nputs, nev = tonumber(ARGV[1]), tonumber(ARGV[2])
 local a, k = 3, 4
@@ -38,6 +39,12 @@ end
 
 local headSeq, headHash = ARGV[a], ARGV[a + 1]
 a = a + 2
+
+-- An optional last key is the lock that fences the batch (store.Batch.Fence); the last argument is the value
+-- the lock must hold (holder|fence). An expired lock reads as absent.
+if KEYS[k] then
+  if redis.call("GET", KEYS[k]) ~= ARGV[#ARGV] then return {"lost", 0} end
+end
 if nev > 0 then
   local curSeq = redis.call("GET", KEYS[1]) or "0"
   local curHead = redis.call("GET", KEYS[2]) or "0000000000000000000000000000000000000000000000000000000000000000"

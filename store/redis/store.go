@@ -25,6 +25,10 @@ type Options struct {
 	Prefix string
 	// Now stamps audit events committed with a zero At. Default time.Now.
 	Now func() time.Time
+	// MinReplicas, when positive, makes every Commit wait (WAIT) until that many replicas acknowledged it,
+	// at most ReplicaTimeout (default DefaultReplicaTimeout), and fail with ErrNotReplicated otherwise.
+	MinReplicas    int
+	ReplicaTimeout time.Duration
 }
 
 // ValidatePrefix reports whether prefix contains a usable hash tag.
@@ -56,12 +60,18 @@ type Store struct {
 	now  func() time.Time
 	keys keys
 
+	// linkKey, when set, keys every appended audit link (see SetAuditLinkKey).
+	linkKey []byte
+
 	// auditMu serialises this process's audited commits, and head caches the audit log's head as this
 	// process last saw it: links are hashed here and the commit script only compare-and-sets the head, so
 	// Redis never spends its single thread on SHA-256. Another replica's append makes the script answer
 	// "stale" with the current head, and the commit is recomputed and retried.
 	auditMu sync.Mutex
 	head    auditHead
+
+	minReplicas    int
+	replicaTimeout time.Duration
 }
 
 type auditHead struct {
@@ -79,7 +89,10 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	if err != nil {
 		panic(err)
 	}
-	return &Store{c: client, now: o.Now, keys: keys{p: o.Prefix + ":"}}
+	if o.ReplicaTimeout <= 0 {
+		o.ReplicaTimeout = DefaultReplicaTimeout
+	}
+	return &Store{c: client, now: o.Now, keys: keys{p: o.Prefix + ":"}, minReplicas: o.MinReplicas, replicaTimeout: o.ReplicaTimeout}
 }
 
 // Open connects to the Redis at url (see the package documentation for the forms) and checks it answers.
@@ -139,6 +152,9 @@ func (k keys) auditLog() string         { return k.p + "audit:log" }
 func (k keys) lock(name string) string  { return k.p + "lock:" + name }
 func (k keys) fence(name string) string { return k.p + "lock-fence:" + name }
 func (k keys) seen(key string) string   { return k.p + "seen:" + key }
+func (k keys) counter(key string) string {
+	return k.p + "counter:" + key
+}
 
 // ms is the index score of t.
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -235,6 +251,17 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		puts = append(puts, &put{key: s.keys.grant(g.ID), id: g.ID, prev: gp.PrevVersion, ver: g.Version,
 			json: raw, idx: s.keys.grantIndexes(&g), setResult: func(v int64) { orig.Version = v }})
 	}
+	for _, cp := range b.Counters {
+		c := *cp.Counter
+		c.Version = cp.PrevVersion + 1
+		raw, err := json.Marshal(&c)
+		if err != nil {
+			return fmt.Errorf("redis: commit: encode counter %q: %w", c.Key, err)
+		}
+		orig := cp.Counter
+		puts = append(puts, &put{key: s.keys.counter(c.Key), id: c.Key, prev: cp.PrevVersion, ver: c.Version,
+			json: raw, setResult: func(v int64) { orig.Version = v }})
+	}
 	raws := make([][]byte, len(b.Audit))
 	for i, e := range b.Audit {
 		if e.At.IsZero() {
@@ -246,7 +273,7 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		}
 		raws[i] = raw
 	}
-	if len(puts) == 0 && len(raws) == 0 {
+	if len(puts) == 0 && len(raws) == 0 && b.Fence == nil {
 		return nil
 	}
 
@@ -301,9 +328,17 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 			args = append(args, e.score)
 		}
 	}
-	res, err := s.runCommit(ctx, keys, args, raws)
+	var tail []any
+	if b.Fence != nil {
+		keys = append(keys, s.keys.lock(b.Fence.Name))
+		tail = append(tail, lockValue(*b.Fence))
+	}
+	res, err := s.runCommit(ctx, keys, args, raws, tail)
 	if err != nil {
 		return err
+	}
+	if res[0] == "lost" {
+		return fmt.Errorf("redis: commit: batch fenced by lock %q (fence %d), which is no longer held: %w", b.Fence.Name, b.Fence.Fence, store.ErrLockLost)
 	}
 	if res[0] == "conflict" {
 		i, _ := res[1].(int64)
@@ -329,6 +364,15 @@ func (s *Store) GetRequest(ctx context.Context, id string) (store.Request, error
 		return store.Request{}, err
 	}
 	return r, nil
+}
+
+// GetCounter implements store.Store.
+func (s *Store) GetCounter(ctx context.Context, key string) (store.Counter, error) {
+	var c store.Counter
+	if err := s.get(ctx, s.keys.counter(key), "counter", key, &c); err != nil {
+		return store.Counter{}, err
+	}
+	return c, nil
 }
 
 // GetGrant implements store.Store.
@@ -792,21 +836,33 @@ func (s *Store) MarkSeen(ctx context.Context, key string, ttl time.Duration) (bo
 // auditPage is how many audit entries ReadAudit asks for per round trip.
 const auditPage = 512
 
-// ReadAudit implements store.Store.
+// ReadAudit implements store.Store. It reads up to the sequence counter or the number of stored entries,
+// whichever is higher, and then a page further while entries turn up: entries past a counter that was set
+// back (a lost write, or an attacker hiding the tail) are returned, so verification sees them.
 func (s *Store) ReadAudit(ctx context.Context, afterSeq uint64, limit int) ([]store.AuditRecord, error) {
 	if limit < 0 {
 		return nil, fmt.Errorf("redis: read audit: negative limit: %w", store.ErrInvalid)
 	}
-	last, err := s.c.Get(ctx, s.keys.auditSeq()).Uint64()
-	if errors.Is(err, goredis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
+	var seqCmd *goredis.StringCmd
+	var lenCmd *goredis.IntCmd
+	if _, err := s.c.Pipelined(ctx, func(pl goredis.Pipeliner) error {
+		seqCmd = pl.Get(ctx, s.keys.auditSeq())
+		lenCmd = pl.HLen(ctx, s.keys.auditLog())
+		return nil
+	}); err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, fmt.Errorf("redis: read audit: %w", err)
 	}
+	last, err := seqCmd.Uint64()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, fmt.Errorf("redis: read audit: sequence counter: %w", err)
+	}
+	bound := max(last, uint64(max(lenCmd.Val(), 0)))
 	var out []store.AuditRecord
-	for next := afterSeq + 1; next <= last && (limit == 0 || len(out) < limit); {
-		n := min(uint64(auditPage), last-next+1)
+	for next := afterSeq + 1; limit == 0 || len(out) < limit; {
+		n := uint64(auditPage)
+		if next <= bound {
+			n = min(n, bound-next+1)
+		}
 		if limit > 0 {
 			n = min(n, uint64(limit-len(out)))
 		}
@@ -818,16 +874,39 @@ func (s *Store) ReadAudit(ctx context.Context, afterSeq uint64, limit int) ([]st
 		if err != nil {
 			return nil, fmt.Errorf("redis: read audit: %w", err)
 		}
+		found := false
 		for i, v := range vals {
 			str, ok := v.(string)
 			if !ok {
 				continue // missing entry: VerifyChain reports the gap
 			}
+			found = true
 			out = append(out, decodeAudit(next+uint64(i), str))
+		}
+		if next > bound && !found {
+			break
 		}
 		next += n
 	}
 	return out, nil
+}
+
+// AuditHead implements store.Store: the sequence counter and head hash the commit script keeps.
+func (s *Store) AuditHead(ctx context.Context) (store.AuditHead, error) {
+	vals, err := s.c.MGet(ctx, s.keys.auditSeq(), s.keys.auditHead()).Result()
+	if err != nil {
+		return store.AuditHead{}, fmt.Errorf("redis: audit head: %w", err)
+	}
+	h := store.AuditHead{Hash: store.GenesisHash}
+	if v, ok := vals[0].(string); ok {
+		if h.Seq, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return store.AuditHead{}, fmt.Errorf("redis: audit head: corrupt sequence counter %q", v)
+		}
+	}
+	if v, ok := vals[1].(string); ok {
+		h.Hash = v
+	}
+	return h, nil
 }
 
 // decodeAudit parses a stored "<prev>\n<hash>\n<raw>" entry. A malformed entry is returned as best it can be,
@@ -859,9 +938,10 @@ func (s *Store) CountGrants(ctx context.Context, state store.GrantState) (int, e
 
 // runCommit runs the commit script with the audit links chained onto the head. A stale head (another
 // replica appended) is refreshed from the script's answer and the links recomputed.
-func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [][]byte) ([]any, error) {
+// tail (the fence's expected lock value, if any) goes after the audit arguments.
+func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [][]byte, tail []any) ([]any, error) {
 	if len(raws) == 0 {
-		res, err := scriptCommit.Run(ctx, s.c, keys, append(args, 0, "")...).Slice()
+		res, err := s.evalCommit(ctx, keys, append(append(args, 0, ""), tail...)...)
 		if err != nil {
 			return nil, fmt.Errorf("redis: commit: %w", err)
 		}
@@ -878,11 +958,12 @@ func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [
 		full := append(append([]any{}, args...), s.head.seq, s.head.hash)
 		prev := s.head.hash
 		for i, raw := range raws {
-			h := store.ChainHash(prev, uint64(s.head.seq)+uint64(i)+1, raw)
+			h := store.LinkHash(s.linkKey, prev, uint64(s.head.seq)+uint64(i)+1, raw)
 			full = append(full, raw, h)
 			prev = h
 		}
-		res, err := scriptCommit.Run(ctx, s.c, keys, full...).Slice()
+		full = append(full, tail...)
+		res, err := s.evalCommit(ctx, keys, full...)
 		if err != nil {
 			s.head.known = false // the commit may or may not have landed
 			return nil, fmt.Errorf("redis: commit: %w", err)

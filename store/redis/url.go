@@ -230,3 +230,48 @@ func applyQuery(o *goredis.UniversalOptions, mode, rawQuery string) error {
 	}
 	return nil
 }
+
+// nonSecretParams are the query parameters whose values RedactURL may show; every other value is replaced.
+var nonSecretParams = map[string]bool{
+	"client_name": true, "protocol": true, "dial_timeout": true, "read_timeout": true, "write_timeout": true,
+	"pool_size": true, "min_idle_conns": true, "max_retries": true,
+}
+
+// RedactURL returns rawURL safe to log: the userinfo (user name and password) is replaced by "REDACTED",
+// the value of every query parameter not known to be harmless (sentinel_password, and anything unknown) by
+// "REDACTED", and a fragment is dropped. It never fails: text it cannot take apart is replaced whole.
+func RedactURL(rawURL string) string {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return "REDACTED"
+	}
+	if i := strings.IndexByte(rest, '#'); i >= 0 {
+		rest = rest[:i]
+	}
+	rest, rawQuery, hasQuery := strings.Cut(rest, "?")
+	authority, path, hasPath := strings.Cut(rest, "/")
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		authority = "REDACTED@" + authority[i+1:]
+	}
+	out := scheme + "://" + authority
+	if hasPath {
+		out += "/" + path
+	}
+	if hasQuery {
+		var parts []string
+		for _, kv := range strings.Split(rawQuery, "&") {
+			k, _, _ := strings.Cut(kv, "=")
+			name, err := url.QueryUnescape(k)
+			if err != nil || !nonSecretParams[name] {
+				if err != nil || strings.ContainsAny(name, "=&") {
+					k = "REDACTED"
+				}
+				parts = append(parts, k+"=REDACTED")
+				continue
+			}
+			parts = append(parts, kv)
+		}
+		out += "?" + strings.Join(parts, "&")
+	}
+	return out
+}

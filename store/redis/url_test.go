@@ -125,3 +125,27 @@ func TestPrefixValidation(t *testing.T) {
 	}()
 	jitredis.New(nil, jitredis.Options{Prefix: "nohashtag"})
 }
+
+func TestRedactURLRemovesEveryCredential(t *testing.T) {
+	cases := map[string]string{
+		"redis://:hunter2@127.0.0.1:6379/0":                     "redis://REDACTED@127.0.0.1:6379/0",
+		"rediss://jitbot:hunter2@redis.example.com/1":           "rediss://REDACTED@redis.example.com/1",
+		"redis://jitbot@redis.example.com":                      "redis://REDACTED@redis.example.com",
+		"redis://a%40b:p%40ss%3Aw@h:1/0#frag-hunter2":           "redis://REDACTED@h:1/0",
+		"redis+cluster://u:hunter2@n1:7000,n2:7001?pool_size=5": "redis+cluster://REDACTED@n1:7000,n2:7001?pool_size=5",
+		"redis+sentinel://u:hunter2@s1,s2:26380/mymaster/2?sentinel_username=su&sentinel_password=hunter3&dial_timeout=2s": "redis+sentinel://REDACTED@s1,s2:26380/mymaster/2?sentinel_username=REDACTED&sentinel_password=REDACTED&dial_timeout=2s",
+		"rediss+sentinel://s1/m?sentinel%5Fpassword=hunter3":                                                               "rediss+sentinel://s1/m?sentinel%5Fpassword=REDACTED",
+		"redis://h/0?token=hunter2&password=hunter3":                                                                       "redis://h/0?token=REDACTED&password=REDACTED",
+		"redis://h/0?%zz=hunter2": "redis://h/0?REDACTED=REDACTED",
+		"no scheme hunter2":       "REDACTED",
+	}
+	for in, want := range cases {
+		got := jitredis.RedactURL(in)
+		if got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+		if strings.Contains(got, "hunter") {
+			t.Errorf("RedactURL(%q) = %q still holds a secret", in, got)
+		}
+	}
+}

@@ -217,3 +217,65 @@ func deletePrefix(u, prefix string) error {
 	}
 	return del(ctx, c)
 }
+
+// StartServer starts a private redis-server for this test with the given extra arguments (for example
+// "--appendonly", "yes" or "--maxmemory-policy", "allkeys-lru"; without arguments it persists nothing), and
+// returns its URL and its address. It is stopped when the test ends. Use it for tests that need a Redis
+// configured in a particular way; everything else shares URL.
+func StartServer(t testing.TB, args ...string) (url, addr string) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		bin = "/usr/bin/redis-server"
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	dir := t.TempDir()
+	full := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log")}, args...)
+	cmd := exec.Command(bin, full...)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redistest: start %s: %v", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// A server that demands AUTH answers PING with NOAUTH: it is up.
+		err := ping(addr, 200*time.Millisecond)
+		if err == nil || strings.Contains(err.Error(), "NOAUTH") {
+			return "redis://" + addr + "/0", addr
+		}
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+			t.Fatalf("redistest: redis-server %v exited at start:\n%s", args, log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+			t.Fatalf("redistest: redis-server on port %d does not answer: %v\n%s", port, err, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ClientFor returns a raw client for the Redis at url (any form store/redis accepts), closed when the test
+// ends.
+func ClientFor(t testing.TB, url string) goredis.UniversalClient {
+	t.Helper()
+	o, err := jitredis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	c := goredis.NewUniversalClient(o)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}

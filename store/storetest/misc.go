@@ -160,6 +160,63 @@ func testConcurrentAudit(t *testing.T, s store.Store) {
 var lockTests = []subtest{
 	{"HeldRenewRelease", testLockBasics},
 	{"ExpiryTakeoverFence", testLockExpiry},
+	{"FencedCommit", testFencedCommit},
+}
+
+// A batch fenced by a lock lands only while that exact lock is held: after its expiry and takeover, a stalled
+// holder's commit is refused with ErrLockLost although its record versions still match, and nothing of it
+// (records, indexes, audit) is written.
+func testFencedCommit(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const ttl = 100 * time.Millisecond
+	a, err := s.AcquireLock(ctx, "binding:b1", "A", ttl)
+	if err != nil {
+		t.Fatalf("A acquire: %v", err)
+	}
+	g := newGrant("g1", "U1", "b1", at(0), store.GrantActivating)
+	g.DueAt = at(time.Minute)
+	if err := s.Commit(ctx, store.Batch{Grants: []store.GrantPut{{Grant: g}}, Audit: []store.AuditEvent{event("granted", "r1")}, Fence: &a}); err != nil {
+		t.Fatalf("commit fenced by a held lock: %v", err)
+	}
+	if g.Version != 1 {
+		t.Fatalf("version after fenced create = %d", g.Version)
+	}
+	for _, bad := range []store.Lock{
+		{Name: a.Name, Holder: a.Holder, Fence: a.Fence + 1},
+		{Name: a.Name, Holder: "B", Fence: a.Fence},
+		{Name: "binding:other", Holder: a.Holder, Fence: a.Fence},
+	} {
+		up := *g
+		up.State = store.GrantActive
+		err := s.Commit(ctx, store.Batch{Grants: []store.GrantPut{{Grant: &up, PrevVersion: 1}}, Fence: &bad})
+		wantErrIs(t, fmt.Sprintf("commit fenced by %+v", bad), err, store.ErrLockLost)
+	}
+	poll(t, "B takes the lock after A's ttl", 10*time.Millisecond, func() bool {
+		_, err := s.AcquireLock(ctx, "binding:b1", "B", time.Minute)
+		if err != nil && !errors.Is(err, store.ErrLockHeld) {
+			t.Fatalf("B acquire: %v", err)
+		}
+		return err == nil
+	})
+	stale := *g
+	stale.State, stale.DueAt = store.GrantActive, at(2*time.Hour)
+	err = s.Commit(ctx, store.Batch{Grants: []store.GrantPut{{Grant: &stale, PrevVersion: 1}}, Audit: []store.AuditEvent{event("granted", "r1-stale")}, Fence: &a})
+	wantErrIs(t, "the stalled holder's commit after takeover", err, store.ErrLockLost)
+	if stale.Version != 1 {
+		t.Fatalf("a refused commit changed the caller's version to %d", stale.Version)
+	}
+	got := mustGetGrant(t, s, "g1")
+	if got.State != store.GrantActivating || got.Version != 1 {
+		t.Fatalf("after the refused commit: state %s version %d, want activating 1", got.State, got.Version)
+	}
+	wantIDs(t, "due grants after the refused commit", claim(t, s, at(time.Hour), 0, 0), "g1")
+	if recs := readAudit(t, s, 0, 0); len(recs) != 1 {
+		t.Fatalf("audit has %d entries after a refused fenced commit, want 1", len(recs))
+	}
+	// Audit-only and empty batches are fenced too.
+	wantErrIs(t, "audit-only commit with a lost fence", s.Commit(ctx, store.Batch{Audit: []store.AuditEvent{event("x", "r2")}, Fence: &a}), store.ErrLockLost)
+	wantErrIs(t, "empty commit with a lost fence", s.Commit(ctx, store.Batch{Fence: &a}), store.ErrLockLost)
+	wantErrIs(t, "fence without a holder", s.Commit(ctx, store.Batch{Fence: &store.Lock{Name: "binding:b1"}}), store.ErrInvalid)
 }
 
 func testLockBasics(t *testing.T, s store.Store) {

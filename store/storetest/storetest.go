@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Locks", lockTests},
 		{"Audit", auditTests},
 		{"MarkSeen", markSeenTests},
+		{"Counters", counterTests},
 		{"Context", contextTests},
 		{"APITokens", apiTokenTests},
 	}

@@ -12,12 +12,42 @@
 // Action go to IAM. The shapes follow the AWS API references and the request/response snapshots that ship with
 // the SDK modules, not any particular client.
 //
-// The fake keeps state (account assignments with asynchronous creation and deletion that take PollsToFinish
-// status polls, Identity Store users, IAM users, roles, groups, managed and inline policies), records every
-// request (operation and decoded parameters), injects one-shot or repeated faults per operation, and checks that
-// every request carries a well-formed SigV4 Authorization header (algorithm, credential scope with the expected
-// service and region, signed headers including host and x-amz-date, a 64-hex signature). It does not verify the
-// signature itself, so it never needs, sees or logs a secret key.
+// The fake keeps state (account assignments with asynchronous creation and deletion, Identity Store users, IAM
+// users, roles, groups, managed and inline policies), records every request (operation and decoded parameters),
+// injects one-shot or repeated faults per operation, and checks that every request carries a well-formed SigV4
+// Authorization header (algorithm, credential scope with the expected service and region, signed headers
+// including host and x-amz-date, a 64-hex signature). It does not verify the signature itself, so it never
+// needs, sees or logs a secret key.
+//
+// # Asynchronous account assignment requests
+//
+// As the IAM Identity Center API reference describes them: CreateAccountAssignment and DeleteAccountAssignment
+// answer at once with an AccountAssignmentCreationStatus / AccountAssignmentDeletionStatus whose Status is
+// IN_PROGRESS and whose RequestId tracks the request; DescribeAccountAssignmentCreationStatus /
+// DescribeAccountAssignmentDeletionStatus report IN_PROGRESS until the request ends SUCCEEDED or FAILED (with a
+// FailureReason), together with the request's account, permission set and principal;
+// ListAccountAssignmentCreationStatus / ListAccountAssignmentDeletionStatus list the instance's requests as
+// AccountAssignmentOperationStatusMetadata (CreatedDate, RequestId, Status), optionally filtered by
+// Filter.Status, paginated with MaxResults (1-100) and NextToken. An assignment is listed by
+// ListAccountAssignments from the moment its creation SUCCEEDED until its deletion SUCCEEDED: a creation in
+// flight is not listed yet, a deletion in flight still is. StartRequest starts a request as a caller that went
+// away would have left it; SetAsyncDuration makes requests slow; InProgress and Settle inspect and end them.
+//
+// Where the fake decides what AWS does not document (each unconfirmed against the real service):
+//   - Timing: a request ends after PollsToFinish Describe calls but never before it is SetAsyncDuration old, or
+//     in the background once it is max(SettleAfter, SetAsyncDuration) old. The real service's timing is its own
+//     (seconds to minutes).
+//   - While any request for an assignment is IN_PROGRESS, CreateAccountAssignment and DeleteAccountAssignment of
+//     the same assignment answer ConflictException. AWS documents ConflictException only as a conflicting
+//     concurrent write to retry with backoff; the fake never answers it spuriously unless injected.
+//   - The status lists keep every request for the fake's life (AWS does not document retention) in creation
+//     order, with index-based page tokens.
+//   - Creating an assignment that exists succeeds (SetDuplicateCreate can make the request end FAILED);
+//     deleting an absent one answers ResourceNotFoundException (SetDeleteAbsent: success or a FAILED request).
+//   - An unknown account or principal makes a creation request end FAILED with a "not found"-style reason.
+//   - IAM: AddUserToGroup and Attach*Policy of an existing membership or attachment succeed; RemoveUserFromGroup
+//     and Detach*Policy of an absent one answer NoSuchEntity. Changes apply at once (real IAM is eventually
+//     consistent).
 package awsfake
 
 import (
@@ -93,6 +123,7 @@ type Server struct {
 	storeID       string
 	pollsToFinish int
 	settleAfter   time.Duration
+	asyncMin      time.Duration // no asynchronous request finishes before it is this old
 	pageSize      int
 	duplicateMode string // CreateAccountAssignment of an existing assignment: "succeed" or "fail"
 	deleteAbsent  string // DeleteAccountAssignment of an absent assignment: "notfound", "succeed" or "fail"
@@ -117,6 +148,7 @@ type Server struct {
 	userInline  map[string]map[string]string
 
 	faults  []*fault
+	waiters map[string][]chan struct{} // Await: closed when the next call of the operation is recorded
 	latency time.Duration
 	calls   []Call
 	sigErrs []string
@@ -218,6 +250,38 @@ func (s *Server) SetDuplicateCreate(mode string) { s.mu.Lock(); s.duplicateMode 
 // (default: ResourceNotFoundException, as Terraform's AWS provider expects), "succeed" (the request SUCCEEDs) or
 // "fail" (the request ends FAILED).
 func (s *Server) SetDeleteAbsent(mode string) { s.mu.Lock(); s.deleteAbsent = mode; s.mu.Unlock() }
+
+// SetAsyncDuration makes every asynchronous request (existing and future) take at least d from its creation
+// before it can finish, however often it is polled (0 restores polls-only completion): the stand-in for
+// Identity Center provisioning that takes tens of seconds or minutes. Requests nobody polls still finish
+// after max(SettleAfter, d).
+func (s *Server) SetAsyncDuration(d time.Duration) { s.mu.Lock(); s.asyncMin = d; s.mu.Unlock() }
+
+// StartRequest starts an asynchronous creation (deletion=false) or deletion of the account assignment k, as
+// an earlier CreateAccountAssignment / DeleteAccountAssignment whose caller went away would have, and returns
+// its request id. It stays IN_PROGRESS like any request (PollsToFinish polls, SetAsyncDuration, SettleAfter
+// or Settle). The permission set must be registered; nothing else is checked.
+func (s *Server) StartRequest(k AssignmentKey, deletion bool) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := &asyncRequest{id: newUUID(), deletion: deletion, key: k, created: time.Now(), status: "IN_PROGRESS"}
+	s.requests[q.id] = q
+	s.order = append(s.order, q.id)
+	return q.id
+}
+
+// InProgress counts the asynchronous requests for k that have not finished.
+func (s *Server) InProgress(k AssignmentKey) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, q := range s.requests {
+		if q.key == k && q.status == "IN_PROGRESS" {
+			n++
+		}
+	}
+	return n
+}
 
 // SetPollsToFinish changes Options.PollsToFinish.
 func (s *Server) SetPollsToFinish(n int) { s.mu.Lock(); s.pollsToFinish = n; s.mu.Unlock() }
@@ -394,7 +458,7 @@ func (s *Server) settle() {
 	now := time.Now()
 	for _, id := range s.order {
 		q := s.requests[id]
-		if q.status == "IN_PROGRESS" && now.Sub(q.created) >= s.settleAfter {
+		if q.status == "IN_PROGRESS" && now.Sub(q.created) >= max(s.settleAfter, s.asyncMin) {
 			s.finish(q)
 		}
 	}
@@ -580,5 +644,24 @@ func (s *Server) SetInlinePolicy(user, name, doc string, present bool) {
 	}
 }
 
-// record appends a call. Caller holds mu.
-func (s *Server) record(c Call) { s.calls = append(s.calls, c) }
+// Await returns a channel that is closed once the fake has answered the next request of operation op: tests
+// use it to act at a precise point of an adapter's sequence instead of racing a timer.
+func (s *Server) Await(op string) <-chan struct{} {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiters == nil {
+		s.waiters = map[string][]chan struct{}{}
+	}
+	s.waiters[op] = append(s.waiters[op], ch)
+	return ch
+}
+
+// record appends a call and wakes its Await channels. Caller holds mu.
+func (s *Server) record(c Call) {
+	s.calls = append(s.calls, c)
+	for _, ch := range s.waiters[c.Operation] {
+		close(ch)
+	}
+	delete(s.waiters, c.Operation)
+}

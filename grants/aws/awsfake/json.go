@@ -112,6 +112,10 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, target string
 		out, err = s.describeRequest(params, false)
 	case ServiceSSOAdmin + ".DescribeAccountAssignmentDeletionStatus":
 		out, err = s.describeRequest(params, true)
+	case ServiceSSOAdmin + ".ListAccountAssignmentCreationStatus":
+		out, err = s.listRequests(params, false)
+	case ServiceSSOAdmin + ".ListAccountAssignmentDeletionStatus":
+		out, err = s.listRequests(params, true)
 	case ServiceSSOAdmin + ".ListAccountAssignments":
 		out, err = s.listAssignments(params)
 	case ServiceIdentityStore + ".GetUserId":
@@ -245,10 +249,63 @@ func (s *Server) describeRequest(p map[string]any, deletion bool) (any, *apiErro
 		return nil, errf(400, "ResourceNotFoundException", "Request %s not found", id)
 	}
 	q.polls++
-	if q.polls >= s.pollsToFinish {
+	if q.polls >= s.pollsToFinish && time.Since(q.created) >= s.asyncMin {
 		s.finish(q)
 	}
 	return map[string]any{name: opStatus(q, q.created)}, nil
+}
+
+// listRequests implements ListAccountAssignmentCreationStatus (deletion=false) and
+// ListAccountAssignmentDeletionStatus: the requests of the instance in creation order, optionally filtered by
+// Filter.Status, as AccountAssignmentOperationStatusMetadata (CreatedDate, RequestId, Status). Caller holds mu.
+func (s *Server) listRequests(p map[string]any, deletion bool) (any, *apiError) {
+	if e := s.checkInstance(p); e != nil {
+		return nil, e
+	}
+	status := ""
+	if f, ok := p["Filter"].(map[string]any); ok {
+		status = str(f, "Status")
+		switch status {
+		case "", "IN_PROGRESS", "FAILED", "SUCCEEDED":
+		default:
+			return nil, validation("Value at 'filter.status' failed to satisfy enum value set: [IN_PROGRESS, FAILED, SUCCEEDED]")
+		}
+	}
+	limit := s.pageSize
+	if mr, ok := p["MaxResults"].(float64); ok {
+		if mr < 1 || mr > 100 {
+			return nil, validation("Value at 'maxResults' failed to satisfy constraint: 1 <= value <= 100")
+		}
+		limit = min(limit, int(mr))
+	}
+	var all []*asyncRequest
+	for _, id := range s.order {
+		if q := s.requests[id]; q.deletion == deletion && (status == "" || q.status == status) {
+			all = append(all, q)
+		}
+	}
+	start := 0
+	if tok := str(p, "NextToken"); tok != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(tok, "tok-"))
+		if err != nil || n < 0 || n > len(all) || !strings.HasPrefix(tok, "tok-") {
+			return nil, validation("invalid NextToken")
+		}
+		start = n
+	}
+	end := min(start+limit, len(all))
+	items := []map[string]any{}
+	for _, q := range all[start:end] {
+		items = append(items, map[string]any{"CreatedDate": float64(q.created.Unix()), "RequestId": q.id, "Status": q.status})
+	}
+	name := "AccountAssignmentsCreationStatus"
+	if deletion {
+		name = "AccountAssignmentsDeletionStatus"
+	}
+	out := map[string]any{name: items}
+	if end < len(all) {
+		out["NextToken"] = "tok-" + strconv.Itoa(end)
+	}
+	return out, nil
 }
 
 func (s *Server) listAssignments(p map[string]any) (any, *apiError) {

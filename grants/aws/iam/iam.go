@@ -7,11 +7,16 @@
 //     DetachUserPolicy (or AttachRolePolicy / DetachRolePolicy for principal_type role, the principal then being a
 //     role name). principal_type defaults to user. Check: ListAttachedUserPolicies / ListAttachedRolePolicies.
 //   - inline policy: {"inline_policy": "<name of a document in Config.Policies>" or a JSON policy document}:
-//     PutUserPolicy / DeleteUserPolicy of a policy named "jitbot-<grant id>" on the IAM user. Every statement
-//     gets the condition {"DateLessThan": {"aws:CurrentTime": "<expiry, RFC 3339 UTC>"}} so that AWS itself stops
-//     honouring the policy at expiry even if jitbot is down (the policy object stays until revoked). A grant id
-//     that is not a valid policy name suffix is replaced by "sha256-" and 32 hex digits of its hash. Check:
-//     GetUserPolicy.
+//     PutUserPolicy / DeleteUserPolicy of a policy named "jitbot-<binding key>" on the IAM user (the grant id when
+//     the assignment has no binding key). Every statement gets the condition {"DateLessThan": {"aws:CurrentTime":
+//     "<expiry, RFC 3339 UTC>"}} so that AWS itself stops honouring the policy at expiry even if jitbot is down
+//     (the policy object stays until revoked). A key that is not a valid policy name suffix is replaced by
+//     "sha256-" and 32 hex digits of its hash. Check: GetUserPolicy.
+//
+// Standing access: memberships and attachments carry no marker, so Grant looks first (the Check call of the
+// mode) when jitbot holds no reference for the binding; access already there is returned as
+// grants.PreExistingRef and Revoke of such an assignment leaves it in place. Access jitbot adds is returned as
+// its own reference, also with an error once the change may have reached IAM.
 //
 // Errors: NoSuchEntity is permanent on grant (the user, role, group or policy does not exist) and success on
 // revoke (already absent); on check it means not present. EntityAlreadyExists on grant is success. LimitExceeded,
@@ -440,29 +445,42 @@ func (p *Provider) plan(op string, a grants.Assignment) (plan, error) {
 // Grant implements grants.Provider.
 func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, error) {
 	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("iam: grant %s: %w", a.GrantID, err)
+		return grants.Untouched(a.Ref), fmt.Errorf("iam: grant %s: %w", a.GrantID, err)
 	}
 	pl, err := p.plan("grant", a)
 	if err != nil {
-		return "", err
+		return grants.Untouched(a.Ref), err
 	}
-	var what, ref string
+	if pl.mode != ModeInline && (a.Ref == "" || a.Ref == grants.RefUntouched || grants.IsPreExisting(a.Ref)) {
+		// A membership or attachment carries no marker: look before adding, so that one an administrator made
+		// is recorded as standing access (never removed by jitbot) rather than taken over.
+		present, what, err := p.present(ctx, pl)
+		if err != nil { // NoSuchEntity here: the user or role does not exist (permanent)
+			return grants.Untouched(a.Ref), fmt.Errorf("iam: grant %s: %s: %w", a.GrantID, what, classify(err))
+		}
+		if present {
+			return grants.PreExistingRef(pl.ref()), nil
+		}
+	}
+	// From here jitbot adds the access and it is jitbot's to remove, also when the answer is lost.
+	ref := pl.ref()
+	var what string
 	switch pl.mode {
 	case ModeGroup:
-		what, ref = "AddUserToGroup", "group/"+pl.group+"/user/"+pl.name
+		what = "AddUserToGroup"
 		err = p.withConflictRetry(ctx, func() error {
 			_, e := p.client.AddUserToGroup(ctx, &iam.AddUserToGroupInput{GroupName: &pl.group, UserName: &pl.name})
 			return e
 		})
 	case ModeManaged:
 		if pl.role {
-			what, ref = "AttachRolePolicy", "role/"+pl.name+"/"+pl.arn
+			what = "AttachRolePolicy"
 			err = p.withConflictRetry(ctx, func() error {
 				_, e := p.client.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: &pl.name, PolicyArn: &pl.arn})
 				return e
 			})
 		} else {
-			what, ref = "AttachUserPolicy", "user/"+pl.name+"/"+pl.arn
+			what = "AttachUserPolicy"
 			err = p.withConflictRetry(ctx, func() error {
 				_, e := p.client.AttachUserPolicy(ctx, &iam.AttachUserPolicyInput{UserName: &pl.name, PolicyArn: &pl.arn})
 				return e
@@ -470,13 +488,13 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 		}
 	case ModeInline:
 		if a.ExpiresAt.IsZero() {
-			return "", grants.Permanent(fmt.Errorf("iam: grant %s: inline policies need an expiry", a.GrantID))
+			return grants.Untouched(a.Ref), grants.Permanent(fmt.Errorf("iam: grant %s: inline policies need an expiry", a.GrantID))
 		}
 		doc, derr := Document(pl.doc, a.ExpiresAt)
 		if derr != nil {
-			return "", grants.Permanent(fmt.Errorf("iam: grant %s: %w", a.GrantID, derr))
+			return grants.Untouched(a.Ref), grants.Permanent(fmt.Errorf("iam: grant %s: %w", a.GrantID, derr))
 		}
-		what, ref = "PutUserPolicy", "user/"+pl.name+"/inline/"+pl.polName
+		what = "PutUserPolicy"
 		err = p.withConflictRetry(ctx, func() error {
 			_, e := p.client.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: &pl.name, PolicyName: &pl.polName, PolicyDocument: &doc})
 			return e
@@ -486,15 +504,31 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 		err = nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("iam: grant %s: %s: %w", a.GrantID, what, classify(err))
+		return ref, fmt.Errorf("iam: grant %s: %s: %w", a.GrantID, what, classify(err))
 	}
 	return ref, nil
+}
+
+// ref names the access for humans; Grant returns it (or grants.PreExistingRef of it).
+func (pl plan) ref() string {
+	switch {
+	case pl.mode == ModeGroup:
+		return "group/" + pl.group + "/user/" + pl.name
+	case pl.mode == ModeManaged && pl.role:
+		return "role/" + pl.name + "/" + pl.arn
+	case pl.mode == ModeManaged:
+		return "user/" + pl.name + "/" + pl.arn
+	}
+	return "user/" + pl.name + "/inline/" + pl.polName
 }
 
 // Revoke implements grants.Provider.
 func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("iam: revoke %s: %w", a.GrantID, err)
+	}
+	if grants.IsPreExisting(a.Ref) || a.Ref == grants.RefUntouched {
+		return nil // standing access an administrator made, or nothing jitbot applied: not jitbot's to remove
 	}
 	pl, err := p.plan("revoke", a)
 	if err != nil {
@@ -547,8 +581,19 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 	if err != nil {
 		return false, err
 	}
-	var present bool
-	var what string
+	present, what, err := p.present(ctx, pl)
+	if awsutil.Code(err) == "NoSuchEntity" {
+		return false, nil // the principal (or the inline policy) does not exist
+	}
+	if err != nil {
+		return false, fmt.Errorf("iam: check %s: %s: %w", a.GrantID, what, classify(err))
+	}
+	return present, nil
+}
+
+// present reports whether the planned access exists, and which call said so. A NoSuchEntity error is returned
+// as is: for the inline mode it means the policy is absent, otherwise that the user or role does not exist.
+func (p *Provider) present(ctx context.Context, pl plan) (present bool, what string, err error) {
 	switch pl.mode {
 	case ModeGroup:
 		what = "ListGroupsForUser"
@@ -598,13 +643,7 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 		})
 		present = err == nil
 	}
-	if awsutil.Code(err) == "NoSuchEntity" {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("iam: check %s: %s: %w", a.GrantID, what, classify(err))
-	}
-	return present, nil
+	return present, what, err
 }
 
 // ListOwned implements grants.Inventory: the inline policies named "jitbot-*" of Config.ScanUsers. Owned.GrantID

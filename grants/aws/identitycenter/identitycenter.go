@@ -4,16 +4,26 @@
 //
 // # Operations
 //
-//   - Grant: sso-admin CreateAccountAssignment (PrincipalType USER, TargetType AWS_ACCOUNT), then
-//     DescribeAccountAssignmentCreationStatus every PollInterval until SUCCEEDED or FAILED (at most PollTimeout).
-//     The reference returned is the creation request id. Creating an assignment that already exists is treated
-//     as success: the API accepts it (AWS does not document the outcome; Terraform's provider relies on the call
-//     not failing), and if the request ever ends FAILED or in a ConflictException the adapter lists the
-//     assignments and succeeds when the assignment is there.
-//   - Revoke: DeleteAccountAssignment, then DescribeAccountAssignmentDeletionStatus. ResourceNotFoundException, or
-//     a FAILED/conflicting deletion after which the assignment is absent, is success.
+//   - Grant: sso-admin ListAccountAssignments first: an assignment already there while jitbot holds no
+//     reference for the binding (Assignment.Ref) is standing access, returned as grants.PreExistingRef and never
+//     removed by Revoke. Otherwise CreateAccountAssignment (PrincipalType USER, TargetType AWS_ACCOUNT), then
+//     DescribeAccountAssignmentCreationStatus every PollInterval until SUCCEEDED or FAILED. References: "ic:owned"
+//     once jitbot's creation SUCCEEDED, "ic:create:<request id>" while it runs (returned with the error when the
+//     attempt's time runs out, so that the next attempt resumes polling it instead of creating again).
+//   - Revoke: nothing for a pre-existing reference. Otherwise (after waiting for jitbot's own creation request,
+//     if the reference names one) DeleteAccountAssignment, then DescribeAccountAssignmentDeletionStatus.
+//     ResourceNotFoundException, or a FAILED deletion after which the assignment is absent, is success.
 //   - Check: ListAccountAssignments for the account and permission set (all pages), looking for the principal
 //     as a USER. ResourceNotFoundException (the permission set or account is gone) means not present.
+//
+// # Requests in flight
+//
+// The adapter never decides from a list while a request for the same assignment runs (a creation in flight is not
+// listed yet, a deletion in flight still is): on ConflictException, when the list shows the assignment, and when
+// a delete answers ResourceNotFoundException, it lists the instance's IN_PROGRESS creation and deletion requests
+// (ListAccountAssignmentCreationStatus / ListAccountAssignmentDeletionStatus), describes each to find those for
+// the assignment, waits for them to end, and decides again. All waits of one Grant or Revoke share PollTimeout;
+// AttemptBudget declares PollTimeout plus a margin so that the manager's attempt fits.
 //
 // # Principals
 //
@@ -26,7 +36,9 @@
 // # Errors
 //
 // ThrottlingException, InternalServerException, any 5xx, network errors and context errors are retryable.
-// ConflictException is retried here Config.ConflictRetries times with backoff, then returned as retryable.
+// ConflictException on create or delete makes the adapter wait for the requests in flight for the assignment
+// (see above) and try again, at most Config.ConflictRetries more times, then it is returned as retryable; on the
+// other calls it is retried Config.ConflictRetries times with backoff.
 // AccessDeniedException, ValidationException, ServiceQuotaExceededException, signature and credential rejections
 // are permanent, and so is ResourceNotFoundException on grant. A FAILED request is permanent when its failure
 // reason says something does not exist, is not supported, is invalid or exceeds a quota, and retryable otherwise.
@@ -37,11 +49,10 @@
 //
 // Account assignments carry no tags, so ListOwned cannot tell jitbot's assignments from anybody else's. It lists
 // every USER assignment of the account/permission-set pairs in Config.Scopes (the targets of the policy's roles)
-// and reports them with an empty GrantID. Only list pairs whose permission set is handed out exclusively through
-// jitbot: a reconciler that revokes what it does not track would otherwise remove standing access granted by
-// other means. Principals are reported as user ids, or as user names when Config.OwnedPrincipal is
-// "user_name" (one identitystore DescribeUser per user); the reconciler can only match (and so only decide
-// about) principals whose form matches what the store holds.
+// and reports them with an empty GrantID, marked Unattributed: the reconciler leaves such entries in place (they
+// may be standing access) and only reports them. Principals are reported as user ids, or as user names when
+// Config.OwnedPrincipal is "user_name" (one identitystore DescribeUser per user); the reconciler can only match
+// principals whose form matches what the store holds.
 package identitycenter
 
 import (
@@ -49,6 +60,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -272,6 +284,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	}, nil
 }
 
+// Scopes returns the account/permission-set pairs ListOwned lists.
+func (p *Provider) Scopes() []Scope { return slices.Clone(p.cfg.Scopes) }
+
 // target extracts and validates the target of a.
 func target(a grants.Assignment) (acct, ps string, err error) {
 	if err := ValidateTarget(a.Target); err != nil {
@@ -349,72 +364,202 @@ func (p *Provider) principalID(ctx context.Context, a grants.Assignment) (string
 	return id, nil
 }
 
+// References Grant returns and reads back from Assignment.Ref.
+const (
+	refOwned    = "ic:owned"  // jitbot created the assignment, and it is jitbot's to remove
+	refCreating = "ic:create" // jitbot asked for the assignment; ":<request id>" once the request id is known
+)
+
+// refPreExisting marks an assignment that was there before jitbot granted it (standing access).
+var refPreExisting = grants.PreExistingRef("identitycenter")
+
+var requestIDRe = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+type ownership int
+
+const (
+	ownUnknown  ownership = iota // jitbot holds no reference for the binding: look before deciding
+	ownJitbot                    // jitbot created (or asked to create) the assignment
+	ownStanding                  // the assignment pre-existed the grant
+)
+
+// parseRef reads a reference. Anything jitbot does not recognise counts as jitbot's own (fail closed: an
+// assignment jitbot cannot prove is standing access is removed at revoke); a bare request id is what older
+// versions returned.
+func parseRef(ref string) (ownership, string) {
+	switch {
+	case ref == "", ref == grants.RefUntouched:
+		return ownUnknown, ""
+	case grants.IsPreExisting(ref):
+		return ownStanding, ""
+	case strings.HasPrefix(ref, refCreating+":"):
+		if id := strings.TrimPrefix(ref, refCreating+":"); requestIDRe.MatchString(id) {
+			return ownJitbot, id
+		}
+	case requestIDRe.MatchString(ref):
+		return ownJitbot, ref
+	}
+	return ownJitbot, ""
+}
+
+// key is one account assignment of a USER.
+type key struct{ acct, ps, uid string }
+
+func (k key) matches(st *types.AccountAssignmentOperationStatus) bool {
+	return st != nil && aws.ToString(st.TargetId) == k.acct && aws.ToString(st.PermissionSetArn) == k.ps &&
+		st.PrincipalType == types.PrincipalTypeUser && strings.EqualFold(aws.ToString(st.PrincipalId), k.uid)
+}
+
+// errUnknownRequest: the service does not know a request id (another region, or forgotten).
+var errUnknownRequest = errors.New("the service does not know the request id")
+
+// AttemptBudget implements grants.AttemptBudgeter: a grant or revoke may wait PollTimeout for asynchronous
+// requests (its own and any in flight for the same assignment), plus the API calls around the waits.
+func (p *Provider) AttemptBudget(op string) time.Duration {
+	if op == "check" {
+		return 0
+	}
+	return p.cfg.PollTimeout + attemptMargin
+}
+
+// attemptMargin covers the API calls of one grant or revoke besides its waits.
+const attemptMargin = 20 * time.Second
+
 // Grant implements grants.Provider.
 func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, error) {
 	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("identitycenter: grant %s: %w", a.GrantID, err)
+		return grants.Untouched(a.Ref), fmt.Errorf("identitycenter: grant %s: %w", a.GrantID, err)
 	}
 	acct, ps, err := target(a)
 	if err != nil {
-		return "", err
+		return grants.Untouched(a.Ref), err
 	}
 	uid, err := p.principalID(ctx, a)
 	if err != nil {
-		return "", err
+		return grants.Untouched(a.Ref), err
 	}
-	var out *ssoadmin.CreateAccountAssignmentOutput
-	err = p.withConflictRetry(ctx, func() error {
-		var e error
-		out, e = p.sso.CreateAccountAssignment(ctx, &ssoadmin.CreateAccountAssignmentInput{
-			InstanceArn:      aws.String(p.cfg.InstanceARN),
-			PermissionSetArn: aws.String(ps),
-			PrincipalId:      aws.String(uid),
-			PrincipalType:    types.PrincipalTypeUser,
-			TargetId:         aws.String(acct),
-			TargetType:       types.TargetTypeAwsAccount,
-		})
-		return e
-	})
+	k := key{acct, ps, uid}
+	deadline := p.now().Add(p.cfg.PollTimeout)
+	own, req := parseRef(a.Ref)
+	if req != "" {
+		// An earlier attempt's creation request: wait for it rather than asking again.
+		st, err := p.waitRequest(ctx, deadline, false, req, nil)
+		switch {
+		case errors.Is(err, errUnknownRequest):
+		case err != nil:
+			return a.Ref, fmt.Errorf("identitycenter: grant %s: waiting for creation request %s: %w", a.GrantID, req, err)
+		case st.Status == types.StatusValuesFailed && permanentReason(aws.ToString(st.FailureReason)):
+			return refCreating, grants.Permanent(fmt.Errorf("identitycenter: grant %s: creation request %s FAILED: %s", a.GrantID, req, aws.ToString(st.FailureReason)))
+		}
+	}
+	ref, err := p.ensure(ctx, deadline, k, own)
 	if err != nil {
-		if awsutil.Code(err) == "ConflictException" {
-			if present, cerr := p.present(ctx, acct, ps, uid); cerr == nil && present {
-				return "", nil
+		return ref, fmt.Errorf("identitycenter: grant %s: %w", a.GrantID, err)
+	}
+	return ref, nil
+}
+
+// ensure makes the assignment k present and says whose it is. It decides from the assignment list only when
+// no request for k is in flight: a deletion in progress still lists the assignment, a creation in progress
+// does not yet.
+func (p *Provider) ensure(ctx context.Context, deadline time.Time, k key, own ownership) (string, error) {
+	mine := own == ownJitbot
+	errRef := func(req string) string {
+		switch {
+		case mine && req != "":
+			return refCreating + ":" + req
+		case mine:
+			return refCreating
+		case own == ownStanding:
+			return refPreExisting
+		}
+		return grants.RefUntouched // nothing sent that could have changed anything
+	}
+	backoff := p.cfg.ConflictBackoff
+	var lastConflict error
+	for round := 0; round <= max(p.cfg.ConflictRetries, 1); round++ {
+		present := false
+		err := p.list(ctx, k.acct, k.ps, func(as types.AccountAssignment) bool {
+			present = as.PrincipalType == types.PrincipalTypeUser && strings.EqualFold(aws.ToString(as.PrincipalId), k.uid)
+			return !present
+		})
+		if awsutil.Code(err) == "ResourceNotFoundException" {
+			return errRef(""), grants.Permanent(fmt.Errorf("ListAccountAssignments: the permission set or account does not exist: %w", err))
+		}
+		if err != nil {
+			return errRef(""), err
+		}
+		if present {
+			waited, err := p.settle(ctx, deadline, k, true, false)
+			if err != nil {
+				return errRef(""), err
+			}
+			if waited {
+				continue // a deletion finished meanwhile: look again
+			}
+			if mine {
+				return refOwned, nil
+			}
+			return refPreExisting, nil // standing access: an administrator's, not jitbot's to remove
+		}
+		// Absent: jitbot asks for it, and from the moment the request may have reached the service the
+		// assignment is jitbot's to remove (an answer lost on the way back must not make it look standing).
+		wasMine := mine
+		mine = true
+		// Sent exactly once (no SDK retries): an error answer then proves that this one request was not taken,
+		// whereas a retried call could fail with a code after an earlier try had been applied.
+		out, err := p.sso.CreateAccountAssignment(ctx, &ssoadmin.CreateAccountAssignmentInput{
+			InstanceArn:      aws.String(p.cfg.InstanceARN),
+			PermissionSetArn: aws.String(k.ps),
+			PrincipalId:      aws.String(k.uid),
+			PrincipalType:    types.PrincipalTypeUser,
+			TargetId:         aws.String(k.acct),
+			TargetType:       types.TargetTypeAwsAccount,
+		}, func(o *ssoadmin.Options) { o.Retryer = aws.NopRetryer{} })
+		if code := awsutil.Code(err); code != "" && awsutil.Status(err) < 500 {
+			mine = wasMine // the service answered 4xx: it did not take the request
+			if code == "ConflictException" {
+				lastConflict = err
+				// Another request for this assignment is in flight: wait for it to end, then decide again.
+				waited, serr := p.settle(ctx, deadline, k, true, true)
+				if serr != nil {
+					return errRef(""), serr
+				}
+				if !waited {
+					if serr := awsutil.Sleep(ctx, backoff); serr != nil {
+						return errRef(""), fmt.Errorf("%w (after %w)", serr, err)
+					}
+					backoff *= 2
+				}
+				continue
 			}
 		}
-		return "", fmt.Errorf("identitycenter: grant %s: CreateAccountAssignment: %w", a.GrantID, classify(err))
-	}
-	if out.AccountAssignmentCreationStatus == nil || out.AccountAssignmentCreationStatus.RequestId == nil {
-		return "", fmt.Errorf("identitycenter: grant %s: CreateAccountAssignment returned no request id", a.GrantID)
-	}
-	st := out.AccountAssignmentCreationStatus
-	reqID := aws.ToString(st.RequestId)
-	st, err = p.wait(ctx, st, func(ctx context.Context) (*types.AccountAssignmentOperationStatus, error) {
-		o, e := p.sso.DescribeAccountAssignmentCreationStatus(ctx, &ssoadmin.DescribeAccountAssignmentCreationStatusInput{
-			InstanceArn: aws.String(p.cfg.InstanceARN), AccountAssignmentCreationRequestId: aws.String(reqID),
-		})
-		if e != nil {
-			return nil, e
+		if err != nil {
+			return errRef(""), fmt.Errorf("CreateAccountAssignment: %w", classify(err))
 		}
-		return o.AccountAssignmentCreationStatus, nil
-	})
-	if err != nil {
-		return reqID, fmt.Errorf("identitycenter: grant %s: waiting for creation request %s: %w", a.GrantID, reqID, err)
-	}
-	if st.Status == types.StatusValuesFailed {
+		if out.AccountAssignmentCreationStatus == nil || out.AccountAssignmentCreationStatus.RequestId == nil {
+			return errRef(""), errors.New("CreateAccountAssignment returned no request id")
+		}
+		reqID := aws.ToString(out.AccountAssignmentCreationStatus.RequestId)
+		st, err := p.waitRequest(ctx, deadline, false, reqID, out.AccountAssignmentCreationStatus)
+		if err != nil {
+			return errRef(reqID), fmt.Errorf("waiting for creation request %s: %w", reqID, err)
+		}
+		if st.Status != types.StatusValuesFailed {
+			return refOwned, nil
+		}
 		reason := aws.ToString(st.FailureReason)
-		// The request may fail because the assignment already exists (or a concurrent request made it): what
-		// counts is whether it is there now.
-		present, cerr := p.present(ctx, acct, ps, uid)
-		if cerr == nil && present {
-			return reqID, nil
+		// The request may fail because the assignment exists meanwhile: what counts is whether it is there.
+		if present, cerr := p.present(ctx, k.acct, k.ps, k.uid); cerr == nil && present {
+			return refOwned, nil
 		}
-		ferr := fmt.Errorf("identitycenter: grant %s: creation request %s FAILED: %s", a.GrantID, reqID, reason)
+		ferr := fmt.Errorf("creation request %s FAILED: %s", reqID, reason)
 		if permanentReason(reason) {
-			return reqID, grants.Permanent(ferr)
+			return errRef(""), grants.Permanent(ferr)
 		}
-		return reqID, ferr
+		return errRef(""), ferr
 	}
-	return reqID, nil
+	return errRef(""), fmt.Errorf("requests for the assignment kept conflicting (retrying is safe): CreateAccountAssignment: %w", lastConflict)
 }
 
 // permanentReason reports whether a FailureReason describes something retrying cannot fix. Failure reasons are
@@ -430,42 +575,157 @@ func permanentReason(reason string) bool {
 	return false
 }
 
-// wait polls until st is no longer IN_PROGRESS, PollTimeout passes or ctx ends.
-func (p *Provider) wait(ctx context.Context, st *types.AccountAssignmentOperationStatus,
-	describe func(context.Context) (*types.AccountAssignmentOperationStatus, error)) (*types.AccountAssignmentOperationStatus, error) {
-	deadline := p.now().Add(p.cfg.PollTimeout)
+// describe returns the status of a creation (deletion=false) or deletion request.
+func (p *Provider) describe(ctx context.Context, deletion bool, id string) (*types.AccountAssignmentOperationStatus, error) {
+	var st *types.AccountAssignmentOperationStatus
+	err := p.withConflictRetry(ctx, func() error {
+		if deletion {
+			o, e := p.sso.DescribeAccountAssignmentDeletionStatus(ctx, &ssoadmin.DescribeAccountAssignmentDeletionStatusInput{
+				InstanceArn: aws.String(p.cfg.InstanceARN), AccountAssignmentDeletionRequestId: aws.String(id),
+			})
+			if e == nil {
+				st = o.AccountAssignmentDeletionStatus
+			}
+			return e
+		}
+		o, e := p.sso.DescribeAccountAssignmentCreationStatus(ctx, &ssoadmin.DescribeAccountAssignmentCreationStatusInput{
+			InstanceArn: aws.String(p.cfg.InstanceARN), AccountAssignmentCreationRequestId: aws.String(id),
+		})
+		if e == nil {
+			st = o.AccountAssignmentCreationStatus
+		}
+		return e
+	})
+	if err != nil {
+		if awsutil.Code(err) == "ResourceNotFoundException" {
+			return nil, fmt.Errorf("status of request %s: %w: %w", id, errUnknownRequest, err)
+		}
+		return nil, classify(err)
+	}
+	if st == nil {
+		return nil, errors.New("status response without a status")
+	}
+	return st, nil
+}
+
+// waitRequest polls a request until it is no longer IN_PROGRESS, deadline passes (a retryable error: the
+// next attempt resumes from the request id) or ctx ends. With st nil it asks first (resuming).
+func (p *Provider) waitRequest(ctx context.Context, deadline time.Time, deletion bool, id string,
+	st *types.AccountAssignmentOperationStatus) (*types.AccountAssignmentOperationStatus, error) {
+	if st == nil {
+		var err error
+		if st, err = p.describe(ctx, deletion, id); err != nil {
+			return nil, err
+		}
+	}
 	for st.Status == types.StatusValuesInProgress || st.Status == "" {
 		if !p.now().Before(deadline) {
-			return nil, fmt.Errorf("still IN_PROGRESS after %s (retrying is safe)", p.cfg.PollTimeout)
+			return nil, fmt.Errorf("request %s still IN_PROGRESS after %s (the next attempt resumes waiting)", id, p.cfg.PollTimeout)
 		}
 		if err := awsutil.Sleep(ctx, p.cfg.PollInterval); err != nil {
 			return nil, err
 		}
-		var next *types.AccountAssignmentOperationStatus
-		err := p.withConflictRetry(ctx, func() error {
-			var e error
-			next, e = describe(ctx)
-			return e
-		})
+		next, err := p.describe(ctx, deletion, id)
 		if err != nil {
-			if awsutil.Code(err) == "ResourceNotFoundException" {
-				// The request id is unknown to the region we asked: nothing to wait for, and nothing proven.
-				return nil, fmt.Errorf("status request: %w", err)
-			}
-			return nil, classify(err)
-		}
-		if next == nil {
-			return nil, errors.New("status response without a status")
+			return nil, err
 		}
 		st = next
 	}
 	return st, nil
 }
 
-// Revoke implements grants.Provider.
+// settle waits until no deletion (deletions) and no creation (creations) of k is in flight. It reports whether
+// it found any: a caller that decided from a list must then look again.
+func (p *Provider) settle(ctx context.Context, deadline time.Time, k key, deletions, creations bool) (bool, error) {
+	waited := false
+	for _, deletion := range []bool{true, false} {
+		if deletion && !deletions || !deletion && !creations {
+			continue
+		}
+		ids, err := p.inFlight(ctx, k, deletion)
+		if err != nil {
+			return waited, err
+		}
+		for _, id := range ids {
+			waited = true
+			if _, err := p.waitRequest(ctx, deadline, deletion, id, nil); err != nil && !errors.Is(err, errUnknownRequest) {
+				return waited, fmt.Errorf("waiting for a request in flight for the same assignment: %w", err)
+			}
+		}
+	}
+	return waited, nil
+}
+
+// inFlight returns the ids of the instance's IN_PROGRESS creation (or deletion) requests for k: the list gives
+// only ids and statuses, so each is described to learn its assignment.
+func (p *Provider) inFlight(ctx context.Context, k key, deletion bool) ([]string, error) {
+	filter := &types.OperationStatusFilter{Status: types.StatusValuesInProgress}
+	var pages func() (bool, []types.AccountAssignmentOperationStatusMetadata, error)
+	if deletion {
+		pager := ssoadmin.NewListAccountAssignmentDeletionStatusPaginator(p.sso, &ssoadmin.ListAccountAssignmentDeletionStatusInput{
+			InstanceArn: aws.String(p.cfg.InstanceARN), Filter: filter, MaxResults: aws.Int32(100)})
+		pages = func() (bool, []types.AccountAssignmentOperationStatusMetadata, error) {
+			if !pager.HasMorePages() {
+				return false, nil, nil
+			}
+			var out *ssoadmin.ListAccountAssignmentDeletionStatusOutput
+			err := p.withConflictRetry(ctx, func() (e error) { out, e = pager.NextPage(ctx); return e })
+			if err != nil {
+				return false, nil, err
+			}
+			return true, out.AccountAssignmentsDeletionStatus, nil
+		}
+	} else {
+		pager := ssoadmin.NewListAccountAssignmentCreationStatusPaginator(p.sso, &ssoadmin.ListAccountAssignmentCreationStatusInput{
+			InstanceArn: aws.String(p.cfg.InstanceARN), Filter: filter, MaxResults: aws.Int32(100)})
+		pages = func() (bool, []types.AccountAssignmentOperationStatusMetadata, error) {
+			if !pager.HasMorePages() {
+				return false, nil, nil
+			}
+			var out *ssoadmin.ListAccountAssignmentCreationStatusOutput
+			err := p.withConflictRetry(ctx, func() (e error) { out, e = pager.NextPage(ctx); return e })
+			if err != nil {
+				return false, nil, err
+			}
+			return true, out.AccountAssignmentsCreationStatus, nil
+		}
+	}
+	var ids []string
+	for {
+		more, items, err := pages()
+		if err != nil {
+			return nil, fmt.Errorf("listing requests in flight: %w", classify(err))
+		}
+		if !more {
+			return ids, nil
+		}
+		for _, m := range items {
+			if m.Status != types.StatusValuesInProgress || m.RequestId == nil {
+				continue
+			}
+			st, err := p.describe(ctx, deletion, aws.ToString(m.RequestId))
+			if errors.Is(err, errUnknownRequest) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if k.matches(st) && (st.Status == types.StatusValuesInProgress || st.Status == "") {
+				ids = append(ids, aws.ToString(m.RequestId))
+			}
+		}
+	}
+}
+
+// Revoke implements grants.Provider. An assignment that pre-existed the grant (Assignment.Ref is
+// grants.PreExistingRef) is left in place.
 func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("identitycenter: revoke %s: %w", a.GrantID, err)
+	}
+	own, req := parseRef(a.Ref)
+	if own == ownStanding || a.Ref == grants.RefUntouched {
+		return nil // standing access, or nothing of jitbot's was ever applied: not jitbot's to remove
 	}
 	acct, ps, err := target(a)
 	if err != nil {
@@ -475,59 +735,85 @@ func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 	if err != nil {
 		return err
 	}
-	var out *ssoadmin.DeleteAccountAssignmentOutput
-	err = p.withConflictRetry(ctx, func() error {
-		var e error
-		out, e = p.sso.DeleteAccountAssignment(ctx, &ssoadmin.DeleteAccountAssignmentInput{
+	k := key{acct, ps, uid}
+	deadline := p.now().Add(p.cfg.PollTimeout)
+	if req != "" {
+		// jitbot's own creation may still be running: deleting now would conflict, and a list would not show
+		// the assignment yet. Let it end first.
+		if _, err := p.waitRequest(ctx, deadline, false, req, nil); err != nil && !errors.Is(err, errUnknownRequest) {
+			return fmt.Errorf("identitycenter: revoke %s: waiting for creation request %s: %w", a.GrantID, req, err)
+		}
+	}
+	if err := p.remove(ctx, deadline, k); err != nil {
+		return fmt.Errorf("identitycenter: revoke %s: %w", a.GrantID, err)
+	}
+	return nil
+}
+
+// remove makes the assignment k absent, waiting out any request in flight for it, so that success is final.
+func (p *Provider) remove(ctx context.Context, deadline time.Time, k key) error {
+	backoff := p.cfg.ConflictBackoff
+	var lastConflict error
+	for round := 0; round <= max(p.cfg.ConflictRetries, 1); round++ {
+		out, err := p.sso.DeleteAccountAssignment(ctx, &ssoadmin.DeleteAccountAssignmentInput{
 			InstanceArn:      aws.String(p.cfg.InstanceARN),
-			PermissionSetArn: aws.String(ps),
-			PrincipalId:      aws.String(uid),
+			PermissionSetArn: aws.String(k.ps),
+			PrincipalId:      aws.String(k.uid),
 			PrincipalType:    types.PrincipalTypeUser,
-			TargetId:         aws.String(acct),
+			TargetId:         aws.String(k.acct),
 			TargetType:       types.TargetTypeAwsAccount,
 		})
-		return e
-	})
-	switch code := awsutil.Code(err); {
-	case err == nil:
-	case code == "ResourceNotFoundException":
-		return nil // the assignment (or its permission set or account) is gone: nothing to revoke
-	case code == "ConflictException":
-		if present, cerr := p.present(ctx, acct, ps, uid); cerr == nil && !present {
+		switch code := awsutil.Code(err); {
+		case err == nil:
+		case code == "ResourceNotFoundException":
+			// Absent (or its permission set or account is gone), unless a creation still running is about to
+			// make it appear.
+			waited, serr := p.settle(ctx, deadline, k, false, true)
+			if serr != nil {
+				return serr
+			}
+			if waited {
+				continue
+			}
+			return nil
+		case code == "ConflictException":
+			lastConflict = err
+			waited, serr := p.settle(ctx, deadline, k, true, true)
+			if serr != nil {
+				return serr
+			}
+			if !waited {
+				if serr := awsutil.Sleep(ctx, backoff); serr != nil {
+					return fmt.Errorf("%w (after %w)", serr, err)
+				}
+				backoff *= 2
+			}
+			continue
+		default:
+			return fmt.Errorf("DeleteAccountAssignment: %w", classify(err))
+		}
+		if out.AccountAssignmentDeletionStatus == nil || out.AccountAssignmentDeletionStatus.RequestId == nil {
+			return errors.New("DeleteAccountAssignment returned no request id")
+		}
+		reqID := aws.ToString(out.AccountAssignmentDeletionStatus.RequestId)
+		st, err := p.waitRequest(ctx, deadline, true, reqID, out.AccountAssignmentDeletionStatus)
+		if err != nil {
+			// The next attempt's DeleteAccountAssignment meets this deletion (ConflictException) and waits.
+			return fmt.Errorf("waiting for deletion request %s: %w", reqID, err)
+		}
+		if st.Status != types.StatusValuesFailed {
 			return nil
 		}
-		fallthrough
-	default:
-		return fmt.Errorf("identitycenter: revoke %s: DeleteAccountAssignment: %w", a.GrantID, classify(err))
-	}
-	if out.AccountAssignmentDeletionStatus == nil || out.AccountAssignmentDeletionStatus.RequestId == nil {
-		return fmt.Errorf("identitycenter: revoke %s: DeleteAccountAssignment returned no request id", a.GrantID)
-	}
-	reqID := aws.ToString(out.AccountAssignmentDeletionStatus.RequestId)
-	st, err := p.wait(ctx, out.AccountAssignmentDeletionStatus, func(ctx context.Context) (*types.AccountAssignmentOperationStatus, error) {
-		o, e := p.sso.DescribeAccountAssignmentDeletionStatus(ctx, &ssoadmin.DescribeAccountAssignmentDeletionStatusInput{
-			InstanceArn: aws.String(p.cfg.InstanceARN), AccountAssignmentDeletionRequestId: aws.String(reqID),
-		})
-		if e != nil {
-			return nil, e
-		}
-		return o.AccountAssignmentDeletionStatus, nil
-	})
-	if err != nil {
-		return fmt.Errorf("identitycenter: revoke %s: waiting for deletion request %s: %w", a.GrantID, reqID, err)
-	}
-	if st.Status == types.StatusValuesFailed {
-		present, cerr := p.present(ctx, acct, ps, uid)
-		if cerr == nil && !present {
+		if present, cerr := p.present(ctx, k.acct, k.ps, k.uid); cerr == nil && !present {
 			return nil
 		}
-		ferr := fmt.Errorf("identitycenter: revoke %s: deletion request %s FAILED: %s", a.GrantID, reqID, aws.ToString(st.FailureReason))
+		ferr := fmt.Errorf("deletion request %s FAILED: %s", reqID, aws.ToString(st.FailureReason))
 		if permanentReason(aws.ToString(st.FailureReason)) {
 			return grants.Permanent(ferr)
 		}
 		return ferr
 	}
-	return nil
+	return fmt.Errorf("requests for the assignment kept conflicting (retrying is safe): DeleteAccountAssignment: %w", lastConflict)
 }
 
 // Check implements grants.Provider.
@@ -607,9 +893,10 @@ func (p *Provider) ListOwned(ctx context.Context) ([]grants.Owned, error) {
 				return true
 			}
 			owned = append(owned, grants.Owned{
-				Principal: aws.ToString(as.PrincipalId),
-				Target:    map[string]string{TargetAccountID: s.AccountID, TargetPermissionSetARN: s.PermissionSetARN},
-				Ref:       fmt.Sprintf("%s/%s/USER/%s", s.AccountID, s.PermissionSetARN, aws.ToString(as.PrincipalId)),
+				Unattributed: true, // assignments carry no label: this may be standing access
+				Principal:    aws.ToString(as.PrincipalId),
+				Target:       map[string]string{TargetAccountID: s.AccountID, TargetPermissionSetARN: s.PermissionSetARN},
+				Ref:          fmt.Sprintf("%s/%s/USER/%s", s.AccountID, s.PermissionSetARN, aws.ToString(as.PrincipalId)),
 			})
 			return true
 		})

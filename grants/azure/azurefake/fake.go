@@ -9,6 +9,24 @@
 // name, can simulate Entra replication delay (400 PrincipalNotFound for the first N writes naming a new
 // principal), records every request, injects one-shot faults, and lets a test change state behind the
 // adapter's back (drift).
+//
+// PIM is modelled as the adapter needs it and as documented: an AdminAssign creates a schedule (named like the
+// request) and its active instance; AdminExtend (later end only) and AdminUpdate change the end of the existing
+// assignment in place and become the schedule's roleAssignmentScheduleRequestId; AdminRemove ends it;
+// GET roleAssignmentSchedules/{name} answers the schedule of an active instance; every request the adapter
+// makes has requestor CallerID, and $filter=asRequestor() lists only those. AdminAssign (the method) assigns as
+// a human administrator would, through a request of AdminID.
+//
+// Divergences from Azure, known and deliberate:
+//   - requests are processed at once unless SetProvisionDelay (or StartRequest) makes them pending; a pending
+//     request answers PendingProvisioning / PendingRevocation, while real PIM may also show Accepted or
+//     ProvisioningStarted; the checks of a request (RoleAssignmentExists, ...) are made when it is PUT;
+//   - a schedule is forgotten with its instance (404 after it ends or is removed); Azure keeps ended schedules;
+//   - which request a schedule names after an AdminExtend/AdminUpdate (the fake: the last one) is not documented;
+//     the adapter's ownership test holds either way for its own changes;
+//   - an AdminExtend that does not move the end later answers 400 InvalidScheduleInfo (the real code is not
+//     documented), as does a schedule ending in the past;
+//   - the 14-day "expiring soon" window of the portal's Extend is not enforced (jitbot's leases are hours).
 package azurefake
 
 import (
@@ -84,6 +102,14 @@ func principalNotFoundMessage(principal string) string {
 	return fmt.Sprintf("Principal %s does not exist in the directory %s. Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay. In this case, set the role assignment principalType property to a value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype", strings.ReplaceAll(principal, "-", ""), TenantID)
 }
 
+// Requestor identities: every request the adapter makes is made by CallerID (the bot's service principal);
+// AdminAssign makes requests as AdminID (a human administrator in the portal). $filter=asRequestor() lists only
+// CallerID's requests.
+const (
+	CallerID = "00000000-0000-0000-0000-0000000000b0"
+	AdminID  = "00000000-0000-0000-0000-0000000000ad"
+)
+
 // TenantID is the fake directory's tenant id.
 const TenantID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
@@ -104,6 +130,7 @@ type ScheduleRequest struct {
 	ExpirationType, Duration           string
 	EndDateTime                        *time.Time
 	TargetRoleAssignmentScheduleID     string
+	RequestorID                        string // CallerID for the adapter's requests, AdminID for AdminAssign's
 	CreatedOn                          time.Time
 }
 
@@ -113,9 +140,13 @@ type Instance struct {
 	PrincipalID, PrincipalType string
 	RoleDefinitionID           string
 	ScheduleID                 string
-	StartDateTime              time.Time
-	EndDateTime                *time.Time
-	CreatedOn                  time.Time
+	// RequestID is the schedule request that created the instance's schedule or changed it last ("" for an
+	// instance made with SetInstance, as if assigned before PIM kept requests). The schedule's
+	// roleAssignmentScheduleRequestId answers it.
+	RequestID     string
+	StartDateTime time.Time
+	EndDateTime   *time.Time
+	CreatedOn     time.Time
 }
 
 // Server is the fake. Configure it through its fields before use or through its methods at any time.
@@ -133,6 +164,9 @@ type Server struct {
 	// IdempotentPut makes a repeated PUT of the same role assignment (same name, principal, role and scope)
 	// answer 200. By default it answers 409 RoleAssignmentExists, as ARM has been reported to do.
 	IdempotentPut bool
+	// PendingStatus is the status a pending AdminAssign/AdminExtend/AdminUpdate answers (SetProvisionDelay);
+	// default PendingProvisioning. PIM also shows Accepted, Granted or ScheduleCreated before Provisioned.
+	PendingStatus string
 	// Drift, if set, runs before every request is handled (without the fake's lock), e.g. to remove an
 	// assignment between two calls of the adapter.
 	Drift func(s *Server, method, path string)
@@ -149,6 +183,16 @@ type Server struct {
 	replicated  map[string]bool
 	log         []Request
 	seq         int
+	delay       time.Duration // SetProvisionDelay
+	pending     []*pendingOp
+}
+
+// pendingOp is a schedule request PIM has accepted but not processed yet.
+type pendingOp struct {
+	req     *ScheduleRequest
+	effect  func()
+	final   string
+	readyAt time.Time
 }
 
 // New starts a fake. Close it when done (t.Cleanup(s.Close)).
@@ -405,7 +449,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, rec *Request, la
 	switch typ {
 	case "roleassignments":
 		want = RoleAssignmentsAPIVersion
-	case "roleassignmentschedulerequests", "roleassignmentscheduleinstances":
+	case "roleassignmentschedulerequests", "roleassignmentscheduleinstances", "roleassignmentschedules":
 		want = PIMAPIVersion
 	default:
 		return writeErr(w, http.StatusNotFound, "InvalidResourceType", fmt.Sprintf("The resource type '%s' could not be found in the namespace 'Microsoft.Authorization'.", typ))
@@ -438,6 +482,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, rec *Request, la
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.settleLocked(false)
 	scope = normScope(scope)
 	switch {
 	case typ == "roleassignments" && name == "" && r.Method == http.MethodGet:
@@ -477,6 +522,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, rec *Request, la
 		}
 	case typ == "roleassignmentscheduleinstances" && name == "" && r.Method == http.MethodGet:
 		return s.listInstances(w, r, scope)
+	case typ == "roleassignmentschedules" && name != "" && !strings.Contains(name, "/") && r.Method == http.MethodGet:
+		return s.getSchedule(w, scope, name)
 	}
 	return writeErr(w, http.StatusMethodNotAllowed, "MethodNotAllowed", fmt.Sprintf("The requested method '%s' is not allowed on this resource.", r.Method))
 }
@@ -671,7 +718,7 @@ func filterFn(filter string, requests bool) (func(rel, principal string) bool, b
 	case filter == "atScope()":
 		return func(rel, _ string) bool { return rel == "at" || rel == "above" }, true
 	case filter == "asRequestor()" && requests:
-		return func(rel, _ string) bool { return rel != "" }, true // every request here was made by the caller
+		return func(rel, _ string) bool { return rel != "" }, true // the caller's own requests: see listRequests
 	}
 	if m := principalFilterRE.FindStringSubmatch(filter); m != nil {
 		return func(rel, p string) bool { return rel != "" && strings.EqualFold(p, m[1]) }, true
@@ -730,7 +777,9 @@ type requestBody struct {
 		RoleDefinitionID string  `json:"roleDefinitionId"`
 		RequestType      string  `json:"requestType"`
 		Justification    *string `json:"justification"`
-		ScheduleInfo     *struct {
+		// TargetRoleAssignmentScheduleID names the schedule an AdminExtend/AdminUpdate changes.
+		TargetRoleAssignmentScheduleID *string `json:"targetRoleAssignmentScheduleId"`
+		ScheduleInfo                   *struct {
 			StartDateTime *time.Time `json:"startDateTime"`
 			Expiration    *struct {
 				Type        string     `json:"type"`
@@ -741,7 +790,94 @@ type requestBody struct {
 	} `json:"properties"`
 }
 
+// settleLocked processes the pending requests whose time has come; the caller holds s.mu.
+func (s *Server) settleLocked(all bool) {
+	now := s.now()
+	kept := s.pending[:0]
+	for _, op := range s.pending {
+		if all || !now.Before(op.readyAt) {
+			op.effect()
+			op.req.Status = op.final
+			continue
+		}
+		kept = append(kept, op)
+	}
+	s.pending = kept
+}
+
+// SetProvisionDelay makes every following schedule request take d (by the fake's clock) before PIM processes
+// it: until then it answers with status PendingProvisioning (PendingRevocation for AdminRemove) and has no
+// effect, as real PIM may. 0 (the default) processes requests at once.
+func (s *Server) SetProvisionDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
+// Settle processes every pending schedule request now.
+func (s *Server) Settle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settleLocked(true)
+}
+
+// Pending returns how many schedule requests are accepted but not processed yet.
+func (s *Server) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settleLocked(false)
+	return len(s.pending)
+}
+
+// StartRequest leaves a schedule request of the adapter's identity (CallerID) in flight, as an earlier attempt
+// that timed out leaves it: requestType AdminAssign (until end) or AdminRemove, named name at scope, processed
+// after d by the fake's clock or at Settle.
+func (s *Server) StartRequest(scope, name, principal, roleDefinitionID, requestType string, end *time.Time, justification string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	scope = normScope(scope)
+	now := s.now()
+	id := requestID(scope, name)
+	req := &ScheduleRequest{ID: id, Name: name, Scope: scope, PrincipalID: principal, RoleDefinitionID: roleDefinitionID,
+		RequestType: requestType, Justification: justification, RequestorID: CallerID, StartDateTime: now, EndDateTime: end, CreatedOn: now}
+	op := &pendingOp{req: req, readyAt: now.Add(d)}
+	switch requestType {
+	case "AdminAssign":
+		req.ExpirationType, req.Status, op.final = "AfterDateTime", "PendingProvisioning", "Provisioned"
+		req.TargetRoleAssignmentScheduleID = scope + "/providers/Microsoft.Authorization/roleAssignmentSchedules/" + name
+		op.effect = func() {
+			in := s.addInstanceLocked(scope, principal, "User", roleDefinitionID, now, end, req.TargetRoleAssignmentScheduleID)
+			in.RequestID = id
+		}
+	default:
+		req.Status, op.final = "PendingRevocation", "Revoked"
+		op.effect = func() { s.removeInstancesLocked(scope, principal, roleDefinitionID) }
+	}
+	s.requests[strings.ToLower(id)] = req
+	s.pending = append(s.pending, op)
+}
+
+func (s *Server) removeInstancesLocked(scope, principal, roleDef string) {
+	for k, in := range s.instances {
+		if strings.EqualFold(in.Scope, scope) && strings.EqualFold(in.PrincipalID, principal) && guidOf(in.RoleDefinitionID) == guidOf(roleDef) {
+			delete(s.instances, k)
+		}
+	}
+}
+
+// DeleteAssignment deletes one role assignment by scope and name behind the adapter's back; it reports whether
+// it existed.
+func (s *Server) DeleteAssignment(scope, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := strings.ToLower(assignmentID(normScope(scope), name))
+	_, ok := s.assignments[k]
+	delete(s.assignments, k)
+	return ok
+}
+
 func (s *Server) activeLocked() []*Instance {
+	s.settleLocked(false)
 	now := s.now()
 	var out []*Instance
 	for k, in := range s.instances {
@@ -796,12 +932,12 @@ func (s *Server) putRequest(w http.ResponseWriter, scope, name string, raw []byt
 		}
 	}
 	req := &ScheduleRequest{ID: id, Name: name, Scope: scope, PrincipalID: p.PrincipalID, RoleDefinitionID: p.RoleDefinitionID,
-		RequestType: p.RequestType, CreatedOn: now}
+		RequestType: p.RequestType, RequestorID: CallerID, CreatedOn: now}
 	if p.Justification != nil {
 		req.Justification = *p.Justification
 	}
 	switch p.RequestType {
-	case "AdminAssign":
+	case "AdminAssign", "AdminExtend", "AdminUpdate":
 		si := p.ScheduleInfo
 		if si == nil || si.Expiration == nil {
 			return writeErr(w, http.StatusBadRequest, "RoleAssignmentRequestPolicyValidationFailed", `The following policy rules failed: ["ExpirationRule"]`)
@@ -836,16 +972,38 @@ func (s *Server) putRequest(w http.ResponseWriter, scope, name string, raw []byt
 		if s.MaxDuration > 0 && (end == nil || end.Sub(start) > s.MaxDuration) {
 			return writeErr(w, http.StatusBadRequest, "RoleAssignmentRequestPolicyValidationFailed", `The following policy rules failed: ["ExpirationRule"]`)
 		}
-		if len(matching) > 0 {
-			return writeErr(w, http.StatusBadRequest, "RoleAssignmentExists", "The Role assignment already exists.")
-		}
-		if !s.replicatedLocked(p.PrincipalID) {
-			return writeErr(w, http.StatusBadRequest, "PrincipalNotFound", principalNotFoundMessage(p.PrincipalID))
-		}
 		req.ExpirationType, req.StartDateTime, req.EndDateTime = si.Expiration.Type, start, end
-		req.TargetRoleAssignmentScheduleID = scope + "/providers/Microsoft.Authorization/roleAssignmentSchedules/" + name
-		req.Status = "Provisioned"
-		s.addInstanceLocked(scope, p.PrincipalID, "User", p.RoleDefinitionID, start, end, req.TargetRoleAssignmentScheduleID)
+		if p.RequestType == "AdminAssign" {
+			if len(matching) > 0 {
+				return writeErr(w, http.StatusBadRequest, "RoleAssignmentExists", "The Role assignment already exists.")
+			}
+			if !s.replicatedLocked(p.PrincipalID) {
+				return writeErr(w, http.StatusBadRequest, "PrincipalNotFound", principalNotFoundMessage(p.PrincipalID))
+			}
+			req.TargetRoleAssignmentScheduleID = scope + "/providers/Microsoft.Authorization/roleAssignmentSchedules/" + name
+			principal, roleDef, target := p.PrincipalID, p.RoleDefinitionID, req.TargetRoleAssignmentScheduleID
+			s.processLocked(req, "PendingProvisioning", "Provisioned", func() {
+				in := s.addInstanceLocked(scope, principal, "User", roleDef, start, end, target)
+				in.RequestID = id
+			})
+			break
+		}
+		// AdminExtend / AdminUpdate change the schedule of the existing assignment in place.
+		if len(matching) == 0 {
+			return writeErr(w, http.StatusBadRequest, "RoleAssignmentDoesNotExist", "The Role assignment does not exist.")
+		}
+		in := matching[0]
+		if p.TargetRoleAssignmentScheduleID != nil && *p.TargetRoleAssignmentScheduleID != "" && !strings.EqualFold(*p.TargetRoleAssignmentScheduleID, in.ScheduleID) {
+			return writeErr(w, http.StatusBadRequest, "InvalidTargetRoleAssignmentScheduleId", fmt.Sprintf("The target role assignment schedule '%s' does not match the assignment.", *p.TargetRoleAssignmentScheduleID))
+		}
+		if p.RequestType == "AdminExtend" && (end == nil || in.EndDateTime == nil || !end.After(*in.EndDateTime)) {
+			return writeErr(w, http.StatusBadRequest, "InvalidScheduleInfo", "An extension must end after the current end of the assignment.")
+		}
+		if end != nil && !end.After(now) {
+			return writeErr(w, http.StatusBadRequest, "InvalidScheduleInfo", "The end of the schedule must be in the future.")
+		}
+		req.TargetRoleAssignmentScheduleID = in.ScheduleID
+		s.processLocked(req, "PendingProvisioning", "Provisioned", func() { in.EndDateTime, in.RequestID = end, id })
 	case "AdminRemove":
 		if len(matching) == 0 {
 			return writeErr(w, http.StatusBadRequest, "RoleAssignmentDoesNotExist", "The Role assignment does not exist.")
@@ -855,16 +1013,28 @@ func (s *Server) putRequest(w http.ResponseWriter, scope, name string, raw []byt
 				return writeErr(w, http.StatusBadRequest, "ActiveDurationTooShort", "The Active duration is too short. Miniumum Required is 5 minutes.")
 			}
 		}
-		for _, in := range matching {
-			delete(s.instances, strings.ToLower(in.ID))
-		}
 		req.StartDateTime = now
-		req.Status = "Revoked"
+		principal, roleDef := p.PrincipalID, p.RoleDefinitionID
+		s.processLocked(req, "PendingRevocation", "Revoked", func() { s.removeInstancesLocked(scope, principal, roleDef) })
 	default:
 		return writeErr(w, http.StatusBadRequest, "InvalidRequestType", fmt.Sprintf("The request type '%s' is not supported by this fake.", p.RequestType))
 	}
 	s.requests[strings.ToLower(id)] = req
 	return writeJSON(w, http.StatusCreated, requestJSON(req))
+}
+
+// processLocked applies a request's effect now, or after the provision delay (status pending until then).
+func (s *Server) processLocked(req *ScheduleRequest, pending, final string, effect func()) {
+	if s.delay <= 0 {
+		effect()
+		req.Status = final
+		return
+	}
+	if pending == "PendingProvisioning" && s.PendingStatus != "" {
+		pending = s.PendingStatus
+	}
+	req.Status = pending
+	s.pending = append(s.pending, &pendingOp{req: req, effect: effect, final: final, readyAt: s.now().Add(s.delay)})
 }
 
 func requestJSON(r *ScheduleRequest) map[string]any {
@@ -877,13 +1047,13 @@ func requestJSON(r *ScheduleRequest) map[string]any {
 		"status":                                 r.Status,
 		"justification":                          nilIfEmpty(r.Justification),
 		"createdOn":                              r.CreatedOn.Format(time.RFC3339Nano),
-		"requestorId":                            "00000000-0000-0000-0000-0000000000b0",
+		"requestorId":                            r.RequestorID,
 		"approvalId":                             nil,
 		"targetRoleAssignmentScheduleId":         nilIfEmpty(r.TargetRoleAssignmentScheduleID),
 		"targetRoleAssignmentScheduleInstanceId": nil,
 		"ticketInfo":                             map[string]any{"ticketNumber": nil, "ticketSystem": nil},
 	}
-	if r.RequestType == "AdminAssign" {
+	if r.ExpirationType != "" {
 		exp := map[string]any{"type": r.ExpirationType, "endDateTime": nil, "duration": nilIfEmpty(r.Duration)}
 		if r.ExpirationType == "AfterDateTime" && r.EndDateTime != nil {
 			exp["endDateTime"] = r.EndDateTime.Format(time.RFC3339Nano)
@@ -901,6 +1071,7 @@ func nilIfEmpty(s string) any {
 }
 
 func (s *Server) listRequests(w http.ResponseWriter, r *http.Request, scope string) (int, string) {
+	asRequestor := strings.TrimSpace(r.URL.Query().Get("$filter")) == "asRequestor()"
 	keep, ok := filterFn(r.URL.Query().Get("$filter"), true)
 	if !ok {
 		return writeErr(w, http.StatusBadRequest, "UnsupportedQuery", fmt.Sprintf("The filter '%s' is not supported.", r.URL.Query().Get("$filter")))
@@ -913,6 +1084,9 @@ func (s *Server) listRequests(w http.ResponseWriter, r *http.Request, scope stri
 	sort.Strings(ids)
 	for _, k := range ids {
 		req := s.requests[k]
+		if asRequestor && req.RequestorID != CallerID {
+			continue
+		}
 		if keep(scopeRelation(req.Scope, scope), req.PrincipalID) {
 			out = append(out, requestJSON(req))
 		}
@@ -950,4 +1124,56 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request, scope str
 		out = append(out, map[string]any{"properties": props, "name": in.Name, "id": in.ID, "type": "Microsoft.Authorization/RoleAssignmentScheduleInstances"})
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"value": out})
+}
+
+// getSchedule answers GET roleAssignmentSchedules/{name} for the schedule of an active instance. Divergence:
+// real PIM keeps schedules after they end; the fake forgets a schedule with its instance (404).
+func (s *Server) getSchedule(w http.ResponseWriter, scope, name string) (int, string) {
+	id := scope + "/providers/Microsoft.Authorization/roleAssignmentSchedules/" + name
+	for _, in := range s.activeLocked() {
+		if !strings.EqualFold(in.ScheduleID, id) {
+			continue
+		}
+		props := map[string]any{
+			"scope":                           in.Scope,
+			"roleDefinitionId":                in.RoleDefinitionID,
+			"principalId":                     in.PrincipalID,
+			"principalType":                   in.PrincipalType,
+			"roleAssignmentScheduleRequestId": nilIfEmpty(in.RequestID),
+			"startDateTime":                   in.StartDateTime.Format(time.RFC3339Nano),
+			"endDateTime":                     nil,
+			"memberType":                      "Direct",
+			"assignmentType":                  "Assigned",
+			"status":                          "Provisioned",
+			"createdOn":                       in.CreatedOn.Format(time.RFC3339Nano),
+		}
+		if in.EndDateTime != nil {
+			props["endDateTime"] = in.EndDateTime.Format(time.RFC3339Nano)
+		}
+		return writeJSON(w, http.StatusOK, map[string]any{"properties": props, "name": name, "id": in.ScheduleID, "type": "Microsoft.Authorization/RoleAssignmentSchedules"})
+	}
+	return writeErr(w, http.StatusNotFound, "RoleAssignmentScheduleNotFound", fmt.Sprintf("The role assignment schedule '%s' is not found.", name))
+}
+
+// AdminAssign makes principal an active member of roleDefinitionID at scope until end (nil: permanent) the way a
+// human administrator does in the portal: through a schedule request of their own (requestor AdminID, which
+// $filter=asRequestor() does not list for the adapter). It returns the request.
+func (s *Server) AdminAssign(scope, principal, roleDefinitionID string, end *time.Time, justification string) ScheduleRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	scope = normScope(scope)
+	s.seq++
+	name := fmt.Sprintf("%08x-0000-4000-8000-%012x", s.seq, s.seq)
+	now := s.now()
+	req := &ScheduleRequest{ID: requestID(scope, name), Name: name, Scope: scope, PrincipalID: principal, RoleDefinitionID: roleDefinitionID,
+		RequestType: "AdminAssign", Status: "Provisioned", Justification: justification, StartDateTime: now, EndDateTime: end,
+		ExpirationType: "NoExpiration", RequestorID: AdminID, CreatedOn: now}
+	if end != nil {
+		req.ExpirationType = "AfterDateTime"
+	}
+	req.TargetRoleAssignmentScheduleID = scope + "/providers/Microsoft.Authorization/roleAssignmentSchedules/" + name
+	s.requests[strings.ToLower(req.ID)] = req
+	in := s.addInstanceLocked(scope, principal, "User", roleDefinitionID, now, end, req.TargetRoleAssignmentScheduleID)
+	in.RequestID = req.ID
+	return *req
 }

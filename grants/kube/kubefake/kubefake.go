@@ -14,12 +14,31 @@
 //	GET    /apis/rbac.authorization.k8s.io/v1/clusterrolebindings[?...]
 //	GET    /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}
 //	DELETE /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}
+//	GET    /apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{name}
+//	GET    /apis/rbac.authorization.k8s.io/v1/clusterroles/{name}
 //
 // Anything else answers 404 (unknown path) or 405 (a verb the fake does not implement, such as PUT or PATCH).
 // Only JSON bodies are accepted (415 otherwise): set rest.Config.ContentType to application/json, as RESTConfig
 // does. Create validates roleRef and subjects like the apiserver (422 Invalid), refuses a namespace that does not
-// exist when Options.Namespaces is set (404, like the NamespaceLifecycle admission plugin) and refuses to bind
-// Options.Privileged roles with the 403 that RBAC escalation prevention returns to a client without the bind verb.
+// exist when Options.Namespaces is set (404, like the NamespaceLifecycle admission plugin) and applies RBAC
+// escalation prevention: without Options.CallerRules the caller holds bind on every role but the
+// Options.Privileged ones (refused with the apiserver's 403), and - like kube-apiserver for a caller with bind -
+// accepts a binding to a Role or ClusterRole that does not exist; with CallerRules it authorizes every request
+// and requires bind on the role or all of its rules (so the caller may bind, without bind, a role made of rules
+// it holds, its own granting role included), refusing a role that does not exist. Roles exist when given in
+// Options or put with PutRole/PutClusterRole; the bootstrap ClusterRoles cluster-admin, admin, edit and view
+// exist unless Options.NoBootstrapRoles. A delete whose UID or resourceVersion precondition fails answers 409
+// with the text of k8s.io/apiserver's rest.BeforeDelete ("Operation cannot be fulfilled on
+// RoleBinding.rbac.authorization.k8s.io "x": the UID in the precondition (...) does not match the UID in record
+// (...)...").
+//
+// Known divergences from kube-apiserver (v1.32), by design or simplification:
+//   - the bootstrap roles' rules are shortened (see BootstrapClusterRoles); aggregation is not modelled;
+//   - CallerRules apply in every namespace and at the cluster scope (as if bound by a ClusterRoleBinding);
+//   - the rule comparison of escalation prevention ignores subresource wildcards ("*/scale"), and the missing
+//     rules it reports are compacted per resource like the real server's but may differ in detail;
+//   - roles and clusterroles are served for GET by name only (no list, watch or writes);
+//   - no protobuf, watch, fieldSelector, generateName, update or patch; no finalizer processing on delete.
 //
 // Tests read and change the ground truth directly (Put*, Delete*, RoleBindings, Bound), queue one-shot faults
 // (FailNext), slow every request (SetLatency), inspect Requests, and run a hook before each request is served
@@ -57,6 +76,8 @@ const (
 
 	resRoleBindings        = "rolebindings"
 	resClusterRoleBindings = "clusterrolebindings"
+	resRoles               = "roles"
+	resClusterRoles        = "clusterroles"
 )
 
 // Fault is a failure the server produces once, for the next request after authentication.
@@ -101,8 +122,22 @@ type Options struct {
 	// Namespaces that exist; nil means every namespace exists.
 	Namespaces []string
 	// Privileged roles hold permissions the caller lacks and it has no bind verb on them: binding one is refused
-	// with 403 Forbidden like RBAC escalation prevention does.
+	// with 403 Forbidden like RBAC escalation prevention does. Only used without CallerRules.
 	Privileged []RoleRef
+	// CallerRules, when not nil, are the caller's RBAC rules (as if bound by a ClusterRoleBinding, so they apply in
+	// every namespace and at the cluster scope), and the server authorizes like kube-apiserver's RBAC: every
+	// request needs its verb on its resource (403 Forbidden otherwise), and creating a binding needs either the
+	// bind verb on the role it references or every rule of that role (escalation prevention; a role that does
+	// not exist then cannot be checked and is refused with 403). When nil, the caller may do anything and holds
+	// bind on every role except the Privileged ones - so, like the real server for a caller with bind, a binding
+	// to a role that does not exist is accepted.
+	CallerRules []rbacv1.PolicyRule
+	// Roles and ClusterRoles exist from the start, in addition to the bootstrap ClusterRoles (see
+	// NoBootstrapRoles). Add more at any time with PutRole and PutClusterRole.
+	Roles        []rbacv1.Role
+	ClusterRoles []rbacv1.ClusterRole
+	// NoBootstrapRoles leaves out the ClusterRoles every cluster starts with (cluster-admin, admin, edit, view).
+	NoBootstrapRoles bool
 	// User is the caller's identity quoted in Forbidden messages; "system:serviceaccount:jitbot:jitbot" when empty.
 	User string
 	// RetryAfter is the Retry-After value (seconds) of TooManyRequests faults; 1 when 0.
@@ -138,6 +173,8 @@ type Server struct {
 	mu         sync.Mutex
 	rbs        map[objKey]*rbacv1.RoleBinding
 	crbs       map[string]*rbacv1.ClusterRoleBinding
+	roles      map[objKey]*rbacv1.Role
+	croles     map[string]*rbacv1.ClusterRole
 	namespaces map[string]bool // nil: all exist
 	rv         int64
 	faults     []Fault
@@ -161,8 +198,21 @@ func New(opts Options) *Server {
 		opts:   opts,
 		rbs:    map[objKey]*rbacv1.RoleBinding{},
 		crbs:   map[string]*rbacv1.ClusterRoleBinding{},
+		roles:  map[objKey]*rbacv1.Role{},
+		croles: map[string]*rbacv1.ClusterRole{},
 		rv:     1000,
 		closed: make(chan struct{}),
+	}
+	if !opts.NoBootstrapRoles {
+		for _, cr := range BootstrapClusterRoles() {
+			s.PutClusterRole(cr)
+		}
+	}
+	for _, r := range opts.Roles {
+		s.PutRole(r)
+	}
+	for _, cr := range opts.ClusterRoles {
+		s.PutClusterRole(cr)
 	}
 	if opts.Namespaces != nil {
 		s.namespaces = map[string]bool{}
@@ -309,6 +359,82 @@ func (s *Server) DeleteClusterRoleBinding(name string) bool {
 	_, ok := s.crbs[name]
 	delete(s.crbs, name)
 	return ok
+}
+
+// PutRole stores a Role (behind any client's back) and returns the stored copy.
+func (s *Server) PutRole(r rbacv1.Role) rbacv1.Role {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := r.DeepCopy()
+	s.stamp(&c.ObjectMeta)
+	s.roles[objKey{c.Namespace, c.Name}] = c
+	return *c.DeepCopy()
+}
+
+// PutClusterRole stores a ClusterRole and returns the stored copy.
+func (s *Server) PutClusterRole(r rbacv1.ClusterRole) rbacv1.ClusterRole {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := r.DeepCopy()
+	c.Namespace = ""
+	s.stamp(&c.ObjectMeta)
+	s.croles[c.Name] = c
+	return *c.DeepCopy()
+}
+
+// DeleteRole removes a Role and reports whether it existed. Bindings that reference it stay (and grant nothing),
+// as in Kubernetes.
+func (s *Server) DeleteRole(namespace, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := objKey{namespace, name}
+	_, ok := s.roles[k]
+	delete(s.roles, k)
+	return ok
+}
+
+// DeleteClusterRole removes a ClusterRole and reports whether it existed.
+func (s *Server) DeleteClusterRole(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.croles[name]
+	delete(s.croles, name)
+	return ok
+}
+
+// BootstrapClusterRoles returns the user-facing ClusterRoles every cluster starts with. Their rules are a
+// shortened version of the real ones (a few core, apps and batch resources), enough to tell the roles apart in
+// escalation checks: cluster-admin holds everything; admin holds edit plus roles and rolebindings; edit writes
+// workloads; view reads them.
+func BootstrapClusterRoles() []rbacv1.ClusterRole {
+	read := []string{"get", "list", "watch"}
+	write := []string{"create", "update", "patch", "delete", "deletecollection"}
+	workloads := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods", "services", "configmaps", "endpoints", "persistentvolumeclaims"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets", "replicasets"}},
+		{APIGroups: []string{"batch"}, Resources: []string{"jobs", "cronjobs"}},
+	}
+	with := func(verbs []string, extra ...rbacv1.PolicyRule) []rbacv1.PolicyRule {
+		var out []rbacv1.PolicyRule
+		for _, r := range workloads {
+			r.Verbs = verbs
+			out = append(out, r)
+		}
+		return append(out, extra...)
+	}
+	boot := func(name string, rules []rbacv1.PolicyRule) rbacv1.ClusterRole {
+		return rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/bootstrapping": "rbac-defaults"}}, Rules: rules}
+	}
+	all := append(slices.Clone(read), write...)
+	return []rbacv1.ClusterRole{
+		boot("cluster-admin", []rbacv1.PolicyRule{
+			{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}},
+			{NonResourceURLs: []string{"*"}, Verbs: []string{"*"}},
+		}),
+		boot("admin", with(all, rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{resRoles, resRoleBindings}, Verbs: all})),
+		boot("edit", with(all)),
+		boot("view", with(read)),
+	}
 }
 
 // RoleBinding returns a stored RoleBinding.
@@ -483,14 +609,16 @@ func parsePath(p string) (target, bool) {
 			return target{}, false
 		}
 	}
+	namespaced := func(r string) bool { return r == resRoleBindings || r == resRoles }
+	clusterScoped := func(r string) bool { return r == resClusterRoleBindings || r == resClusterRoles }
 	switch {
-	case len(seg) == 1 && (seg[0] == resRoleBindings || seg[0] == resClusterRoleBindings):
+	case len(seg) == 1 && (namespaced(seg[0]) || clusterScoped(seg[0])):
 		return target{resource: seg[0]}, true
-	case len(seg) == 2 && seg[0] == resClusterRoleBindings:
+	case len(seg) == 2 && clusterScoped(seg[0]):
 		return target{resource: seg[0], name: seg[1]}, true
-	case len(seg) == 3 && seg[0] == "namespaces" && seg[2] == resRoleBindings:
+	case len(seg) == 3 && seg[0] == "namespaces" && namespaced(seg[2]):
 		return target{resource: seg[2], namespace: seg[1]}, true
-	case len(seg) == 4 && seg[0] == "namespaces" && seg[2] == resRoleBindings:
+	case len(seg) == 4 && seg[0] == "namespaces" && namespaced(seg[2]):
 		return target{resource: seg[2], namespace: seg[1], name: seg[3]}, true
 	}
 	return target{}, false
@@ -506,7 +634,20 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
 		s.writeFault(w, f, t, verbOf(r.Method, t))
 		return
 	}
+	if s.opts.CallerRules != nil && !allows(s.opts.CallerRules, verbOf(r.Method, t), group, t.resource, t.name) {
+		s.writeFault(w, Forbidden, t, verbOf(r.Method, t))
+		return
+	}
 	allNamespaces := t.resource == resRoleBindings && t.namespace == ""
+	if t.resource == resRoles || t.resource == resClusterRoles {
+		if t.name != "" && r.Method == http.MethodGet {
+			s.getRole(w, t)
+			return
+		}
+		writeStatus(w, http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed,
+			fmt.Sprintf("the server does not allow this method on the requested resource (kubefake implements get on %s; got %s)", t.resource, r.Method), &metav1.StatusDetails{})
+		return
+	}
 	switch {
 	case t.name == "" && r.Method == http.MethodGet:
 		s.list(w, r, t)
@@ -609,6 +750,30 @@ func (s *Server) get(w http.ResponseWriter, t target) {
 	writeObject(w, http.StatusOK, withTypeCRB(*crb))
 }
 
+func (s *Server) getRole(w http.ResponseWriter, t target) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.resource == resRoles {
+		r, ok := s.roles[objKey{t.namespace, t.name}]
+		if !ok {
+			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, qualified(t)+" not found", details(t))
+			return
+		}
+		c := r.DeepCopy()
+		c.TypeMeta = metav1.TypeMeta{Kind: "Role", APIVersion: rbacv1.SchemeGroupVersion.String()}
+		writeObject(w, http.StatusOK, c)
+		return
+	}
+	r, ok := s.croles[t.name]
+	if !ok {
+		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, qualified(t)+" not found", details(t))
+		return
+	}
+	c := r.DeepCopy()
+	c.TypeMeta = metav1.TypeMeta{Kind: "ClusterRole", APIVersion: rbacv1.SchemeGroupVersion.String()}
+	writeObject(w, http.StatusOK, c)
+}
+
 func withTypeRB(rb rbacv1.RoleBinding) *rbacv1.RoleBinding {
 	c := rb.DeepCopy()
 	c.TypeMeta = metav1.TypeMeta{Kind: "RoleBinding", APIVersion: rbacv1.SchemeGroupVersion.String()}
@@ -694,10 +859,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, t target, body [
 			&metav1.StatusDetails{Name: t.namespace, Kind: "namespaces"})
 		return
 	}
-	if s.privileged(roleRef, t.namespace) {
-		writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden,
-			fmt.Sprintf("%s is forbidden: user %q (groups=[\"system:serviceaccounts\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}", qualified(t), s.opts.User),
-			details(t))
+	if msg, ok := s.escalationLocked(roleRef, t.namespace); !ok {
+		t := t
+		t.name = meta.Name
+		writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, qualified(t)+" is forbidden: "+msg, details(t))
 		return
 	}
 	if t.resource == resRoleBindings {
@@ -726,6 +891,143 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, t target, body [
 // cleanMeta keeps what a client may set on create; the server owns the rest.
 func cleanMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, Labels: m.Labels, Annotations: m.Annotations, OwnerReferences: m.OwnerReferences, Finalizers: m.Finalizers}
+}
+
+// escalationLocked is RBAC escalation prevention for a new binding to ref (pkg/registry/rbac/.../policybased):
+// allowed with the bind verb on the role; otherwise the role's rules must all be held by the caller, and a role
+// that does not exist cannot be checked. It returns the reason of a refusal; the caller holds s.mu.
+func (s *Server) escalationLocked(ref rbacv1.RoleRef, namespace string) (string, bool) {
+	const held = "user %q (groups=[\"system:serviceaccounts\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n%s"
+	if s.opts.CallerRules == nil {
+		if s.privileged(ref, namespace) {
+			return fmt.Sprintf(held, s.opts.User, `{APIGroups:["*"], Resources:["*"], Verbs:["*"]}`), false
+		}
+		return "", true
+	}
+	res := resClusterRoles
+	if ref.Kind == "Role" {
+		res = resRoles
+	}
+	if allows(s.opts.CallerRules, "bind", group, res, ref.Name) {
+		return "", true // BindingAuthorized: no existence check, no rule comparison
+	}
+	var rules []rbacv1.PolicyRule
+	if ref.Kind == "Role" {
+		r, ok := s.roles[objKey{namespace, ref.Name}]
+		if !ok {
+			return fmt.Sprintf("%s.%s %q not found", resRoles, group, ref.Name), false
+		}
+		rules = r.Rules
+	} else {
+		r, ok := s.croles[ref.Name]
+		if !ok {
+			return fmt.Sprintf("%s.%s %q not found", resClusterRoles, group, ref.Name), false
+		}
+		rules = r.Rules
+	}
+	if missing := uncovered(s.opts.CallerRules, rules); len(missing) > 0 {
+		return fmt.Sprintf(held, s.opts.User, strings.Join(missing, "\n")), false
+	}
+	return "", true
+}
+
+// allows reports whether rules grant verb on group/resource (named name, "" for collections).
+func allows(rules []rbacv1.PolicyRule, verb, apiGroup, resource, name string) bool {
+	for _, r := range rules {
+		if has(r.Verbs, verb) && has(r.APIGroups, apiGroup) && has(r.Resources, resource) &&
+			(len(r.ResourceNames) == 0 || (name != "" && slices.Contains(r.ResourceNames, name))) {
+			return true
+		}
+	}
+	return false
+}
+
+func has(list []string, v string) bool { return slices.Contains(list, "*") || slices.Contains(list, v) }
+
+// uncovered describes what of servant owner does not hold, the way escalation prevention reports it: the missing
+// (group, resource[, name]) or non-resource URL parts, the verbs of each merged into one rule (CompactRules),
+// each printed like rbacv1helpers.CompactString, sorted. A simplification of rbac validation.Covers: no
+// subresource wildcards ("*/scale"), and non-resource URLs match exactly or by a trailing "*".
+func uncovered(owner, servant []rbacv1.PolicyRule) []string {
+	type part struct{ group, resource, name, url string }
+	var order []part
+	verbs := map[part][]string{}
+	miss := func(p part, verb string) {
+		if _, ok := verbs[p]; !ok {
+			order = append(order, p)
+		}
+		if !slices.Contains(verbs[p], verb) {
+			verbs[p] = append(verbs[p], verb)
+		}
+	}
+	for _, r := range servant {
+		for _, verb := range r.Verbs {
+			for _, u := range r.NonResourceURLs {
+				ok := false
+				for _, o := range owner {
+					if !has(o.Verbs, verb) {
+						continue
+					}
+					for _, ou := range o.NonResourceURLs {
+						if ou == u || ou == "*" || (strings.HasSuffix(ou, "*") && strings.HasPrefix(u, strings.TrimSuffix(ou, "*"))) {
+							ok = true
+						}
+					}
+				}
+				if !ok {
+					miss(part{url: u}, verb)
+				}
+			}
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					names := r.ResourceNames
+					if len(names) == 0 {
+						names = []string{""}
+					}
+					for _, n := range names {
+						if !allowsExact(owner, verb, g, res, n) {
+							miss(part{group: g, resource: res, name: n}, verb)
+						}
+					}
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(order))
+	for _, p := range order {
+		var b strings.Builder
+		b.WriteByte('{')
+		if p.url != "" {
+			fmt.Fprintf(&b, "NonResourceURLs:%q, ", []string{p.url})
+		} else {
+			fmt.Fprintf(&b, "APIGroups:%q, Resources:%q, ", []string{p.group}, []string{p.resource})
+			if p.name != "" {
+				fmt.Fprintf(&b, "ResourceNames:%q, ", []string{p.name})
+			}
+		}
+		fmt.Fprintf(&b, "Verbs:%q}", verbs[p])
+		out = append(out, b.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// allowsExact is allows for a servant rule part that may itself be a wildcard: "*" in the servant is covered
+// only by "*" in the owner.
+func allowsExact(owner []rbacv1.PolicyRule, verb, apiGroup, resource, name string) bool {
+	match := func(list []string, v string) bool {
+		if v == "*" {
+			return slices.Contains(list, "*")
+		}
+		return has(list, v)
+	}
+	for _, o := range owner {
+		if match(o.Verbs, verb) && match(o.APIGroups, apiGroup) && match(o.Resources, resource) &&
+			(len(o.ResourceNames) == 0 || (name != "" && slices.Contains(o.ResourceNames, name))) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) privileged(ref rbacv1.RoleRef, namespace string) bool {
@@ -842,34 +1144,35 @@ func (s *Server) delete(w http.ResponseWriter, t target, body []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var meta *metav1.ObjectMeta
-	var storageKey string
 	if t.resource == resRoleBindings {
 		if rb, ok := s.rbs[objKey{t.namespace, t.name}]; ok {
 			meta = &rb.ObjectMeta
 		}
-		storageKey = "/registry/rolebindings/" + t.namespace + "/" + t.name
-	} else {
-		if crb, ok := s.crbs[t.name]; ok {
-			meta = &crb.ObjectMeta
-		}
-		storageKey = "/registry/clusterrolebindings/" + t.name
+	} else if crb, ok := s.crbs[t.name]; ok {
+		meta = &crb.ObjectMeta
 	}
 	if meta == nil {
 		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, qualified(t)+" not found", details(t))
 		return
 	}
 	if p := opts.Preconditions; p != nil {
+		// rest.BeforeDelete (k8s.io/apiserver/pkg/registry/rest/delete.go) checks the preconditions before the
+		// storage does, and names the object by Kind (GroupResource{Group, Resource: Kind}).
+		kind := "ClusterRoleBinding"
+		if t.resource == resRoleBindings {
+			kind = "RoleBinding"
+		}
 		var failed string
 		switch {
 		case p.UID != nil && *p.UID != meta.UID:
-			failed = fmt.Sprintf("Precondition failed: UID in precondition: %v, UID in object meta: %v", *p.UID, meta.UID)
+			failed = fmt.Sprintf("the UID in the precondition (%s) does not match the UID in record (%s). The object might have been deleted and then recreated", *p.UID, meta.UID)
 		case p.ResourceVersion != nil && *p.ResourceVersion != meta.ResourceVersion:
-			failed = fmt.Sprintf("Precondition failed: ResourceVersion in precondition: %v, ResourceVersion in object meta: %v", *p.ResourceVersion, meta.ResourceVersion)
+			failed = fmt.Sprintf("the ResourceVersion in the precondition (%s) does not match the ResourceVersion in record (%s). The object might have been modified", *p.ResourceVersion, meta.ResourceVersion)
 		}
 		if failed != "" {
 			writeStatus(w, http.StatusConflict, metav1.StatusReasonConflict,
-				fmt.Sprintf("Operation cannot be fulfilled on %s: StorageError: invalid object, Code: 4, Key: %s, ResourceVersion: 0, AdditionalErrorMsg: %s", qualified(t), storageKey, failed),
-				details(t))
+				fmt.Sprintf("Operation cannot be fulfilled on %s.%s %q: %s", kind, group, t.name, failed),
+				&metav1.StatusDetails{Name: t.name, Group: group, Kind: kind})
 			return
 		}
 	}

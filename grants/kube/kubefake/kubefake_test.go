@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/jitbot/jitbot/grants/kube/kubefake"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // do sends a raw request, the way any client would, and decodes the JSON answer.
@@ -82,7 +84,7 @@ func TestWireProtocol(t *testing.T) {
 	}
 
 	code, m = do(t, srv, tok, "DELETE", rbs+"/b1", `{"preconditions":{"uid":"not-it"}}`)
-	if code != 409 || !strings.Contains(m["message"].(string), "Precondition failed: UID in precondition: not-it") {
+	if code != 409 || !strings.Contains(m["message"].(string), `Operation cannot be fulfilled on RoleBinding.rbac.authorization.k8s.io "b1": the UID in the precondition (not-it) does not match the UID in record`) {
 		t.Errorf("delete with a wrong uid: %d %v", code, m)
 	}
 	code, m = do(t, srv, tok, "DELETE", rbs+"/b1", "")
@@ -104,7 +106,73 @@ func TestWireProtocol(t *testing.T) {
 	if code, _ = do(t, srv, tok, "GET", rbs, ""); code != 200 {
 		t.Errorf("after a one-shot fault: %d", code)
 	}
-	if code, m = do(t, srv, tok, "GET", "/apis/rbac.authorization.k8s.io/v1/roles", ""); code != 404 {
+	if code, m = do(t, srv, tok, "GET", "/apis/rbac.authorization.k8s.io/v1/widgets", ""); code != 404 {
 		t.Errorf("unknown resource: %d %v", code, m)
+	}
+}
+
+const crbPath = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+
+func crb(name, role string) string {
+	return `{"kind":"ClusterRoleBinding","apiVersion":"rbac.authorization.k8s.io/v1","metadata":{"name":"` + name + `"},
+		"subjects":[{"kind":"User","apiGroup":"rbac.authorization.k8s.io","name":"mallory"}],
+		"roleRef":{"kind":"ClusterRole","apiGroup":"rbac.authorization.k8s.io","name":"` + role + `"}}`
+}
+
+// TestMissingRoles: like kube-apiserver, a caller with bind (the default) may bind a role that does not exist;
+// the role endpoints answer 404 for it, which is how a client can tell.
+func TestMissingRoles(t *testing.T) {
+	srv := kubefake.New(kubefake.Options{})
+	t.Cleanup(srv.Close)
+	tok := srv.Token()
+	if code, m := do(t, srv, tok, "POST", crbPath, crb("b-typo", "veiw")); code != 201 {
+		t.Fatalf("binding a missing role with bind: %d %v", code, m)
+	}
+	code, m := do(t, srv, tok, "GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/veiw", "")
+	wantStatus(t, m, 404, "NotFound")
+	if code != 404 || m["message"] != `clusterroles.rbac.authorization.k8s.io "veiw" not found` {
+		t.Errorf("GET missing ClusterRole: %d %v", code, m)
+	}
+	if code, m := do(t, srv, tok, "GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/view", ""); code != 200 || m["kind"] != "ClusterRole" {
+		t.Errorf("GET bootstrap ClusterRole view: %d %v", code, m)
+	}
+	code, m = do(t, srv, tok, "GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/team/roles/debugger", "")
+	if code != 404 || m["message"] != `roles.rbac.authorization.k8s.io "debugger" not found` {
+		t.Errorf("GET missing Role: %d %v", code, m)
+	}
+}
+
+// TestRuleBasedEscalation: with CallerRules, creating a binding needs bind on the role or every one of its
+// rules (escalation prevention). So the caller can bind its own granting role without bind - the risk the
+// admission policy in docs/providers closes - but neither a role with rules it lacks, nor a role that does not
+// exist (nothing to compare); and requests outside its rules are forbidden.
+func TestRuleBasedEscalation(t *testing.T) {
+	granter := []rbacv1.PolicyRule{
+		{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"rolebindings", "clusterrolebindings"}, Verbs: []string{"create", "get", "list", "delete"}},
+		{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"clusterroles"}, Verbs: []string{"bind", "get"}, ResourceNames: []string{"view"}},
+	}
+	srv := kubefake.New(kubefake.Options{CallerRules: granter,
+		ClusterRoles: []rbacv1.ClusterRole{{ObjectMeta: metav1.ObjectMeta{Name: "jitbot-granter"}, Rules: granter}}})
+	t.Cleanup(srv.Close)
+	tok := srv.Token()
+	if code, m := do(t, srv, tok, "POST", crbPath, crb("b-view", "view")); code != 201 {
+		t.Errorf("bind on view: %d %v", code, m)
+	}
+	if code, m := do(t, srv, tok, "POST", crbPath, crb("b-copy", "jitbot-granter")); code != 201 {
+		t.Errorf("binding its own granting role (rules it holds), without bind: %d %v; the real apiserver allows it", code, m)
+	}
+	code, m := do(t, srv, tok, "POST", crbPath, crb("b-edit", "edit"))
+	wantStatus(t, m, 403, "Forbidden")
+	if msg, _ := m["message"].(string); code != 403 || !strings.Contains(msg, `clusterrolebindings.rbac.authorization.k8s.io "b-edit" is forbidden: user "system:serviceaccount:jitbot:jitbot"`) ||
+		!strings.Contains(msg, "is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"configmaps\"], Verbs:[\"get\" \"list\" \"watch\" \"create\"") {
+		t.Errorf("binding edit: %d %v", code, m)
+	}
+	code, m = do(t, srv, tok, "POST", crbPath, crb("b-typo", "veiw"))
+	if msg, _ := m["message"].(string); code != 403 || msg != `clusterrolebindings.rbac.authorization.k8s.io "b-typo" is forbidden: clusterroles.rbac.authorization.k8s.io "veiw" not found` {
+		t.Errorf("binding a missing role without bind: %d %v", code, m)
+	}
+	code, m = do(t, srv, tok, "GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/edit", "")
+	if msg, _ := m["message"].(string); code != 403 || !strings.Contains(msg, `cannot get resource "clusterroles"`) {
+		t.Errorf("GET of a role outside its rules: %d %v", code, m)
 	}
 }

@@ -23,8 +23,13 @@ type Payload struct {
 	Role       string            `json:"role"`
 	Target     map[string]string `json:"target"`
 	ExpiresAt  string            `json:"expires_at"`
+	Generation uint64            `json:"generation"`
 	SentAt     string            `json:"sent_at"`
 }
+
+// HeaderGeneration is the unsigned copy of Payload.Generation that jitbot sends; the server refuses (400) a
+// request whose header disagrees with the signed payload.
+const HeaderGeneration = "jitbot-generation"
 
 // Delivery is one verified request. Every verified request is recorded, duplicates included.
 type Delivery struct {
@@ -35,6 +40,9 @@ type Delivery struct {
 	Body      []byte      // raw body as received
 	At        time.Time   // when the server recorded it
 	Status    int         // the status the server answered (an injected failure, or 200/400)
+	// Stale says the operation was not applied because its generation is lower than the last one applied
+	// to the same access (it was still answered 200).
+	Stale bool
 }
 
 // Key identifies deliveries of one type for one grant.
@@ -47,9 +55,12 @@ type injected struct {
 
 // Server is a Standard Webhooks receiver for tests. It verifies every request with Verify, records verified
 // deliveries, applies grant/revoke to a present set keyed by grant_id and answers check from that set with
-// {"present": bool}. Knobs: FailNext (answer a status for the next N verified requests without applying them),
-// SetLatency (delay each request; the delay ends early if the client goes away), SetPresent (change state behind
-// the sender's back). Use WaitFor to wait for a delivery instead of sleeping.
+// {"present": bool}. It orders operations as the contract asks: per access (binding_key, else grant_id) it keeps
+// the last generation applied and ignores, answering 200, a grant or revoke with a lower one (Delivery.Stale).
+// Knobs: FailNext (answer a status for the next N verified requests without applying them), SetLatency (delay
+// each request; the delay ends early if the client goes away), HoldNext (hold the next request and apply it
+// when released, even after the client gave up: a call that lands late), SetPresent (change state behind the
+// sender's back). Use WaitFor to wait for a delivery instead of sleeping.
 //
 // Answers: 405 for a non-POST, 401 for a request that fails verification (recorded in Rejections, not in
 // Deliveries), 400 for a verified body that is not a valid payload, otherwise 200 with {"ok":true} (grant,
@@ -68,6 +79,8 @@ type Server struct {
 	deliveries []Delivery
 	counts     map[Key]int
 	present    map[string]Payload
+	applied    map[string]uint64 // access key -> last generation applied
+	holds      []chan struct{}
 	rejections []string
 	changed    chan struct{}
 }
@@ -79,6 +92,7 @@ func NewHandler(secret []byte) *Server {
 		now:     time.Now,
 		counts:  map[Key]int{},
 		present: map[string]Payload{},
+		applied: map[string]uint64{},
 		changed: make(chan struct{}),
 	}
 }
@@ -128,6 +142,17 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.latency = d
+}
+
+// HoldNext makes the next request wait, once its body was read, until release is called, and then be
+// verified and applied as usual even if the client has gone away meanwhile: a delivery that lands after the
+// sender gave up on it. arrived is closed when the request is being held.
+func (s *Server) HoldNext() (arrived <-chan struct{}, release func()) {
+	a, r := make(chan struct{}), make(chan struct{})
+	s.mu.Lock()
+	s.holds = append(s.holds, a, r)
+	s.mu.Unlock()
+	return a, func() { close(r) }
 }
 
 // Reset clears pending failures and latency. Deliveries, counts and the present set are kept.
@@ -228,7 +253,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	latency, now := s.latency, s.now
+	var held, proceed chan struct{}
+	if len(s.holds) > 0 {
+		held, proceed, s.holds = s.holds[0], s.holds[1], s.holds[2:]
+	}
 	s.mu.Unlock()
+	if held != nil {
+		close(held)
+		<-proceed
+	}
 	if latency > 0 {
 		timer := time.NewTimer(latency)
 		select {
@@ -275,13 +308,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.Status, map[string]string{"error": "invalid payload"})
 		return
 	}
+	if h := r.Header.Get(HeaderGeneration); h != "" && h != strconv.FormatUint(d.Payload.Generation, 10) {
+		d.Status = http.StatusBadRequest
+		writeJSON(w, d.Status, map[string]string{"error": "generation header does not match the signed payload"})
+		return
+	}
 	d.Status = http.StatusOK
+	key := accessKey(d.Payload)
+	if (d.Payload.Type == "grant" || d.Payload.Type == "revoke") && d.Payload.Generation > 0 {
+		if d.Payload.Generation < s.applied[key] {
+			d.Stale = true // superseded by a later operation: acknowledged, not applied
+			writeJSON(w, d.Status, map[string]any{"ok": true, "ignored": "an operation with a later generation was applied"})
+			return
+		}
+		s.applied[key] = d.Payload.Generation
+	}
 	switch d.Payload.Type {
 	case "grant":
-		s.present[accessKey(d.Payload)] = d.Payload
+		s.present[key] = d.Payload
 		writeJSON(w, d.Status, map[string]any{"ok": true, "ref": "rcv-" + d.ID})
 	case "revoke":
-		delete(s.present, accessKey(d.Payload))
+		delete(s.present, key)
 		writeJSON(w, d.Status, map[string]any{"ok": true})
 	case "check":
 		_, ok := s.present[accessKey(d.Payload)]

@@ -15,6 +15,7 @@ const ui = {
   seen: {},            // user + nav key -> count already seen
   pending: null,       // a confirm dialog's action
   polling: false,
+  repoll: false,
 };
 
 function esc(s) {
@@ -54,19 +55,26 @@ function syncURL() {
 
 // ---- polling and rendering ----
 
+// poll fetches the state of the user being acted as. A poll asked for while one is in flight runs right after
+// it, and an answer for a user the person has switched away from meanwhile is dropped: applying it would
+// switch the page back to the previous user (a lost click).
 async function poll() {
-  if (ui.polling) return;
+  if (ui.polling) { ui.repoll = true; return; }
   ui.polling = true;
   try {
-    const r = await fetch("/api/state?user=" + encodeURIComponent(ui.user), { cache: "no-store" });
+    const asked = ui.user;
+    const r = await fetch("/api/state?user=" + encodeURIComponent(asked), { cache: "no-store" });
     if (!r.ok) throw new Error("HTTP " + r.status);
-    ui.state = await r.json();
-    ui.user = ui.state.user;
+    const state = await r.json();
+    if (asked !== ui.user) { ui.repoll = true; return; }
+    ui.state = state;
+    ui.user = state.user;
     render();
   } catch (e) {
     notice("The playground does not answer (" + e.message + "). Is `jitbot dev` still running?", true);
   } finally {
     ui.polling = false;
+    if (ui.repoll) { ui.repoll = false; poll(); }
   }
 }
 

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Lints the GitHub Actions workflows with actionlint, built from the Go module proxy (no binary download).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+go run github.com/rhysd/actionlint/cmd/actionlint@v1.7.12 -no-color -oneline .github/workflows/*.yml
