@@ -70,6 +70,9 @@ func (s *Service) BreakGlass(ctx context.Context, in NewRequest) (Outcome, error
 	if err != nil {
 		return Outcome{}, refusal(ErrNoIdentity, "%s", err.Error())
 	}
+	if err := s.userConditions(ctx, role, in.Requester, d, reason, true); err != nil {
+		return Outcome{}, err // a condition may exempt emergencies with request.break_glass
+	}
 	// A first look at the limit refuses before the on-call source is asked; the commit below checks it
 	// again atomically.
 	if _, _, err := s.breakGlassUsage(ctx, in.Requester, role); err != nil {

@@ -455,6 +455,31 @@ func TestPipelineEndToEnd(t *testing.T) {
 				endReasons[gid] = "expired|released" // the sweeper and jitbot exec's own expiry timer race; both end it
 			})
 
+			t.Run("RevokedWhileRunning", func(t *testing.T) {
+				w.t = t
+				j := w.startJob(ghClaims("refs/heads/feature", "staging", "9"))
+				w.click(e2eBob, w.approvalMessageFor(t, "9"))
+				gid := j.started()
+				// The grant ends under the command (here released by another caller of the same run).
+				tok, _ := os.ReadFile(filepath.Join(j.dir, "token"))
+				req, _ := http.NewRequest(http.MethodPost, w.base+"/api/v1/grants/"+gid+"/release", nil)
+				req.Header.Set("Authorization", "Bearer "+string(tok))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("release from outside: %v %v", resp, err)
+				}
+				resp.Body.Close()
+				if code := j.wait(); code == 0 {
+					t.Fatalf("exit 0 although access ended under the command:\n%s", j.log())
+				}
+				if _, err := os.Stat(filepath.Join(j.dir, "exited")); err != nil {
+					t.Fatal("the command was not signalled")
+				}
+				if !strings.Contains(j.log(), "access ended while the command ran") {
+					t.Fatalf("reason: %s", j.log())
+				}
+			})
+
 			t.Run("AutoApprovedAndAnnounced", func(t *testing.T) {
 				w.t = t
 				j := w.startJob(ghClaims("refs/heads/main", "production", "5"))

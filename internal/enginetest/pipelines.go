@@ -75,6 +75,18 @@ roles:
     conditions:
       - 'request.reason.matches("^INC-[0-9]+")'
       - 'requester.kind == "user" || request.duration <= duration("10m")'
+  bgfreeze:
+    provider: fake
+    target: {db: bgfreeze}
+    requesters: {users: [U0ALICE]}
+    approvers: {users: [U0BOB]}
+    breakglass: {source: pd, schedules: [PSCHED], on_source_error: allow}
+    conditions:
+      - 'request.break_glass && request.reason.startsWith("INC-")'
+oncall_sources:
+  pd:
+    type: static
+    rota: [{user: U0ALICE, schedule: PSCHED, level: 1, weekly: ["Mon-Sun 00:00-24:00 UTC"]}]
 `
 	p, err := policy.Parse("pipelines.yaml", []byte(src))
 	if err != nil {
@@ -321,6 +333,17 @@ func testRoleConditions(t *testing.T, e *env) {
 	}
 	if _, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("frozen", "INC-8", 10*time.Minute, claims("refs/heads/main", "production"))); err != nil {
 		t.Fatalf("pipeline within 10m: %v", err)
+	}
+	// Break-glass requests are evaluated with request.break_glass set.
+	e.onCall.set(alice, 1)
+	if _, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bgfreeze", Reason: "outage"}); !errors.Is(err, approvals.ErrConditionFailed) {
+		t.Fatalf("break-glass without an incident: %v", err)
+	}
+	if _, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bgfreeze", Reason: "INC-9 outage"}); err != nil {
+		t.Fatalf("break-glass with an incident: %v", err)
+	}
+	if _, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "bgfreeze", Reason: "INC-9 outage"}); !errors.Is(err, approvals.ErrConditionFailed) {
+		t.Fatalf("an ordinary request passed a break-glass-only condition: %v", err)
 	}
 	reqs, _ := e.st.ListRequests(e.ctx, store.RequestQuery{State: store.RequestPending})
 	if len(reqs) != 2 {
