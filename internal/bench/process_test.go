@@ -7,6 +7,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -98,6 +100,20 @@ func (p *proc) stop() {
 	}
 }
 
+// cpuTime is the user+system CPU time a process has used so far (from /proc/<pid>/stat, in clock ticks of
+// 10 ms: USER_HZ is 100 on Linux).
+func cpuTime(tb testing.TB, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: count from after it.
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
 // startServe runs `jitbot serve` on a free address with the policy source and extra environment, and waits
 // until /readyz answers 200. It returns the base URL.
 func startServe(tb testing.TB, bin, policySrc string, env ...string) (string, *proc) {
@@ -115,7 +131,7 @@ func startServe(tb testing.TB, bin, policySrc string, env ...string) (string, *p
 }
 
 // startBaseline runs the bare verify+parse+one-Redis-write handler as its own process.
-func startBaseline(tb testing.TB, bin, redisURL, prefix string) string {
+func startBaseline(tb testing.TB, bin, redisURL, prefix string) (string, *proc) {
 	addr := freeAddr(tb)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "BASELINE_LISTEN_ADDR="+addr, "SLACK_SIGNING_SECRET="+ackSecret,
@@ -146,7 +162,7 @@ func startBaseline(tb testing.TB, bin, redisURL, prefix string) string {
 	case <-time.After(30 * time.Second):
 		tb.Fatal("baseline did not start within 30 s")
 	}
-	return "http://" + addr
+	return "http://" + addr, p
 }
 
 // BenchmarkProcessSlashCommandAck: the slash-command load of BenchmarkSlashCommandAck (signed POST
@@ -158,7 +174,7 @@ func BenchmarkProcessSlashCommandAck(b *testing.B) {
 	for b.Loop() {
 		redisURL := redistest.URL(b)
 
-		bareURL := startBaseline(b, baselineBin, redisURL, redistest.Prefix(b))
+		bareURL, bareProc := startBaseline(b, baselineBin, redisURL, redistest.Prefix(b))
 
 		users := []slacktest.User{{ID: ackApprover, Name: "approver"}, {ID: ackApprov2, Name: "approver2"}}
 		for i := range ackUsers {
@@ -171,6 +187,7 @@ func BenchmarkProcessSlashCommandAck(b *testing.B) {
 			"JITBOT_REDIS_URL="+redisURL, "JITBOT_REDIS_KEY_PREFIX="+redistest.Prefix(b),
 			"SLACK_BOT_TOKEN="+emu.BotToken(), "SLACK_SIGNING_SECRET="+emu.SigningSecret(), "SLACK_API_URL="+emu.APIURL())
 		emu.SetRequestURLs(base+"/slack/commands", base+"/slack/interactions", base+"/slack/events")
+		bareCPU0, jitCPU0 := cpuTime(b, bareProc.cmd.Process.Pid), cpuTime(b, jit.cmd.Process.Pid)
 		bare, res := measureAckInterleaved(b, bareURL+"/slack/commands", base+"/slack/commands", emu.URL())
 
 		want := 0
@@ -186,6 +203,14 @@ func BenchmarkProcessSlashCommandAck(b *testing.B) {
 		if posted := len(emu.Messages(ackApprovCh)); posted < want {
 			b.Errorf("only %d of %d approval messages were posted to the emulator", posted, want)
 		}
+		// CPU per command, including (for jitbot) the work done after the ack: the request's commit, the
+		// approval message and the response_url answer. Less sensitive to the machine's load than latency.
+		cmds := float64(len(res.lat) + ackWarmup)
+		jitCPU := cpuTime(b, jit.cmd.Process.Pid) - jitCPU0
+		bareCPU := cpuTime(b, bareProc.cmd.Process.Pid) - bareCPU0
+		b.Logf("CPU per command: jitbot %.3f ms (ack and follow-up work), baseline %.3f ms", float64(jitCPU.Microseconds())/1000/cmds, float64(bareCPU.Microseconds())/1000/cmds)
+		b.ReportMetric(float64(jitCPU.Microseconds())/1000/cmds, "jitbot_cpu_ms/cmd")
+		b.ReportMetric(float64(bareCPU.Microseconds())/1000/cmds, "bare_cpu_ms/cmd")
 		jit.stop()
 
 		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -285,7 +310,7 @@ func processStore(tb testing.TB, backend string, seedFn func(store.Store)) []str
 // process time to come up), runs `jitbot serve` on them with its webhook provider pointing at a receiver in
 // this process, and waits until every grant's revoke has arrived. It returns each grant's lag (revoke arrival
 // minus expiry), the start instant and the last arrival.
-func runProcessExpiries(b *testing.B, backend string, n int, latency time.Duration, lead time.Duration, expiry func(start time.Time, i int) time.Time) (lags []time.Duration, start, last time.Time) {
+func runProcessExpiries(b *testing.B, backend string, n int, latency time.Duration, lead time.Duration, expiry func(start time.Time, i int) time.Time) (lags []time.Duration, start, last time.Time, cpu time.Duration) {
 	jitbotBin, _ := buildBinaries(b)
 	recv := receiver.NewServer(secret)
 	defer recv.Close()
@@ -305,6 +330,7 @@ func runProcessExpiries(b *testing.B, backend string, n int, latency time.Durati
 	})
 	_, p := startServe(b, jitbotBin, fmt.Sprintf(policyTemplate, recv.URL+"/hook"), append(env, "JITBOT_SWEEP_CONCURRENCY=64")...)
 	defer p.stop()
+	cpu0 := cpuTime(b, p.cmd.Process.Pid)
 	if time.Now().After(start) {
 		b.Fatalf("jitbot serve came up %v after the first expiry: raise the lead", time.Since(start))
 	}
@@ -325,6 +351,7 @@ func runProcessExpiries(b *testing.B, backend string, n int, latency time.Durati
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	cpu = cpuTime(b, p.cmd.Process.Pid) - cpu0
 	seen := map[string]bool{}
 	for _, d := range recv.Deliveries() {
 		if d.Payload.Type != webhook.TypeRevoke || seen[d.Payload.GrantID] {
@@ -340,7 +367,7 @@ func runProcessExpiries(b *testing.B, backend string, n int, latency time.Durati
 		b.Fatalf("%d distinct grants revoked, want %d", len(seen), n)
 	}
 	slices.Sort(lags)
-	return lags, start, last
+	return lags, start, last, cpu
 }
 
 // BenchmarkProcessRevocationLag: 2,000 grants expiring at random instants over 4 s, revoked by a `jitbot
@@ -350,13 +377,13 @@ func BenchmarkProcessRevocationLag(b *testing.B) {
 	for _, backend := range []string{"bolt", "redis"} {
 		b.Run(backend, func(b *testing.B) {
 			for b.Loop() {
-				lags, _, _ := runProcessExpiries(b, backend, 2000, 0, 4*time.Second, func(start time.Time, i int) time.Time {
+				lags, _, _, cpu := runProcessExpiries(b, backend, 2000, 0, 4*time.Second, func(start time.Time, i int) time.Time {
 					return start.Add(time.Duration(i*7919%4000) * time.Millisecond)
 				})
 				if lags[0] < 0 {
 					b.Fatalf("a grant was revoked %v before its expiry", -lags[0])
 				}
-				b.Logf("%s: lag p50 %v p90 %v p99 %v max %v", backend, pct(lags, 0.5), pct(lags, 0.9), pct(lags, 0.99), lags[len(lags)-1])
+				b.Logf("%s: lag p50 %v p90 %v p99 %v max %v; jitbot CPU %v", backend, pct(lags, 0.5), pct(lags, 0.9), pct(lags, 0.99), lags[len(lags)-1], cpu)
 				b.ReportMetric(float64(pct(lags, 0.5).Microseconds())/1000, "p50_ms")
 				b.ReportMetric(float64(pct(lags, 0.99).Microseconds())/1000, "p99_ms")
 				b.ReportMetric(float64(lags[len(lags)-1].Microseconds())/1000, "max_ms")
@@ -375,12 +402,13 @@ func BenchmarkProcessMassExpiry(b *testing.B) {
 	for _, backend := range []string{"bolt", "redis"} {
 		b.Run(backend, func(b *testing.B) {
 			for b.Loop() {
-				lags, second, last := runProcessExpiries(b, backend, n, latency, 6*time.Second, func(start time.Time, i int) time.Time {
+				lags, second, last, cpu := runProcessExpiries(b, backend, n, latency, 6*time.Second, func(start time.Time, i int) time.Time {
 					return start.Add(time.Duration(i%1000) * time.Millisecond)
 				})
 				took := last.Sub(second)
-				b.Logf("%s: all %d revoked %v after the second began (limit %v, %.2fx); lag p50 %v p99 %v", backend, n,
-					took.Round(time.Millisecond), limit, took.Seconds()/limit.Seconds(), pct(lags, 0.5), pct(lags, 0.99))
+				b.Logf("%s: all %d revoked %v after the second began (limit %v, %.2fx); lag p50 %v p99 %v; jitbot CPU %v (%.0f µs per revoke)", backend, n,
+					took.Round(time.Millisecond), limit, took.Seconds()/limit.Seconds(), pct(lags, 0.5), pct(lags, 0.99), cpu, float64(cpu.Microseconds())/n)
+				b.ReportMetric(float64(cpu.Microseconds())/n, "cpu_us/revoke")
 				b.ReportMetric(took.Seconds(), "s_to_revoke_all")
 				b.ReportMetric(took.Seconds()/limit.Seconds(), "x_latency_bound")
 				b.ReportMetric(float64(pct(lags, 0.99).Milliseconds()), "p99_lag_ms")
