@@ -2,9 +2,16 @@
 .PHONY: run test bench build lint
 
 # With Slack credentials, run the bot (policy from JITBOT_POLICY_FILE); without, the local playground on the
-# embedded store with examples/policy.yaml.
+# embedded store with examples/policy.yaml: its page on DEV_LISTEN, its stand-in target system (the webhook
+# receiver) on DEV_WEBHOOK_ADDR, e.g. `make run DEV_WEBHOOK_ADDR=127.0.0.1:9199` when 9099 is taken.
+# JITBOT_FOREGROUND=1 gives jitbot the terminal, so Ctrl-C stops it cleanly and make exits 0.
+DEV_LISTEN ?= 127.0.0.1:8080
+DEV_WEBHOOK_ADDR ?= 127.0.0.1:9099
 run:
-	@if [ -n "$$SLACK_BOT_TOKEN" ]; then go run ./cmd/jitbot serve; else go run ./cmd/jitbot dev; fi
+	@echo "building jitbot: the first build compiles the cloud SDKs and takes a few minutes"
+	@go build -o bin/jitbot ./cmd/jitbot
+	@if [ -n "$$SLACK_BOT_TOKEN" ]; then JITBOT_FOREGROUND=1 exec bin/jitbot serve; \
+	else JITBOT_FOREGROUND=1 exec bin/jitbot dev -listen '$(DEV_LISTEN)' -webhook-addr '$(DEV_WEBHOOK_ADDR)'; fi
 
 test:
 	scripts/test.sh

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -18,11 +19,13 @@ import (
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/internal/pipelinetest"
 	"github.com/jitbot/jitbot/store"
+	"github.com/jitbot/jitbot/workload"
 	"github.com/jitbot/jitbot/workload/oidcfake"
 )
 
 type rig struct {
 	t    *testing.T
+	logs *lockedBuffer
 	st   store.Store
 	iss  *oidcfake.Issuer
 	a    *app.App
@@ -37,15 +40,16 @@ func newRig(t *testing.T, st store.Store) *rig {
 	iss := pipelinetest.Issuer(t)
 	pol := pipelinetest.Policy(t, iss, "30s", "")
 	fake := fakeprovider.New()
+	logs := &lockedBuffer{}
 	a, err := app.New(app.Deps{Policy: pol, Store: st, Providers: map[string]grants.Provider{"hook": fake}, Auth: pipelinetest.Authenticator(t, pol, st),
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+		Logger: zerolog.New(logs).Level(zerolog.DebugLevel)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
 	v := pipelinetest.NewValidator(t, srv.URL)
-	return &rig{t: t, st: st, iss: iss, a: a, fake: fake, srv: srv, v: v, http: v.Client()}
+	return &rig{t: t, logs: logs, st: st, iss: iss, a: a, fake: fake, srv: srv, v: v, http: v.Client()}
 }
 
 type answer struct {
@@ -123,6 +127,52 @@ func (r *rig) audit(typ string) []store.AuditEvent {
 		}
 	}
 	return out
+}
+
+// lockedBuffer collects the server's logs (every level) to check that no token ends up there.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// noLeak fails if any of the credentials (or the signature part of a JWT) appears in the logs or the audit
+// log.
+func (r *rig) noLeak(creds ...string) {
+	r.t.Helper()
+	recs, _ := r.st.ReadAudit(context.Background(), 0, 0)
+	var audit strings.Builder
+	for _, rec := range recs {
+		audit.Write(rec.Raw)
+	}
+	for _, c := range creds {
+		parts := []string{c}
+		if p := strings.Split(c, "."); len(p) == 3 {
+			parts = append(parts, p[2])
+		}
+		for _, p := range parts {
+			if len(p) < 16 {
+				continue
+			}
+			if strings.Contains(r.logs.String(), p) {
+				r.t.Fatalf("a credential appears in the server log")
+			}
+			if strings.Contains(audit.String(), p) {
+				r.t.Fatalf("a credential appears in the audit log")
+			}
+		}
+	}
 }
 
 func eachStore(t *testing.T, fn func(t *testing.T, r *rig)) {
@@ -219,6 +269,7 @@ func TestAPIFlowMatchesOpenAPI(t *testing.T) {
 			// not in the document: the validator reports the unknown route, so skip it from there
 			t.Fatalf("unknown route: %d %s", got.status, got.raw)
 		}
+		r.noLeak(tok)
 		if missing := r.v.Unexercised(); len(missing) > 0 {
 			t.Fatalf("operations never exercised: %v", missing)
 		}
@@ -290,6 +341,11 @@ func TestRefusedTokensStoreNothing(t *testing.T) {
 		if len(r.audit(store.EventRequested)) != 0 {
 			t.Fatal("a refused call was audited as a request")
 		}
+		var creds []string
+		for _, tc := range cases {
+			creds = append(creds, tc.token)
+		}
+		r.noLeak(creds...)
 	})
 }
 
@@ -392,5 +448,35 @@ func TestAutoApprovalOverAPI(t *testing.T) {
 		if got.status != 201 || got.str("state") != "pending" {
 			t.Fatalf("too long for the rule: %d %s", got.status, got.raw)
 		}
+	})
+}
+
+// TestAPITokenWorkload: a system without OIDC uses a static API token of the workload's owner; a revoked
+// token is refused; the token is in no log.
+func TestAPITokenWorkload(t *testing.T) {
+	eachStore(t, func(t *testing.T, r *rig) {
+		ts, ok := r.st.(workload.TokenStore)
+		if !ok {
+			t.Skip("this store keeps no API tokens")
+		}
+		tokens := workload.NewTokens(ts, workload.TokensOptions{})
+		secret, info, err := tokens.Create(context.Background(), "reporting")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := r.call("POST", "/api/v1/requests", secret, map[string]string{"role": "other", "reason": "nightly report"})
+		if got.status != 201 || got.str("workload") != "nightly" || got.str("pipeline", "method") != "api_token" {
+			t.Fatalf("create with an API token: %d %s", got.status, got.raw)
+		}
+		if got := r.call("POST", "/api/v1/requests", secret, map[string]string{"role": "deploy", "reason": "x"}); got.status != 403 || got.str("code") != "not_allowed" {
+			t.Fatalf("role not allowed for the token's workload: %d %s", got.status, got.raw)
+		}
+		if err := tokens.Revoke(context.Background(), info.ID); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.call("POST", "/api/v1/requests", secret, map[string]string{"role": "other", "reason": "x"}); got.status != 401 || got.str("reason") != "revoked_token" {
+			t.Fatalf("revoked token: %d %s", got.status, got.raw)
+		}
+		r.noLeak(secret)
 	})
 }

@@ -228,7 +228,7 @@ func (s *Service) MayReview(ctx context.Context, requestID, reviewer string) (st
 	if reviewer == req.Requester {
 		return req, refusal(ErrSelfApproval, "You cannot review your own break-glass access.")
 	}
-	role, ok := s.opts.Policy.Role(req.Role)
+	role, ok := s.Policy().Role(req.Role)
 	if !ok {
 		return req, refusal(ErrUnknownRole, "Role %s is no longer in the policy.", req.Role)
 	}
@@ -277,7 +277,7 @@ func (s *Service) RemindReviews(ctx context.Context) (int, error) {
 			continue
 		}
 		every := 4 * time.Hour
-		if role, ok := s.opts.Policy.Role(req.Role); ok && role.BreakGlass != nil {
+		if role, ok := s.Policy().Role(req.Role); ok && role.BreakGlass != nil {
 			every = role.BreakGlass.ReviewEvery
 		}
 		prev := req.Version

@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -72,7 +74,14 @@ type Options struct {
 // Service implements the request state machine.
 type Service struct {
 	opts Options
-	dir  Directory
+	// cur is the policy in force and the directory built on its static groups, swapped whole by SetPolicy
+	// (a reload) while requests are being decided: every decision reads it once per attempt.
+	cur atomic.Pointer[policyState]
+}
+
+type policyState struct {
+	pol *policy.Policy
+	dir Directory
 }
 
 // New validates opts and returns a Service.
@@ -86,15 +95,25 @@ func New(opts Options) (*Service, error) {
 	if opts.ActivationResumeAfter <= 0 {
 		opts.ActivationResumeAfter = 30 * time.Second
 	}
-	dir := Directory(StaticDirectory(opts.Policy.Groups))
-	if opts.Directory != nil {
-		dir = ChainDirectory{StaticDirectory(opts.Policy.Groups), opts.Directory}
-	}
-	return &Service{opts: opts, dir: dir}, nil
+	s := &Service{opts: opts}
+	s.SetPolicy(opts.Policy)
+	return s, nil
 }
 
 // Policy returns the policy in force.
-func (s *Service) Policy() *policy.Policy { return s.opts.Policy }
+func (s *Service) Policy() *policy.Policy { return s.cur.Load().pol }
+
+// SetPolicy puts a new, already validated policy in force (a reload). Requests created under the old one
+// are decided under the new one: eligibility of requester and approver is checked again at approval time.
+func (s *Service) SetPolicy(p *policy.Policy) {
+	dir := Directory(StaticDirectory(p.Groups))
+	if s.opts.Directory != nil {
+		dir = ChainDirectory{StaticDirectory(p.Groups), s.opts.Directory}
+	}
+	s.cur.Store(&policyState{pol: p, dir: dir})
+}
+
+func (s *Service) directory() Directory { return s.cur.Load().dir }
 
 // NewRequest is what a person (or pipeline) asks for.
 type NewRequest struct {
@@ -212,6 +231,20 @@ func (s *Service) Approve(ctx context.Context, requestID, approver, note string)
 		}
 		if req.HasApproval(approver) {
 			return Outcome{Request: req}, refusal(ErrAlreadyApproved, "You already approved this request (%d of %d approvals).", len(req.Approvals), req.RequiredApprovals)
+		}
+		// The request was created under the policy of its time; it is granted only if the policy in force
+		// still allows it: the requester must still be eligible, the duration still allowed, and a raised
+		// approval count applies (a lowered one does not: the stricter rule wins).
+		if ok, err := s.stillMayRequest(ctx, role, &req); err != nil {
+			return Outcome{Request: req}, err
+		} else if !ok {
+			return Outcome{Request: req}, refusal(ErrNotEligible, "<@%s> may no longer request %s under the current policy, so this request cannot be approved. Deny it; the requester can ask again if eligible.", req.Requester, role.Name)
+		}
+		if err := role.ValidateDuration(req.Duration); err != nil {
+			return Outcome{Request: req}, refusal(ErrBadDuration, "This request's duration is no longer allowed by the current policy (%s), so it cannot be approved. Deny it; the requester can ask again.", err.Error())
+		}
+		if role.Approvals > req.RequiredApprovals {
+			req.RequiredApprovals = role.Approvals
 		}
 		now := s.now()
 		prev := req.Version
@@ -368,7 +401,7 @@ func (s *Service) loadPending(ctx context.Context, id string) (store.Request, *p
 	if req.State != store.RequestPending {
 		return req, nil, refusal(ErrAlreadyDecided, "Request %s is already %s%s.", req.ID, req.State, decidedBy(req))
 	}
-	role, ok := s.opts.Policy.Role(req.Role)
+	role, ok := s.Policy().Role(req.Role)
 	if !ok {
 		return req, nil, refusal(ErrUnknownRole, "Role %s is no longer in the policy, so request %s cannot be decided.", req.Role, req.ID)
 	}
@@ -392,7 +425,7 @@ func decidedBy(r store.Request) string {
 }
 
 func (s *Service) roleFor(name string) (*policy.Role, error) {
-	role, ok := s.opts.Policy.Role(name)
+	role, ok := s.Policy().Role(name)
 	if !ok {
 		return nil, refusal(ErrUnknownRole, "There is no role %q.", name)
 	}
@@ -401,7 +434,7 @@ func (s *Service) roleFor(name string) (*policy.Role, error) {
 
 // CanRequest reports whether user may request role. A directory failure is an error: jitbot fails closed.
 func (s *Service) CanRequest(ctx context.Context, role *policy.Role, user string) (bool, error) {
-	ok, err := isMember(ctx, s.dir, role.Requesters.Users, role.Requesters.Groups, user)
+	ok, err := isMember(ctx, s.directory(), role.Requesters.Users, role.Requesters.Groups, user)
 	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Str("role", role.Name).Msg("requester eligibility could not be checked")
 		return false, refusal(ErrUnavailable, "jitbot could not check who may request %s right now, so it refuses to be safe. Try again shortly.", role.Name)
@@ -409,9 +442,22 @@ func (s *Service) CanRequest(ctx context.Context, role *policy.Role, user string
 	return ok, nil
 }
 
+// stillMayRequest reports whether the requester of req may request role under the policy in force: a person
+// through the role's users and groups, a pipeline through the role's workloads (and the workload must still
+// be defined).
+func (s *Service) stillMayRequest(ctx context.Context, role *policy.Role, req *store.Request) (bool, error) {
+	if req.IsWorkload() {
+		if _, ok := s.Policy().Workload(req.Workload); !ok {
+			return false, nil
+		}
+		return slices.Contains(role.Requesters.Workloads, req.Workload), nil
+	}
+	return s.CanRequest(ctx, role, req.Requester)
+}
+
 // CanApprove reports whether user is an eligible approver of role (self-approval is checked separately).
 func (s *Service) CanApprove(ctx context.Context, role *policy.Role, user string) (bool, error) {
-	ok, err := isMember(ctx, s.dir, role.Approvers.Users, role.Approvers.Groups, user)
+	ok, err := isMember(ctx, s.directory(), role.Approvers.Users, role.Approvers.Groups, user)
 	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Str("role", role.Name).Msg("approver eligibility could not be checked")
 		return false, refusal(ErrUnavailable, "jitbot could not check who may approve %s right now, so it refuses to be safe. Try again shortly.", role.Name)
@@ -422,8 +468,9 @@ func (s *Service) CanApprove(ctx context.Context, role *policy.Role, user string
 // RequestableRoles lists the roles user may request, in name order.
 func (s *Service) RequestableRoles(ctx context.Context, user string) ([]*policy.Role, error) {
 	var out []*policy.Role
-	for _, name := range s.opts.Policy.RoleNames() {
-		role, _ := s.opts.Policy.Role(name)
+	pol := s.Policy()
+	for _, name := range pol.RoleNames() {
+		role, _ := pol.Role(name)
 		ok, err := s.CanRequest(ctx, role, user)
 		if err != nil {
 			return nil, err
@@ -452,7 +499,17 @@ func (s *Service) event(typ, actor string, req *store.Request, details map[strin
 			delete(details, k)
 		}
 	}
-	return store.AuditEvent{Type: typ, At: s.now(), Actor: actor, RequestID: req.ID, GrantID: req.GrantID, Role: req.Role, Details: details}
+	now := s.now()
+	if got, need, ok := strings.Cut(details["approvals"], "/"); (typ == store.EventApproved && ok && got == need) || typ == store.EventDenied {
+		// The decision: how long the request waited for it (jitbot_request_decision_seconds).
+		if !req.CreatedAt.IsZero() {
+			if details == nil {
+				details = map[string]string{}
+			}
+			details["decision_wait_ms"] = strconv.FormatInt(now.Sub(req.CreatedAt).Milliseconds(), 10)
+		}
+	}
+	return store.AuditEvent{Type: typ, At: now, Actor: actor, RequestID: req.ID, GrantID: req.GrantID, Role: req.Role, Details: details}
 }
 
 func (s *Service) publish(ctx context.Context, events ...store.AuditEvent) {
@@ -486,7 +543,7 @@ func (s *Service) MayDecide(ctx context.Context, requestID, approver string) (st
 // principal is the requester's identity at a provider, following the provider's principal_from. A failed
 // email lookup refuses the request: without a trustworthy principal nothing may be granted.
 func (s *Service) principal(ctx context.Context, user, provider string) (string, error) {
-	p, err := s.opts.Policy.Principal(user, provider)
+	p, err := s.Policy().Principal(user, provider)
 	if !errors.Is(err, policy.ErrNeedsEmail) {
 		return p, err
 	}

@@ -39,7 +39,7 @@ func (s *Service) CreateForWorkload(ctx context.Context, in WorkloadRequest) (st
 	if err != nil {
 		return store.Request{}, err
 	}
-	if _, ok := s.opts.Policy.Workload(in.Workload); !ok {
+	if _, ok := s.Policy().Workload(in.Workload); !ok {
 		return store.Request{}, refusal(ErrNotEligible, "Workload %s is not in the policy.", in.Workload)
 	}
 	if !slices.Contains(role.Requesters.Workloads, in.Workload) {
@@ -56,7 +56,7 @@ func (s *Service) CreateForWorkload(ctx context.Context, in WorkloadRequest) (st
 	if err != nil {
 		return store.Request{}, err
 	}
-	if _, err := s.opts.Policy.WorkloadPrincipal(role, in.Workload); err != nil {
+	if _, err := s.Policy().WorkloadPrincipal(role, in.Workload); err != nil {
 		return store.Request{}, refusal(ErrNoIdentity, "%s", err.Error())
 	}
 	now := s.now()
@@ -71,7 +71,7 @@ func (s *Service) CreateForWorkload(ctx context.Context, in WorkloadRequest) (st
 	pc := in.Pipeline
 	pc.ActorUser = ""
 	if pc.Issuer != "" && pc.Actor != "" {
-		pc.ActorUser = s.opts.Policy.ActorUser(pc.Issuer, pc.Actor)
+		pc.ActorUser = s.Policy().ActorUser(pc.Issuer, pc.Actor)
 	}
 	req := store.Request{
 		ID:                store.NewID("r"),
@@ -127,11 +127,11 @@ func (s *Service) userConditions(ctx context.Context, role *policy.Role, user st
 		return nil
 	}
 	var groups []string
-	for _, g := range append(slices.Sorted(maps.Keys(s.opts.Policy.Groups)), role.Requesters.Groups...) {
+	for _, g := range append(slices.Sorted(maps.Keys(s.Policy().Groups)), role.Requesters.Groups...) {
 		if slices.Contains(groups, g) {
 			continue
 		}
-		if ok, err := isMember(ctx, s.dir, nil, []string{g}, user); err == nil && ok {
+		if ok, err := isMember(ctx, s.directory(), nil, []string{g}, user); err == nil && ok {
 			groups = append(groups, g)
 		}
 	}
@@ -198,12 +198,12 @@ func (s *Service) autoApproveWorkload(ctx context.Context, req store.Request, ro
 // workloadLease is the write-ahead grant of an approved pipeline request: the workload's principal, and a
 // heartbeat timeout that makes the grant end with the job.
 func (s *Service) workloadLease(req *store.Request, role *policy.Role, now time.Time) (store.Grant, error) {
-	principal, err := s.opts.Policy.WorkloadPrincipal(role, req.Workload)
+	principal, err := s.Policy().WorkloadPrincipal(role, req.Workload)
 	if err != nil {
 		return store.Grant{}, refusal(ErrNoIdentity, "%s", err.Error())
 	}
 	hb := policy.DefaultHeartbeatTimeout
-	if w, ok := s.opts.Policy.Workload(req.Workload); ok {
+	if w, ok := s.Policy().Workload(req.Workload); ok {
 		hb = w.HeartbeatTimeout
 	}
 	return grants.NewLease(grants.LeaseSpec{

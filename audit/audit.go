@@ -64,6 +64,9 @@ type Report struct {
 	Checkpoints int
 	// LatestCheckpoint is the highest checkpoint checked (zero when none).
 	LatestCheckpoint Checkpoint
+	// Keyed and Unkeyed count the entries by link kind; KeyedUnchecked is how many keyed links could only be
+	// checked for continuity (no LinkKey given).
+	Keyed, Unkeyed, KeyedUnchecked uint64
 }
 
 // Expectation is a head recorded earlier: the entry at Seq must have Hash. Seq 0 means "some entry has
@@ -101,6 +104,9 @@ type VerifyOptions struct {
 	// still have each one's hash at its seq.
 	Checkpoints []Checkpoint
 	Keys        []PublicKey
+	// LinkKey recomputes keyed links (JITBOT_AUDIT_LINK_KEY). With it, the log must end with a keyed entry:
+	// a log re-linked without the key (all unkeyed) would otherwise pass.
+	LinkKey []byte
 }
 
 // Kinds of VerifyError.
@@ -112,6 +118,7 @@ const (
 	KindExpectMissing  = "expect-missing"  // the expected head is past the end of the log
 	KindExpectMismatch = "expect-mismatch" // the entry at the expected seq has another hash
 	KindCheckpoint     = "checkpoint"      // a signed checkpoint does not match the log, or does not verify
+	KindNotKeyed       = "not-keyed"       // a link key is given but the log does not end with a keyed entry
 )
 
 // VerifyError is a verification failure other than a broken link (those are *store.ChainError). Kind says
@@ -177,15 +184,19 @@ func VerifyLog(ctx context.Context, r Reader, o VerifyOptions) (Report, error) {
 	foundExpect := false
 
 	const page = 1000
-	seq, hash := uint64(0), store.GenesisHash
+	v := store.ChainVerifier{Hash: store.GenesisHash, Key: o.LinkKey}
+	var seq uint64
+	hash := store.GenesisHash
 	for {
 		recs, err := r.ReadAudit(ctx, seq, page)
 		if err != nil {
 			rep.Entries, rep.HeadHash = seq, hash
 			return rep, fmt.Errorf("audit: read after %d: %w", seq, err)
 		}
-		seq, hash, err = store.VerifyChain(recs, seq, hash)
+		err = v.Verify(recs)
+		seq, hash = v.Seq, v.Hash
 		rep.Entries, rep.HeadHash = seq, hash
+		rep.Keyed, rep.Unkeyed, rep.KeyedUnchecked = v.Keyed, v.Unkeyed, v.KeyedUnchecked
 		if err != nil {
 			return rep, err
 		}
@@ -217,6 +228,13 @@ func VerifyLog(ctx context.Context, r Reader, o VerifyOptions) (Report, error) {
 		return rep, &VerifyError{Kind: KindHeadMismatch, Msg: fmt.Sprintf(
 			"the last entry (seq %d) has hash %s but the store's head records %s: the head or the last entry was replaced",
 			seq, short(hash), short(head.Hash))}
+	}
+
+	if len(o.LinkKey) > 0 && !store.IsKeyed(hash) {
+		return rep, &VerifyError{Kind: KindNotKeyed, Msg: fmt.Sprintf(
+			"the log ends with an unkeyed entry (seq %d) although a link key is given: it was re-linked by someone without "+
+				"the key, or the jitbot that wrote it runs without JITBOT_AUDIT_LINK_KEY (a key configured just now is "+
+				"used from the next event on)", seq)}
 	}
 
 	if e := o.Expect; e != nil {

@@ -43,6 +43,8 @@ type MonitorOptions struct {
 	Store MonitorStore
 	// Signer signs checkpoints; nil writes unsigned ones (they still catch a store that lost writes).
 	Signer *Signer
+	// LinkKey recomputes keyed audit links when new entries are verified (JITBOT_AUDIT_LINK_KEY).
+	LinkKey []byte
 	// CheckpointFile is where checkpoints are appended (JITBOT_AUDIT_CHECKPOINT_FILE), and where the last head
 	// published before a restart is read from. Empty: no file; the last head lives only in this process.
 	CheckpointFile string
@@ -55,6 +57,8 @@ type MonitorOptions struct {
 	Logger    zerolog.Logger
 	// RemindEvery repeats the divergence error in the log while it lasts. Default 5m.
 	RemindEvery time.Duration
+	// FollowEvery is how often Follow reads the head on a replica that does not lead. Default 1s.
+	FollowEvery time.Duration
 }
 
 // Monitor watches the audit log for a store that went backwards and writes the periodic checkpoints. Check
@@ -74,7 +78,10 @@ type Monitor struct {
 	published   uint64 // seq of the last checkpoint written
 	diverged    error  // non-nil while the store does not extend seen
 	divergedAt  time.Time
+	suspectAt   time.Time // when Observe first found the store not extending the head seen
 	lastWarning time.Time
+	// lastReadError rate-limits the log line for a store that cannot be read.
+	lastReadError time.Time
 }
 
 // NewMonitor returns a Monitor; it reads nothing until the first Check.
@@ -88,7 +95,78 @@ func NewMonitor(o MonitorOptions) (*Monitor, error) {
 	if o.RemindEvery <= 0 {
 		o.RemindEvery = 5 * time.Minute
 	}
+	if o.FollowEvery <= 0 {
+		o.FollowEvery = time.Second
+	}
 	return &Monitor{o: o}, nil
+}
+
+// Seen returns the highest audit head this monitor has seen the store extend to.
+func (m *Monitor) Seen() store.AuditHead {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seen
+}
+
+// Follow keeps the head seen up to date while this replica does not lead (leading reports whether it does;
+// the leader checks before every sweep), until ctx ends. So a replica that takes over the sweeper after a
+// failover knows the head the store had, and notices a store that lost writes in the same failover. It only
+// observes: the alert is raised by the first Check of the replica that leads.
+func (m *Monitor) Follow(ctx context.Context, leading func() bool) {
+	t := time.NewTicker(m.o.FollowEvery)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if leading() {
+			continue
+		}
+		why, err := m.Observe(ctx)
+		if err == nil && why != "" && !warned {
+			warned = true
+			m.o.Logger.Warn().Str("reason", why).Msg("audit: the store does not extend the audit head this replica saw; the sweeper leader pauses on its next check")
+		}
+	}
+}
+
+// Observe is one step of Follow: it reads the head and, when the store extends the head seen, records it.
+// When it does not, it returns why and leaves the head seen as it was (so the leader's Check finds the same
+// and alerts), unless the checkpoint file holds an acceptance written since this replica first saw the
+// mismatch (a shared checkpoint file), which it then adopts like the leader.
+func (m *Monitor) Observe(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.diverged != nil {
+		return "", nil
+	}
+	if !m.started {
+		if err := m.loadCheckpoint(time.Time{}); err != nil {
+			return "", err
+		}
+		m.started = true
+	}
+	head, err := m.o.Store.AuditHead(ctx)
+	if err != nil {
+		return "", err
+	}
+	why, err := m.follows(ctx, head)
+	if err == nil && why != "" {
+		if m.suspectAt.IsZero() {
+			m.suspectAt = m.o.Now()
+		}
+		if lerr := m.loadCheckpoint(m.suspectAt); lerr == nil {
+			why, err = m.follows(ctx, head)
+		}
+	}
+	if err != nil || why != "" {
+		return why, err
+	}
+	m.seen, m.seenKnown, m.source, m.suspectAt = head, true, "this process", time.Time{}
+	return "", nil
 }
 
 // Diverged returns the divergence error while the store does not extend the last head seen, else nil.
@@ -108,13 +186,20 @@ func (m *Monitor) Check(ctx context.Context) error {
 	if errors.Is(err, ErrStoreDiverged) && m.o.Observer != nil {
 		m.o.Observer.AuditCheckRefused()
 	}
+	if err != nil && !errors.Is(err, ErrStoreDiverged) && ctx.Err() == nil {
+		// The store could not be read: the sweep is skipped too. Say so, at most every RemindEvery.
+		if now := m.o.Now(); now.Sub(m.lastReadError) >= m.o.RemindEvery {
+			m.lastReadError = now
+			m.o.Logger.Error().Err(err).Msg("audit: cannot check the store's audit head; sweeps are skipped until it answers")
+		}
+	}
 	return err
 }
 
 func (m *Monitor) check(ctx context.Context, full bool) (store.AuditHead, error) {
 	if !m.started || m.diverged != nil {
 		// At start, and while diverged (an operator may have accepted the store since), read the checkpoint file.
-		if err := m.loadCheckpoint(); err != nil {
+		if err := m.loadCheckpoint(m.divergedAt); err != nil {
 			return store.AuditHead{}, err
 		}
 		m.started = true
@@ -149,9 +234,9 @@ func (m *Monitor) check(ctx context.Context, full bool) (store.AuditHead, error)
 }
 
 // loadCheckpoint reads the checkpoint file. At start, its last checkpoint is the head seen (and trusted).
-// While diverged, a checkpoint an operator wrote after the divergence with `jitbot audit accept` replaces
-// them.
-func (m *Monitor) loadCheckpoint() error {
+// Later, a checkpoint an operator wrote after acceptAfter (the divergence) with `jitbot audit accept`
+// replaces them.
+func (m *Monitor) loadCheckpoint(acceptAfter time.Time) error {
 	if !m.started {
 		m.trusted = store.AuditHead{Hash: store.GenesisHash}
 	}
@@ -162,22 +247,29 @@ func (m *Monitor) loadCheckpoint() error {
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if err != nil && len(cs) == 0 {
-		return err
+	if err != nil && !m.started {
+		// Unreadable or malformed: as good as no file (which anyone who can corrupt it could also arrange),
+		// so say it loudly and go on with the checkpoints read before the bad line, if any.
+		m.o.Logger.Error().Err(err).Int("usable_checkpoints", len(cs)).
+			Msg("audit: the checkpoint file cannot be read in full; a store that lost writes before this start may go unnoticed")
 	}
-	if err != nil {
-		m.o.Logger.Error().Err(err).Msg("audit: checkpoint file has a malformed line; using the checkpoints before it")
-	}
+	ignored := 0
+	defer func() {
+		if ignored > 0 && !m.started {
+			m.o.Logger.Warn().Int("ignored", ignored).Str("file", m.o.CheckpointFile).
+				Msg("audit: ignoring checkpoints that are unsigned or do not verify with JITBOT_AUDIT_SIGNING_KEY")
+		}
+	}()
 	for i := len(cs) - 1; i >= 0; i-- {
 		c := cs[i]
 		if m.o.Signer != nil {
 			// With a key, only signed checkpoints count: anyone who can write the file can add unsigned lines.
 			if verr := c.Verify([]PublicKey{m.o.Signer.Public()}); verr != nil || !c.Signed() {
-				m.o.Logger.Error().Uint64("seq", c.Seq).AnErr("reason", verr).Msg("audit: ignoring a checkpoint that is unsigned or does not verify with the signing key")
+				ignored++
 				continue
 			}
 		}
-		if m.started && !(c.Accept && c.At.After(m.divergedAt)) {
+		if m.started && !(c.Accept && c.At.After(acceptAfter)) {
 			return nil
 		}
 		h := store.AuditHead{Seq: c.Seq, Hash: c.Hash}
@@ -226,24 +318,26 @@ func (m *Monitor) follows(ctx context.Context, head store.AuditHead) (string, er
 // chains reports why the entries after the trusted head up to head do not form an unbroken chain ending at
 // head ("" when they do).
 func (m *Monitor) chains(ctx context.Context, head store.AuditHead) (string, error) {
-	seq, hash := m.trusted.Seq, m.trusted.Hash
+	v := store.ChainVerifier{Seq: m.trusted.Seq, Hash: m.trusted.Hash, Key: m.o.LinkKey}
 	const page = 1000
-	for seq < head.Seq {
-		recs, err := m.o.Store.ReadAudit(ctx, seq, int(min(page, head.Seq-seq)))
+	for v.Seq < head.Seq {
+		recs, err := m.o.Store.ReadAudit(ctx, v.Seq, int(min(page, head.Seq-v.Seq)))
 		if err != nil {
-			return "", fmt.Errorf("audit: monitor: read after %d: %w", seq, err)
+			return "", fmt.Errorf("audit: monitor: read after %d: %w", v.Seq, err)
 		}
 		if len(recs) == 0 {
-			return fmt.Sprintf("the store's audit head is seq %d but the log ends at seq %d", head.Seq, seq), nil
+			return fmt.Sprintf("the store's audit head is seq %d but the log ends at seq %d", head.Seq, v.Seq), nil
 		}
-		next, nextHash, err := store.VerifyChain(recs, seq, hash)
-		if err != nil {
+		if err := v.Verify(recs); err != nil {
 			return err.Error(), nil
 		}
-		seq, hash = next, nextHash
 	}
-	if hash != head.Hash {
-		return fmt.Sprintf("the last entry (seq %d) has hash %s but the store's head records %s", seq, short(hash), short(head.Hash)), nil
+	if v.Hash != head.Hash {
+		return fmt.Sprintf("the last entry (seq %d) has hash %s but the store's head records %s", v.Seq, short(v.Hash), short(head.Hash)), nil
+	}
+	if len(m.o.LinkKey) > 0 && head.Seq > m.trusted.Seq && !store.IsKeyed(head.Hash) {
+		return fmt.Sprintf("the new entries up to seq %d are not keyed although this jitbot writes keyed links: they were re-linked without the key, "+
+			"or another replica runs without JITBOT_AUDIT_LINK_KEY", head.Seq), nil
 	}
 	return "", nil
 }

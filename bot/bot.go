@@ -266,7 +266,7 @@ func (b *Bot) requestedText(req store.Request) string {
 			req.ID, req.Role, policy.FormatDuration(req.Duration))
 	}
 	where := "the approvers"
-	if role, ok := b.opts.Policy.Role(req.Role); ok && role.ApprovalChannel != "" {
+	if role, ok := b.opts.Approvals.Policy().Role(req.Role); ok && role.ApprovalChannel != "" {
 		where = "<#" + role.ApprovalChannel + ">"
 	}
 	return fmt.Sprintf("Request %s for `%s` (%s) is waiting for %d approval(s) in %s. I'll message you when it is decided.",

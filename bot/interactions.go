@@ -340,7 +340,7 @@ func (b *Bot) homeView(ctx context.Context, user string) (slack.HomeTabViewReque
 		if r.Requester == user || r.HasApproval(user) {
 			continue
 		}
-		role, ok := b.opts.Policy.Role(r.Role)
+		role, ok := b.opts.Approvals.Policy().Role(r.Role)
 		if !ok {
 			continue
 		}
@@ -359,6 +359,6 @@ func (b *Bot) homeView(ctx context.Context, user string) (slack.HomeTabViewReque
 }
 
 func (b *Bot) roleOf(name string) *policy.Role {
-	r, _ := b.opts.Policy.Role(name)
+	r, _ := b.opts.Approvals.Policy().Role(name)
 	return r
 }

@@ -18,21 +18,22 @@ import (
 )
 
 // Notifier turns committed audit events into Slack: the approval message (posted, then updated in place,
-// with a thread reply per event), DMs to the requester, reminders before expiry, and one line per event in
+// with a thread reply per event), DMs to the requester (the reminder before expiry on the grant manager's
+// grant-reminder event, which the durable due index schedules), and one line per event in
 // the audit channel. It never blocks a state change: events are queued per channel and retried; the store
 // stays the truth and every message is re-rendered from it when its job runs.
 type Notifier struct {
-	api    SlackAPI
-	st     Store
-	pol    *policy.Policy
-	now    func() time.Time
-	log    zerolog.Logger
-	remind func(g store.Grant) time.Duration
+	api SlackAPI
+	st  Store
+	pol *policy.Policy
+	now func() time.Time
+	log zerolog.Logger
+	// current, when set, returns the policy in force (it changes on reload); pol is the fallback.
+	current func() *policy.Policy
 
 	mu     sync.Mutex
 	queues map[string]*channelQueue
 	dms    map[string]string
-	timers map[string]*time.Timer
 	ctx    context.Context
 	wg     sync.WaitGroup
 }
@@ -44,8 +45,9 @@ type NotifierOptions struct {
 	Policy *policy.Policy
 	Now    func() time.Time
 	Logger zerolog.Logger
-	// RemindBefore says how long before expiry the holder is reminded; default min(10m, duration/5).
-	RemindBefore func(g store.Grant) time.Duration
+	// CurrentPolicy, when set, returns the policy in force, read for every event (policy reloads); Policy is
+	// used when it is nil.
+	CurrentPolicy func() *policy.Policy
 }
 
 // NewNotifier returns a Notifier whose workers live until ctx ends.
@@ -53,11 +55,8 @@ func NewNotifier(ctx context.Context, o NotifierOptions) *Notifier {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.RemindBefore == nil {
-		o.RemindBefore = func(g store.Grant) time.Duration { return min(10*time.Minute, g.Duration/5) }
-	}
-	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger, remind: o.RemindBefore,
-		queues: map[string]*channelQueue{}, dms: map[string]string{}, timers: map[string]*time.Timer{}, ctx: ctx}
+	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger, current: o.CurrentPolicy,
+		queues: map[string]*channelQueue{}, dms: map[string]string{}, ctx: ctx}
 }
 
 // Wait blocks until every queued job has run (after ctx ended, or when the queues are idle in tests).
@@ -175,8 +174,15 @@ func (n *Notifier) Publish(_ context.Context, events ...store.AuditEvent) {
 }
 
 func (n *Notifier) roleOf(name string) *policy.Role {
-	r, _ := n.pol.Role(name)
+	r, _ := n.policy().Role(name)
 	return r
+}
+
+func (n *Notifier) policy() *policy.Policy {
+	if n.current != nil {
+		return n.current()
+	}
+	return n.pol
 }
 
 func (n *Notifier) handle(e store.AuditEvent) {
@@ -216,7 +222,7 @@ func (n *Notifier) auditChannel(role *policy.Role) string {
 	if role != nil && role.AuditChannel != "" {
 		return role.AuditChannel
 	}
-	return n.pol.Defaults.AuditChannel
+	return n.policy().Defaults.AuditChannel
 }
 
 // postApproval posts the approval message once and records where it is on the request.
@@ -336,6 +342,11 @@ func threadReply(e store.AuditEvent) string {
 			return fmt.Sprintf(":lock: Grant %s ended.", e.GrantID) + preExistingNote(e, "ended")
 		}
 		return fmt.Sprintf(":lock: Access removed (grant %s).", e.GrantID)
+	case store.EventRevokeVerified:
+		if at, err := time.Parse(time.RFC3339Nano, e.Details["verified_at"]); err == nil {
+			return fmt.Sprintf(":white_check_mark: Access confirmed gone at %s (checked at the provider).", slackDate(at, "{time_secs}"))
+		}
+		return ":white_check_mark: Access confirmed gone (checked at the provider)."
 	case store.EventRevokeFailed:
 		return fmt.Sprintf(":rotating_light: Removing access failed %s times: %s. jitbot keeps retrying.", e.Details["attempts"], clip(escape(e.Details["error"]), 500))
 	case store.EventBreakGlass:
@@ -367,7 +378,6 @@ func (n *Notifier) dmFor(e store.AuditEvent) {
 		if err != nil || g.State != store.GrantActive {
 			return
 		}
-		n.scheduleReminder(g)
 		if e.Type == store.EventExtended {
 			n.refreshGrantDMs(g.UserID, e.RequestID, e.GrantID)
 			return
@@ -375,6 +385,16 @@ func (n *Notifier) dmFor(e store.AuditEvent) {
 		text, blocks = GrantDM(g)
 		n.dmThen(g.UserID, text, blocks, func(ctx context.Context, ch, ts string) error {
 			return n.rememberDM(ctx, e.RequestID, ch, ts)
+		})
+		return
+	case store.EventGrantReminder:
+		g, err := n.st.GetGrant(context.WithoutCancel(n.ctx), e.GrantID)
+		if err != nil || g.State != store.GrantActive || !n.now().Before(g.ExpiresAt) {
+			return
+		}
+		text = fmt.Sprintf(":hourglass_flowing_sand: Your access to `%s` ends %s (grant %s). Extend it, or end it now if you are done.", g.Role, when(g.ExpiresAt), g.ID)
+		n.dmThen(g.UserID, text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(g)}, func(ctx context.Context, ch, ts string) error {
+			return n.rememberDM(ctx, g.RequestID, ch, ts)
 		})
 		return
 	case store.EventReleased, store.EventGrantExpired, store.EventRevokeFailed:
@@ -565,35 +585,4 @@ func (n *Notifier) dmChannel(ctx context.Context, user string) (string, error) {
 	n.dms[user] = c.ID
 	n.mu.Unlock()
 	return c.ID, nil
-}
-
-// scheduleReminder DMs the holder shortly before expiry with Extend and I'm done. Reminders are timers in
-// this process: after a restart, grants that are still active get no reminder (their expiry is unaffected).
-func (n *Notifier) scheduleReminder(g store.Grant) {
-	before := n.remind(g)
-	if before <= 0 {
-		return
-	}
-	at := g.ExpiresAt.Add(-before)
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if t := n.timers[g.ID]; t != nil {
-		t.Stop()
-	}
-	n.timers[g.ID] = time.AfterFunc(max(at.Sub(n.now()), 0), func() {
-		n.mu.Lock()
-		delete(n.timers, g.ID)
-		n.mu.Unlock()
-		if n.ctx.Err() != nil {
-			return
-		}
-		cur, err := n.st.GetGrant(context.WithoutCancel(n.ctx), g.ID)
-		if err != nil || cur.State != store.GrantActive || !cur.ExpiresAt.Equal(g.ExpiresAt) {
-			return
-		}
-		text := fmt.Sprintf(":hourglass_flowing_sand: Your access to `%s` ends %s (grant %s). Extend it, or end it now if you are done.", cur.Role, when(cur.ExpiresAt), cur.ID)
-		n.dmThen(cur.UserID, text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil), GrantButtons(cur)}, func(ctx context.Context, ch, ts string) error {
-			return n.rememberDM(ctx, cur.RequestID, ch, ts)
-		})
-	})
 }

@@ -46,7 +46,7 @@ func (m *Manager) Heartbeat(ctx context.Context, grantID, by string) (store.Gran
 		}
 		prev := g.Version
 		g.LastHeartbeat, g.HeartbeatDeadline = now, now.Add(g.HeartbeatTimeout)
-		g.DueAt = g.ActiveDueAt()
+		g.DueAt = activeDue(&g)
 		err = m.opts.Store.Commit(ctx, store.Batch{Grants: []store.GrantPut{{Grant: &g, PrevVersion: prev}}})
 		if errors.Is(err, store.ErrConflict) {
 			continue // the sweeper or another heartbeat wrote first: re-read and re-check

@@ -75,6 +75,10 @@ type Options struct {
 	// LockWait is how long an operation waits for another operation on the same binding. Default
 	// AttemptTimeout.
 	LockWait time.Duration
+	// RemindBefore says how long before its expiry the holder of an active grant is reminded (a
+	// grant-reminder event, scheduled in the durable due index); 0 or less: no reminder for that grant.
+	// Default min(10m, a fifth of the grant's duration), none for grants shorter than 5 minutes.
+	RemindBefore func(g store.Grant) time.Duration
 	// LateCallWindow is how long after a revoke a provider call that jitbot gave up on (an attempt timeout)
 	// may still land at a provider that cannot order operations (see Sequenced): the revoked binding is
 	// checked again, from the durable due index, once it has passed. Default 2×AttemptTimeout.
@@ -123,6 +127,14 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	if opts.LockWait <= 0 {
 		opts.LockWait = opts.AttemptTimeout
+	}
+	if opts.RemindBefore == nil {
+		opts.RemindBefore = func(g store.Grant) time.Duration {
+			if g.Duration < 5*time.Minute {
+				return 0 // a reminder less than a minute before the end is noise
+			}
+			return min(10*time.Minute, g.Duration/5)
+		}
 	}
 	m := &Manager{opts: opts, maxBudget: opts.AttemptTimeout}
 	for _, p := range opts.Providers {
@@ -174,7 +186,7 @@ func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant,
 		}
 		now := m.now()
 		prev := g.Version
-		g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts = store.GrantRevoking, "released", by, now, now, 0
+		g.State, g.EndReason, g.EndedBy, g.EndedAt, g.DueAt, g.Attempts, g.RemindAt = store.GrantRevoking, "released", by, now, now, 0, time.Time{}
 		ev := m.event(store.EventReleased, by, g, nil)
 		if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
 			return err
@@ -207,6 +219,7 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		if err != nil {
 			return fmt.Errorf("grants: list leases of binding: %w", err)
 		}
+		b.observe(leases)
 		until := newExpiry
 		if others := latestExpiry(leases, now, g.ID); others.After(until) {
 			until = others
@@ -227,7 +240,7 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 		prev := g.Version
 		oldExpiry := g.ExpiresAt
 		g.ExpiresAt, g.Duration = newExpiry, g.Duration+d
-		g.DueAt = g.ActiveDueAt()
+		m.scheduleReminder(g, now) // sets DueAt: the reminder, the heartbeat deadline or the expiry
 		ev := m.event(store.EventExtended, by, g, map[string]string{"by": d.String(), "old_expires_at": oldExpiry.UTC().Format(time.RFC3339), "expires_at": newExpiry.UTC().Format(time.RFC3339)})
 		if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}, ev); err != nil {
 			b.diverge(a)
@@ -324,6 +337,7 @@ func (m *Manager) converge(ctx context.Context, b *binding) error {
 	if err != nil {
 		return fmt.Errorf("grants: list leases of binding: %w", err)
 	}
+	b.observe(leases)
 	// 1. Apply leases waiting for activation. The provider is told the latest expiry of all the binding's
 	// leases, so that a provider that expires access itself never cuts a longer overlapping lease short.
 	for i := range leases {
@@ -435,6 +449,7 @@ func (m *Manager) realignLocked(ctx context.Context, b *binding, stray []Assignm
 	// No live lease: nothing of the binding may remain at the provider. One revoke removes the binding.
 	a := stray[len(stray)-1]
 	g := &store.Grant{ID: a.GrantID, RequestID: a.RequestID, Role: a.Role, BindingKey: b.key}
+	var puts []store.GrantPut
 	if known, err := m.opts.Store.GetGrant(ctx, a.GrantID); err == nil {
 		g = &known
 	}
@@ -451,7 +466,14 @@ func (m *Manager) realignLocked(ctx context.Context, b *binding, stray []Assignm
 	}
 	ev := m.event(store.EventDriftRevoked, "system:grants", g, map[string]string{"provider": g.Provider,
 		"reason": "a provider call whose outcome could not be recorded (lock lost or record changed meanwhile) may have applied access that no live grant covers"})
-	if err := m.commit(ctx, b, nil, ev); err != nil {
+	if g.Version > 0 && g.State.Terminal() {
+		// This revoke is verified like any other, from the due index (see recheck).
+		prev := g.Version
+		g.RecheckAt, g.VerifiedAt, g.Attempts = m.now().Add(propagationDelay(p)), time.Time{}, 0
+		g.DueAt = g.RecheckAt
+		puts = append(puts, store.GrantPut{Grant: g, PrevVersion: prev})
+	}
+	if err := m.commit(ctx, b, puts, ev); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not record the realigning revoke")
 	}
 	return nil
@@ -474,8 +496,25 @@ func (m *Manager) activate(ctx context.Context, b *binding, g *store.Grant, othe
 		if a.Ref == "" {
 			a.Ref = inherited
 		}
+		passed, marked := a.Ref, false
+		if a.Ref == "" || a.Ref == RefUntouched {
+			// Write ahead that a first call is under way: if this process dies before it records the
+			// provider's answer, the resumed attempt gets RefCallPending instead of "" and cannot mistake
+			// access this call created for access that was there before.
+			marked = true
+			prev := g.Version
+			g.ProviderRef = RefCallPending
+			if err := m.commit(ctx, b, []store.GrantPut{{Grant: g, PrevVersion: prev}}); err != nil {
+				log.Error().Err(err).Msg("could not record the provider call about to be made")
+				g.State = "" // unknown now: keep it out of this converge pass
+				return
+			}
+		}
 		called = true
 		ref, err = m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+		if ref == "" && marked {
+			g.ProviderRef = passed // the call is over; the adapter had nothing to say
+		}
 	}
 	if ref != "" {
 		// Kept after a failed attempt too: it can name an operation still in flight, or say whose the
@@ -491,7 +530,8 @@ func (m *Manager) activate(ctx context.Context, b *binding, g *store.Grant, othe
 		if g.HeartbeatTimeout > 0 {
 			g.HeartbeatDeadline = now.Add(g.HeartbeatTimeout)
 		}
-		g.DueAt, g.Attempts, g.LastError = g.ActiveDueAt(), 0, ""
+		g.Attempts, g.LastError = 0, ""
+		m.scheduleReminder(g, now) // sets DueAt: the reminder, the heartbeat deadline or the expiry
 		details := map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339Nano), "provider": g.Provider}
 		if IsPreExisting(g.ProviderRef) {
 			details["pre_existing"] = "true"
@@ -572,7 +612,7 @@ func (m *Manager) shrinkExpiry(ctx context.Context, b *binding, ending []*store.
 func bindingRef(leases []store.Grant, except string) string {
 	ref := ""
 	for _, g := range leases {
-		if g.ID == except || g.ProviderRef == "" || !slices.Contains(store.LiveGrantStates, g.State) {
+		if g.ID == except || g.ProviderRef == "" || g.ProviderRef == RefUntouched || !slices.Contains(store.LiveGrantStates, g.State) {
 			continue
 		}
 		if !IsPreExisting(g.ProviderRef) {
@@ -602,17 +642,12 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 			last = g
 		}
 	}
-	ref := ""
-	for _, g := range ending {
-		if g.ProviderRef != "" && (ref == "" || IsPreExisting(ref)) {
-			ref = g.ProviderRef
-		}
-	}
+	ref, remove := revokeRef(ending)
 	preExisting := IsPreExisting(ref)
 	p, err := m.provider(last)
 	var a Assignment
 	called := false
-	if err == nil && !preExisting {
+	if err == nil && remove {
 		a = b.assignment(last, last.ExpiresAt)
 		a.Ref = ref
 		called = true
@@ -626,19 +661,25 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 		events = append(events, m.markEnded(g, now)...)
 		if err == nil {
 			g.State, g.RevokedAt, g.DueAt, g.Attempts, g.LastError = finalState(g), now, time.Time{}, 0, keptError(g)
-			// Pre-existing access was not touched, so no late call of jitbot's can bring anything back.
-			if g == last && !sequenced(p) && !preExisting {
-				g.RecheckAt = now.Add(m.opts.LateCallWindow)
-				g.DueAt = g.RecheckAt
-			}
 			lag := now.Sub(g.EndedAt)
 			details := map[string]string{"lag_ms": strconv.FormatInt(lag.Milliseconds(), 10)}
-			if preExisting {
+			switch {
+			case preExisting:
 				// Nothing was removed: the access was there before jitbot granted it (standing access).
 				details["pre_existing"] = "true"
 				details["note"] = "the access existed before the grant and was left in place"
+			case !remove:
+				details["note"] = "nothing had been applied at the provider"
 			}
 			events = append(events, m.event(store.EventRevoked, "system:grants", g, details))
+			// One check verifies the binding's revoke, from the due index: due at the revoke (or after the
+			// provider's propagation delay), so a burst of expiries is revoked first, earliest due first, and
+			// verified after, and a restart loses nothing. Pre-existing and untouched access was not touched:
+			// there is nothing to verify gone, and no late call of jitbot's can bring anything back.
+			if g == last && remove {
+				g.RecheckAt = now.Add(propagationDelay(p))
+				g.DueAt = g.RecheckAt
+			}
 			if m.opts.Observer != nil && g.EndReason == "expired" {
 				m.opts.Observer.Revoked(lag)
 			}
@@ -670,11 +711,84 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 	return nil
 }
 
+// revokeRef is the reference the binding's revoke acts on, and whether there is anything of jitbot's to remove:
+// a reference of jitbot's own (an operation, an assignment it made, RefCallPending) wins; then an unknown one
+// (""), which is removed to be safe; only when every ending lease holds a pre-existing reference or
+// RefUntouched is nothing removed.
+func revokeRef(ending []*store.Grant) (string, bool) {
+	var unknown, pre, untouched bool
+	preRef := ""
+	for _, g := range ending {
+		switch r := g.ProviderRef; {
+		case r == "":
+			unknown = true
+		case r == RefUntouched:
+			untouched = true
+		case IsPreExisting(r):
+			pre, preRef = true, r
+		default:
+			return r, true
+		}
+	}
+	switch {
+	case unknown:
+		return "", true
+	case pre:
+		return preRef, false
+	case untouched:
+		return RefUntouched, false
+	}
+	return "", true
+}
+
+// scheduleReminder sets an active grant's reminder for its current expiry (none when that moment has passed)
+// and its DueAt to the earlier of reminder and expiry.
+func (m *Manager) scheduleReminder(g *store.Grant, now time.Time) {
+	g.RemindAt = time.Time{}
+	// A task-bound (pipeline) grant has nobody to remind: it ends with its job.
+	if before := m.opts.RemindBefore(*g); before > 0 && g.HeartbeatTimeout <= 0 {
+		if at := g.ExpiresAt.Add(-before).Truncate(time.Millisecond); at.After(now) {
+			g.RemindAt = at
+		}
+	}
+	g.DueAt = activeDue(g)
+}
+
+// activeDue is when the sweeper must next look at an active grant: the earliest of its expiry and its other
+// pending due times (the reminder). Any further due time of an active grant belongs here.
+func activeDue(g *store.Grant) time.Time {
+	due := g.ActiveDueAt() // the expiry, or a task-bound grant's heartbeat deadline when that is earlier
+	if !g.RemindAt.IsZero() && g.RemindAt.Before(due) {
+		due = g.RemindAt
+	}
+	return due
+}
+
+// remind sends the due reminder of an active grant: a grant-reminder event (the Slack notifier DMs the holder
+// on it), committed together with clearing RemindAt, so every reminder is sent once whatever the number of
+// sweepers and restarts.
+func (m *Manager) remind(ctx context.Context, b *binding, id string) error {
+	g, err := m.opts.Store.GetGrant(ctx, id)
+	if err != nil {
+		return fmt.Errorf("grants: remind %s: %w", id, err)
+	}
+	now := m.now()
+	if g.State != store.GrantActive || g.RemindAt.IsZero() || now.Before(g.RemindAt) || !now.Before(g.ExpiresAt) {
+		return nil // not due, already sent, or the grant is over
+	}
+	prev := g.Version
+	g.RemindAt = time.Time{}
+	g.DueAt = activeDue(&g)
+	ev := m.event(store.EventGrantReminder, "system:grants", &g, map[string]string{"expires_at": g.ExpiresAt.UTC().Format(time.RFC3339)})
+	return m.commit(ctx, b, []store.GrantPut{{Grant: &g, PrevVersion: prev}}, ev)
+}
+
 // markEnded moves an active lease whose time is up to revoking and returns the expiry event.
 func (m *Manager) markEnded(g *store.Grant, now time.Time) []store.AuditEvent {
 	if g.State != store.GrantActive {
 		return nil
 	}
+	g.RemindAt = time.Time{}
 	if g.HeartbeatMissed(now) {
 		g.State, g.EndReason, g.EndedAt = store.GrantRevoking, "heartbeat_missed", g.HeartbeatDeadline
 		return []store.AuditEvent{m.event(store.EventHeartbeatMissed, "system:sweeper", g, map[string]string{
@@ -700,12 +814,16 @@ func keptError(g *store.Grant) string {
 }
 
 // ConvergeDue converges a binding for the sweeper, given the binding's grants the sweeper claimed as due:
-// besides live leases these can be revoked leases whose re-check is due (see store.Grant.RecheckAt).
+// besides leases to activate, retry or end, these can be revoked leases whose re-check is due (see
+// store.Grant.RecheckAt) and active leases whose reminder is due (store.Grant.RemindAt).
 func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []store.Grant) error {
-	var rechecks []string
+	var rechecks, reminders []string
 	for _, g := range due {
-		if g.State.Terminal() && !g.RecheckAt.IsZero() {
+		switch {
+		case g.State.Terminal() && !g.RecheckAt.IsZero():
 			rechecks = append(rechecks, g.ID)
+		case g.State == store.GrantActive && !g.RemindAt.IsZero():
+			reminders = append(reminders, g.ID)
 		}
 	}
 	return m.withBinding(ctx, bindingKey, func(b *binding) error {
@@ -713,14 +831,23 @@ func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []stor
 		for _, id := range rechecks {
 			err = errors.Join(err, m.recheck(ctx, b, id))
 		}
+		for _, id := range reminders {
+			err = errors.Join(err, m.remind(ctx, b, id))
+		}
 		return err
 	})
 }
 
-// recheck runs a revoked lease's due re-check: when no live lease covers the binding, a provider call that
-// jitbot gave up on may have brought the access back after the revoke, so the provider is asked and the access
-// revoked again if it is there (a drift-revoked event says so). A failed check or revoke is retried with
-// backoff, and raises a revoke-failed alert once it has failed MaxAttempts times.
+// recheck runs a revoked lease's due check (see store.Grant.RecheckAt). When no live lease covers the binding,
+// the provider is asked whether the access is gone:
+//   - gone: the first time, the revoke is verified (a revoke-verified event); for a provider that cannot order
+//     operations, one more check is scheduled for when a call jitbot gave up on can no longer land;
+//   - still there (the revoke has not taken effect, or a late call brought the access back): it is revoked
+//     again (drift-revoked) and checked again after the propagation delay (at least the retry backoff);
+//     after MaxAttempts such rounds a revoke-failed alert is raised, and jitbot keeps going;
+//   - no answer: retried with backoff, with the same alert after MaxAttempts.
+//
+// A live lease on the binding means the access is wanted again, and that lease's own revoke will be checked.
 func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 	g, err := m.opts.Store.GetGrant(ctx, id)
 	if err != nil {
@@ -736,64 +863,104 @@ func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 	}
 	prev := g.Version
 	var events []store.AuditEvent
-	var callErr error
-	if len(leases) == 0 { // a live lease means the access is wanted, or its own revoke will re-check
-		var ev *store.AuditEvent
-		if ev, callErr = m.revokeIfBack(ctx, b, &g); ev != nil {
-			events = append(events, *ev)
+	var failure error
+	done := func() { g.RecheckAt, g.DueAt, g.Attempts = time.Time{}, time.Time{}, 0 }
+	p, perr := m.provider(&g)
+	switch {
+	case len(leases) > 0:
+		done()
+	case perr != nil:
+		failure = perr
+	default:
+		present, err := m.checkPresent(ctx, b, p, &g)
+		switch {
+		case err != nil:
+			failure = err
+		case present:
+			a := b.assignment(&g, g.ExpiresAt)
+			if _, err := m.call(ctx, "revoke", &g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+				failure = err
+				break
+			}
+			why := "the access was still present after its revoke; revoked again"
+			if !g.VerifiedAt.IsZero() {
+				why = "the access came back after its revoke was verified (a provider call jitbot had given up on landed late); revoked again"
+			}
+			zerolog.Ctx(ctx).Warn().Str("grant_id", g.ID).Msg(why)
+			events = append(events, m.event(store.EventDriftRevoked, "system:grants", &g, map[string]string{"provider": g.Provider, "reason": why}))
+			g.Attempts++
+			g.RecheckAt = now.Add(max(propagationDelay(p), m.backoff(g.Attempts)))
+			g.DueAt = g.RecheckAt
+			if g.Attempts == m.opts.MaxAttempts {
+				events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": "access still present after revoke", "attempts": strconv.Itoa(g.Attempts),
+					"alert": "access is still present at the provider after repeated revokes; jitbot keeps revoking"}))
+			}
+		default:
+			if g.VerifiedAt.IsZero() {
+				events = append(events, m.verifiedEvent(&g, now))
+			}
+			done()
+			if late := g.RevokedAt.Add(m.opts.LateCallWindow); !sequenced(p) && now.Before(late) {
+				g.RecheckAt, g.DueAt = late, late
+			}
 		}
 	}
-	if callErr == nil {
-		g.RecheckAt, g.DueAt, g.Attempts = time.Time{}, time.Time{}, 0
-	} else {
+	if failure != nil {
 		g.Attempts++
 		g.DueAt = now.Add(m.backoff(g.Attempts))
 		if g.Attempts == m.opts.MaxAttempts {
-			events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": callErr.Error(), "attempts": strconv.Itoa(g.Attempts),
-				"alert": "could not confirm that access stayed gone after its revoke; jitbot keeps retrying"}))
+			events = append(events, m.event(store.EventRevokeFailed, "system:grants", &g, map[string]string{"error": failure.Error(), "attempts": strconv.Itoa(g.Attempts),
+				"alert": "could not confirm that access is gone after its revoke; jitbot keeps retrying"}))
 		}
 	}
 	if err := m.commit(ctx, b, []store.GrantPut{{Grant: &g, PrevVersion: prev}}, events...); err != nil {
 		return err
 	}
-	if callErr != nil {
-		return fmt.Errorf("grants: re-check %s: %w", g.ID, callErr)
+	if failure != nil {
+		return fmt.Errorf("grants: re-check %s: %w", g.ID, failure)
 	}
 	return nil
 }
 
-// revokeIfBack asks the provider whether g's access is there and revokes it if it is, or if the provider
-// cannot tell (fail closed). It returns a drift-revoked event when the access had come back.
-func (m *Manager) revokeIfBack(ctx context.Context, b *binding, g *store.Grant) (*store.AuditEvent, error) {
-	p, err := m.provider(g)
-	if err != nil {
-		return nil, err
+// verifiedEvent records on g that a check found its access gone at now, and returns the revoke-verified event.
+func (m *Manager) verifiedEvent(g *store.Grant, now time.Time) store.AuditEvent {
+	g.VerifiedAt = now
+	end := g.EndedAt
+	if end.IsZero() {
+		end = g.RevokedAt
 	}
+	return m.event(store.EventRevokeVerified, "system:grants", g, map[string]string{"provider": g.Provider,
+		"verified_at": now.UTC().Format(time.RFC3339Nano), "lag_ms": strconv.FormatInt(now.Sub(end).Milliseconds(), 10)})
+}
+
+// checkPresent asks the provider, under the binding lock, whether g's access is present.
+func (m *Manager) checkPresent(ctx context.Context, b *binding, p Provider, g *store.Grant) (bool, error) {
+	return m.checkAssignment(ctx, b, p, g, assignment(g, g.ExpiresAt))
+}
+
+// checkAssignment asks the provider, under the binding lock, whether a is present (g names it in logs and
+// metrics).
+func (m *Manager) checkAssignment(ctx context.Context, b *binding, p Provider, g *store.Grant, a Assignment) (bool, error) {
 	if err := m.renew(ctx, b); err != nil {
-		return nil, err
+		return false, err
 	}
-	a := b.assignment(g, g.ExpiresAt)
-	present, checkErr := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
+	a.Generation = b.next()
+	ref, err := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
 		ok, err := p.Check(ctx, a)
 		if ok {
 			return "present", err
 		}
 		return "", err
 	})
-	if checkErr == nil && present == "" {
-		return nil, nil
+	return ref != "", err
+}
+
+// propagationDelay is how long after a revoke p's access may still show (see PropagationDelayer).
+func propagationDelay(p Provider) time.Duration {
+	if d, ok := p.(PropagationDelayer); ok {
+		return max(d.PropagationDelay(), 0)
 	}
-	a = b.assignment(g, g.ExpiresAt)
-	if _, err := m.call(ctx, "revoke", g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
-		return nil, err
-	}
-	if checkErr != nil {
-		return nil, nil // gone now; whether it had come back is unknown
-	}
-	zerolog.Ctx(ctx).Warn().Str("grant_id", g.ID).Msg("access came back after its revoke; revoked again")
-	ev := m.event(store.EventDriftRevoked, "system:grants", g, map[string]string{"provider": g.Provider,
-		"reason": "the access came back after its revoke (a provider call jitbot had given up on landed late); revoked again"})
-	return &ev, nil
+	return 0
 }
 
 // finalState is the terminal state of an ended lease whose access is gone.
@@ -881,6 +1048,15 @@ type binding struct {
 	// extendedAt is the manager's clock read just before the lock was last taken or renewed: the lock lasts
 	// at least lockTTL from then (see renew).
 	extendedAt time.Time
+	// floor is the greatest generation known for the binding: issued under this hold, or stored on a lease.
+	floor uint64
+}
+
+// observe raises the generation floor to what the leases recorded.
+func (b *binding) observe(leases []store.Grant) {
+	for _, g := range leases {
+		b.floor = max(b.floor, g.Generation)
+	}
 }
 
 // opBits is how many low bits of a generation count operations within one lock hold.
@@ -891,17 +1067,28 @@ const opBits = 12
 // number under this hold in the low bits. Operations on one binding are serialised by its lock, so
 // generations increase with every operation, across processes and restarts, and a call from a holder that
 // lost its lock always carries a lower generation than any call of the holders after it.
+//
+// It is also greater than every generation stored on the binding's leases that this hold has seen (see
+// store.Grant.Generation), so the order survives even a lost fence counter for the leases that remain.
 func (b *binding) next() uint64 {
 	if b.ops < 1<<opBits-1 {
 		b.ops++
 	}
-	return b.lock.Fence<<opBits | b.ops
+	gen := b.lock.Fence<<opBits | b.ops
+	if gen <= b.floor {
+		gen = b.floor + 1
+	}
+	b.floor = gen
+	return gen
 }
 
-// assignment is the Assignment for g's next provider operation under this hold.
+// assignment is the Assignment for g's next provider operation under this hold; g records its generation,
+// and so stores it with its next commit.
 func (b *binding) assignment(g *store.Grant, expires time.Time) Assignment {
+	b.floor = max(b.floor, g.Generation)
 	a := assignment(g, expires)
 	a.Generation = b.next()
+	g.Generation = a.Generation
 	return a
 }
 

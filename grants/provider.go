@@ -67,8 +67,31 @@ const preExistingPrefix = "pre-existing:"
 // access is not jitbot's to remove, so Revoke of an assignment carrying this Ref leaves it in place, the
 // manager records it (audit detail pre_existing) and the requester is told. detail is adapter-specific (at
 // most a short identifier, never a secret). Adapters decide "pre-existing" only when Assignment.Ref is empty
-// and nothing of jitbot's is in flight for the binding; with a Ref of their own they keep ownership.
+// and nothing of jitbot's is in flight for the binding; with any other Ref (their own, RefCallPending, one they
+// do not recognise) they treat found access as jitbot's.
 func PreExistingRef(detail string) string { return preExistingPrefix + detail }
+
+// RefCallPending is the reference the manager records before the first Grant of a lease whose binding has no
+// reference yet. An adapter that receives it in Assignment.Ref is resuming after a process died mid-call: access
+// it finds may be what that call created, so it must not report it as pre-existing (fail closed: jitbot removes
+// it at revoke).
+const RefCallPending = "grants:call-pending"
+
+// RefUntouched is what an adapter returns with an error when the call changed nothing at the provider and
+// decided nothing about whose the access is (its first look failed, the target was malformed, the context had
+// ended). The manager records it: a Grant given it looks again as for "", and a revoke whose leases hold
+// nothing but it (or pre-existing references) has nothing of jitbot's to remove. An adapter that may have
+// changed something (a request sent whose answer was lost) must return a reference of its own instead.
+const RefUntouched = "grants:untouched"
+
+// Untouched is ref, or RefUntouched when ref is empty: what an adapter returns with an error before it has
+// changed anything.
+func Untouched(ref string) string {
+	if ref == "" {
+		return RefUntouched
+	}
+	return ref
+}
 
 // IsPreExisting reports whether ref says the access pre-existed the grant (see PreExistingRef).
 func IsPreExisting(ref string) bool { return strings.HasPrefix(ref, preExistingPrefix) }
@@ -80,6 +103,13 @@ func IsPreExisting(ref string) bool { return strings.HasPrefix(ref, preExistingP
 // (return a reference with the error, resume from Assignment.Ref), because a budget is only an upper bound.
 type AttemptBudgeter interface {
 	AttemptBudget(op string) time.Duration
+}
+
+// PropagationDelayer is implemented by providers whose documented behaviour is that a revoke takes effect
+// only after some delay (eventually consistent APIs): jitbot verifies a revoke with Check that long after it.
+// Providers without it are verified as soon as the revoke returns.
+type PropagationDelayer interface {
+	PropagationDelay() time.Duration
 }
 
 // ErrPermanent marks a provider failure that retrying cannot fix.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -90,7 +91,7 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 		// The provider cannot label its objects, so this may be an administrator's standing access (or access
 		// that existed before a grant and was left in place at its revoke): never jitbot's to remove.
 		rep.Unattributed++
-		zerolog.Ctx(ctx).Info().Str("provider", provider).Str("ref", o.Ref).Msg("drift: access no live grant covers, not attributable to jitbot; left in place")
+		zerolog.Ctx(ctx).Debug().Str("provider", provider).Str("ref", o.Ref).Msg("drift: access no live grant covers, not attributable to jitbot; left in place")
 		return false, nil
 	}
 	why := "no grant was ever recorded for it"
@@ -107,6 +108,12 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 	a := Assignment{BindingKey: o.BindingKey, GrantID: o.GrantID, Principal: o.Principal, Target: o.Target}
 	if known != nil {
 		a = assignment(known, known.ExpiresAt)
+		if IsPreExisting(a.Ref) {
+			return false, nil // the grant found this access already there: never jitbot's to remove
+		}
+		if a.Ref == RefUntouched {
+			a.Ref = "" // the grant's attempts changed nothing, but the provider lists a labelled object: remove it
+		}
 	}
 	a.Generation = b.next()
 	if err := m.renew(ctx, b); err != nil {
@@ -134,8 +141,28 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 	if known != nil {
 		ev.RequestID, ev.Role = known.RequestID, known.Role
 	}
-	if err := m.commit(ctx, b, nil, ev); err != nil {
+	events := []store.AuditEvent{ev}
+	// Verify the removal right away where the provider shows a revoke at once; otherwise the next run lists
+	// the object again if it is still there.
+	var stillThere error
+	if propagationDelay(p) == 0 {
+		switch present, err := m.checkAssignment(ctx, b, p, &store.Grant{ID: o.GrantID, Provider: provider}, a); {
+		case err != nil:
+			zerolog.Ctx(ctx).Warn().Err(err).Str("ref", o.Ref).Msg("drift: could not verify the removal; the next reconciliation checks again")
+		case present:
+			stillThere = fmt.Errorf("grants: reconcile: %s at %s is still present after its revoke", o.Ref, provider)
+		default:
+			now := m.now()
+			v := store.AuditEvent{Type: store.EventRevokeVerified, At: now, Actor: "system:reconciler", GrantID: o.GrantID, RequestID: ev.RequestID, Role: ev.Role,
+				Details: map[string]string{"provider": provider, "ref": o.Ref, "verified_at": now.UTC().Format(time.RFC3339Nano)}}
+			events = append(events, v)
+		}
+	}
+	if err := m.commit(ctx, b, nil, events...); err != nil {
 		return true, err
+	}
+	if stillThere != nil {
+		return true, stillThere
 	}
 	zerolog.Ctx(ctx).Warn().Str("provider", provider).Str("ref", o.Ref).Str("reason", why).Msg("drift: removed access no live grant covers")
 	return true, nil

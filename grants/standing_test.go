@@ -2,6 +2,7 @@ package grants_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/grants/aws/awsfake"
+	awsiam "github.com/jitbot/jitbot/grants/aws/iam"
 	"github.com/jitbot/jitbot/grants/aws/identitycenter"
 	"github.com/jitbot/jitbot/store"
 	jitredis "github.com/jitbot/jitbot/store/redis"
@@ -202,4 +204,137 @@ func TestJitbotAssignmentStillRemoved(t *testing.T) {
 			t.Fatal("the assignment jitbot re-created survived its revoke")
 		}
 	})
+}
+
+// TestResumedFirstCallFailsClosed: a process that dies during a lease's first grant call leaves the write-ahead
+// reference grants.RefCallPending; the resumed attempt cannot know whether access it finds is what the lost call
+// created, so it is recorded as jitbot's (removed at revoke), never as pre-existing.
+func TestResumedFirstCallFailsClosed(t *testing.T) {
+	stores(t, func(t *testing.T, st managerStore) {
+		e := newICEnv(t, st)
+		dan := e.fake.AddUser("", "dan@example.com")
+		g := grants.NewLease(grants.LeaseSpec{RequestID: "r-crash", UserID: "U1", Role: "prod-admin", Provider: "aws-sso",
+			Principal: dan, Target: map[string]string{"account_id": icAccount, "permission_set_arn": icPermSet}, Duration: time.Hour},
+			e.now, e.now.Add(e.m.ActivationResumeAfter()))
+		g.ProviderRef = grants.RefCallPending  // what the dead process had written before calling
+		e.fake.SetAssignment(e.key(dan), true) // and what its call created
+		if err := st.Commit(t.Context(), store.Batch{Grants: []store.GrantPut{{Grant: &g}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.m.Activate(t.Context(), g.ID); err != nil {
+			t.Fatal(err)
+		}
+		g, _ = st.GetGrant(t.Context(), g.ID)
+		if g.State != store.GrantActive || grants.IsPreExisting(g.ProviderRef) {
+			t.Fatalf("resumed grant %s with reference %q, want active and jitbot's own", g.State, g.ProviderRef)
+		}
+		e.release(t, g)
+		if e.fake.HasAssignment(e.key(dan)) {
+			t.Fatal("access the lost call may have created survived the revoke")
+		}
+	})
+}
+
+// spyGrant records the lease's stored provider reference at the moment its adapter is called.
+type spyGrant struct {
+	grants.Provider
+	st   grants.Store
+	seen []string
+}
+
+func (s *spyGrant) Grant(ctx context.Context, a grants.Assignment) (string, error) {
+	g, err := s.st.GetGrant(ctx, a.GrantID)
+	if err != nil {
+		return "", err
+	}
+	s.seen = append(s.seen, g.ProviderRef+" / passed "+a.Ref)
+	return s.Provider.Grant(ctx, a)
+}
+
+// TestFirstCallIsWrittenAhead: the marker is in the store before the adapter is called, and the adapter itself
+// is told there is no reference yet (so it may still recognise standing access).
+func TestFirstCallIsWrittenAhead(t *testing.T) {
+	st := openStore(t)
+	defer st.Close()
+	cloud := newAsyncCloud(0)
+	spy := &spyGrant{Provider: cloud, st: st}
+	m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"cloud": spy}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	g := grants.NewLease(grants.LeaseSpec{RequestID: "r1", UserID: "U1", Role: "admin", Provider: "cloud",
+		Principal: "alice", Target: map[string]string{"account": "1"}, Duration: time.Hour}, now, now.Add(time.Minute))
+	if err := st.Commit(t.Context(), store.Batch{Grants: []store.GrantPut{{Grant: &g}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Activate(t.Context(), g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if len(spy.seen) != 1 || spy.seen[0] != grants.RefCallPending+" / passed " {
+		t.Fatalf("at the call the store held / the adapter got: %q", spy.seen)
+	}
+	g, _ = st.GetGrant(t.Context(), g.ID)
+	if g.State != store.GrantActive || g.ProviderRef != "op:1" {
+		t.Fatalf("after the call: %s %q", g.State, g.ProviderRef)
+	}
+}
+
+// TestUndoOfAnUntouchedGrantRemovesNothing: when every attempt fails before the adapter changed anything (its
+// first look is throttled each time), the undo after the last attempt has nothing of jitbot's to remove: a
+// standing IAM group membership stays, and RemoveUserFromGroup is never called.
+func TestUndoOfAnUntouchedGrantRemovesNothing(t *testing.T) {
+	stores(t, func(t *testing.T, st managerStore) {
+		f := awsfake.New(awsfake.Options{})
+		t.Cleanup(f.Close)
+		f.AddIAMGroup("oncall")
+		f.AddIAMUser("erin")
+		f.SetInGroup("oncall", "erin", true) // standing membership
+		p, err := awsiam.New(t.Context(), awsiam.Config{Endpoint: f.URL, RetryMaxAttempts: 1,
+			Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checks := &countChecks{Provider: p}
+		m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"aws-iam": checks}, MaxAttempts: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Inject("ListGroupsForUser", awsfake.Throttling, 0, 100)
+		now := time.Now()
+		g := grants.NewLease(grants.LeaseSpec{RequestID: "r-throttled", UserID: "U1", Role: "oncall", Provider: "aws-iam",
+			Principal: "erin", Target: map[string]string{"group": "oncall"}, Duration: time.Hour}, now, now.Add(time.Minute))
+		if err := st.Commit(t.Context(), store.Batch{Grants: []store.GrantPut{{Grant: &g}}}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			_ = m.Converge(t.Context(), g.BindingKey) // as the sweeper would at each retry
+		}
+		g, _ = st.GetGrant(t.Context(), g.ID)
+		if g.State != store.GrantFailed || g.ProviderRef != grants.RefUntouched {
+			t.Fatalf("grant %s with reference %q, want failed and untouched", g.State, g.ProviderRef)
+		}
+		if !f.InGroup("oncall", "erin") {
+			t.Fatal("the undo of a grant that never changed anything removed the standing membership")
+		}
+		for _, op := range f.Operations() {
+			if op == "AddUserToGroup" || op == "RemoveUserFromGroup" {
+				t.Fatalf("unexpected %s: %v", op, f.Operations())
+			}
+		}
+		if n := checks.n.Load(); n != 0 {
+			t.Fatalf("%d Check calls after a revoke that removed nothing: nothing is to be verified gone", n)
+		}
+	})
+}
+
+// countChecks counts Check calls (the manager's revoke verification).
+type countChecks struct {
+	grants.Provider
+	n atomic.Int64
+}
+
+func (c *countChecks) Check(ctx context.Context, a grants.Assignment) (bool, error) {
+	c.n.Add(1)
+	return c.Provider.Check(ctx, a)
 }

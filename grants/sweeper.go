@@ -59,6 +59,8 @@ type Sweeper struct {
 	leading  atomic.Bool
 	fence    atomic.Uint64
 	nextWake atomic.Int64 // unix ns of the timer currently armed; 0 when none
+	// loop is the leader loop's last definite answer from the store (for readiness).
+	loop atomic.Pointer[leaderLoopStatus]
 }
 
 // NewSweeper validates opts and wires the manager's schedule hook so that new expiries wake the sweeper.
@@ -90,6 +92,36 @@ func NewSweeper(opts SweeperOptions) (*Sweeper, error) {
 	s := &Sweeper{opts: opts, wake: make(chan struct{}, 1), slow: make(chan struct{}, 1)}
 	opts.Manager.OnSchedule(s.Schedule)
 	return s, nil
+}
+
+type leaderLoopStatus struct {
+	at  time.Time
+	err error
+}
+
+// recordLoop notes one answer of the store to the leader loop; ok is the error that is a normal answer
+// (another replica leads, or the lock moved on).
+func (s *Sweeper) recordLoop(err, ok error) {
+	if errors.Is(err, ok) {
+		err = nil
+	}
+	s.loop.Store(&leaderLoopStatus{at: time.Now(), err: err})
+}
+
+// LeaderLoopHealth reports, as an error, why the leader loop is not working: it has not asked the store yet
+// (Run not started), its last lock operation failed, or it has not had an answer for a whole LeaderTTL
+// (stalled). nil: it is working, whether this replica leads or follows.
+func (s *Sweeper) LeaderLoopHealth(now time.Time) error {
+	st := s.loop.Load()
+	switch {
+	case st == nil:
+		return errors.New("leader loop has not run yet")
+	case st.err != nil:
+		return fmt.Errorf("leader loop: the store refused the sweeper lock: %w", st.err)
+	case now.Sub(st.at) > s.opts.LeaderTTL:
+		return fmt.Errorf("leader loop stalled: no answer from the store for %s", now.Sub(st.at).Round(time.Second))
+	}
+	return nil
 }
 
 // Leading reports whether this replica currently holds the sweeper lock.
@@ -216,12 +248,15 @@ func (s *Sweeper) lead(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		if s.leading.Load() {
-			if err := s.opts.Store.RenewLock(ctx, held, s.opts.LeaderTTL); err != nil && ctx.Err() == nil {
+			err := s.opts.Store.RenewLock(ctx, held, s.opts.LeaderTTL)
+			if err != nil && ctx.Err() == nil {
 				s.leading.Store(false)
 				log.Warn().Err(err).Msg("lost sweeper leadership")
 			}
+			s.recordLoop(err, store.ErrLockLost)
 		} else if ctx.Err() == nil {
 			l, err := s.opts.Store.AcquireLock(ctx, "sweeper", s.opts.Holder, s.opts.LeaderTTL)
+			s.recordLoop(err, store.ErrLockHeld)
 			switch {
 			case err == nil:
 				held = l

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	goccyyaml "github.com/goccy/go-yaml"
+	goccyparser "github.com/goccy/go-yaml/parser"
 	"gopkg.in/yaml.v3"
 )
 
@@ -201,10 +203,20 @@ func (d *decoder) syntaxError(err error, data []byte) {
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		p.Line, _ = strconv.Atoi(m[1])
 		p.Message = "YAML syntax error: " + m[2]
-		lines := strings.Split(string(data), "\n")
-		if p.Line >= 1 && p.Line <= len(lines) && strings.Contains(lines[p.Line-1], "\t") {
-			p.Message += " (this line contains a tab; YAML indentation must use spaces)"
+	}
+	// yaml.v3 reports the line where the enclosing mapping or sequence began, not the mistake, and no column.
+	// goccy/go-yaml's parser points at the offending token: use its position (and its wording, which goes with
+	// it) whenever it also finds the file invalid.
+	if _, perr := goccyparser.ParseBytes(data, 0); perr != nil {
+		var se *goccyyaml.SyntaxError
+		if errors.As(perr, &se) && se.Token != nil && se.Token.Position != nil && se.Token.Position.Line > 0 {
+			p.Line, p.Column = se.Token.Position.Line, se.Token.Position.Column
+			p.Message = "YAML syntax error: " + strings.ReplaceAll(se.Message, "\t", `\t`)
 		}
+	}
+	lines := strings.Split(string(data), "\n")
+	if p.Line >= 1 && p.Line <= len(lines) && strings.Contains(lines[p.Line-1], "\t") {
+		p.Message += " (this line contains a tab; YAML indentation must use spaces)"
 	}
 	d.probs = append(d.probs, p)
 }
@@ -744,7 +756,7 @@ func (d *decoder) checkUsage(p *Policy) {
 				mapped++
 			}
 		}
-		if mapped == 0 {
+		if mapped == 0 && !workloadsOnly(p, roles) {
 			d.warn(&yaml.Node{Line: pr.Line, Column: 3}, field, "no user has an identity for provider %s "+
 				"(principal_from: identities), so every request for %s will be refused until identities are added",
 				name, strings.Join(roles, ", "))

@@ -540,3 +540,30 @@ func TestProblemString(t *testing.T) {
 		}
 	}
 }
+
+// TestSyntaxErrorPointsAtTheMistake: a YAML syntax error names the line and column of the mistake itself, not
+// the line where the enclosing mapping started (what yaml.v3 reports).
+func TestSyntaxErrorPointsAtTheMistake(t *testing.T) {
+	cases := map[string]struct {
+		src          string
+		line, column int
+		hint         string
+	}{
+		"bad indentation": {"version: 1\nroles:\n  a:\n    provider: x\n   bad: [\n", 5, 4, ""},
+		"unclosed flow":   {"version: 1\nroles:\n  a: {provider: x\n  b: 2\n", 4, 3, ""},
+		"tab":             {"version: 1\nroles:\n\ta: 1\n", 3, 1, "tab"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse("policy.yaml", []byte(c.src))
+			var probs *Problems
+			if !errors.As(err, &probs) || len(*probs) != 1 {
+				t.Fatalf("want one problem, got %v", err)
+			}
+			p := (*probs)[0]
+			if p.Line != c.line || p.Column != c.column || !strings.HasPrefix(p.Message, "YAML syntax error: ") || !strings.Contains(p.Message, c.hint) {
+				t.Fatalf("got %s, want line %d column %d", p, c.line, c.column)
+			}
+		})
+	}
+}

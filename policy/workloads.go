@@ -435,3 +435,14 @@ func childNode(n *yaml.Node, key string) *yaml.Node {
 	}
 	return nil
 }
+
+// workloadsOnly reports whether every named role is requested only by workloads (so user identities for its
+// provider are not needed).
+func workloadsOnly(p *Policy, roles []string) bool {
+	for _, rn := range roles {
+		if r := p.Roles[rn]; len(r.Requesters.Users) > 0 || len(r.Requesters.Groups) > 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -138,3 +138,17 @@ func TestCELErrorPosition(t *testing.T) {
 		})
 	}
 }
+
+func TestExamplePipelinePolicy(t *testing.T) {
+	t.Setenv("JITBOT_WEBHOOK_SECRET", "set")
+	p, err := Load("../examples/pipelines/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := p.Warnings(); len(w) != 0 {
+		t.Fatalf("warnings: %v", w)
+	}
+	if len(p.Workloads) != 2 || len(p.Issuers) != 2 || p.Issuers["gitlab"].Kind != IssuerGitLab {
+		t.Fatalf("workloads %v issuers %v", p.WorkloadNames(), p.IssuerNames())
+	}
+}

@@ -187,11 +187,22 @@ type Grant struct {
 	Attempts    int    `json:"attempts,omitempty"`
 	LastError   string `json:"last_error,omitempty"`
 	ProviderRef string `json:"provider_ref,omitempty"` // e.g. an asynchronous provider request id
-	// RecheckAt is set on a revoked lease when its provider cannot order operations (see grants.Sequenced):
-	// a provider call that jitbot gave up on could still land until then and bring the access back, so the
-	// binding is checked again at RecheckAt, and revoked again if nothing live covers it. While it is set,
-	// the (terminal) grant's DueAt is RecheckAt. Zero: no re-check pending.
+	// RecheckAt is when the provider is next asked whether a revoked lease's access is really gone: first to
+	// verify the revoke (after the provider's propagation delay), then, for providers that cannot order
+	// operations (see grants.Sequenced), once more after a provider call that jitbot gave up on can no longer
+	// land and bring the access back. Access found still there is revoked again. While it is set, the
+	// (terminal) grant's DueAt is RecheckAt. Zero: no check pending.
 	RecheckAt time.Time `json:"recheck_at,omitzero"`
+	// VerifiedAt is when a check after the revoke found the access gone (the revoke-verified event).
+	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// Generation is the order number (grants.Assignment.Generation) of the last provider operation made for
+	// this lease. The next operation on the binding always gets a greater one, so the order stays durable
+	// with the leases even beyond the binding lock's fence counter.
+	Generation uint64 `json:"generation,omitempty"`
+	// RemindAt is when the holder of an active grant is told that it is about to end (the grant-reminder
+	// event), zero once that happened or when no reminder is due. While it is set, the grant's DueAt is the
+	// earlier of RemindAt and ExpiresAt, so the reminder lives in the durable due index and survives restarts.
+	RemindAt time.Time `json:"remind_at,omitzero"`
 
 	Meta map[string]string `json:"meta,omitempty"`
 
@@ -254,7 +265,11 @@ const (
 	// EventHeartbeatMissed: a task-bound grant's holder stopped sending heartbeats; the grant ended.
 	EventHeartbeatMissed = "heartbeat-missed"
 	// EventAuthRefused: an API call's credentials were refused (rate-limited; Details["reason"] is a code).
-	EventAuthRefused = "auth-refused"
+	EventAuthRefused   = "auth-refused"
+	EventGrantReminder = "grant-reminder" // the holder is reminded that the grant ends soon (Details["expires_at"])
+	// EventRevokeVerified: a check at the provider after the revoke found the access gone. Details: verified_at,
+	// lag_ms (from the grant's end, expiry or release, to the verification).
+	EventRevokeVerified = "revoke-verified"
 )
 
 // AuditRecord is an AuditEvent as stored: its position in the log, the exact bytes that were hashed, and

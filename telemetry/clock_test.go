@@ -48,7 +48,9 @@ func TestClockSkewAgainstRedisTime(t *testing.T) {
 
 type deadClock struct{}
 
-func (deadClock) Time(context.Context) (time.Time, error) { return time.Time{}, context.DeadlineExceeded }
+func (deadClock) Time(context.Context) (time.Time, error) {
+	return time.Time{}, context.DeadlineExceeded
+}
 
 func TestClockSkewCheckErrorsAreCounted(t *testing.T) {
 	w := NewClockWatch(prometheus.NewRegistry(), deadClock{}, nil, 0)

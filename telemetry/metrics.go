@@ -3,6 +3,7 @@ package telemetry
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,9 +19,11 @@ type Metrics struct {
 	providerCalls *prometheus.CounterVec
 	providerFails *prometheus.CounterVec
 	revocationLag prometheus.Histogram
+	verifiedLag   prometheus.Histogram
 	sweepDuration prometheus.Histogram
 	sweepClaimed  prometheus.Counter
 	alerts        prometheus.Counter
+	decisionWait  *prometheus.HistogramVec
 }
 
 var _ grants.Observer = (*Metrics)(nil)
@@ -44,6 +47,10 @@ func New(reg prometheus.Registerer, count CountFunc) *Metrics {
 			Name: "jitbot_revocation_lag_seconds", Help: "Time from a grant's expiry to its revocation at the provider.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
+		verifiedLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "jitbot_revoke_verified_lag_seconds", Help: "Time from a grant's end (expiry or release) until a check at the provider confirmed its access gone.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900},
+		}),
 		sweepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "jitbot_sweep_duration_seconds", Help: "Duration of one sweep.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
@@ -55,7 +62,11 @@ func New(reg prometheus.Registerer, count CountFunc) *Metrics {
 			Name: "jitbot_revoke_failed_total", Help: "Grants escalated because revocation kept failing. Alert on any increase.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.providerCalls, m.providerFails, m.revocationLag, m.sweepDuration, m.sweepClaimed, m.alerts)
+	m.decisionWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "jitbot_request_decision_seconds", Help: "Time from a request to its decision (the approval that completed the quorum, or the denial), by outcome.",
+		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600},
+	}, []string{"outcome"})
+	reg.MustRegister(m.requests, m.providerCalls, m.providerFails, m.revocationLag, m.verifiedLag, m.sweepDuration, m.sweepClaimed, m.alerts, m.decisionWait)
 	if count != nil {
 		for _, st := range []store.GrantState{store.GrantActive, store.GrantActivating, store.GrantRevoking, store.GrantRevokeFailed} {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -98,17 +109,31 @@ func (m *Metrics) Publish(_ context.Context, events ...store.AuditEvent) {
 		switch e.Type {
 		case store.EventRequested, store.EventDenied, store.EventCancelled, store.EventExpired:
 			m.requests.WithLabelValues(e.Type).Inc()
+			if e.Type == store.EventDenied {
+				m.observeDecision("denied", e)
+			}
 		case store.EventBreakGlass:
 			m.requests.WithLabelValues("break_glass").Inc()
 		case store.EventApproved:
 			// One event per approval; the request's outcome is "approved" when the quorum is reached.
 			if got, need, ok := strings.Cut(e.Details["approvals"], "/"); ok && got == need {
 				m.requests.WithLabelValues("approved").Inc()
+				m.observeDecision("approved", e)
 			}
 		case store.EventGranted:
 			m.requests.WithLabelValues("granted").Inc()
 		case store.EventRevokeFailed:
 			m.alerts.Inc()
+		case store.EventRevokeVerified:
+			if ms, err := strconv.ParseInt(e.Details["lag_ms"], 10, 64); err == nil && ms >= 0 {
+				m.verifiedLag.Observe(float64(ms) / 1000)
+			}
 		}
+	}
+}
+
+func (m *Metrics) observeDecision(outcome string, e store.AuditEvent) {
+	if ms, err := strconv.ParseInt(e.Details["decision_wait_ms"], 10, 64); err == nil && ms >= 0 {
+		m.decisionWait.WithLabelValues(outcome).Observe(float64(ms) / 1000)
 	}
 }

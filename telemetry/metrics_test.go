@@ -70,3 +70,62 @@ jitbot_revoke_failed_total 1
 		t.Fatal("jitbot_grants{state=active} does not report the store's count")
 	}
 }
+
+func TestDecisionWaitFromTheDecidingEvent(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, nil)
+	m.Publish(context.Background(),
+		store.AuditEvent{Type: store.EventApproved, Details: map[string]string{"approvals": "1/2"}},                              // not the decision
+		store.AuditEvent{Type: store.EventApproved, Details: map[string]string{"approvals": "2/2", "decision_wait_ms": "90000"}}, // 90 s
+		store.AuditEvent{Type: store.EventDenied, Details: map[string]string{"decision_wait_ms": "3000"}},
+	)
+	if n := testutil.CollectAndCount(m.decisionWait); n != 2 {
+		t.Fatalf("want one approved and one denied series, got %d", n)
+	}
+	var got struct{ sum float64 }
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "jitbot_request_decision_seconds" {
+			for _, mm := range mf.GetMetric() {
+				got.sum += mm.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	if got.sum != 93 {
+		t.Fatalf("sum of decision waits = %v s, want 93", got.sum)
+	}
+}
+
+func TestRevokeVerifiedLag(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, nil)
+	m.Publish(context.Background(),
+		store.AuditEvent{Type: store.EventRevokeVerified, Details: map[string]string{"lag_ms": "1500"}},
+		store.AuditEvent{Type: store.EventRevokeVerified, Details: map[string]string{"lag_ms": "garbage"}},
+	)
+	expect := `
+# HELP jitbot_revoke_verified_lag_seconds Time from a grant's end (expiry or release) until a check at the provider confirmed its access gone.
+# TYPE jitbot_revoke_verified_lag_seconds histogram
+jitbot_revoke_verified_lag_seconds_bucket{le="0.005"} 0
+jitbot_revoke_verified_lag_seconds_bucket{le="0.01"} 0
+jitbot_revoke_verified_lag_seconds_bucket{le="0.025"} 0
+jitbot_revoke_verified_lag_seconds_bucket{le="0.05"} 0
+jitbot_revoke_verified_lag_seconds_bucket{le="0.1"} 0
+jitbot_revoke_verified_lag_seconds_bucket{le="0.25"} 0
+jitbot_revoke_verified_lag_seconds_bucket{le="0.5"} 0
+jitbot_revoke_verified_lag_seconds_bucket{le="1"} 0
+jitbot_revoke_verified_lag_seconds_bucket{le="2.5"} 1
+jitbot_revoke_verified_lag_seconds_bucket{le="5"} 1
+jitbot_revoke_verified_lag_seconds_bucket{le="10"} 1
+jitbot_revoke_verified_lag_seconds_bucket{le="30"} 1
+jitbot_revoke_verified_lag_seconds_bucket{le="60"} 1
+jitbot_revoke_verified_lag_seconds_bucket{le="300"} 1
+jitbot_revoke_verified_lag_seconds_bucket{le="900"} 1
+jitbot_revoke_verified_lag_seconds_bucket{le="+Inf"} 1
+jitbot_revoke_verified_lag_seconds_sum 1.5
+jitbot_revoke_verified_lag_seconds_count 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(expect), "jitbot_revoke_verified_lag_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}

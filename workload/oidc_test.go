@@ -175,6 +175,9 @@ func TestBadTokensAreRefusedWithTheirReason(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			id, err := v.Authenticate(t.Context(), tc.token)
 			wantRefused(t, err, tc.code, tc.token)
+			if tc.code == workload.ReasonUnknownIssuer && (strings.Contains(err.Error(), iss.URL()) || strings.Contains(err.Error(), other.URL())) {
+				t.Fatalf("refusal of an unknown issuer lists the trusted ones: %v", err)
+			}
 			if id.Method != "" || id.Claims != nil {
 				t.Fatalf("refusal returned an identity: %+v", id)
 			}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // Rule is a Vault-JWT-role / Teleport-GitHub-join style claim rule: every listed claim must match one of
@@ -84,7 +85,7 @@ func (r Rule) Match(id Identity) (ok bool, why string) {
 				if err != nil {
 					return false, fmt.Sprintf("claim %q: %v", name, err)
 				}
-				if g.MatchString(v) {
+				if globMatch(g, v) {
 					hit = fmt.Sprintf("%s %q matches %q", name, v, p)
 					break
 				}
@@ -171,7 +172,13 @@ func sortedKeys(m map[string][]string) []string {
 // "\") matches nothing.
 func Glob(pattern, value string) bool {
 	g, err := compileGlob(pattern)
-	return err == nil && g.MatchString(value)
+	return err == nil && globMatch(g, value)
+}
+
+// globMatch refuses values that are not valid UTF-8: the regexp engine would read each bad byte as U+FFFD
+// and so let "\xff" match a pattern holding a literal U+FFFD.
+func globMatch(g *regexp.Regexp, value string) bool {
+	return utf8.ValidString(value) && g.MatchString(value)
 }
 
 var globCache sync.Map // pattern -> *regexp.Regexp
@@ -181,20 +188,23 @@ func compileGlob(pattern string) (*regexp.Regexp, error) {
 	if g, ok := globCache.Load(pattern); ok {
 		return g.(*regexp.Regexp), nil
 	}
+	if !utf8.ValidString(pattern) {
+		return nil, fmt.Errorf("pattern %q is not valid UTF-8", pattern)
+	}
 	var sb strings.Builder
 	sb.WriteString(`\A`)
-	for i := 0; i < len(pattern); i++ {
-		c := pattern[i]
-		switch c {
+	runes := []rune(pattern)
+	for i := 0; i < len(runes); i++ {
+		switch c := runes[i]; c {
 		case '\\':
-			if i+1 == len(pattern) {
+			if i+1 == len(runes) {
 				return nil, fmt.Errorf("pattern %q ends with an escape character", pattern)
 			}
 			i++
-			sb.WriteString(regexp.QuoteMeta(pattern[i : i+1]))
+			sb.WriteString(regexp.QuoteMeta(string(runes[i])))
 		case '*':
-			if i+1 < len(pattern) && pattern[i+1] == '*' {
-				for i+1 < len(pattern) && pattern[i+1] == '*' {
+			if i+1 < len(runes) && runes[i+1] == '*' {
+				for i+1 < len(runes) && runes[i+1] == '*' {
 					i++
 				}
 				sb.WriteString(`.*`)
@@ -204,7 +214,7 @@ func compileGlob(pattern string) (*regexp.Regexp, error) {
 		case '?':
 			sb.WriteString(`[^/]`)
 		default:
-			sb.WriteString(regexp.QuoteMeta(pattern[i : i+1]))
+			sb.WriteString(regexp.QuoteMeta(string(c)))
 		}
 	}
 	sb.WriteString(`\z`)

@@ -91,6 +91,7 @@ func TestRuleValidate(t *testing.T) {
 		{workload.Rule{Issuer: "github", Claims: map[string][]string{"ref": nil}}, "no patterns"},
 		{workload.Rule{Issuer: "github", Claims: map[string][]string{"": {"x"}}}, "empty claim name"},
 		{workload.Rule{Issuer: "github", Claims: map[string][]string{"ref": {`main\`}}}, "escape"},
+		{workload.Rule{Issuer: "github", Claims: map[string][]string{"ref": {"ma\xffin"}}}, "not valid UTF-8"},
 	} {
 		if err := bad.rule.Validate(); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("Validate(%+v) = %v, want %q", bad.rule, err, bad.want)

@@ -141,10 +141,12 @@ type CreateOptions struct {
 	TTL time.Duration
 }
 
-// ownerPattern keeps owners to names that read well in policy files, logs and Slack messages.
-var ownerPattern = regexp.MustCompile(`\A[A-Za-z0-9][A-Za-z0-9._@:/-]{0,127}\z`)
+// ownerPattern is the policy's name syntax (policy/decode.go nameRE), because a workload refers to its tokens
+// by owner (api_token_owner): a token whose owner no policy can name would be useless.
+var ownerPattern = regexp.MustCompile(`\A[a-z0-9][a-z0-9_.-]{0,62}\z`)
 
-// ErrInvalidOwner: the owner is empty or has characters other than letters, digits and ._@:/- (at most 128).
+// ErrInvalidOwner: the owner is not a policy name (lowercase letters, digits, - _ and ., starting with a
+// letter or digit, at most 63).
 var ErrInvalidOwner = errors.New("workload: invalid token owner")
 
 // Create makes a token for owner and returns its plaintext, which is shown once and never stored.
@@ -155,7 +157,7 @@ func (t *Tokens) Create(ctx context.Context, owner string) (plaintext string, in
 // CreateWith is Create with options.
 func (t *Tokens) CreateWith(ctx context.Context, owner string, opts CreateOptions) (plaintext string, info TokenInfo, err error) {
 	if !ownerPattern.MatchString(owner) {
-		return "", TokenInfo{}, fmt.Errorf("%w %q: use 1-128 letters, digits and . _ @ : / - (starting with a letter or digit), e.g. deploy-bot", ErrInvalidOwner, owner)
+		return "", TokenInfo{}, fmt.Errorf("%w %q: use the name a policy workload gives as api_token_owner: 1-63 lowercase letters, digits and - _ . (starting with a letter or digit), e.g. deploy-bot", ErrInvalidOwner, owner)
 	}
 	if opts.TTL < 0 {
 		return "", TokenInfo{}, fmt.Errorf("workload: token TTL %s is negative", opts.TTL)

@@ -323,5 +323,93 @@ func TestAuditAcceptAfterLostWrites(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, "1 earlier ones predate an accepted rewind") {
 			t.Fatalf("verify after the acceptance: exit %d, %q %q", code, stdout, stderr)
 		}
+		// Without --checkpoint, the configured checkpoint file is used.
+		code, stdout, stderr = runCLI(t, "audit", "verify")
+		if code != 0 || !strings.Contains(stdout, "checkpoints from JITBOT_AUDIT_CHECKPOINT_FILE") || !strings.Contains(stdout, "checkpoints: 1 checked") {
+			t.Fatalf("verify with the configured checkpoint file: exit %d, %q %q", code, stdout, stderr)
+		}
+	})
+}
+
+func TestBadAuditKeyStopsStartupWithoutPrintingIt(t *testing.T) {
+	const secret = "bm90LWEtdmFsaWQta2V5LWJ1dC1hLXNlY3JldA=="
+	for env, want := range map[string]string{
+		"JITBOT_AUDIT_SIGNING_KEY": "JITBOT_AUDIT_SIGNING_KEY: audit: the signing key is not 32 bytes of base64",
+		"JITBOT_AUDIT_PUBLIC_KEYS": "JITBOT_AUDIT_PUBLIC_KEYS: audit: a public key is not 32 bytes of base64",
+	} {
+		t.Run(env, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv("JITBOT_DATA_DIR", t.TempDir())
+			t.Setenv(env, secret)
+			code, _, stderr := runCLI(t, "serve")
+			if code != 1 || !strings.Contains(stderr, want) || strings.Contains(stderr, secret) {
+				t.Fatalf("exit %d, stderr %q; want %q and no key", code, stderr, want)
+			}
+		})
+	}
+	clearEnv(t)
+	t.Setenv("JITBOT_DATA_DIR", t.TempDir())
+	t.Setenv("JITBOT_AUDIT_CHECKPOINT_INTERVAL", "0s")
+	if code, _, stderr := runCLI(t, "serve"); code != 1 || !strings.Contains(stderr, "JITBOT_AUDIT_CHECKPOINT_INTERVAL must be a positive duration") {
+		t.Fatalf("zero interval: exit %d, %q", code, stderr)
+	}
+}
+
+func TestAuditKeygenMakesAWorkingPair(t *testing.T) {
+	code, stdout, _ := runCLI(t, "audit", "keygen")
+	if code != 0 {
+		t.Fatalf("keygen exit %d", code)
+	}
+	var priv, pub string
+	for _, line := range strings.Split(stdout, "\n") {
+		if v, ok := strings.CutPrefix(line, "JITBOT_AUDIT_SIGNING_KEY="); ok {
+			priv = v
+		}
+		if v, ok := strings.CutPrefix(line, "JITBOT_AUDIT_PUBLIC_KEYS="); ok {
+			pub = v
+		}
+	}
+	s, err := audit.ParseSigningKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := audit.ParsePublicKeys(pub)
+	if err != nil || len(keys) != 1 {
+		t.Fatal(keys, err)
+	}
+	if err := s.Checkpoint(1, strings.Repeat("00", 32), time.Now(), false).Verify(keys); err != nil {
+		t.Fatalf("a checkpoint signed with the new key does not verify with its public key: %v", err)
+	}
+}
+
+func TestAuditVerifyWithTheLinkKey(t *testing.T) {
+	bothCLIStores(t, func(t *testing.T, cs cliStore) {
+		const key = "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=" // 32 bytes
+		t.Setenv("JITBOT_AUDIT_LINK_KEY", key)
+		st := cs.open() // the test opens stores itself: give them the key as serve would
+		st.Close()
+		cfg, err := loadConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err = openStore(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seedAudit(t, st, 3)
+		st.Close()
+		code, stdout, stderr := runCLI(t, "audit", "verify")
+		if code != 0 || !strings.Contains(stdout, "links: 3 keyed (recomputed with JITBOT_AUDIT_LINK_KEY)") {
+			t.Fatalf("keyed log: exit %d, %q %q", code, stdout, stderr)
+		}
+		t.Setenv("JITBOT_AUDIT_LINK_KEY", "")
+		code, stdout, _ = runCLI(t, "audit", "verify")
+		if code != 0 || !strings.Contains(stdout, "checked for continuity only") {
+			t.Fatalf("keyed log without the key: exit %d, %q", code, stdout)
+		}
+		t.Setenv("JITBOT_AUDIT_LINK_KEY", "c2hvcnQ=")
+		if code, _, stderr := runCLI(t, "audit", "verify"); code != 1 || !strings.Contains(stderr, "at least 32 random bytes") || strings.Contains(stderr, "c2hvcnQ=") {
+			t.Fatalf("short key: exit %d, %q", code, stderr)
+		}
 	})
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/jitbot/jitbot/audit"
 	"github.com/jitbot/jitbot/internal/app"
+	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
 )
@@ -64,7 +67,7 @@ func openExistingStore(ctx context.Context, cfg Config) (store.Store, error) {
 			return nil, fmt.Errorf("%s: nothing was opened or created. Set JITBOT_DATA_DIR to the data directory of "+
 				"the jitbot that wrote the log, or JITBOT_REDIS_URL (and JITBOT_REDIS_KEY_PREFIX) for a Redis store", what)
 		}
-		s, err := bolt.Open(path, bolt.Options{})
+		s, err := bolt.Open(path, bolt.Options{AuditLinkKey: cfg.auditLinkKey()})
 		if err != nil {
 			if errors.Is(err, bolt.ErrFileLocked) {
 				return nil, fmt.Errorf("open %s: %w: the embedded store can be read only while jitbot serve is stopped (or use a Redis store)", cfg.storeDescription(), err)
@@ -97,7 +100,7 @@ func auditVerifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	expect := fs.String("expect-head", "", "a head printed by an earlier verify (SEQ:HASH, or a bare HASH): the log must still have it")
-	cpFile := fs.String("checkpoint", "", "a file of checkpoint lines (the checkpoint file, or lines copied from the Slack audit channel)")
+	cpFile := fs.String("checkpoint", "", "a file of checkpoint lines (the checkpoint file, or lines copied from the Slack audit channel); default JITBOT_AUDIT_CHECKPOINT_FILE when it exists")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -120,6 +123,12 @@ func auditVerifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 1
 	}
 	skipped := 0
+	if *cpFile == "" && cfg.AuditCheckpointFile != "" {
+		if _, err := os.Stat(cfg.AuditCheckpointFile); err == nil {
+			*cpFile = cfg.AuditCheckpointFile
+			fmt.Fprintf(stdout, "checkpoints from JITBOT_AUDIT_CHECKPOINT_FILE (%s)\n", *cpFile)
+		}
+	}
 	if *cpFile != "" {
 		cs, err := audit.ReadCheckpointFile(*cpFile)
 		if err != nil {
@@ -142,6 +151,7 @@ func auditVerifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 1
 	}
 	defer st.Close()
+	o.LinkKey = cfg.auditLinkKey()
 	rep, err := audit.VerifyLog(ctx, st, o)
 	if audit.IsKind(err, audit.KindEmpty) {
 		fmt.Fprintf(stderr, "audit log NOT verified: the %s has no audit entries and no head. Is this the store jitbot "+
@@ -154,6 +164,16 @@ func auditVerifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "audit log ok: %d entries, head %d:%s\n", rep.Entries, rep.Entries, rep.HeadHash)
 	fmt.Fprintf(stdout, "the last entry is the store's recorded head (nothing cut off its end)\n")
+	switch {
+	case rep.Keyed == 0:
+		fmt.Fprintln(stdout, "links: all unkeyed (set JITBOT_AUDIT_LINK_KEY so that a store writer cannot re-link the log)")
+	case rep.KeyedUnchecked > 0:
+		fmt.Fprintf(stdout, "links: %d keyed, %d unkeyed before them; the keyed ones were checked for continuity only: set JITBOT_AUDIT_LINK_KEY to recompute them\n",
+			rep.Keyed, rep.Unkeyed)
+	default:
+		fmt.Fprintf(stdout, "links: %d keyed (recomputed with JITBOT_AUDIT_LINK_KEY), %d unkeyed before them (covered by the first keyed link)\n",
+			rep.Keyed, rep.Unkeyed)
+	}
 	switch {
 	case *cpFile != "":
 		signed := 0
@@ -187,10 +207,10 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse("2006-01-02", s); err == nil {
 		return t, nil
 	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+	if d, err := policy.ParseDuration(s); err == nil && d > 0 {
 		return now.Add(-d), nil
 	}
-	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time (2026-01-02T15:04:05Z), a date (2026-01-02) or a duration back from now (24h)", s)
+	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time (2026-01-02T15:04:05Z), a date (2026-01-02) or a duration back from now (24h, 7d)", s)
 }
 
 type exportedEntry struct {
@@ -261,10 +281,17 @@ func auditKeygenCmd(stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "jitbot:", err)
 		return 1
 	}
+	link := make([]byte, 32)
+	if _, err := rand.Read(link); err != nil {
+		fmt.Fprintln(stderr, "jitbot:", err)
+		return 1
+	}
 	fmt.Fprintf(stdout, "# Keep the signing key secret (a Kubernetes Secret, a vault); jitbot serve signs checkpoints with it.\n"+
 		"JITBOT_AUDIT_SIGNING_KEY=%s\n"+
 		"# The public key verifies checkpoints; give it to whoever runs jitbot audit verify --checkpoint.\n"+
-		"JITBOT_AUDIT_PUBLIC_KEYS=%s\n", priv, pub)
+		"JITBOT_AUDIT_PUBLIC_KEYS=%s\n"+
+		"# The link key keys every audit link (HMAC); every replica and every verifier needs the same one. Secret.\n"+
+		"JITBOT_AUDIT_LINK_KEY=%s\n", priv, pub, base64.StdEncoding.EncodeToString(link))
 	return 0
 }
 
@@ -306,7 +333,7 @@ func auditAcceptCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 1
 	}
 	// Say what is being accepted: the log as it stands, and how it relates to the last checkpoint.
-	if _, verr := audit.VerifyLog(ctx, st, audit.VerifyOptions{}); verr != nil {
+	if _, verr := audit.VerifyLog(ctx, st, audit.VerifyOptions{LinkKey: cfg.auditLinkKey()}); verr != nil {
 		fmt.Fprintf(stdout, "warning: the store's log does not verify on its own: %v\n", verr)
 	}
 	last := "there is no earlier checkpoint"
@@ -322,6 +349,10 @@ func auditAcceptCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintln(stdout, "nothing written: run again with --yes to accept this head (grants written after the lost entries may be missing: "+
 			"check the providers for access the store no longer knows about)")
 		return 0
+	}
+	if signer == nil {
+		fmt.Fprintln(stdout, "warning: JITBOT_AUDIT_SIGNING_KEY is not set, so this acceptance is unsigned: a jitbot serve that signs "+
+			"checkpoints ignores unsigned lines (run this where serve's environment is, e.g. kubectl exec)")
 	}
 	c := signer.Checkpoint(head.Seq, head.Hash, time.Now(), true)
 	if err := audit.AppendCheckpoint(cfg.AuditCheckpointFile, c); err != nil {
@@ -341,7 +372,29 @@ func (c Config) auditProblems() []string {
 	if _, _, err := auditKeys(c); err != nil {
 		problems = append(problems, err.Error())
 	}
+	if _, err := parseLinkKey(c.AuditLinkKey); err != nil {
+		problems = append(problems, err.Error())
+	}
 	return problems
+}
+
+// parseLinkKey decodes JITBOT_AUDIT_LINK_KEY: base64 of at least 32 random bytes. The error never contains
+// the key.
+func parseLinkKey(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) < 32 {
+		return nil, errors.New("JITBOT_AUDIT_LINK_KEY must be base64 of at least 32 random bytes (make one with `jitbot audit keygen`)")
+	}
+	return b, nil
+}
+
+// auditLinkKey is the decoded link key (nil when unset); validate has rejected a malformed one.
+func (c Config) auditLinkKey() []byte {
+	k, _ := parseLinkKey(c.AuditLinkKey)
+	return k
 }
 
 // auditOptions are the audit monitor's settings for serve.
@@ -350,5 +403,6 @@ func (c Config) auditOptions() (app.AuditOptions, error) {
 	if err != nil {
 		return app.AuditOptions{}, err
 	}
-	return app.AuditOptions{Signer: signer, CheckpointFile: c.AuditCheckpointFile, CheckpointInterval: c.AuditCheckpointInterval}, nil
+	return app.AuditOptions{Signer: signer, LinkKey: c.auditLinkKey(), CheckpointFile: c.AuditCheckpointFile,
+		CheckpointInterval: c.AuditCheckpointInterval}, nil
 }

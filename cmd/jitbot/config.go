@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -19,9 +20,14 @@ type Config struct {
 	SlackAppToken      string `envconfig:"SLACK_APP_TOKEN"`
 	SlackAPIURL        string `envconfig:"SLACK_API_URL"`
 	SlackCommand       string `envconfig:"JITBOT_SLASH_COMMAND" default:"/jit"`
+	// Slack "off" runs serve without Slack on purpose (API-only, for pipelines); otherwise SLACK_BOT_TOKEN
+	// is required.
+	Slack string `envconfig:"JITBOT_SLACK"`
 
 	PolicyFile string `envconfig:"JITBOT_POLICY_FILE" default:"./policy.yaml"`
-	RedisURL   string `envconfig:"JITBOT_REDIS_URL"`
+	// PolicyPollInterval is how often the policy file is checked for changes (0: only on SIGHUP).
+	PolicyPollInterval time.Duration `envconfig:"JITBOT_POLICY_POLL_INTERVAL" default:"5s"`
+	RedisURL           string        `envconfig:"JITBOT_REDIS_URL"`
 	// RedisKeyPrefix must contain one hash tag so every key lands in one Redis Cluster slot.
 	RedisKeyPrefix string `envconfig:"JITBOT_REDIS_KEY_PREFIX" default:"{jit}"`
 	// RedisMinReplicas makes every commit wait for that many replica acknowledgements (WAIT).
@@ -49,6 +55,7 @@ type Config struct {
 
 	// Audit checkpoints (docs/audit.md). The signing key is a secret: never log it.
 	AuditSigningKey         string        `envconfig:"JITBOT_AUDIT_SIGNING_KEY"`
+	AuditLinkKey            string        `envconfig:"JITBOT_AUDIT_LINK_KEY"`
 	AuditPublicKeys         string        `envconfig:"JITBOT_AUDIT_PUBLIC_KEYS"`
 	AuditCheckpointFile     string        `envconfig:"JITBOT_AUDIT_CHECKPOINT_FILE"`
 	AuditCheckpointInterval time.Duration `envconfig:"JITBOT_AUDIT_CHECKPOINT_INTERVAL" default:"10m"`
@@ -86,6 +93,9 @@ func (c Config) validate() error {
 	if c.ReconcileInterval < 0 {
 		problems = append(problems, "JITBOT_RECONCILE_INTERVAL must be a duration such as 10m (0 turns drift reconciliation off)")
 	}
+	if c.PolicyPollInterval < 0 {
+		problems = append(problems, "JITBOT_POLICY_POLL_INTERVAL must be a duration such as 5s (0: reload only on SIGHUP)")
+	}
 	if c.RedisMinReplicas < 0 || c.RedisMinReplicas > 16 {
 		problems = append(problems, "JITBOT_REDIS_MIN_REPLICAS must be between 0 and 16")
 	}
@@ -109,6 +119,9 @@ func (c Config) validate() error {
 	if c.SlackAPIURL != "" {
 		if u, err := url.Parse(c.SlackAPIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			problems = append(problems, "SLACK_API_URL must be an absolute http(s) URL such as https://slack.com/api/")
+		} else if u.User != nil || u.RawQuery != "" {
+			// Errors of Slack calls quote the URL: credentials in it would end up in logs and /readyz.
+			problems = append(problems, "SLACK_API_URL must not carry credentials or a query (the bot token authenticates every call)")
 		}
 	}
 	if c.SlackBotToken != "" && !strings.HasPrefix(c.SlackBotToken, "xoxb-") {
@@ -119,6 +132,15 @@ func (c Config) validate() error {
 	}
 	if c.SlackCommand == "" || c.SlackCommand[0] != '/' || strings.ContainsAny(c.SlackCommand, " \t") {
 		problems = append(problems, "JITBOT_SLASH_COMMAND must be a slash command such as /jit")
+	}
+	switch c.Slack {
+	case "":
+	case "off":
+		if c.SlackBotToken != "" || c.SlackAppToken != "" {
+			problems = append(problems, "JITBOT_SLACK=off but a Slack token is set: unset SLACK_BOT_TOKEN and SLACK_APP_TOKEN, or unset JITBOT_SLACK")
+		}
+	default:
+		problems = append(problems, "JITBOT_SLACK must be off (run without Slack) or unset")
 	}
 	if c.SlackBotToken != "" && c.SlackAppToken == "" && c.SlackSigningSecret == "" {
 		problems = append(problems, "SLACK_SIGNING_SECRET is required in HTTP mode (set it, or set SLACK_APP_TOKEN for Socket Mode)")
@@ -135,11 +157,21 @@ func (c Config) validate() error {
 	return nil
 }
 
+// requireSlack is serve's rule: Slack is configured, or JITBOT_SLACK=off says it is off on purpose. (A bot
+// that starts without Slack by accident reports ready and answers 404 to every Slack request.)
+func (c Config) requireSlack() error {
+	if c.SlackBotToken == "" && c.Slack != "off" {
+		return errors.New("configuration: SLACK_BOT_TOKEN is not set: jitbot serve needs Slack (set SLACK_BOT_TOKEN, and SLACK_SIGNING_SECRET or SLACK_APP_TOKEN; see docs/slack-setup.md), " +
+			"or set JITBOT_SLACK=off to run without Slack on purpose (API-only, for pipelines)")
+	}
+	return nil
+}
+
 // slackMode says how jitbot reaches Slack.
 func (c Config) slackMode() string {
 	switch {
 	case c.SlackBotToken == "":
-		return "off (no SLACK_BOT_TOKEN)"
+		return "off (JITBOT_SLACK=off)"
 	case c.SlackAppToken != "":
 		return "socket mode"
 	}

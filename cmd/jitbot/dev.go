@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,8 +30,15 @@ func dev(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	dataDir := fs.String("data", filepath.Join("data", "dev"), "embedded store directory")
 	listen := fs.String("listen", "127.0.0.1:8080", "address of the playground page, /healthz, /readyz, /metrics and /slack/*")
 	logLevel := fs.String("log-level", "warn", "jitbot's log level (logs go to standard error)")
+	hookAddr := fs.String("webhook-addr", os.Getenv("JITBOT_DEV_WEBHOOK_ADDR"),
+		"host:port of the local webhook receiver that stands in for the target system (default: the address in the policy's webhook URLs, 127.0.0.1:9099 in examples/policy.yaml; env JITBOT_DEV_WEBHOOK_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *hookAddr != "" {
+		if _, port, err := net.SplitHostPort(*hookAddr); err != nil || port == "" {
+			return fmt.Errorf("-webhook-addr %q: want host:port, such as 127.0.0.1:9199", *hookAddr)
+		}
 	}
 	raw, err := os.ReadFile(*policyFile)
 	if err != nil {
@@ -38,6 +47,11 @@ func dev(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	pol, err := policy.Parse(*policyFile, raw)
 	if err != nil {
 		return fmt.Errorf("policy is invalid:\n%w", err)
+	}
+	if *hookAddr != "" {
+		if err := moveWebhooks(pol, *hookAddr); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return err
@@ -75,4 +89,21 @@ func (p *eventPrinter) Publish(_ context.Context, events ...store.AuditEvent) {
 		slices.Sort(details)
 		fmt.Fprintf(p.w, "  [audit] %-13s actor=%s request=%s grant=%s role=%s %s\n", e.Type, e.Actor, e.RequestID, e.GrantID, e.Role, strings.Join(details, " "))
 	}
+}
+
+// moveWebhooks points every webhook provider of the playground's policy at addr, where the playground's
+// receiver then listens: the example policy's 127.0.0.1:9099 may be taken on the developer's machine.
+func moveWebhooks(pol *policy.Policy, addr string) error {
+	for name, p := range pol.Providers {
+		if p.Type != "webhook" || p.Webhook == nil {
+			continue
+		}
+		u, err := url.Parse(p.Webhook.URL)
+		if err != nil {
+			return fmt.Errorf("provider %s: webhook url: %w", name, err)
+		}
+		u.Host = addr
+		p.Webhook.URL = u.String()
+	}
+	return nil
 }

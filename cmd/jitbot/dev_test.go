@@ -27,7 +27,7 @@ func TestDevServesThePlayground(t *testing.T) {
 		t.Fatal(err)
 	}
 	pol := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(pol, []byte(strings.Replace(string(raw), "127.0.0.1:9099", freeAddr(t), 1)), 0o600); err != nil {
+	if err := os.WriteFile(pol, []byte(strings.NewReplacer("127.0.0.1:9099", freeAddr(t), "127.0.0.1:9098", freeAddr(t)).Replace(string(raw))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	outR, outW := io.Pipe()
@@ -107,5 +107,50 @@ func TestDevServesThePlayground(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("dev did not stop after its context ended")
+	}
+}
+
+// TestDevWebhookAddrIsConfigurable: the playground's second port (the webhook receiver, 127.0.0.1:9099 in the
+// example policy) moves with -webhook-addr (or JITBOT_DEV_WEBHOOK_ADDR), with the example policy unchanged.
+func TestDevWebhookAddrIsConfigurable(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	hook := freeAddr(t)
+	t.Setenv("JITBOT_DEV_WEBHOOK_ADDR", hook)
+	outR, outW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "-policy", "../../examples/policy.yaml", "-data", filepath.Join(dir, "data"), "-listen", freeAddr(t)}, strings.NewReader(""), outW, io.Discard)
+		outW.Close()
+	}()
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(outR)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "jitbot playground: open") {
+				close(started)
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case code := <-done:
+		t.Fatalf("dev exited %d", code)
+	}
+	resp, err := http.Post("http://"+hook+"/jitbot", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatalf("nothing listens on the configured webhook address %s: %v", hook, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode/100 != 4 {
+		t.Fatalf("unsigned POST to the receiver: %d, want a 4xx refusal", resp.StatusCode)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("dev exited %d", code)
+	}
+	if code, _, stderr := runCLI(t, "dev", "-webhook-addr", "9099"); code != 1 || !strings.Contains(stderr, "want host:port") {
+		t.Fatalf("bad -webhook-addr: exit %d %s", code, stderr)
 	}
 }

@@ -14,6 +14,7 @@ import (
 func redisServeEnv(t *testing.T, url string) {
 	clearEnv(t)
 	t.Setenv("JITBOT_DATA_DIR", t.TempDir())
+	t.Setenv("JITBOT_SLACK", "off")
 	t.Setenv("JITBOT_POLICY_FILE", "../../examples/policy.yaml")
 	t.Setenv("JITBOT_WEBHOOK_SECRET", "whsec_c2VjcmV0LXNpZ25pbmcta2V5LTAxMjM0NTY3ODk=")
 	t.Setenv("JITBOT_LISTEN_ADDR", freeAddr(t))

@@ -33,9 +33,15 @@ import (
 var version = "dev"
 
 func main() {
+	restore := func() {}
+	if os.Getenv("JITBOT_FOREGROUND") == "1" {
+		restore = takeTerminalForeground()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	restore()
+	os.Exit(code)
 }
 
 // run is main without the process: it returns the exit code.
@@ -47,11 +53,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var err error
 	switch cmd {
 	case "serve":
+		if len(args) > 0 {
+			if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+				fmt.Fprint(stdout, serveUsage())
+				return 0
+			}
+			fmt.Fprintf(stderr, "jitbot serve takes no arguments (configuration comes from the environment), got %q\n\n%s", args[0], serveUsage())
+			return 2
+		}
 		err = serve(ctx, stderr)
 	case "dev":
 		err = dev(ctx, args, stdin, stdout, stderr)
 	case "policy":
 		return policyCmd(args, stdout, stderr)
+	case "grants", "requests":
+		return adminCmd(ctx, cmd, args, stdout, stderr)
+	case "exec":
+		return execCmd(ctx, args, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args, stdout, stderr)
 	case "tokens":
@@ -78,6 +96,9 @@ const usage = `usage:
   jitbot dev                              local playground: embedded store, example policy, no Slack needed
   jitbot policy check FILE...             validate policy files
   jitbot audit verify [--checkpoint F]    verify the audit log (also: audit export|keygen|accept)
+  jitbot grants list|show|revoke          admin CLI on the configured store (also: requests list)
+  jitbot tokens create|list|revoke        API tokens for pipelines without OIDC
+  jitbot exec --role R --reason "..." -- CMD   run CMD in a CI job with just-in-time access (docs/pipelines.md)
   jitbot version
 `
 
@@ -96,12 +117,13 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 		}
+		s.SetAuditLinkKey(cfg.auditLinkKey())
 		return s, nil
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
-	s, err := bolt.Open(filepath.Join(cfg.DataDir, "jitbot.db"), bolt.Options{})
+	s, err := bolt.Open(filepath.Join(cfg.DataDir, "jitbot.db"), bolt.Options{AuditLinkKey: cfg.auditLinkKey()})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", cfg.storeDescription(), err)
 	}
@@ -111,6 +133,9 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 func serve(ctx context.Context, stderr io.Writer) error {
 	cfg, err := loadConfig()
 	if err != nil {
+		return err
+	}
+	if err := cfg.requireSlack(); err != nil {
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
@@ -129,7 +154,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 			return err
 		}
 	}
-	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning()}
+	deps := app.Deps{Policy: pol, Store: st, Logger: log, Tuning: cfg.tuning(), PolicyFile: cfg.PolicyFile}
 	if deps.Audit, err = cfg.auditOptions(); err != nil {
 		return err
 	}
@@ -141,7 +166,9 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info().Str("slack", cfg.slackMode()).Str("store", cfg.storeDescription()).Str("policy", cfg.PolicyFile).Int("roles", len(pol.Roles)).Str("listen", cfg.ListenAddr).Msg("jitbot starting")
+	log.Info().Str("slack", cfg.slackMode()).Str("store", cfg.storeDescription()).Str("policy", cfg.PolicyFile).Str("policy_sha256", a.PolicySHA256()).Int("roles", len(pol.Roles)).Str("listen", cfg.ListenAddr).Msg("jitbot starting")
+	stopHUP := reloadOnSIGHUP(ctx, a)
+	defer stopHUP()
 	return serveHTTP(ctx, log, cfg, a, a.Handler())
 }
 
@@ -187,6 +214,7 @@ func (c Config) tuning() app.Tuning {
 		SweepInterval: c.SweepInterval, RevokeRetryInterval: c.RevokeRetryInterval, SweepConcurrency: c.SweepConcurrency,
 		ProviderTimeout: c.ProviderTimeout, MaxAttempts: c.MaxAttempts, BackoffBase: c.RetryBackoffBase,
 		BackoffMax: c.RetryBackoffMax, LeaderTTL: c.LeaderTTL, ReconcileInterval: c.ReconcileInterval,
+		PolicyPollInterval: pollInterval(c.PolicyPollInterval),
 	}
 }
 
@@ -207,8 +235,13 @@ func loadPolicyForServe(path string) (*policy.Policy, error) {
 }
 
 func policyCmd(args []string, stdout, stderr io.Writer) int {
+	// --probe also connects to providers whose targets can be verified live (Kubernetes: the roles exist).
+	probe := len(args) > 1 && args[0] == "check" && args[1] == "--probe"
+	if probe {
+		args = append([]string{"check"}, args[2:]...)
+	}
 	if len(args) < 2 || args[0] != "check" {
-		fmt.Fprint(stderr, "usage: jitbot policy check FILE...\n")
+		fmt.Fprint(stderr, "usage: jitbot policy check [--probe] FILE...\n")
 		return 2
 	}
 	code := 0
@@ -227,6 +260,20 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		for _, w := range pol.Warnings() {
 			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
+		if probe {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			probs, warns := app.ProbePolicy(ctx, pol, os.Getenv)
+			cancel()
+			for _, w := range warns {
+				fmt.Fprintf(stderr, "warning: %s\n", w)
+			}
+			if len(probs) > 0 {
+				ps := policy.Problems(probs)
+				fmt.Fprintln(stderr, ps.Error())
+				code = 1
+				continue
+			}
 		}
 		fmt.Fprintf(stdout, "%s: ok (%d roles, %d providers)\n", file, len(pol.Roles), len(pol.Providers))
 	}

@@ -87,6 +87,10 @@ func TestBadConfigurationStopsStartupWithOneClearMessage(t *testing.T) {
 		t.Run(env, func(t *testing.T) {
 			clearEnv(t)
 			t.Setenv("JITBOT_DATA_DIR", t.TempDir())
+			t.Setenv("JITBOT_SLACK", "off")
+			if env == "SLACK_BOT_TOKEN" {
+				t.Setenv("JITBOT_SLACK", "")
+			}
 			t.Setenv(env, c[0])
 			code, _, stderr := runCLI(t, "serve")
 			if code != 1 || !strings.Contains(stderr, c[1]) {
@@ -103,6 +107,7 @@ func TestBadConfigurationStopsStartupWithOneClearMessage(t *testing.T) {
 	t.Run("missing secret", func(t *testing.T) {
 		clearEnv(t)
 		t.Setenv("JITBOT_DATA_DIR", t.TempDir())
+		t.Setenv("JITBOT_SLACK", "off")
 		t.Setenv("JITBOT_POLICY_FILE", "../../examples/policy.yaml")
 		code, _, stderr := runCLI(t, "serve")
 		if code != 1 || !strings.Contains(stderr, "JITBOT_WEBHOOK_SECRET") {
@@ -125,6 +130,7 @@ func TestServeHealthReadyMetricsAndGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	t.Setenv("JITBOT_DATA_DIR", dir)
+	t.Setenv("JITBOT_SLACK", "off")
 	t.Setenv("JITBOT_POLICY_FILE", "../../examples/policy.yaml")
 	t.Setenv("JITBOT_WEBHOOK_SECRET", "whsec_c2VjcmV0LXNpZ25pbmcta2V5LTAxMjM0NTY3ODk=")
 	t.Setenv("JITBOT_LISTEN_ADDR", addr)

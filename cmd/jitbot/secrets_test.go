@@ -27,10 +27,12 @@ const (
 	secretWebhook          = "S3CRET-webhook-hmac-key-4b5a"
 	secretPagerDuty        = "S3CRET-pagerduty-key-6c7d"
 	secretOpsgenie         = "S3CRET-opsgenie-key-9e0f"
+	secretAuditSigning     = "UzNDUkVULWF1ZGl0LXNpZ25pbmctc2VlZC0wMDAxYWI=" // base64 of 32 bytes
+	secretAuditLink        = "UzNDUkVULWF1ZGl0LWxpbmsta2V5LTAwMDAwMDAwY2Q="
 )
 
 var allSecrets = []string{secretRedisPassword, secretRedisUser, secretSentinelPassword, secretSentinelUser, secretBotToken,
-	secretAppToken, secretSigning, secretWebhook, secretPagerDuty, secretOpsgenie}
+	secretAppToken, secretSigning, secretWebhook, secretPagerDuty, secretOpsgenie, secretAuditSigning, secretAuditLink}
 
 // secretPolicy names a provider secret and two on-call keys by *_env, the way every documented secret of a
 // policy is given.
@@ -78,6 +80,8 @@ func secretEnv(t *testing.T) string {
 	t.Setenv("T_OG_KEY", secretOpsgenie)
 	t.Setenv("SLACK_BOT_TOKEN", secretBotToken)
 	t.Setenv("SLACK_SIGNING_SECRET", secretSigning)
+	t.Setenv("JITBOT_AUDIT_SIGNING_KEY", secretAuditSigning)
+	t.Setenv("JITBOT_AUDIT_LINK_KEY", secretAuditLink)
 	t.Setenv("SLACK_API_URL", "http://127.0.0.1:1/api/")
 	return path
 }
@@ -139,6 +143,39 @@ func TestServeNeverLogsSecrets(t *testing.T) {
 			t.Errorf("the start-up log does not show the redacted store URL:\n%s", logs)
 		}
 	})
+	t.Run("runtime/redis-with-password-goes-away", func(t *testing.T) {
+		// A Redis that really requires the password; once serve is ready the server goes away, so the
+		// store errors of the running engine (sweeper, leader loop, /readyz) are logged too.
+		secretEnv(t)
+		t.Setenv("JITBOT_SLACK", "off")
+		t.Setenv("SLACK_BOT_TOKEN", "")
+		t.Setenv("SLACK_SIGNING_SECRET", "")
+		_, addr := redistest.StartServer(t, "--requirepass", secretRedisPassword)
+		t.Setenv("JITBOT_REDIS_URL", "redis://:"+secretRedisPassword+"@"+addr+"/0?max_retries=-1")
+		logs := serveUntilReady(t, func(base string) {
+			c := redistest.ClientFor(t, "redis://:"+secretRedisPassword+"@"+addr+"/0")
+			_ = c.Do(t.Context(), "SHUTDOWN", "NOSAVE").Err()
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				resp, err := http.Get(base + "/readyz")
+				if err == nil {
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					assertNoSecret(t, "/readyz", string(body))
+					if resp.StatusCode == 503 && strings.Contains(string(body), "store") {
+						return
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("serve never noticed the store was gone")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+		if !strings.Contains(logs, "readiness check failed") {
+			t.Errorf("no runtime store error was logged:\n%s", logs)
+		}
+	})
 	t.Run("success/embedded+socket-mode", func(t *testing.T) {
 		secretEnv(t)
 		emu := slacktest.New(slacktest.Options{BotToken: secretBotToken, SigningSecret: secretSigning, AppToken: secretAppToken,
@@ -173,6 +210,10 @@ func TestServeNeverLogsSecrets(t *testing.T) {
 		"bad bot token":              {env: map[string]string{"SLACK_BOT_TOKEN": "xoxp-" + secretBotToken}, want: "SLACK_BOT_TOKEN must be a bot token"},
 		"bad app token":              {env: map[string]string{"SLACK_APP_TOKEN": "xoxb-" + secretAppToken}, want: "SLACK_APP_TOKEN must be an app-level token"},
 		"bad duration":               {env: map[string]string{"JITBOT_SWEEP_INTERVAL": secretSigning}, want: "JITBOT_SWEEP_INTERVAL"},
+		"bad audit signing key":      {env: map[string]string{"JITBOT_AUDIT_SIGNING_KEY": secretAuditSigning[:40]}, want: "JITBOT_AUDIT_SIGNING_KEY"},
+		"bad audit link key":         {env: map[string]string{"JITBOT_AUDIT_LINK_KEY": secretAuditLink[:20]}, want: "JITBOT_AUDIT_LINK_KEY"},
+		"slack url with credentials": {env: map[string]string{"SLACK_API_URL": "http://" + secretRedisUser + ":" + secretRedisPassword + "@127.0.0.1:1/api/"}, want: "must not carry credentials"},
+		"slack url with a token":     {env: map[string]string{"SLACK_API_URL": "http://127.0.0.1:1/api/?token=" + secretBotToken}, want: "must not carry credentials"},
 	}
 	for name, c := range failures {
 		t.Run("failure/"+name, func(t *testing.T) {

@@ -44,7 +44,7 @@ func tokensCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var asJSON bool
 	switch sub {
 	case "create":
-		fs.StringVar(&owner, "owner", "", "who the token is for: a system or team name that policy workloads refer to (required)")
+		fs.StringVar(&owner, "owner", "", "who the token is for: the api_token_owner of a policy workload, e.g. deploy-bot (required)")
 		fs.StringVar(&ttl, "ttl", "", "expire the token after this long (e.g. 90d, 720h); default: until revoked")
 	case "list":
 		fs.BoolVar(&asJSON, "json", false, "print JSON (one array) instead of a table")

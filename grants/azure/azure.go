@@ -214,8 +214,11 @@ func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 	return p.revokeRBAC(ctx, a, t)
 }
 
-// Check reports whether the assignment is present: in rbac mode the role assignment named for the grant
-// exists; in pim mode the principal has an active schedule instance of the role at the scope.
+// Check reports whether the assignment is present. With a reference of jitbot's own (ownRef: the lease's
+// access is jitbot's) it answers for jitbot's access only - the role assignment of jitbot's name, or a PIM
+// instance whose schedule jitbot's request made - so that verifying a revoke is not confused by an equal
+// assignment someone else made since. Without one it answers for the access from any source (rbac: jitbot's
+// name or an equal assignment; pim: any active instance of the role at the scope).
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
 	t, principal, err := p.resolve(a)
 	if err != nil {
@@ -232,7 +235,11 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 			}
 			return false, err
 		}
-		return inst != nil, nil
+		if inst == nil || !ownRef(a.Ref) {
+			return inst != nil, nil
+		}
+		owned, _, err := p.ownsInstance(ctx, t, inst)
+		return owned, err
 	}
 	return p.checkRBAC(ctx, a, t, principal)
 }
@@ -250,6 +257,14 @@ func (p *Provider) AttemptBudget(op string) time.Duration {
 
 // pimAttemptBudget is the attempt budget of PIM grants and revokes.
 const pimAttemptBudget = 2 * time.Minute
+
+// PropagationDelay (grants.PropagationDelayer) is how long after a revoke jitbot verifies that the access is
+// gone: Microsoft documents that role assignment changes can take up to 10 minutes to take effect (ARM and the
+// resource providers cache them), so "confirmed gone" is only said after that.
+func (p *Provider) PropagationDelay() time.Duration { return RevokePropagation }
+
+// RevokePropagation is Azure's documented upper bound for a role assignment change to take effect.
+const RevokePropagation = 10 * time.Minute
 
 func asAPI(err error) *APIError {
 	var ae *APIError
@@ -393,8 +408,9 @@ func (p *Provider) revokeRBAC(ctx context.Context, a grants.Assignment, t target
 	return classify(ae)
 }
 
-// checkRBAC reports whether the principal holds the role at the scope: through jitbot's assignment, or through
-// an equal one made by someone else (standing access, which Grant reported as pre-existing).
+// checkRBAC reports whether the principal holds the role at the scope: through jitbot's assignment, or - unless
+// the lease carries a reference of jitbot's own - through an equal one made by someone else (standing access,
+// which Grant reported as pre-existing).
 func (p *Provider) checkRBAC(ctx context.Context, a grants.Assignment, t target, principal string) (bool, error) {
 	name := AssignmentName(leaseKey(a))
 	_, err := p.ra.Get(ctx, t.sdkScope(), name, nil)
@@ -408,6 +424,9 @@ func (p *Provider) checkRBAC(ctx context.Context, a grants.Assignment, t target,
 	if ae.StatusCode != http.StatusNotFound {
 		return false, classify(ae)
 	}
+	if ownRef(a.Ref) {
+		return false, nil
+	}
 	existing, err := p.findAssignment(ctx, t, principal)
 	if ae := asAPI(err); ae != nil && ae.StatusCode == http.StatusNotFound {
 		return false, nil
@@ -420,4 +439,10 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// ownRef reports whether a lease's reference says its access is jitbot's (anything but none, a pre-existing
+// reference or grants.RefUntouched).
+func ownRef(ref string) bool {
+	return ref != "" && ref != grants.RefUntouched && !grants.IsPreExisting(ref)
 }

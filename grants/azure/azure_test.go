@@ -615,3 +615,12 @@ func TestOverlappingLeasesShareOneAssignment(t *testing.T) {
 		t.Fatalf("after the binding's revoke %d assignments remain", len(got))
 	}
 }
+
+// TestPropagationDelay: the manager verifies a revoke only after Azure's documented propagation (the method is
+// grants.PropagationDelayer's; declared structurally so that it does not depend on that interface's arrival).
+func TestPropagationDelay(t *testing.T) {
+	var p interface{ PropagationDelay() time.Duration } = newProvider(t, newFake(t), nil)
+	if got := p.PropagationDelay(); got != 10*time.Minute {
+		t.Fatalf("PropagationDelay = %s, want 10m", got)
+	}
+}

@@ -113,11 +113,20 @@ func TestConformanceRBAC(t *testing.T) {
 			return false
 		},
 		Cycles:  20,
+		Skip:    map[string]string{"ResumedCallFailsClosed": exactOwnership},
 		Latency: func(t *testing.T, d time.Duration) { f.SetLatency(d) },
 		Reset:   func(t *testing.T) { f.Reset() },
 		Secrets: []string{testToken},
 	})
 }
+
+// exactOwnership is why the Azure harnesses skip ResumedCallFailsClosed: that case is for adapters that cannot
+// tell their own access from an administrator's after a crash. Azure can, exactly: jitbot's role assignment has
+// a name only jitbot derives (an equal one under another name is someone else's), and a PIM assignment's
+// schedule names the request that made it (jitbot's carries jitbot's justification). "Failing closed" would
+// report an administrator's assignment as jitbot's and have the manager revoke it, for no gain.
+// TestResumedCallKnowsItsOwnAccess shows a resumed call finding jitbot's own access as jitbot's.
+const exactOwnership = "ownership is exact at Azure (assignment name / schedule request), see TestResumedCallKnowsItsOwnAccess"
 
 func TestConformancePIM(t *testing.T) {
 	f := newFake(t)
@@ -178,6 +187,7 @@ func TestConformancePIM(t *testing.T) {
 			return *in[0].EndDateTime, true
 		},
 		Cycles:    20,
+		Skip:      map[string]string{"ResumedCallFailsClosed": exactOwnership},
 		SlowAsync: func(t *testing.T, d time.Duration) { f.SetProvisionDelay(d) },
 		Latency:   func(t *testing.T, d time.Duration) { f.SetLatency(d) },
 		Reset:     func(t *testing.T) { f.Reset(); f.SetProvisionDelay(0); f.Settle() },

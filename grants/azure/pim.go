@@ -51,7 +51,7 @@ func requestPath(t target, name string) string {
 // request status groups.
 func statusDone(s armauthorization.Status) bool {
 	switch s {
-	case armauthorization.StatusProvisioned, armauthorization.StatusRevoked, armauthorization.StatusGranted:
+	case armauthorization.StatusProvisioned, armauthorization.StatusRevoked:
 		return true
 	}
 	return false
@@ -63,7 +63,9 @@ func statusInFlight(s armauthorization.Status) bool {
 	switch s {
 	case armauthorization.StatusAccepted, armauthorization.StatusPendingProvisioning, armauthorization.StatusProvisioningStarted,
 		armauthorization.StatusPendingRevocation, armauthorization.StatusPendingScheduleCreation, armauthorization.StatusPendingEvaluation,
-		armauthorization.StatusPendingExternalProvisioning, armauthorization.StatusAdminApproved, armauthorization.StatusPendingApprovalProvisioning:
+		armauthorization.StatusPendingExternalProvisioning, armauthorization.StatusAdminApproved, armauthorization.StatusPendingApprovalProvisioning,
+		// Granted (validated, approved) and ScheduleCreated precede Provisioned: the assignment may not exist yet.
+		armauthorization.StatusGranted, armauthorization.StatusScheduleCreated:
 		return true
 	}
 	return false

@@ -1,6 +1,9 @@
 package azure_test
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
@@ -102,6 +105,35 @@ func TestPIMExtensionReachesAzure(t *testing.T) {
 	}
 	if fmt.Sprint(kinds) != "[AdminAssign AdminExtend AdminExtend AdminUpdate]" {
 		t.Fatalf("requests = %v", kinds)
+	}
+	// The wire shape of the schedule changes: the schedule they change, and the new end as AfterDateTime.
+	sched := f.ActiveInstances(rg, base.Principal, readerID)[0].ScheduleID
+	for _, r := range f.Requests() {
+		if r.Method != http.MethodPut {
+			continue
+		}
+		var body struct {
+			Properties struct {
+				RequestType                    string
+				TargetRoleAssignmentScheduleID string
+				ScheduleInfo                   struct {
+					Expiration struct {
+						Type        string
+						EndDateTime time.Time
+					}
+				}
+			}
+		}
+		if err := json.Unmarshal(r.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		pr := body.Properties
+		if pr.ScheduleInfo.Expiration.Type != "AfterDateTime" || pr.ScheduleInfo.Expiration.EndDateTime.IsZero() {
+			t.Errorf("%s: expiration %+v", pr.RequestType, pr.ScheduleInfo.Expiration)
+		}
+		if (pr.RequestType == "AdminExtend" || pr.RequestType == "AdminUpdate") && pr.TargetRoleAssignmentScheduleID != sched {
+			t.Errorf("%s names schedule %q, want %q", pr.RequestType, pr.TargetRoleAssignmentScheduleID, sched)
+		}
 	}
 	// The changed assignment is still jitbot's: revoke removes it.
 	if err := p.Revoke(t.Context(), extended); err != nil {
@@ -226,5 +258,119 @@ func TestRBACCyclesWithHumanAssignmentInBetween(t *testing.T) {
 		if n := len(f.Assignments(rg, base.Principal, readerID)); n != want {
 			t.Fatalf("cycle %d: %d assignments after revoke, want %d", i, n, want)
 		}
+	}
+}
+
+// TestResumedCallKnowsItsOwnAccess: the process died after Azure accepted jitbot's first request and before the
+// answer was recorded; the resumed attempt (Assignment.Ref = grants.RefCallPending) finds the access and knows
+// it is jitbot's, in both modes, and the revoke removes it. Next to it, an administrator's assignment of another
+// principal is still reported as pre-existing by a resumed call.
+func TestResumedCallKnowsItsOwnAccess(t *testing.T) {
+	for _, mode := range []string{"rbac", "pim"} {
+		t.Run(mode, func(t *testing.T) {
+			f := newFake(t)
+			p := newProvider(t, f, func(c *azure.Config) { c.Mode = mode })
+			a := newAssignment("")
+			a.BindingKey = "b-resume-" + a.GrantID
+			if _, err := p.Grant(t.Context(), a); err != nil { // the answer is "lost"
+				t.Fatal(err)
+			}
+			a.Ref = grants.RefCallPending
+			ref, err := p.Grant(t.Context(), a)
+			if err != nil || grants.IsPreExisting(ref) {
+				t.Fatalf("resumed Grant = %q, %v; want jitbot's own reference", ref, err)
+			}
+			a.Ref = ref
+			if err := p.Revoke(t.Context(), a); err != nil {
+				t.Fatal(err)
+			}
+			present, err := p.Check(t.Context(), a)
+			if err != nil || present {
+				t.Fatalf("after revoke Check = %v, %v", present, err)
+			}
+
+			b := newAssignment("")
+			if mode == "pim" {
+				f.AdminAssign(rg, b.Principal, readerDef, nil, "standing")
+			} else {
+				f.AddAssignment(rg, standingName(b.Principal), b.Principal, "User", readerDef, "standing")
+			}
+			b.Ref = grants.RefCallPending
+			if ref, err := p.Grant(t.Context(), b); err != nil || !grants.IsPreExisting(ref) {
+				t.Fatalf("resumed Grant over an administrator's assignment = %q, %v; want pre-existing", ref, err)
+			}
+		})
+	}
+}
+
+// TestPIMWaitsForProcessing: a request PIM has accepted but not provisioned (Granted comes before Provisioned) is
+// not success: Grant waits for it within its attempt, fails retryably when the attempt ends first (no access
+// yet), and the next attempt resumes the same request by name instead of making another.
+func TestPIMWaitsForProcessing(t *testing.T) {
+	for _, pending := range []string{"Granted", "Accepted", "PendingProvisioning"} {
+		t.Run(pending, func(t *testing.T) {
+			f, p, clk := newPIM(t)
+			f.PendingStatus = pending
+			f.SetProvisionDelay(time.Minute) // by the fake's clock, which stands still until advanced
+			a := newAssignment("")
+			a.ExpiresAt = clk.now.Add(time.Hour)
+			ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+			_, err := p.Grant(ctx, a)
+			cancel()
+			if err == nil || grants.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Grant while the request is %s: %v; want a retryable deadline error", pending, err)
+			}
+			if n := len(f.ActiveInstances(rg, a.Principal, readerID)); n != 0 {
+				t.Fatalf("%d instances before PIM processed the request", n)
+			}
+			clk.Advance(time.Minute)
+			if _, err := p.Grant(t.Context(), a); err != nil {
+				t.Fatalf("resumed Grant: %v", err)
+			}
+			if n := len(f.ScheduleRequests()); n != 1 {
+				t.Fatalf("%d schedule requests, want the one resumed", n)
+			}
+			if n := len(f.ActiveInstances(rg, a.Principal, readerID)); n != 1 {
+				t.Fatalf("%d instances after processing", n)
+			}
+		})
+	}
+}
+
+// TestCheckWithOwnReference: verifying jitbot's revoke asks Check with the lease's own reference; an equal
+// assignment an administrator made after the revoke is not jitbot's access and must not make the revoke look
+// failed. Without a reference Check answers for the access from any source.
+func TestCheckWithOwnReference(t *testing.T) {
+	for _, mode := range []string{"rbac", "pim"} {
+		t.Run(mode, func(t *testing.T) {
+			f, _, clk := newPIM(t)
+			p := newProvider(t, f, func(c *azure.Config) { c.Mode = mode; c.Now = clk.Now })
+			a := newAssignment("")
+			a.BindingKey, a.ExpiresAt = "b-own-"+a.GrantID, clk.now.Add(time.Hour)
+			ref, err := p.Grant(t.Context(), a)
+			if err != nil || grants.IsPreExisting(ref) {
+				t.Fatalf("Grant = %q, %v", ref, err)
+			}
+			a.Ref = ref
+			if ok, err := p.Check(t.Context(), a); err != nil || !ok {
+				t.Fatalf("Check of jitbot's own access = %v, %v", ok, err)
+			}
+			clk.Advance(6 * time.Minute)
+			if err := p.Revoke(t.Context(), a); err != nil {
+				t.Fatal(err)
+			}
+			if mode == "pim" {
+				f.AdminAssign(rg, a.Principal, readerDef, nil, "standing, after jitbot's revoke")
+			} else {
+				f.AddAssignment(rg, standingName(a.Principal), a.Principal, "User", readerDef, "standing, after jitbot's revoke")
+			}
+			if ok, err := p.Check(t.Context(), a); err != nil || ok {
+				t.Fatalf("Check with jitbot's reference after its revoke = %v, %v; the administrator's assignment is not jitbot's", ok, err)
+			}
+			a.Ref = ""
+			if ok, err := p.Check(t.Context(), a); err != nil || !ok {
+				t.Fatalf("Check without a reference = %v, %v; want the access from any source", ok, err)
+			}
+		})
 	}
 }

@@ -82,6 +82,19 @@ func (f *Fake) Hold(op string) (arrived <-chan struct{}, release func()) {
 type failure struct {
 	op  string
 	err error
+	// ignore: answer success without applying (a provider that acknowledges a change it did not make, or
+	// an eventually consistent one that has not made it yet).
+	ignore bool
+}
+
+// IgnoreNext makes the next n calls of op ("grant", "revoke" or "" for any) answer success without changing
+// anything.
+func (f *Fake) IgnoreNext(op string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for range n {
+		f.fail = append(f.fail, failure{op: op, ignore: true})
+	}
 }
 
 // New returns an empty Fake.
@@ -102,7 +115,7 @@ func (f *Fake) FailNext(op string, err error, n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for range n {
-		f.fail = append(f.fail, failure{op, err})
+		f.fail = append(f.fail, failure{op: op, err: err})
 	}
 }
 
@@ -167,6 +180,12 @@ func (f *Fake) do(ctx context.Context, op string, a grants.Assignment, apply fun
 		if fl.op == "" || fl.op == op {
 			f.fail = slices.Delete(f.fail, i, i+1)
 			f.calls = append(f.calls, Call{Op: op, Assignment: a, Err: fl.err, WasPresent: was})
+			if fl.ignore {
+				if op == "check" {
+					apply(was) // a check reports what is there
+				}
+				return nil
+			}
 			return fl.err
 		}
 	}

@@ -165,6 +165,14 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	return p, nil
 }
 
+// RevokePropagation is how long an IAM policy change can take to take effect: Google documents "typically
+// within 2 minutes" and "7 minutes or more" in some cases.
+const RevokePropagation = 7 * time.Minute
+
+// PropagationDelay (grants.PropagationDelayer) is how long after a revoke jitbot verifies that the access is
+// gone, so that "confirmed gone" is not said before IAM has applied the change.
+func (p *Provider) PropagationDelay() time.Duration { return RevokePropagation }
+
 // String names the provider without any credential.
 func (p *Provider) String() string {
 	if p.endpoint != "" {
@@ -376,7 +384,9 @@ func applyRevoke(pol *crm.Policy, as assignment) bool {
 }
 
 // Check reports whether the principal holds the role on the resource: through a live jitbot binding (of any lease
-// of the binding), or through a binding someone else made that is unconditional or time-bound and unexpired.
+// of the binding), or - unless the lease carries a reference of jitbot's own, when only jitbot's access is
+// asked about (verifying a revoke must not be confused by a binding someone added since) - through a binding
+// someone else made that is unconditional or time-bound and unexpired.
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
 	as, err := p.parse(a, false)
 	if err != nil {
@@ -395,15 +405,19 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 		return false, err
 	}
 	now := p.now()
+	own := ownRef(a.Ref)
 	for _, b := range pol.Bindings {
 		if b.Role != as.role || !hasMember(b.Members, as.principal) {
 			continue
+		}
+		jitbots := b.Condition != nil && strings.HasPrefix(b.Condition.Title, TitlePrefix)
+		if own && !jitbots {
+			continue // the lease's access is jitbot's: someone else's binding is not it
 		}
 		if b.Condition == nil {
 			return true, nil // standing access someone else granted (Grant reported it as pre-existing)
 		}
 		exp, ok := ParseExpression(b.Condition.Expression)
-		jitbots := strings.HasPrefix(b.Condition.Title, TitlePrefix)
 		switch {
 		case ok && exp.After(now):
 			return true, nil // a live time-bound binding: jitbot's (any lease's title) or someone else's
@@ -770,4 +784,10 @@ func hasMember(members []string, principal string) bool {
 
 func removeMember(members []string, principal string) []string {
 	return slices.DeleteFunc(slices.Clone(members), func(m string) bool { return memberMatches(m, principal) })
+}
+
+// ownRef reports whether a lease's reference says its access is jitbot's (anything but none, a pre-existing
+// reference or grants.RefUntouched).
+func ownRef(ref string) bool {
+	return ref != "" && ref != grants.RefUntouched && !grants.IsPreExisting(ref)
 }

@@ -816,3 +816,37 @@ func TestPreexistingOnlyForTheSameAccess(t *testing.T) {
 		t.Fatalf("bindings after revoke: %+v", pol.Bindings)
 	}
 }
+
+// TestPropagationDelay: the manager verifies a revoke only after IAM's documented propagation (up to 7 minutes).
+func TestPropagationDelay(t *testing.T) {
+	_, p := setup(t)
+	var d interface{ PropagationDelay() time.Duration } = p
+	if got := d.PropagationDelay(); got != 7*time.Minute {
+		t.Fatalf("PropagationDelay = %s, want 7m", got)
+	}
+}
+
+// TestCheckWithOwnReference: with the lease's own reference (verifying jitbot's revoke) Check answers for
+// jitbot's bindings only; a binding someone added after the revoke does not make the revoke look failed.
+func TestCheckWithOwnReference(t *testing.T) {
+	srv, p := setup(t)
+	a := asg("g-own")
+	ref, err := p.Grant(t.Context(), a)
+	if err != nil || grants.IsPreExisting(ref) {
+		t.Fatalf("Grant = %q, %v", ref, err)
+	}
+	a.Ref = ref
+	if err := p.Revoke(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	srv.Mutate(resource, func(pol *gcpfake.Policy) {
+		pol.Bindings = append(pol.Bindings, gcpfake.Binding{Role: role, Members: []string{alice}})
+	})
+	if ok, err := p.Check(t.Context(), a); err != nil || ok {
+		t.Fatalf("Check with jitbot's reference = %v, %v; the new binding is not jitbot's", ok, err)
+	}
+	a.Ref = ""
+	if ok, err := p.Check(t.Context(), a); err != nil || !ok {
+		t.Fatalf("Check without a reference = %v, %v; want the access from any source", ok, err)
+	}
+}

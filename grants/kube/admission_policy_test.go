@@ -90,21 +90,32 @@ func evalCEL(t *testing.T, prg cel.Program, vars map[string]any) any {
 	return out.Value()
 }
 
-// admit runs the policy the way the API server does for one CREATE: match conditions, then variables, then
-// every validation; it returns the failed validations' messages ("" when admitted) and whether it matched.
-func admit(t *testing.T, pol admissionv1.ValidatingAdmissionPolicy, user string, obj any) (matched bool, denied []string) {
+func toMap(t *testing.T, obj any) map[string]any {
 	t.Helper()
 	j, err := json.Marshal(obj)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var object map[string]any
-	if err := json.Unmarshal(j, &object); err != nil {
+	var m map[string]any
+	if err := json.Unmarshal(j, &m); err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// admit runs the policy the way the API server does for one CREATE: match conditions, then variables, then
+// every validation; it returns the failed validations' messages ("" when admitted) and whether it matched.
+func admit(t *testing.T, pol admissionv1.ValidatingAdmissionPolicy, user string, obj any) (matched bool, denied []string) {
+	t.Helper()
+	return admitOp(t, pol, user, "CREATE", toMap(t, obj), nil)
+}
+
+// admitOp is admit for any operation: object is nil for DELETE, oldObject nil for CREATE.
+func admitOp(t *testing.T, pol admissionv1.ValidatingAdmissionPolicy, user, op string, object, oldObject map[string]any) (matched bool, denied []string) {
+	t.Helper()
 	vars := map[string]any{
-		"object": object, "oldObject": nil, "params": nil,
-		"request": map[string]any{"operation": "CREATE", "userInfo": map[string]any{"username": user}},
+		"object": object, "oldObject": oldObject, "params": nil,
+		"request": map[string]any{"operation": op, "userInfo": map[string]any{"username": user}},
 	}
 	for _, mc := range pol.Spec.MatchConditions {
 		if evalCEL(t, celProgram(t, mc.Expression), vars) != true {
@@ -154,7 +165,7 @@ func TestAdmissionPolicy(t *testing.T) {
 			t.Errorf("matchConstraints do not cover %s", want)
 		}
 	}
-	for _, want := range []string{"CREATE", "UPDATE"} {
+	for _, want := range []string{"CREATE", "UPDATE", "DELETE"} {
 		if !slices.Contains(ops, want) {
 			t.Errorf("matchConstraints do not cover %s", want)
 		}
@@ -211,6 +222,22 @@ func TestAdmissionPolicy(t *testing.T) {
 			t.Errorf("%s: matched %v, denied %q; want refused", what, matched, denied)
 		}
 		t.Logf("%s: refused: %q", what, denied)
+	}
+	// Deletes: the bot may delete its own bindings (what Revoke does), not anyone else's.
+	for _, obj := range made {
+		if matched, denied := admitOp(t, pol, bot, "DELETE", nil, toMap(t, obj)); !matched || len(denied) > 0 {
+			t.Errorf("deleting jitbot's own binding: matched %v, denied %q", matched, denied)
+		}
+	}
+	human := rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "alice-edit", Namespace: "payments", Labels: map[string]string{"app.kubernetes.io/managed-by": "Helm"}},
+		Subjects: []rbacv1.Subject{alice}, RoleRef: rbacv1.RoleRef{APIGroup: rbacGroup, Kind: "ClusterRole", Name: "edit"}}
+	if matched, denied := admitOp(t, pol, bot, "DELETE", nil, toMap(t, human)); !matched || len(denied) == 0 {
+		t.Errorf("the bot deleting a human's binding: matched %v, denied %q; want refused", matched, denied)
+	}
+	unlabelled := human
+	unlabelled.Labels = nil
+	if matched, denied := admitOp(t, pol, bot, "DELETE", nil, toMap(t, unlabelled)); !matched || len(denied) == 0 {
+		t.Errorf("the bot deleting an unlabelled binding: matched %v, denied %q; want refused", matched, denied)
 	}
 	// Other identities (cluster admins, controllers) are not this policy's business.
 	if matched, _ := admit(t, pol, "kubernetes-admin", refused["cluster-admin"]); matched {

@@ -623,10 +623,10 @@ func (p *Provider) roleExists(ctx context.Context, t target) error {
 func (p *Provider) VerifyTarget(ctx context.Context, target map[string]string) error {
 	t, err := parseTarget(target)
 	if err != nil {
-		return err
+		return grants.Permanent(err)
 	}
 	if err := checkScope(p.namespaces, t.namespace); err != nil {
-		return err
+		return grants.Permanent(err)
 	}
 	return p.roleExists(ctx, t)
 }
@@ -777,8 +777,9 @@ func (p *Provider) list(ctx context.Context, namespace, resource, selector strin
 }
 
 // Check reports whether the principal holds the role in the target's scope: through the grant's binding (read
-// first), another jitbot binding of the same access (an overlapping lease's), or a binding someone else made
-// (standing access, which Grant reported as pre-existing).
+// first), another jitbot binding of the same access (an overlapping lease's), or - unless the lease carries a
+// reference of jitbot's own, when only jitbot's access is asked about - a binding someone else made (standing
+// access, which Grant reported as pre-existing).
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
 	s, err := p.resolve(a)
 	if err != nil {
@@ -795,7 +796,16 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 	if err != nil {
 		return false, classify(ctx, "check: list "+s.resource(), err, opCheck)
 	}
+	if ownRef(a.Ref) {
+		return own, nil // the lease's access is jitbot's: a binding someone added since is not it
+	}
 	return own || standing != "", nil
+}
+
+// ownRef reports whether a lease's reference says its access is jitbot's (anything but none, a pre-existing
+// reference or grants.RefUntouched).
+func ownRef(ref string) bool {
+	return ref != "" && ref != grants.RefUntouched && !grants.IsPreExisting(ref)
 }
 
 // ListOwned lists the bindings labelled app.kubernetes.io/managed-by=jitbot: RoleBindings in every namespace

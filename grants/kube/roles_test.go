@@ -117,3 +117,29 @@ func TestStandingBindingIsPreExisting(t *testing.T) {
 		t.Fatalf("bindings after revoke: %+v", rbs)
 	}
 }
+
+// TestCheckWithOwnReference: with the lease's own reference (verifying jitbot's revoke) Check answers for
+// jitbot's bindings only; a binding someone added after the revoke does not make the revoke look failed.
+func TestCheckWithOwnReference(t *testing.T) {
+	srv := newFake(kubefake.Options{})
+	t.Cleanup(srv.Close)
+	p := newProvider(t, srv)
+	a := assignment("g-own", "user:alice", map[string]string{"namespace": "payments", "cluster_role": "edit"})
+	ref, err := p.Grant(t.Context(), a)
+	if err != nil || grants.IsPreExisting(ref) {
+		t.Fatalf("Grant = %q, %v", ref, err)
+	}
+	a.Ref = ref
+	if err := p.Revoke(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	srv.PutRoleBinding(rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "alice-edit", Namespace: "payments"},
+		Subjects: []rbacv1.Subject{subjectOf(t, "user:alice")}, RoleRef: roleRefOf(a.Target)})
+	if ok, err := p.Check(t.Context(), a); err != nil || ok {
+		t.Fatalf("Check with jitbot's reference = %v, %v; the new binding is not jitbot's", ok, err)
+	}
+	a.Ref = ""
+	if ok, err := p.Check(t.Context(), a); err != nil || !ok {
+		t.Fatalf("Check without a reference = %v, %v; want the access from any source", ok, err)
+	}
+}

@@ -10,7 +10,10 @@ package providertest
 //     access in place, and so does drift reconciliation (when the adapter implements grants.Inventory, the
 //     suite runs a real grants.Manager's Reconcile over an empty store). Adapters whose grant is the very
 //     object an administrator would make return grants.PreExistingRef from Grant and honour it in Revoke;
-//     adapters with objects of their own just never touch the administrator's.
+//     adapters with objects of their own just never touch the administrator's. A Revoke told grants.RefUntouched
+//     (every attempt failed before changing anything) leaves the standing access too.
+//   - ResumedCallFailsClosed (Harness.HonoursCallPending): a Grant whose Assignment.Ref is grants.RefCallPending (the manager's write-ahead
+//     marker, seen only after a process died mid-call) never returns a pre-existing reference.
 //   - OppositeInFlight: a Revoke while a creation of the same access is still in progress, and a Grant while
 //     a deletion is in progress, may return retryable errors (the suite repeats the call up to 10 times, as the
 //     manager would) but must not return success until the outcome is final: after Settle, the access is absent
@@ -21,9 +24,11 @@ package providertest
 //   - RepeatedCycles: Cycles grant/revoke cycles on one binding (a new grant id each time) all work, and an
 //     administrator's standing access made between two cycles survives the next cycle's revoke.
 //   - SlowAsyncThroughManager: with operations taking ten times the manager's attempt timeout, a real
-//     grants.Manager activates the lease (no undo, exactly one grant at the fake where Count is set) and then
-//     revokes it. Either declare an attempt budget (grants.AttemptBudgeter) that fits, or make operations
-//     resumable (return a reference with the error and resume from Assignment.Ref), or both.
+//     grants.Manager (production ratios: MaxAttempts 5, backoff from a tenth of the attempt timeout) activates
+//     the lease (no undo, exactly one grant at the fake where Count is set) and then revokes it. Declare an
+//     attempt budget (grants.AttemptBudgeter) that covers the operation: resuming across attempts alone does
+//     not reach (five attempts and their backoff last about 6.5 attempt timeouts). Make operations resumable
+//     as well (return a reference with the error, resume from Assignment.Ref) for those that outlast a budget.
 
 import (
 	"context"
@@ -78,6 +83,12 @@ func (s *suite) standingAccessSurvives(t *testing.T, p grants.Provider) {
 	if !s.h.StandingPresent(t, a) {
 		t.Fatal("the revoke of a lease over standing access removed the standing access")
 	}
+	// The undo of a lease whose every attempt failed before changing anything (grants.RefUntouched).
+	c := nextLease(a, 2, grants.RefUntouched, a.ExpiresAt)
+	s.mustRevoke(t, p, c)
+	if !s.h.StandingPresent(t, a) {
+		t.Fatal("a revoke told that jitbot never applied anything (grants.RefUntouched) removed the standing access")
+	}
 
 	inv, ok := s.h.New(t).(grants.Inventory)
 	if !ok {
@@ -90,6 +101,22 @@ func (s *suite) standingAccessSurvives(t *testing.T, p grants.Provider) {
 	if !s.h.StandingPresent(t, a) {
 		t.Fatal("drift reconciliation removed standing access that jitbot never granted")
 	}
+}
+
+// resumedCallFailsClosed: a Grant told grants.RefCallPending is resuming after a process died mid-call, so
+// access it finds may be that call's doing: it must not report it as pre-existing.
+func (s *suite) resumedCallFailsClosed(t *testing.T, p grants.Provider) {
+	if s.h.Standing == nil || s.h.StandingPresent == nil || !s.h.HonoursCallPending {
+		t.Skip("Harness.HonoursCallPending, Standing and StandingPresent not all provided")
+	}
+	a := withBinding(s.h.Assignment(t))
+	s.h.Standing(t, a, true)
+	a.Ref = grants.RefCallPending
+	ref := s.mustGrant(t, p, a)
+	if grants.IsPreExisting(ref) {
+		t.Fatalf("Grant resuming a call that may have created the access returned %q: it must not claim the access pre-existed", ref)
+	}
+	s.wantPresent(t, a, true)
 }
 
 type inventoryProvider struct {

@@ -155,10 +155,16 @@ type Harness struct {
 	// administrator would outside jitbot (an Identity Center assignment made in the console, a group
 	// membership, a role binding of the admin's own), and StandingPresent reports whether that standing access
 	// still exists. Where jitbot's grant is the very same provider object (Identity Center, IAM group and
-	// managed-policy modes) they are SetPresent and Present. Both are needed for "StandingAccessSurvives"; with
-	// Cycles also the admin assignment in the middle of "RepeatedCycles".
+	// managed-policy modes) they are SetPresent and Present. Both are needed for "StandingAccessSurvives" and
+	// "ResumedCallFailsClosed"; with Cycles also the admin assignment in the middle of "RepeatedCycles".
 	Standing        func(t *testing.T, a grants.Assignment, present bool)
 	StandingPresent func(t *testing.T, a grants.Assignment) bool
+	// HonoursCallPending declares that the adapter treats grants.RefCallPending (the manager's write-ahead
+	// marker, seen after a process died mid-call) as "access found may be jitbot's"; with Standing it enables
+	// "ResumedCallFailsClosed". Set it when jitbot's grant is the very object an administrator would make, so
+	// that only the reference can tell them apart (Identity Center, IAM memberships and attachments). Adapters
+	// whose objects carry jitbot's name or label tell standing access apart by that and need not.
+	HonoursCallPending bool
 	// InFlight starts at the fake an asynchronous operation on a's access that has not finished yet: a
 	// creation (op OpGrant) or a deletion (op OpRevoke), as an earlier jitbot attempt that timed out leaves
 	// behind. The operation must stay in progress until the adapter has waited for it (polled it, or the
@@ -178,7 +184,8 @@ type Harness struct {
 	// state) take d of real time before it finishes; 0 restores the fake's default. It enables
 	// "SlowAsyncThroughManager", which drives the adapter through a real grants.Manager whose attempt timeout
 	// is a tenth of d (the suite's scaled stand-in for tens of seconds of provisioning against a 10 s attempt
-	// timeout) and expects activation and revocation to complete without an undo or a duplicate.
+	// timeout) and expects activation and revocation to complete without an undo or a duplicate: in practice
+	// the adapter must declare a grants.AttemptBudgeter budget that covers its slow operations.
 	SlowAsync func(t *testing.T, d time.Duration)
 }
 
@@ -206,6 +213,7 @@ func Run(t *testing.T, h Harness) {
 	s.run(t, "CancelledContext", s.cancelledContext)
 	s.run(t, "DeadlineInFlight", s.deadlineInFlight)
 	s.run(t, "StandingAccessSurvives", s.standingAccessSurvives)
+	s.run(t, "ResumedCallFailsClosed", s.resumedCallFailsClosed)
 	s.run(t, "OppositeInFlight/RevokeWhileCreating", s.revokeWhileCreating)
 	s.run(t, "OppositeInFlight/GrantWhileDeleting", s.grantWhileDeleting)
 	s.run(t, "ExtensionHonoured", s.extensionHonoured)

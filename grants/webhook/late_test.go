@@ -85,8 +85,8 @@ func TestLateGrantAfterRevokeIsIgnored(t *testing.T) {
 	if got.State != store.GrantRevoked || rcv.Present(g.BindingKey) {
 		t.Fatalf("after release: %s, present %v", got.State, rcv.Present(g.BindingKey))
 	}
-	if !got.RecheckAt.IsZero() {
-		t.Error("a sequenced provider needs no re-check after a revoke")
+	if !got.RecheckAt.Equal(got.RevokedAt) {
+		t.Errorf("verification at %v, want at the revoke %v", got.RecheckAt, got.RevokedAt)
 	}
 
 	var retry, revoke receiver.Delivery
@@ -111,5 +111,15 @@ func TestLateGrantAfterRevokeIsIgnored(t *testing.T) {
 	}
 	if late.ID == retry.ID || late.ID == revoke.ID {
 		t.Fatal("two operations share a webhook-id")
+	}
+
+	// The sweeper's verification of the revoke: a check finds the access gone; a sequenced provider needs no
+	// later check for late calls.
+	if err := mgr.ConvergeDue(ctx, g.BindingKey, []store.Grant{got}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = st.GetGrant(ctx, g.ID)
+	if got.VerifiedAt.IsZero() || !got.RecheckAt.IsZero() || !got.DueAt.IsZero() {
+		t.Fatalf("after verification: verified %v, next check %v, due %v", got.VerifiedAt, got.RecheckAt, got.DueAt)
 	}
 }

@@ -389,39 +389,36 @@ func TestCheckAnswer(t *testing.T) {
 	}
 }
 
+// The receiver holds the request until the call has returned, so the attempt timeout is what ends the call
+// whatever the machine's load (a provider that ignored its timeout would hang here instead of passing).
 func TestTimeoutIsRetryable(t *testing.T) {
 	rcv := newReceiver(t)
-	rcv.SetLatency(5 * time.Second)
+	_, release := rcv.HoldNext()
+	defer release()
 	p := newProvider(t, rcv.URL, func(c *Config) { c.Timeout = 100 * time.Millisecond })
-	start := time.Now()
 	_, err := p.Grant(t.Context(), assignment("g-slow"))
 	if err == nil || grants.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("timeout: %v", err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("timeout took %s", d)
 	}
 	if !strings.Contains(err.Error(), "no answer within 100ms") {
 		t.Errorf("error does not say it timed out: %v", err)
 	}
 }
 
+// Cancelling the caller's context while the request is at the receiver ends the call (deterministically: the
+// receiver holds the request until the call has returned).
 func TestContextCancellation(t *testing.T) {
 	rcv := newReceiver(t)
-	rcv.SetLatency(5 * time.Second)
+	arrived, release := rcv.HoldNext()
+	defer release()
 	p := newProvider(t, rcv.URL, func(c *Config) { c.Timeout = 10 * time.Second })
 	ctx, cancel := context.WithCancel(t.Context())
-	time.AfterFunc(50*time.Millisecond, cancel)
-	start := time.Now()
+	go func() { <-arrived; cancel() }()
 	err := p.Revoke(ctx, assignment("g-cancel"))
 	if !errors.Is(err, context.Canceled) || grants.IsPermanent(err) {
 		t.Fatalf("cancel in flight: %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("cancellation took %s", d)
-	}
 	// Already cancelled: nothing is sent.
-	rcv.SetLatency(0)
 	if _, err := p.Grant(ctx, assignment("g-cancel2")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled before: %v", err)
 	}

@@ -47,6 +47,11 @@ type Tuning struct {
 	// SlackWorkers and SlackQueue size the Slack front end's worker pool (bot.Options.Workers, QueueSize).
 	SlackWorkers int
 	SlackQueue   int
+	// SlackAuthInterval is how often auth.test is called for readiness; default DefaultSlackAuthInterval.
+	SlackAuthInterval time.Duration
+	// PolicyPollInterval is how often Deps.PolicyFile is checked for changes; default
+	// DefaultPolicyPollInterval, negative: only ReloadPolicy (SIGHUP) reloads.
+	PolicyPollInterval time.Duration
 }
 
 // Deps are what an App is built from. Policy and Store are required.
@@ -77,6 +82,9 @@ type Deps struct {
 	Auth workload.Authenticator
 	// IssuerHTTPClient fetches OIDC discovery and keys for the default Auth; nil: a client with a timeout.
 	IssuerHTTPClient *http.Client
+	// PolicyFile, when set, is the file Policy was loaded from: the App reloads it when it changes and on
+	// ReloadPolicy (serve calls it on SIGHUP).
+	PolicyFile string
 }
 
 // SlackConfig is how jitbot reaches Slack.
@@ -111,6 +119,13 @@ type App struct {
 
 	// API serves /api/v1, the HTTP API for systems (pipelines).
 	API *jitapi.Server
+	// reloader re-reads Deps.PolicyFile; bus receives the reload audit events.
+	reloader     *policyReloader
+	pollInterval time.Duration
+	bus          audit.Bus
+	now          func() time.Time
+	slackAuth    slackAuth
+	authInterval time.Duration
 }
 
 // New wires an App.
@@ -140,6 +155,8 @@ func New(d Deps) (_ *App, err error) {
 
 	var api *slack.Client
 	var notes *bot.Notifier
+	// svcRef lets the notifier, built before the approvals service, read the policy in force.
+	var svcRef *approvals.Service
 	notesCtx, stopNotes := context.WithCancel(d.Logger.WithContext(context.Background()))
 	defer func() {
 		if err != nil {
@@ -154,6 +171,9 @@ func New(d Deps) (_ *App, err error) {
 		if d.Slack.AppToken != "" {
 			opts = append(opts, slack.OptionAppLevelToken(d.Slack.AppToken))
 		}
+		// Every Web API answer is counted (jitbot_slack_api_calls_total): Slack errors and 429s show on the
+		// dashboard and in the alerts without reading logs.
+		opts = append(opts, slack.OptionHTTPClient(&http.Client{Transport: telemetry.NewSlackTransport(d.Registry, nil)}))
 		api = slack.New(d.Slack.BotToken, opts...)
 		dir := bot.NewDirectory(api, 0)
 		if d.Directory == nil {
@@ -170,7 +190,8 @@ func New(d Deps) (_ *App, err error) {
 		if d.Emails == nil {
 			d.Emails = slackEmails{api}
 		}
-		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Policy: d.Policy, Now: d.Now, Logger: d.Logger})
+		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Policy: d.Policy, Now: d.Now, Logger: d.Logger,
+			CurrentPolicy: func() *policy.Policy { return svcRef.Policy() }})
 		bus = append(bus, notes)
 	}
 
@@ -199,6 +220,7 @@ func New(d Deps) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	svcRef = svc
 	sw, err := grants.NewSweeper(grants.SweeperOptions{
 		Manager: mgr, Store: d.Store, Interval: d.Tuning.SweepInterval, SlowInterval: d.Tuning.RevokeRetryInterval,
 		Concurrency: d.Tuning.SweepConcurrency, LeaderTTL: d.Tuning.LeaderTTL, ClaimHold: d.Tuning.ClaimHold,
@@ -215,12 +237,16 @@ func New(d Deps) (_ *App, err error) {
 			if rep.Revoked > 0 || rep.Failed > 0 {
 				zerolog.Ctx(ctx).Warn().Int("checked", rep.Checked).Int("revoked", rep.Revoked).Int("failed", rep.Failed).Msg("drift reconciliation")
 			}
+			if rep.Unattributed > 0 { // e.g. Identity Center assignments no grant covers: reported, never removed
+				zerolog.Ctx(ctx).Info().Int("unattributed", rep.Unattributed).Msg("drift reconciliation: access jitbot cannot attribute, left in place")
+			}
 			return err
 		}}},
 	})
 	if err != nil {
 		return nil, err
 	}
+	telemetry.LeaderGauge(d.Registry, sw.Leading)
 	if d.Auth == nil {
 		if d.Auth, err = BuildAuthenticator(context.Background(), d.Policy, d.Store, d.IssuerHTTPClient, d.Now); err != nil {
 			return nil, err
@@ -233,6 +259,21 @@ func New(d Deps) (_ *App, err error) {
 	waker.srv.Store(apiSrv)
 	a := &App{API: apiSrv, Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, Monitor: mon, registry: d.Registry, log: d.Logger,
 		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes, clockInterval: d.Tuning.ClockCheckInterval}
+	a.bus, a.now, a.pollInterval, a.authInterval = bus, d.Now, d.Tuning.PolicyPollInterval, d.Tuning.SlackAuthInterval
+	if d.PolicyFile != "" {
+		data, err := os.ReadFile(d.PolicyFile)
+		if err != nil {
+			return nil, fmt.Errorf("app: read policy file: %w", err)
+		}
+		a.reloader = &policyReloader{a: a, path: d.PolicyFile, check: startupPolicyCheck(d), data: data, sum: sha256Hex(data)}
+	}
+	if api != nil {
+		// The first auth.test answers readiness from the start; a failure is not fatal (Slack may be down
+		// briefly) but keeps the replica not ready until a later check succeeds.
+		if err := a.checkSlackAuth(context.Background()); err != nil {
+			d.Logger.Error().Err(err).Msg("Slack authentication check failed; this replica reports not ready")
+		}
+	}
 	if sc, ok := d.Store.(telemetry.StoreClock); ok {
 		a.clock = telemetry.NewClockWatch(d.Registry, sc, d.Now, 0)
 	}
@@ -261,6 +302,25 @@ func (a *App) Run(ctx context.Context) error {
 		close(clockDone)
 	}
 	defer func() { stopClock(); <-clockDone }()
+	defer a.followAudit(ctx)()
+	watchDone := make(chan struct{})
+	if a.reloader != nil && a.pollInterval >= 0 {
+		every := a.pollInterval
+		if every == 0 {
+			every = DefaultPolicyPollInterval
+		}
+		go func() { defer close(watchDone); a.reloader.watch(clockCtx, every) }()
+	} else {
+		close(watchDone)
+	}
+	defer func() { stopClock(); <-watchDone }()
+	authDone := make(chan struct{})
+	if a.slack != nil {
+		go func() { defer close(authDone); a.watchSlackAuth(clockCtx, a.authInterval) }()
+	} else {
+		close(authDone)
+	}
+	defer func() { stopClock(); <-authDone }()
 	go func() { errc <- a.Sweeper.Run(ctx) }()
 	n := 1
 	if a.Bot != nil && a.slackCfg.AppToken != "" {
@@ -276,6 +336,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.Bot != nil {
 		a.Bot.Wait()
 	}
+	a.finalCheckpoint(ctx)
 	a.stopNotes()
 	if a.Notifier != nil {
 		a.Notifier.Wait()
@@ -283,22 +344,13 @@ func (a *App) Run(ctx context.Context) error {
 	return first
 }
 
-// Handler serves /healthz (the process is up), /readyz (the store answers) and /metrics.
+// Handler serves /healthz (the process is up), /readyz (see Readiness; 503 with the reason) and /metrics.
 func (a *App) Handler() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := a.Store.Ping(ctx); err != nil {
-			a.log.Warn().Err(err).Msg("readiness check: store unreachable")
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "store": "unreachable"})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "sweeper_leader": a.Sweeper.Leading()})
-	})
+	mux.HandleFunc("GET /readyz", a.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	mux.Handle("/api/v1/", a.API.Handler())
 	if a.Bot != nil && a.slackCfg.AppToken == "" {

@@ -17,6 +17,9 @@ import (
 type AuditOptions struct {
 	// Signer signs checkpoints (JITBOT_AUDIT_SIGNING_KEY); nil writes unsigned ones.
 	Signer *audit.Signer
+	// LinkKey recomputes keyed links when the monitor verifies new entries (JITBOT_AUDIT_LINK_KEY; the
+	// store itself is opened with the same key to write them).
+	LinkKey []byte
 	// CheckpointFile receives a checkpoint line per interval when the head moved, and tells a restarted
 	// process the last head published (JITBOT_AUDIT_CHECKPOINT_FILE).
 	CheckpointFile string
@@ -28,8 +31,8 @@ type AuditOptions struct {
 // default audit channel when Slack is configured.
 func newAuditMonitor(d Deps, bus audit.Subscriber, notes *bot.Notifier) (*audit.Monitor, error) {
 	o := audit.MonitorOptions{
-		Store: d.Store, Signer: d.Audit.Signer, CheckpointFile: d.Audit.CheckpointFile, Publisher: bus,
-		Observer: telemetry.NewAuditMetrics(d.Registry), Now: d.Now,
+		Store: d.Store, Signer: d.Audit.Signer, LinkKey: d.Audit.LinkKey, CheckpointFile: d.Audit.CheckpointFile, Publisher: bus,
+		Observer: telemetry.NewAuditMetrics(d.Registry), Now: d.Now, FollowEvery: d.Tuning.SweepInterval,
 		Logger: d.Logger.With().Str("component", "audit").Logger(),
 	}
 	if notes != nil {
@@ -51,4 +54,25 @@ func auditCheckpointJob(m *audit.Monitor, o AuditOptions) grants.PeriodicJob {
 		}
 		return err
 	}}
+}
+
+// finalCheckpoint writes a checkpoint as the process stops, so that a store that comes back without its last
+// writes together with jitbot (a node restart, a Redis without persistence) is caught by the next process.
+func (a *App) finalCheckpoint(ctx context.Context) {
+	if a.Monitor == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, _, err := a.Monitor.Checkpoint(cctx); err != nil {
+		a.log.Warn().Err(err).Msg("audit: no checkpoint written at shutdown")
+	}
+}
+
+// followAudit runs Monitor.Follow until the returned stop is called.
+func (a *App) followAudit(ctx context.Context) (stop func()) {
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); a.Monitor.Follow(fctx, a.Sweeper.Leading) }()
+	return func() { cancel(); <-done }
 }

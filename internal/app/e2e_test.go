@@ -193,6 +193,22 @@ func testLifecycle(t *testing.T, b backendtest.Backend, restart bool) {
 		t.Errorf("revoke deliveries = %d, want 1", n)
 	}
 	waitGrantState(t, h.st, out.GrantID, store.GrantRevoked)
+	// Verified revocation: the sweeper asks the provider after the revoke (a check delivery) and records it.
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second) // a hang guard, not a speed check
+	defer wcancel()
+	if _, err := h.recv.WaitFor(wctx, func(d receiver.Delivery) bool {
+		return d.Payload.Type == "check" && d.Payload.GrantID == out.GrantID && d.At.After(revoked.At)
+	}); err != nil {
+		t.Fatalf("no check after the revoke: %v", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if g, err := h.st.GetGrant(ctx, out.GrantID); err == nil && !g.VerifiedAt.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the revoke was never verified")
+		}
+	}
 
 	rep, err := audit.Verify(ctx, h.st, "")
 	if err != nil {
@@ -206,7 +222,7 @@ func testLifecycle(t *testing.T, b backendtest.Backend, restart bool) {
 	for _, r := range recs {
 		types = append(types, r.Event.Type)
 	}
-	want := []string{store.EventRequested, store.EventApproved, store.EventApproved, store.EventGranted, store.EventGrantExpired, store.EventRevoked}
+	want := []string{store.EventRequested, store.EventApproved, store.EventApproved, store.EventGranted, store.EventGrantExpired, store.EventRevoked, store.EventRevokeVerified}
 	if !slices.Equal(types, want) {
 		t.Fatalf("audit trail = %v, want %v (%d entries)", types, want, rep.Entries)
 	}

@@ -227,7 +227,7 @@ func BenchmarkServeRSS100kRedis(b *testing.B) {
 		addr := freeAddr(b)
 		cmd := exec.Command(bin, "serve")
 		cmd.Env = append(os.Environ(), "JITBOT_REDIS_URL="+url, "JITBOT_REDIS_KEY_PREFIX="+prefix, "JITBOT_POLICY_FILE="+polFile,
-			"JITBOT_LISTEN_ADDR="+addr, "BENCH_HOOK_SECRET="+string(secret), "JITBOT_LOG_LEVEL=warn")
+			"JITBOT_LISTEN_ADDR="+addr, "BENCH_HOOK_SECRET="+string(secret), "JITBOT_LOG_LEVEL=warn", "JITBOT_SLACK=off")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)

@@ -328,7 +328,7 @@ func runProcessExpiries(b *testing.B, backend string, n int, latency time.Durati
 			expires[g.ID] = g.ExpiresAt
 		}
 	})
-	_, p := startServe(b, jitbotBin, fmt.Sprintf(policyTemplate, recv.URL+"/hook"), append(env, "JITBOT_SWEEP_CONCURRENCY=64")...)
+	_, p := startServe(b, jitbotBin, fmt.Sprintf(policyTemplate, recv.URL+"/hook"), append(env, "JITBOT_SWEEP_CONCURRENCY=64", "JITBOT_SLACK=off")...)
 	defer p.stop()
 	cpu0 := cpuTime(b, p.cmd.Process.Pid)
 	if time.Now().After(start) {

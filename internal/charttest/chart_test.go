@@ -93,7 +93,19 @@ type objects struct {
 	secrets    []*corev1.Secret
 	kinds      []string
 	rules      map[string]any
-	configMap  *corev1.ConfigMap
+	configMaps []*corev1.ConfigMap
+}
+
+// configMap returns the rendered ConfigMap whose name ends in suffix.
+func (o objects) configMap(t *testing.T, suffix string) *corev1.ConfigMap {
+	t.Helper()
+	for _, cm := range o.configMaps {
+		if strings.HasSuffix(cm.Name, suffix) {
+			return cm
+		}
+	}
+	t.Fatalf("no ConfigMap named *%s rendered", suffix)
+	return nil
 }
 
 func decode(t *testing.T, out map[string]string) objects {
@@ -137,8 +149,9 @@ func decode(t *testing.T, out map[string]string) objects {
 				o.secrets = append(o.secrets, s)
 				target = s
 			case "ConfigMap":
-				o.configMap = &corev1.ConfigMap{}
-				target = o.configMap
+				cm := &corev1.ConfigMap{}
+				o.configMaps = append(o.configMaps, cm)
+				target = cm
 			case "Service":
 				target = &corev1.Service{}
 			case "ServiceAccount":
@@ -208,10 +221,7 @@ func TestDefaultsWithPolicy(t *testing.T) {
 		t.Error("no Redis configured, yet JITBOT_REDIS_URL is set")
 	}
 	// The policy reaches the pod verbatim and is valid.
-	if o.configMap == nil {
-		t.Fatal("no policy ConfigMap")
-	}
-	if _, err := policy.Parse("policy.yaml", []byte(o.configMap.Data["policy.yaml"])); err != nil {
+	if _, err := policy.Parse("policy.yaml", []byte(o.configMap(t, "-policy").Data["policy.yaml"])); err != nil {
 		t.Fatalf("the rendered policy does not parse: %v", err)
 	}
 }
@@ -276,8 +286,16 @@ func TestFullExample(t *testing.T) {
 	if o.rules == nil {
 		t.Fatal("no PrometheusRule spec")
 	}
-	if _, err := policy.Parse("policy.yaml", []byte(o.configMap.Data["policy.yaml"])); err != nil {
+	if _, err := policy.Parse("policy.yaml", []byte(o.configMap(t, "-policy").Data["policy.yaml"])); err != nil {
 		t.Fatalf("the example's policy does not parse: %v", err)
+	}
+	dash := o.configMap(t, "-dashboard")
+	var board struct{ Panels []any }
+	if err := json.Unmarshal([]byte(dash.Data["jitbot.json"]), &board); err != nil || len(board.Panels) == 0 {
+		t.Fatalf("the dashboard ConfigMap does not hold the dashboard JSON: %v", err)
+	}
+	if dash.Labels["grafana_dashboard"] != "1" {
+		t.Errorf("the dashboard ConfigMap lacks the Grafana sidecar label: %v", dash.Labels)
 	}
 	notes := out["jitbot/templates/NOTES.txt"]
 	if !strings.Contains(notes, "https://jitbot.example.com/slack/commands") {
@@ -386,13 +404,91 @@ func TestAlertRulesUseExistingMetrics(t *testing.T) {
 	}
 }
 
-// exportedMetrics registers jitbot's collectors and lists their names from their descriptors (a vector with
-// no samples yet gathers nothing, but it describes itself).
+// TestDashboardUsesExistingMetrics: every jitbot_* series a dashboard panel queries is one jitbot exports,
+// and the dashboard covers what an operator looks at first.
+func TestDashboardUsesExistingMetrics(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chartDir, "files/dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var board struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &board); err != nil {
+		t.Fatal(err)
+	}
+	exported := exportedMetrics(t)
+	series := regexp.MustCompile(`\bjitbot_[a-z_]+`)
+	used := map[string]bool{}
+	for _, p := range board.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q queries nothing", p.Title)
+		}
+		for _, tg := range p.Targets {
+			for _, m := range series.FindAllString(tg.Expr, -1) {
+				base := m
+				for _, suf := range []string{"_bucket", "_count", "_sum"} {
+					if b, ok := strings.CutSuffix(m, suf); ok && exported[b] {
+						base = b
+					}
+				}
+				if !exported[base] {
+					t.Errorf("panel %q uses %s, which jitbot does not export", p.Title, m)
+				}
+				used[base] = true
+			}
+		}
+	}
+	for _, want := range []string{"jitbot_requests_total", "jitbot_request_decision_seconds", "jitbot_grants", "jitbot_revocation_lag_seconds",
+		"jitbot_revoke_failed_total", "jitbot_slack_api_calls_total", "jitbot_sweep_duration_seconds", "jitbot_sweeper_leader"} {
+		if !used[want] {
+			t.Errorf("the dashboard shows nothing of %s", want)
+		}
+	}
+}
+
+// exportedMetrics lists the metric names jitbot declares: every `Name: "jitbot_..."` in a collector's options
+// in the non-test Go sources, plus, as a check that the scan finds real collectors, what telemetry.New
+// registers (read from the collectors' descriptors: a vector with no samples gathers nothing, but it
+// describes itself).
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	rec := &recorder{Registry: prometheus.NewRegistry()}
 	telemetry.New(rec, func(context.Context, store.GrantState) (int, error) { return 0, nil })
-	return rec.names
+	telemetry.NewAuditMetrics(rec)
+	declared := map[string]bool{}
+	decl := regexp.MustCompile(`Name:\s*"(jitbot_[a-z0-9_]+)"`)
+	err := filepath.WalkDir("../..", func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, m := range decl.FindAllSubmatch(raw, -1) {
+			declared[string(m[1])] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range rec.names {
+		if !declared[name] {
+			t.Fatalf("telemetry registers %s, but the source scan did not find it: the scan is broken", name)
+		}
+	}
+	return declared
 }
 
 func keys(m map[string]bool) []string {

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -253,6 +255,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentApprovalsMakeOneGrant", testConcurrentApprovals},
 		{"ConcurrentClicksBySameApprover", testConcurrentSameApprover},
 		{"ConcurrentSweepersRevokeOnce", testConcurrentSweepers},
+		{"OperatorRevoke", testOperatorRevoke},
 		{"OverlappingLeases", testOverlappingLeases},
 		{"RevokeRetriesThenEscalates", testRevokeEscalation},
 		{"PermanentGrantFailureIsUndone", testPermanentGrantFailure},
@@ -266,10 +269,15 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"BreakGlass", testBreakGlass},
 		{"BreakGlassReview", testBreakGlassReview},
 		{"BreakGlassDailyLimitUnderConcurrency", testBreakGlassLimitConcurrent},
+		{"PolicyChangeAppliesToPendingRequests", testPolicyChangeAtApproval},
 		{"OnCallAutoApproval", testAutoApprove},
 		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
 		{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
 		{"LateGrantAfterRevokeIsRevokedAgain", testLateGrantAfterRevoke},
+		{"ReminderSurvivesRestart", testReminderSurvivesRestart},
+		{"RevokeIsVerified", testRevokeVerified},
+		{"GenerationsStayOrderedWithTheLeases", testGenerationsStored},
+		{"RevokeVerifiedAfterPropagationDelay", testRevokePropagationDelay},
 	}
 	tests = append(tests, pipelineTests...)
 	for _, tc := range tests {
@@ -575,8 +583,9 @@ func testExtendRelease(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatalf("extend: %v", err)
 	}
-	if !ext.ExpiresAt.Equal(g.ExpiresAt.Add(40*time.Minute)) || !ext.DueAt.Equal(ext.ExpiresAt) {
-		t.Fatalf("extended expiry %v", ext.ExpiresAt)
+	// Due first for the reminder, 10 minutes before the new expiry (see ReminderSurvivesRestart).
+	if !ext.ExpiresAt.Equal(g.ExpiresAt.Add(40*time.Minute)) || !ext.DueAt.Equal(ext.ExpiresAt.Add(-10*time.Minute)) {
+		t.Fatalf("extended expiry %v due %v", ext.ExpiresAt, ext.DueAt)
 	}
 	calls := e.fake.Calls("grant")
 	if len(calls) != before+1 || !calls[len(calls)-1].Assignment.ExpiresAt.Equal(ext.ExpiresAt) {
@@ -710,6 +719,9 @@ func testDriftReconciliation(t *testing.T, e *env) {
 	}
 	if got := e.pub.count(store.EventDriftRevoked) - before; got != 2 {
 		t.Fatalf("drift-revoked events = %d, want 2", got)
+	}
+	if got := e.pub.count(store.EventRevokeVerified); got != 2 {
+		t.Fatalf("revoke-verified events = %d, want one per drift removal", got)
 	}
 	recs, err := e.st.ReadAudit(e.ctx, 0, 0)
 	if err != nil {
@@ -909,6 +921,78 @@ func testBreakGlassLimitConcurrent(t *testing.T, e *env) {
 	}
 }
 
+// withRole returns a copy of pol in which role name was changed by edit (the shape of a policy reload).
+func withRole(pol *policy.Policy, name string, edit func(r *policy.Role)) *policy.Policy {
+	p := *pol
+	p.Roles = maps.Clone(pol.Roles)
+	r := *pol.Roles[name]
+	r.Requesters.Users = slices.Clone(r.Requesters.Users)
+	r.Approvers.Users = slices.Clone(r.Approvers.Users)
+	edit(&r)
+	p.Roles[name] = &r
+	return &p
+}
+
+// testPolicyChangeAtApproval: a request created before a policy change is decided under the policy in force
+// at approval time: a removed approver can no longer approve, a removed requester's request can no longer be
+// approved, a raised approval count and a lowered maximum apply.
+func testPolicyChangeAtApproval(t *testing.T, e *env) {
+	create := func(user string, d time.Duration) store.Request {
+		t.Helper()
+		r, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: user, Role: "db", Duration: d, Reason: "INC-42"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	byAlice, byErin, quorum, long := create(alice, 0), create(erin, 0), create(alice, 0), create(alice, 50*time.Minute)
+	orig := e.svc.Policy()
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) {
+		r.Approvers.Users = slices.DeleteFunc(r.Approvers.Users, func(u string) bool { return u == bob })
+	}))
+	if _, err := e.svc.Approve(e.ctx, byAlice.ID, bob, ""); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("approval by an approver removed from the policy: %v, want ErrNotEligible", err)
+	}
+	if _, err := e.svc.MayDecide(e.ctx, byAlice.ID, bob); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("MayDecide by a removed approver: %v", err)
+	}
+	if _, err := e.svc.Deny(e.ctx, byAlice.ID, bob, "no"); !errors.Is(err, approvals.ErrNotEligible) {
+		t.Fatalf("deny by a removed approver: %v", err)
+	}
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) { r.Requesters.Users = []string{alice} }))
+	_, err := e.svc.Approve(e.ctx, byErin.ID, "U0APP01", "")
+	if !errors.Is(err, approvals.ErrNotEligible) || !strings.Contains(err.Error(), "may no longer request db") {
+		t.Fatalf("approval of a request whose requester was removed: %v", err)
+	}
+	if got, _ := e.st.GetRequest(e.ctx, byErin.ID); got.State != store.RequestPending || len(got.Approvals) != 0 || got.GrantID != "" {
+		t.Fatalf("a refused approval changed the request: %+v", got)
+	}
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) { r.Approvals = 2 }))
+	if out, err := e.svc.Approve(e.ctx, quorum.ID, "U0APP01", ""); err != nil || out.GrantID != "" {
+		t.Fatalf("first approval after the count was raised to 2: %+v %v (want no grant yet)", out, err)
+	}
+	if out, err := e.svc.Approve(e.ctx, quorum.ID, "U0APP02", ""); err != nil || out.GrantID == "" {
+		t.Fatalf("second approval: %+v %v", out, err)
+	}
+
+	e.svc.SetPolicy(withRole(orig, "db", func(r *policy.Role) { r.MaxDuration = 30 * time.Minute; r.DefaultDuration = 10 * time.Minute }))
+	if _, err := e.svc.Approve(e.ctx, long.ID, "U0APP01", ""); !errors.Is(err, approvals.ErrBadDuration) {
+		t.Fatalf("approval of a request longer than the new maximum: %v", err)
+	}
+
+	// Back to the original policy, the approver who was removed may approve again.
+	e.svc.SetPolicy(orig)
+	if out, err := e.svc.Approve(e.ctx, byAlice.ID, bob, ""); err != nil || out.GrantID == "" {
+		t.Fatalf("approval once reinstated: %+v %v", out, err)
+	}
+	if len(e.fake.Calls("grant")) != 2 {
+		t.Fatalf("provider grant calls = %d, want 2", len(e.fake.Calls("grant")))
+	}
+}
+
 func testBreakGlassReview(t *testing.T, e *env) {
 	e.onCall.set(alice, 1)
 	out, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bg", Reason: "INC-10"})
@@ -1097,6 +1181,14 @@ func testLockLostMidGrant(t *testing.T, e *env) {
 	if e.pub.count(store.EventDriftRevoked) != 1 {
 		t.Fatalf("drift-revoked events = %d, want 1 for the stray grant", e.pub.count(store.EventDriftRevoked))
 	}
+	// The realigning revoke is verified like any other.
+	if got := e.grant(g.ID); !got.RecheckAt.Equal(got.DueAt) || got.RecheckAt.IsZero() || !got.VerifiedAt.IsZero() {
+		t.Fatalf("after realigning: check at %v due %v verified %v", got.RecheckAt, got.DueAt, got.VerifiedAt)
+	}
+	e.sweep()
+	if got := e.grant(g.ID); got.VerifiedAt.IsZero() || e.pub.count(store.EventRevokeVerified) != 1 {
+		t.Fatalf("verified %v, revoke-verified %d; want set and 1", got.VerifiedAt, e.pub.count(store.EventRevokeVerified))
+	}
 	if _, err := audit.Verify(e.ctx, e.st, ""); err != nil {
 		t.Fatalf("audit: %v", err)
 	}
@@ -1132,8 +1224,22 @@ func testLateGrantAfterRevoke(t *testing.T, e *env) {
 	if revoked.State != store.GrantRevoked || e.fake.PresentCount() != 0 {
 		t.Fatalf("after release: %s, provider holds %d", revoked.State, e.fake.PresentCount())
 	}
-	if !revoked.RecheckAt.Equal(revoked.RevokedAt.Add(window)) || !revoked.DueAt.Equal(revoked.RecheckAt) {
-		t.Fatalf("re-check at %v due %v, want both at revoke time %v + %s", revoked.RecheckAt, revoked.DueAt, revoked.RevokedAt, window)
+	if !revoked.RecheckAt.Equal(revoked.RevokedAt) || !revoked.DueAt.Equal(revoked.RecheckAt) {
+		t.Fatalf("check at %v due %v, want both at revoke time %v (the revoke's verification)", revoked.RecheckAt, revoked.DueAt, revoked.RevokedAt)
+	}
+
+	// A restart: a new manager and sweeper on the same store verify the revoke and schedule the late-call check.
+	_, sw := e.newManagerWith("replica-restarted", func(o *grants.Options) { o.LateCallWindow = window })
+	sweep := func() {
+		t.Helper()
+		if _, err := sw.Sweep(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweep()
+	verified := e.grant(g.ID)
+	if verified.VerifiedAt.IsZero() || e.pub.count(store.EventRevokeVerified) != 1 || !verified.RecheckAt.Equal(revoked.RevokedAt.Add(window)) {
+		t.Fatalf("after verification: verified %v (%d events), next check %v, want revoke time + %s", verified.VerifiedAt, e.pub.count(store.EventRevokeVerified), verified.RecheckAt, window)
 	}
 
 	land()
@@ -1141,28 +1247,26 @@ func testLateGrantAfterRevoke(t *testing.T, e *env) {
 	if e.fake.PresentCount() != 1 {
 		t.Fatal("the late grant did not land at the fake")
 	}
-
-	// A restart: a new manager and sweeper on the same store.
-	_, sw := e.newManager("replica-restarted")
-	if _, err := sw.Sweep(e.ctx); err != nil {
-		t.Fatal(err)
-	}
-	if e.fake.PresentCount() != 1 || len(e.fake.Calls("check")) != 0 {
-		t.Fatal("the re-check ran before its time")
+	sweep()
+	if e.fake.PresentCount() != 1 || len(e.fake.Calls("check")) != 1 {
+		t.Fatal("the late-call check ran before its time")
 	}
 	e.clock.Advance(window)
-	if _, err := sw.Sweep(e.ctx); err != nil {
-		t.Fatal(err)
-	}
+	sweep()
 	if n := e.fake.PresentCount(); n != 0 {
-		t.Fatalf("provider holds %d assignments after the re-check", n)
-	}
-	got := e.grant(g.ID)
-	if got.State != store.GrantRevoked || !got.RecheckAt.IsZero() || !got.DueAt.IsZero() {
-		t.Fatalf("after the re-check: %s recheck %v due %v", got.State, got.RecheckAt, got.DueAt)
+		t.Fatalf("provider holds %d assignments after the late-call check", n)
 	}
 	if e.pub.count(store.EventDriftRevoked) != 1 {
 		t.Fatalf("drift-revoked events = %d, want 1", e.pub.count(store.EventDriftRevoked))
+	}
+	e.clock.Advance(4 * time.Second) // BackoffMax: a revoke that found the access is checked again after backoff
+	sweep()
+	got := e.grant(g.ID)
+	if got.State != store.GrantRevoked || !got.RecheckAt.IsZero() || !got.DueAt.IsZero() || e.fake.PresentCount() != 0 {
+		t.Fatalf("after the checks: %s recheck %v due %v, provider holds %d", got.State, got.RecheckAt, got.DueAt, e.fake.PresentCount())
+	}
+	if e.pub.count(store.EventRevokeVerified) != 1 || len(e.fake.Calls("check")) != 3 {
+		t.Fatalf("revoke-verified %d, checks %d; want 1 and 3", e.pub.count(store.EventRevokeVerified), len(e.fake.Calls("check")))
 	}
 	// Generations increase with every operation on the binding; the late call carries the lowest.
 	gr, rv := e.fake.Calls("grant"), e.fake.Calls("revoke")
@@ -1174,7 +1278,189 @@ func testLateGrantAfterRevoke(t *testing.T, e *env) {
 		t.Fatalf("generations: late grant %d, retry %d, revoke %d, revoke again %d: want strictly increasing", late, retry, rv[0].Assignment.Generation, rv[1].Assignment.Generation)
 	}
 	e.sweep()
-	if len(e.fake.Calls("check")) != 1 {
+	if len(e.fake.Calls("check")) != 3 {
 		t.Fatal("a done re-check ran again")
+	}
+}
+
+// The reminder before expiry lives in the durable due index (issue 8 item 8): a replica restarted between
+// activation and the reminder's time still sends it, exactly once however many sweeps and sweepers run, and
+// an extension schedules a new one for the new expiry.
+func testReminderSurvivesRestart(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 20*time.Minute) // reminded min(10m, 20m/5) = 4m before expiry
+	want := g.ExpiresAt.Add(-4 * time.Minute)
+	if !g.RemindAt.Equal(want) || !g.DueAt.Equal(want) {
+		t.Fatalf("remind at %v due %v, want both %v", g.RemindAt, g.DueAt, want)
+	}
+	if at, ok, err := e.st.NextDue(e.ctx); err != nil || !ok || at.After(want) {
+		t.Fatalf("NextDue = %v %v %v, want the reminder %v", at, ok, err, want)
+	}
+
+	// Restart: the process that activated the grant is gone; two fresh replicas sweep.
+	_, sw1 := e.newManager("replica-new-1")
+	_, sw2 := e.newManager("replica-new-2")
+	sweepBoth := func() {
+		t.Helper()
+		for _, sw := range []*grants.Sweeper{sw1, sw2} {
+			if _, err := sw.Sweep(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.clock.Advance(want.Sub(e.clock.Now()) - time.Millisecond)
+	sweepBoth()
+	if n := e.pub.count(store.EventGrantReminder); n != 0 {
+		t.Fatalf("%d reminders before the reminder time", n)
+	}
+	e.clock.Advance(time.Millisecond)
+	sweepBoth()
+	sweepBoth()
+	if n := e.pub.count(store.EventGrantReminder); n != 1 {
+		t.Fatalf("reminders = %d, want exactly 1", n)
+	}
+	got := e.grant(g.ID)
+	if got.State != store.GrantActive || !got.RemindAt.IsZero() || !got.DueAt.Equal(got.ExpiresAt) {
+		t.Fatalf("after the reminder: %s remind %v due %v", got.State, got.RemindAt, got.DueAt)
+	}
+
+	// An extension moves the expiry and schedules a reminder for it.
+	ext, err := e.mgr.Extend(e.ctx, g.ID, alice, 20*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ext.ExpiresAt.Add(-8 * time.Minute); !ext.RemindAt.Equal(want) || !ext.DueAt.Equal(want) {
+		t.Fatalf("after extension: remind %v due %v, want %v", ext.RemindAt, ext.DueAt, want)
+	}
+	e.clock.Advance(ext.RemindAt.Sub(e.clock.Now()))
+	sweepBoth()
+	if n := e.pub.count(store.EventGrantReminder); n != 2 {
+		t.Fatalf("reminders = %d after the extended grant's reminder time, want 2", n)
+	}
+	e.clock.Advance(ext.ExpiresAt.Sub(e.clock.Now()))
+	sweepBoth()
+	if got := e.grant(g.ID); got.State != store.GrantRevoked || !got.RemindAt.IsZero() {
+		t.Fatalf("at expiry: %s remind %v", got.State, got.RemindAt)
+	}
+	if n := e.pub.count(store.EventGrantReminder); n != 2 {
+		t.Fatalf("reminders = %d after expiry, want 2", n)
+	}
+}
+
+// Verified revocation (issue 10): after a revoke the provider is asked whether the access is really gone. A
+// revoke the provider acknowledged without applying is caught, revoked again and verified; one that never
+// takes effect raises the revoke-failed alert after MaxAttempts rounds and jitbot keeps trying.
+func testRevokeVerified(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 30*time.Minute)
+	e.fake.IgnoreNext("revoke", 1)
+	if _, err := e.mgr.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.grant(g.ID); got.State != store.GrantRevoked || !got.RecheckAt.Equal(got.RevokedAt) || e.fake.PresentCount() != 1 {
+		t.Fatalf("after an acknowledged but unapplied revoke: %s check at %v (revoked %v), provider holds %d", got.State, got.RecheckAt, got.RevokedAt, e.fake.PresentCount())
+	}
+	e.sweep() // the verification finds the access and revokes again
+	if e.fake.PresentCount() != 0 || e.pub.count(store.EventDriftRevoked) != 1 || e.pub.count(store.EventRevokeVerified) != 0 {
+		t.Fatalf("provider holds %d, drift-revoked %d, revoke-verified %d; want 0, 1, 0", e.fake.PresentCount(), e.pub.count(store.EventDriftRevoked), e.pub.count(store.EventRevokeVerified))
+	}
+	e.clock.Advance(4 * time.Second) // BackoffMax
+	e.sweep()
+	got := e.grant(g.ID)
+	if e.pub.count(store.EventRevokeVerified) != 1 || got.VerifiedAt.IsZero() {
+		t.Fatalf("revoke-verified %d, verified at %v; want 1 and set", e.pub.count(store.EventRevokeVerified), got.VerifiedAt)
+	}
+	var ev store.AuditEvent
+	for _, r := range e.pub.events {
+		if r.Type == store.EventRevokeVerified {
+			ev = r
+		}
+	}
+	if ev.GrantID != g.ID || ev.Details["lag_ms"] == "" || ev.Details["verified_at"] == "" {
+		t.Fatalf("revoke-verified event %+v", ev)
+	}
+
+	// A revoke that never takes effect: every check finds the access.
+	h := e.approved(erin, "db", 30*time.Minute)
+	e.fake.IgnoreNext("revoke", 100)
+	if _, err := e.mgr.Release(e.ctx, h.ID, erin); err != nil {
+		t.Fatal(err)
+	}
+	before := e.pub.count(store.EventRevokeFailed)
+	for range 3 { // MaxAttempts
+		e.sweep()
+		e.clock.Advance(4 * time.Second)
+	}
+	if n := e.pub.count(store.EventRevokeFailed) - before; n != 1 {
+		t.Fatalf("revoke-failed alerts = %d after MaxAttempts rounds, want 1", n)
+	}
+	if got := e.grant(h.ID); got.RecheckAt.IsZero() || !got.VerifiedAt.IsZero() {
+		t.Fatalf("a revoke that never took effect: check at %v verified %v; want still checking, unverified", got.RecheckAt, got.VerifiedAt)
+	}
+}
+
+// delayed is a provider whose revokes take effect only after a documented delay.
+type delayed struct {
+	*fakeprovider.Fake
+	d time.Duration
+}
+
+func (p delayed) PropagationDelay() time.Duration { return p.d }
+
+func testRevokePropagationDelay(t *testing.T, e *env) {
+	const delay = 30 * time.Second
+	mgr, sw := e.newManagerWith("replica-delayed", func(o *grants.Options) {
+		o.Providers = map[string]grants.Provider{"fake": delayed{e.fake, delay}, "fakemail": e.mailFake}
+	})
+	g := e.writeAhead(alice, "r-delayed")
+	if err := mgr.Activate(e.ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mgr.Release(e.ctx, g.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	got := e.grant(g.ID)
+	if !got.RecheckAt.Equal(got.RevokedAt.Add(delay)) {
+		t.Fatalf("verification at %v, want the revoke time %v + %s", got.RecheckAt, got.RevokedAt, delay)
+	}
+	if _, err := sw.Sweep(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.fake.Calls("check")) != 0 {
+		t.Fatal("verified before the provider's propagation delay")
+	}
+	e.clock.Advance(delay)
+	if _, err := sw.Sweep(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.fake.Calls("check")) != 1 || e.pub.count(store.EventRevokeVerified) != 1 {
+		t.Fatalf("checks %d, revoke-verified %d after the delay; want 1 and 1", len(e.fake.Calls("check")), e.pub.count(store.EventRevokeVerified))
+	}
+}
+
+// Every provider operation's generation is stored on its lease, and the next operation on the binding gets a
+// greater one than any lease records, even one far above the lock's fence counter (a store whose counter was
+// lost while the leases remained).
+func testGenerationsStored(t *testing.T, e *env) {
+	g := e.approved(alice, "db", 30*time.Minute)
+	granted := lastCall(e.fake, "grant").Assignment.Generation
+	if granted == 0 || e.grant(g.ID).Generation != granted {
+		t.Fatalf("stored generation %d, the grant call's %d", e.grant(g.ID).Generation, granted)
+	}
+	// A second lease on the same binding records a far later generation.
+	h := e.approved(alice, "db", 40*time.Minute)
+	cur := e.grant(h.ID)
+	prev := cur.Version
+	cur.Generation = 1 << 50
+	if err := e.st.Commit(e.ctx, store.Batch{Grants: []store.GrantPut{{Grant: &cur, PrevVersion: prev}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mgr.Release(e.ctx, g.ID, alice); err != nil { // covered by h: the provider keeps access
+		t.Fatal(err)
+	}
+	if _, err := e.mgr.Release(e.ctx, h.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	rv := lastCall(e.fake, "revoke").Assignment.Generation
+	if rv <= 1<<50 || e.grant(h.ID).Generation < rv {
+		t.Fatalf("revoke generation %d, stored %d; want above the lease's 2^50", rv, e.grant(h.ID).Generation)
 	}
 }

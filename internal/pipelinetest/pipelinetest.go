@@ -40,7 +40,7 @@ const (
 //   - workload web-main (acme/web, any ref) and web-other (acme/other), principals at provider hook;
 //   - role deploy: web-main may request it, Bob and Octo approve, max 1h, auto-approved for refs/heads/main +
 //     environment production up to 15m;
-//   - role other: only web-other may request it.
+//   - role other: web-other and nightly (API tokens of owner "reporting") may request it.
 //
 // heartbeat is web-main's heartbeat_timeout.
 func Policy(t testing.TB, iss *oidcfake.Issuer, heartbeat string, extra string) *policy.Policy {
@@ -70,6 +70,9 @@ workloads:
     issuer: github
     claims: {repository: acme/other}
     principals: {hook: ci-other}
+  nightly:
+    api_token_owner: reporting
+    principals: {hook: ci-report}
 identities:
   U0OCTO: {github: octocat}
 roles:
@@ -85,7 +88,7 @@ roles:
   other:
     provider: hook
     target: {app: other}
-    requesters: {workloads: [web-other]}
+    requesters: {workloads: [web-other, nightly]}
     approvers: {users: [U0BOB]}
 %s`, iss.URL(), Audience, heartbeat, extra)
 	p, err := policy.Parse("pipelines.yaml", []byte(src))

@@ -39,6 +39,7 @@ func (p *Playground) routes(appHandler http.Handler) http.Handler {
 	mux.HandleFunc("POST /api/submit", p.api(p.submit))
 	mux.HandleFunc("POST /api/close", p.api(p.closeView))
 	mux.HandleFunc("POST /api/home", p.api(p.openHome))
+	mux.HandleFunc("POST /api/pipeline", p.pipelineJob)
 	mux.Handle("/", appHandler)
 	return mux
 }
@@ -58,6 +59,9 @@ type State struct {
 	Stats      map[string]int `json:"stats"`
 	Now        string         `json:"now"`
 	Problems   []string       `json:"problems"` // Web API calls jitbot made that Slack refused (from the emulator)
+	// Jobs are the simulated pipeline jobs (newest first); PipelineRoles the roles one can be run for.
+	Jobs          []JobView `json:"jobs"`
+	PipelineRoles []string  `json:"pipeline_roles"`
 }
 
 // ChannelView is a channel (or the DM with jitbot) as the acting user sees it.
@@ -210,6 +214,7 @@ func (p *Playground) State(user string) State {
 		st.Problems = st.Problems[len(st.Problems)-20:]
 	}
 	st.Stats["deliveries"] = len(st.Deliveries)
+	st.Jobs, st.PipelineRoles = p.jobs(), p.PipelineRoles()
 	return st
 }
 

@@ -166,12 +166,13 @@ func TestWholeFlowThroughTheAPI(t *testing.T) {
 		}
 	}
 	c.mustPost("/api/click", ActionRequest{User: alice, ViewID: st.Home.ID, ActionID: done.ActionID, BlockID: done.BlockID, Value: done.Value})
-	st = c.waitFor(alice, "the revoke", func(s State) bool {
+	// The revoke, then the check that verifies the access is gone (the newest delivery).
+	st = c.waitFor(alice, "the revoke and its verification", func(s State) bool {
 		m, ok := s.channel("approvals").find(reqID, "Access ended (released by @Alice)")
-		return ok && m.Edited && s.Deliveries[0].Type == "revoke"
+		return ok && m.Edited && len(s.Deliveries) >= 3 && s.Deliveries[0].Type == "check" && s.Deliveries[1].Type == "revoke"
 	})
-	if d := st.Deliveries[0]; d.GrantID != grantID || d.Principal != "alice@example.com" {
-		t.Fatalf("newest delivery %+v", d)
+	if d := st.Deliveries[1]; d.GrantID != grantID || d.Principal != "alice@example.com" {
+		t.Fatalf("revoke delivery %+v", d)
 	}
 	msg, _ = st.channel("approvals").find(reqID)
 	var replies []string

@@ -32,7 +32,7 @@ func startPlayground(t *testing.T) *Playground {
 	}
 	hookAddr := ln.Addr().String()
 	ln.Close()
-	src := strings.Replace(string(raw), "127.0.0.1:9099", hookAddr, 1)
+	src := strings.NewReplacer("127.0.0.1:9099", hookAddr, "127.0.0.1:9098", freeAddr(t)).Replace(string(raw))
 	pol, err := policy.Parse("examples/policy.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +71,17 @@ func startPlayground(t *testing.T) *Playground {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return pg
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago (for the local OIDC issuer).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // client drives the playground's JSON API as the page does.

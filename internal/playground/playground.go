@@ -82,6 +82,8 @@ type Playground struct {
 	srv      *http.Server
 	url      string
 	handler  http.Handler
+
+	jobsState *pipelines // local OIDC issuers and simulated pipeline jobs
 }
 
 // Start builds everything and starts listening (the webhook receiver on the address of the policy's webhook
@@ -158,6 +160,9 @@ func Start(opts Options) (_ *Playground, err error) {
 	}
 	p.emu = slacktest.New(slacktest.Options{Users: emuUsers, UserGroups: emuGroups, Channels: emuChannels})
 
+	if err := p.startIssuers(); err != nil {
+		return nil, err
+	}
 	p.app, err = app.New(app.Deps{Policy: p.pol, Store: opts.Store, Logger: opts.Logger, Subscribers: opts.Subscribers,
 		Getenv: func(k string) string { return env[k] }, Tuning: opts.Tuning,
 		Slack: &app.SlackConfig{BotToken: p.emu.BotToken(), SigningSecret: p.emu.SigningSecret(), APIURL: p.emu.APIURL()}})
@@ -235,6 +240,7 @@ func (p *Playground) Close() {
 	if p.emu != nil {
 		p.emu.Close()
 	}
+	p.stopIssuers()
 }
 
 // dialable turns a listener address into one a local client can dial (":8080" -> "127.0.0.1:8080").

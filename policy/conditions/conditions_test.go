@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // berlinNoon is 2031-03-04 12:00 in Berlin (CET, UTC+1), a Tuesday.
@@ -219,5 +221,45 @@ func BenchmarkEval(b *testing.B) {
 		if ok, err := c.Eval(v); err != nil || !ok {
 			b.Fatal(ok, err)
 		}
+	}
+}
+
+// TestDocumentedYAMLExample checks the quoting advice of the doc's YAML example: decoded as YAML, its
+// expressions compile and mean what the doc says.
+func TestDocumentedYAMLExample(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/policy-conditions.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(raw), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block in the doc")
+	}
+	var doc struct {
+		Roles map[string]struct {
+			Conditions  []string `yaml:"conditions"`
+			AutoApprove []struct {
+				When string `yaml:"when"`
+			} `yaml:"auto_approve"`
+		} `yaml:"roles"`
+	}
+	if err := yaml.Unmarshal([]byte(block), &doc); err != nil {
+		t.Fatal(err)
+	}
+	role := doc.Roles["web-deploy-prod"]
+	if len(role.Conditions) != 1 || len(role.AutoApprove) != 1 {
+		t.Fatalf("decoded %+v", role)
+	}
+	ticket := mustCompile(t, role.Conditions[0])
+	for reason, want := range map[string]bool{"deploy CHG-1234": true, "INC-7 rollback": true, "xCHG-1": false, "no ticket": false} {
+		v := pipelineVars()
+		v.Request.Reason = reason
+		if got, err := ticket.Eval(v); err != nil || got != want {
+			t.Errorf("ticket condition on %q = %v, %v; want %v", reason, got, err, want)
+		}
+	}
+	if got, err := mustCompile(t, role.AutoApprove[0].When).Eval(pipelineVars()); err != nil || !got {
+		t.Fatalf("when = %v, %v", got, err)
 	}
 }

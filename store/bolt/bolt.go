@@ -80,13 +80,16 @@ type Options struct {
 	OpenTimeout time.Duration
 	// NoSync skips fsync after each write transaction. TEST ONLY: a crash can lose or corrupt committed data.
 	NoSync bool
+	// AuditLinkKey, when set, makes every appended audit link keyed (store.KeyedChainHash).
+	AuditLinkKey []byte
 }
 
 // Store is the bbolt-backed store.Store.
 type Store struct {
-	db    *bbolt.DB
-	now   func() time.Time
-	group groupCommitter // see groupcommit.go
+	db      *bbolt.DB
+	now     func() time.Time
+	linkKey []byte
+	group   groupCommitter // see groupcommit.go
 }
 
 var _ store.Store = (*Store)(nil)
@@ -121,7 +124,7 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	return &Store{db: db, now: opts.Now}, nil
+	return &Store{db: db, now: opts.Now, linkKey: opts.AuditLinkKey}, nil
 }
 
 // Close closes the data file.
@@ -214,7 +217,7 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 			}
 		}
 		if len(raws) > 0 {
-			if err := appendAudit(tx, raws); err != nil {
+			if err := appendAudit(tx, raws, s.linkKey); err != nil {
 				return err
 			}
 		}
@@ -414,7 +417,7 @@ func del(tx *bbolt.Tx, bucket, k []byte) error {
 	return tx.Bucket(bucket).Delete(k)
 }
 
-func appendAudit(tx *bbolt.Tx, raws [][]byte) error {
+func appendAudit(tx *bbolt.Tx, raws [][]byte, linkKey []byte) error {
 	meta := tx.Bucket(bMeta)
 	head := auditHead{Hash: store.GenesisHash}
 	if data := meta.Get(keyAuditHead); data != nil {
@@ -425,7 +428,7 @@ func appendAudit(tx *bbolt.Tx, raws [][]byte) error {
 	ab := tx.Bucket(bAudit)
 	for _, raw := range raws {
 		seq := head.Seq + 1
-		hash := store.ChainHash(head.Hash, seq, raw)
+		hash := store.LinkHash(linkKey, head.Hash, seq, raw)
 		data, err := json.Marshal(auditEntry{PrevHash: head.Hash, Hash: hash, Raw: string(raw)})
 		if err != nil {
 			return fmt.Errorf("encode audit entry: %w", err)

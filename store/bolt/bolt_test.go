@@ -351,3 +351,24 @@ func TestAuditTamper(t *testing.T) {
 		return s, boltTamperer{s}
 	})
 }
+
+func (b boltTamperer) PutAuditEntry(_ context.Context, rec store.AuditRecord) error {
+	data, err := json.Marshal(auditEntry{PrevHash: rec.PrevHash, Hash: rec.Hash, Raw: string(rec.Raw)})
+	if err != nil {
+		return err
+	}
+	return b.s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bAudit).Put(seqKey(rec.Seq), data) })
+}
+
+func TestAuditKeyed(t *testing.T) {
+	storetest.RunAuditKeyed(t, func(t *testing.T) storetest.KeyedStorage {
+		path := filepath.Join(t.TempDir(), "jitbot.db")
+		return func(key []byte) (store.Store, storetest.AuditTamperer) {
+			s, err := Open(path, Options{NoSync: true, AuditLinkKey: key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s, boltTamperer{s}
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/jitbot/jitbot/store"
+	jitredis "github.com/jitbot/jitbot/store/redis"
 	"github.com/jitbot/jitbot/store/redistest"
 	"github.com/jitbot/jitbot/store/storetest"
 )
@@ -40,5 +41,24 @@ func TestAuditTamper(t *testing.T) {
 	storetest.RunAuditTamper(t, func(t *testing.T) (store.Store, storetest.AuditTamperer) {
 		s, prefix := newStore(t)
 		return s, redisTamperer{c: redistest.Client(t), prefix: prefix}
+	})
+}
+
+func (r redisTamperer) PutAuditEntry(ctx context.Context, rec store.AuditRecord) error {
+	return r.c.HSet(ctx, r.prefix+":audit:log", strconv.FormatUint(rec.Seq, 10), rec.PrevHash+"\n"+rec.Hash+"\n"+string(rec.Raw)).Err()
+}
+
+func TestAuditKeyed(t *testing.T) {
+	storetest.RunAuditKeyed(t, func(t *testing.T) storetest.KeyedStorage {
+		prefix, url := redistest.Prefix(t), redistest.URL(t)
+		raw := redistest.Client(t)
+		return func(key []byte) (store.Store, storetest.AuditTamperer) {
+			s, err := jitredis.Open(context.Background(), url, jitredis.Options{Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.SetAuditLinkKey(key)
+			return s, redisTamperer{c: raw, prefix: prefix}
+		}
 	})
 }

@@ -131,7 +131,7 @@ func (s *Store) runAuditGroup(batch []*auditJob) {
 			full := append(append([]any{}, j.args...), seq, hash)
 			prev := hash
 			for k, raw := range j.raws {
-				h := store.ChainHash(prev, uint64(seq)+uint64(k)+1, raw)
+				h := store.LinkHash(s.linkKey, prev, uint64(seq)+uint64(k)+1, raw)
 				full = append(full, raw, h)
 				prev = h
 			}

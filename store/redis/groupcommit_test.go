@@ -87,6 +87,10 @@ func TestAuditGroupCommitConcurrentReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
+	// Keyed links (JITBOT_AUDIT_LINK_KEY) are chained by the grouped path too.
+	key := []byte("group-commit-test-link-key-0123456789")
+	a.SetAuditLinkKey(key)
+	b.SetAuditLinkKey(key)
 	const n = 100
 	var wg sync.WaitGroup
 	for i := range n {
@@ -104,4 +108,12 @@ func TestAuditGroupCommitConcurrentReplicas(t *testing.T) {
 	}
 	wg.Wait()
 	verifyWhole(t, a, n)
+	recs, err := a.ReadAudit(context.Background(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := store.ChainVerifier{Hash: store.GenesisHash, Key: key}
+	if err := v.Verify(recs); err != nil || v.Keyed != n {
+		t.Fatalf("keyed verification: %v, %d keyed entries checked, want %d", err, v.Keyed, n)
+	}
 }

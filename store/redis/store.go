@@ -60,6 +60,9 @@ type Store struct {
 	now  func() time.Time
 	keys keys
 
+	// linkKey, when set, keys every appended audit link (see SetAuditLinkKey).
+	linkKey []byte
+
 	// auditMu serialises this process's audited commits, and head caches the audit log's head as this
 	// process last saw it: links are hashed here and the commit script only compare-and-sets the head, so
 	// Redis never spends its single thread on SHA-256. Another replica's append makes the script answer
@@ -962,7 +965,7 @@ func (s *Store) commitChainedLocked(ctx context.Context, keys []string, args []a
 		full := append(append([]any{}, args...), s.head.seq, s.head.hash)
 		prev := s.head.hash
 		for i, raw := range raws {
-			h := store.ChainHash(prev, uint64(s.head.seq)+uint64(i)+1, raw)
+			h := store.LinkHash(s.linkKey, prev, uint64(s.head.seq)+uint64(i)+1, raw)
 			full = append(full, raw, h)
 			prev = h
 		}

@@ -82,6 +82,13 @@ func testTokenRoundTrip(t *testing.T, s store.Store) {
 	if !got.ExpiresAt.IsZero() || !got.LastUsedAt.IsZero() || !got.RevokedAt.IsZero() {
 		t.Fatalf("zero times did not stay zero: %+v", got)
 	}
+	// A record created with its mutable times set (a restore) keeps them.
+	restored := newToken("tok-c", "restored", at(2*time.Millisecond))
+	restored.LastUsedAt, restored.RevokedAt = at(time.Hour), at(2*time.Hour)
+	if err := ts.CreateAPIToken(t.Context(), restored); err != nil {
+		t.Fatalf("CreateAPIToken: %v", err)
+	}
+	sameToken(t, "GetAPIToken of a restored token", mustGetToken(t, ts, "tok-c"), restored)
 }
 
 func testTokenCreateConflict(t *testing.T, s store.Store) {

@@ -24,6 +24,8 @@ type AuditTamperer interface {
 	DeleteAuditEntry(ctx context.Context, seq uint64) error
 	// SetAuditHead overwrites the head the store keeps beside the entries.
 	SetAuditHead(ctx context.Context, h store.AuditHead) error
+	// PutAuditEntry writes entry rec.Seq (its PrevHash, Hash and Raw) as stored, replacing any.
+	PutAuditEntry(ctx context.Context, rec store.AuditRecord) error
 }
 
 // RunAuditTamper runs the tamper-evidence and lost-write tests. newStore returns a fresh, empty store and a
@@ -40,6 +42,8 @@ func RunAuditTamper(t *testing.T, newStore func(t *testing.T) (store.Store, Audi
 		{"MonitorSeesStoreGoBackwards", testMonitorRewound},
 		{"MonitorSeesLostWritesOvertaken", testMonitorOvertaken},
 		{"CheckpointFileSurvivesRestart", testMonitorCheckpointFile},
+		{"MalformedCheckpointFile", testMonitorBadCheckpointFile},
+		{"FollowerAdoptsTheAcceptance", testMonitorFollowerAccept},
 		{"CheckpointNeverBlessesABrokenChain", testMonitorCheckpointBrokenChain},
 		{"SignedCheckpointsProveTheLog", testSignedCheckpoints},
 	} {
@@ -352,4 +356,98 @@ func testSignedCheckpoints(t *testing.T, s store.Store, tm AuditTamperer) {
 	rollBack(t, s, tm, recs, 3)
 	_, err = audit.VerifyLog(t.Context(), s, o)
 	wantKind(t, err, audit.KindCheckpoint, "published seq 5", "only 3 entries")
+
+	// Whoever did it also appends an unsigned "acceptance" of the shorter log to the checkpoint file: a
+	// jitbot that signs checkpoints ignores it and still sees the store behind the signed checkpoint.
+	if err := audit.AppendCheckpoint(file, (*audit.Signer)(nil).Checkpoint(3, recs[2].Hash, time.Now().Add(time.Hour), true)); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := audit.NewMonitor(audit.MonitorOptions{Store: s, Signer: signer, CheckpointFile: file, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restarted.Check(t.Context()); !errors.Is(err, audit.ErrStoreDiverged) || !strings.Contains(err.Error(), "behind seq 5") {
+		t.Fatalf("Check with a forged unsigned acceptance in the file = %v, want ErrStoreDiverged behind seq 5", err)
+	}
+}
+
+// testMonitorBadCheckpointFile: a checkpoint file that cannot be parsed does not stop the monitor (nor the
+// sweeper behind it); the checkpoints before the bad line still count.
+func testMonitorBadCheckpointFile(t *testing.T, s store.Store, tm AuditTamperer) {
+	file := filepath.Join(t.TempDir(), "checkpoints")
+	recs := seedLog(t, s, 4)
+	if err := audit.AppendCheckpoint(file, (*audit.Signer)(nil).Checkpoint(4, recs[3].Hash, time.Now(), false)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(audit.CheckpointPrefix + " seq=garbage\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var posts []string
+	m := newMonitor(t, s, file, nil, &posts)
+	if err := m.Check(t.Context()); err != nil {
+		t.Fatalf("Check with a malformed line after a good checkpoint: %v", err)
+	}
+	rollBack(t, s, tm, recs, 2)
+	m = newMonitor(t, s, file, nil, &posts)
+	if err := m.Check(t.Context()); !errors.Is(err, audit.ErrStoreDiverged) {
+		t.Fatalf("the good checkpoint before the malformed line must still count: %v", err)
+	}
+	if err := os.WriteFile(file, []byte(audit.CheckpointPrefix+" nonsense\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m = newMonitor(t, s, file, nil, &posts)
+	if err := m.Check(t.Context()); err != nil {
+		t.Fatalf("a wholly malformed checkpoint file must not stop the sweeper: %v", err)
+	}
+}
+
+// testMonitorFollowerAccept: a replica that follows the head (not leading) sees the store go backwards, does
+// not move its head seen, and adopts the operator's acceptance from the shared checkpoint file, so it does
+// not pause again when it leads later. An acceptance from before the mismatch is not adopted.
+func testMonitorFollowerAccept(t *testing.T, s store.Store, tm AuditTamperer) {
+	file := filepath.Join(t.TempDir(), "checkpoints")
+	var posts []string
+	leader := newMonitor(t, s, file, nil, &posts)
+	follower := newMonitor(t, s, file, nil, &posts)
+	recs := seedLog(t, s, 6)
+	// An acceptance from an older incident is in the file already.
+	if err := audit.AppendCheckpoint(file, (*audit.Signer)(nil).Checkpoint(2, recs[1].Hash, time.Now().Add(-time.Hour), true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := leader.Checkpoint(t.Context()); !ok || err != nil {
+		t.Fatalf("checkpoint: %v %v", ok, err)
+	}
+	if why, err := follower.Observe(t.Context()); why != "" || err != nil || follower.Seen().Seq != 6 {
+		t.Fatalf("Observe = %q, %v; seen %d", why, err, follower.Seen().Seq)
+	}
+	rollBack(t, s, tm, recs, 4)
+	why, err := follower.Observe(t.Context())
+	if err != nil || !strings.Contains(why, "behind seq 6") || follower.Seen().Seq != 6 {
+		t.Fatalf("Observe after lost writes = %q, %v (seen %d); want the mismatch reported and the head seen kept", why, err, follower.Seen().Seq)
+	}
+	if err := leader.Check(t.Context()); !errors.Is(err, audit.ErrStoreDiverged) {
+		t.Fatalf("leader Check: %v", err)
+	}
+	h, err := s.AuditHead(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := audit.AppendCheckpoint(file, (*audit.Signer)(nil).Checkpoint(h.Seq, h.Hash, time.Now().Add(time.Second), true)); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.Check(t.Context()); err != nil {
+		t.Fatalf("leader Check after the acceptance: %v", err)
+	}
+	if why, err := follower.Observe(t.Context()); why != "" || err != nil || follower.Seen() != h {
+		t.Fatalf("follower Observe after the acceptance = %q, %v (seen %+v, want %+v)", why, err, follower.Seen(), h)
+	}
+	// It leads now: no pause.
+	if err := follower.Check(t.Context()); err != nil {
+		t.Fatalf("the former follower's Check: %v", err)
+	}
 }

@@ -449,6 +449,7 @@ func GitLabCI(project, ref, environment string) map[string]any {
 		"job_id":                "302",
 		"ref":                   ref,
 		"ref_type":              "branch",
+		"ref_path":              "refs/heads/" + ref,
 		"ref_protected":         "true",
 		"runner_id":             "1",
 		"runner_environment":    "gitlab-hosted",

@@ -7,11 +7,16 @@
 //     DetachUserPolicy (or AttachRolePolicy / DetachRolePolicy for principal_type role, the principal then being a
 //     role name). principal_type defaults to user. Check: ListAttachedUserPolicies / ListAttachedRolePolicies.
 //   - inline policy: {"inline_policy": "<name of a document in Config.Policies>" or a JSON policy document}:
-//     PutUserPolicy / DeleteUserPolicy of a policy named "jitbot-<grant id>" on the IAM user. Every statement
-//     gets the condition {"DateLessThan": {"aws:CurrentTime": "<expiry, RFC 3339 UTC>"}} so that AWS itself stops
-//     honouring the policy at expiry even if jitbot is down (the policy object stays until revoked). A grant id
-//     that is not a valid policy name suffix is replaced by "sha256-" and 32 hex digits of its hash. Check:
-//     GetUserPolicy.
+//     PutUserPolicy / DeleteUserPolicy of a policy named "jitbot-<binding key>" on the IAM user (the grant id when
+//     the assignment has no binding key). Every statement gets the condition {"DateLessThan": {"aws:CurrentTime":
+//     "<expiry, RFC 3339 UTC>"}} so that AWS itself stops honouring the policy at expiry even if jitbot is down
+//     (the policy object stays until revoked). A key that is not a valid policy name suffix is replaced by
+//     "sha256-" and 32 hex digits of its hash. Check: GetUserPolicy.
+//
+// Standing access: memberships and attachments carry no marker, so Grant looks first (the Check call of the
+// mode) when jitbot holds no reference for the binding; access already there is returned as
+// grants.PreExistingRef and Revoke of such an assignment leaves it in place. Access jitbot adds is returned as
+// its own reference, also with an error once the change may have reached IAM.
 //
 // Errors: NoSuchEntity is permanent on grant (the user, role, group or policy does not exist) and success on
 // revoke (already absent); on check it means not present. EntityAlreadyExists on grant is success. LimitExceeded,
@@ -440,18 +445,18 @@ func (p *Provider) plan(op string, a grants.Assignment) (plan, error) {
 // Grant implements grants.Provider.
 func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, error) {
 	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("iam: grant %s: %w", a.GrantID, err)
+		return grants.Untouched(a.Ref), fmt.Errorf("iam: grant %s: %w", a.GrantID, err)
 	}
 	pl, err := p.plan("grant", a)
 	if err != nil {
-		return a.Ref, err
+		return grants.Untouched(a.Ref), err
 	}
-	if pl.mode != ModeInline && (a.Ref == "" || grants.IsPreExisting(a.Ref)) {
+	if pl.mode != ModeInline && (a.Ref == "" || a.Ref == grants.RefUntouched || grants.IsPreExisting(a.Ref)) {
 		// A membership or attachment carries no marker: look before adding, so that one an administrator made
 		// is recorded as standing access (never removed by jitbot) rather than taken over.
 		present, what, err := p.present(ctx, pl)
 		if err != nil { // NoSuchEntity here: the user or role does not exist (permanent)
-			return a.Ref, fmt.Errorf("iam: grant %s: %s: %w", a.GrantID, what, classify(err))
+			return grants.Untouched(a.Ref), fmt.Errorf("iam: grant %s: %s: %w", a.GrantID, what, classify(err))
 		}
 		if present {
 			return grants.PreExistingRef(pl.ref()), nil
@@ -483,11 +488,11 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 		}
 	case ModeInline:
 		if a.ExpiresAt.IsZero() {
-			return "", grants.Permanent(fmt.Errorf("iam: grant %s: inline policies need an expiry", a.GrantID))
+			return grants.Untouched(a.Ref), grants.Permanent(fmt.Errorf("iam: grant %s: inline policies need an expiry", a.GrantID))
 		}
 		doc, derr := Document(pl.doc, a.ExpiresAt)
 		if derr != nil {
-			return "", grants.Permanent(fmt.Errorf("iam: grant %s: %w", a.GrantID, derr))
+			return grants.Untouched(a.Ref), grants.Permanent(fmt.Errorf("iam: grant %s: %w", a.GrantID, derr))
 		}
 		what = "PutUserPolicy"
 		err = p.withConflictRetry(ctx, func() error {
@@ -522,8 +527,8 @@ func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("iam: revoke %s: %w", a.GrantID, err)
 	}
-	if grants.IsPreExisting(a.Ref) {
-		return nil // standing access an administrator made: not jitbot's to remove
+	if grants.IsPreExisting(a.Ref) || a.Ref == grants.RefUntouched {
+		return nil // standing access an administrator made, or nothing jitbot applied: not jitbot's to remove
 	}
 	pl, err := p.plan("revoke", a)
 	if err != nil {

@@ -174,6 +174,8 @@ func TestConformance(t *testing.T) {
 				Reset:      func(t *testing.T) { e.fake.Reset() },
 				Secrets:    []string{secret},
 				Cycles:     20,
+				// Memberships and attachments are reported pre-existing; a call-pending reference skips the look.
+				HonoursCallPending: true,
 			}
 			if strings.HasPrefix(m.name, "inline") {
 				// An administrator's standing access is an inline policy of their own, which jitbot never touches;
@@ -647,5 +649,39 @@ func TestInlineOverlappingLeasesShareOnePolicy(t *testing.T) {
 	}
 	if _, ok := e.fake.InlinePolicy(first.Principal, "jitbot-"+first.BindingKey); ok {
 		t.Fatal("the binding's revoke left the policy in place")
+	}
+}
+
+// Issue 10 item 1: once jitbot has asked IAM to add the membership, it is jitbot's, even when the answer is
+// lost: a retry that finds the membership (applied by the failed call) must not take it for standing access.
+func TestAddWhoseAnswerWasLostStaysJitbots(t *testing.T) {
+	e := newEnv(t)
+	p := e.provider(t, nil)
+	a := e.assignment(modes[0])
+	e.fake.Inject("AddUserToGroup", awsfake.ServerError, 0, 1)
+	ref, err := p.Grant(ctx(t), a)
+	if err == nil || ref == "" || grants.IsPreExisting(ref) {
+		t.Fatalf("failed add: ref %q, err %v; want jitbot's reference with a retryable error", ref, err)
+	}
+	e.fake.SetInGroup(group, a.Principal, true) // the call did apply; only its answer was lost
+	a.Ref = ref
+	ref, err = p.Grant(ctx(t), a)
+	if err != nil || grants.IsPreExisting(ref) {
+		t.Fatalf("retry: ref %q, err %v; want jitbot's own", ref, err)
+	}
+	a.Ref = ref
+	if err := p.Revoke(ctx(t), a); err != nil || e.fake.InGroup(group, a.Principal) {
+		t.Fatalf("revoke: %v; still a member: %v", err, e.fake.InGroup(group, a.Principal))
+	}
+	// And a pre-existing reference is honoured by Revoke on its own.
+	b := e.assignment(modes[0])
+	e.fake.SetInGroup(group, b.Principal, true)
+	ref, err = p.Grant(ctx(t), b)
+	if err != nil || !grants.IsPreExisting(ref) {
+		t.Fatalf("standing membership: ref %q, err %v", ref, err)
+	}
+	b.Ref = ref
+	if err := p.Revoke(ctx(t), b); err != nil || !e.fake.InGroup(group, b.Principal) {
+		t.Fatalf("revoke of standing membership: %v; member: %v", err, e.fake.InGroup(group, b.Principal))
 	}
 }

@@ -4,16 +4,26 @@
 //
 // # Operations
 //
-//   - Grant: sso-admin CreateAccountAssignment (PrincipalType USER, TargetType AWS_ACCOUNT), then
-//     DescribeAccountAssignmentCreationStatus every PollInterval until SUCCEEDED or FAILED (at most PollTimeout).
-//     The reference returned is the creation request id. Creating an assignment that already exists is treated
-//     as success: the API accepts it (AWS does not document the outcome; Terraform's provider relies on the call
-//     not failing), and if the request ever ends FAILED or in a ConflictException the adapter lists the
-//     assignments and succeeds when the assignment is there.
-//   - Revoke: DeleteAccountAssignment, then DescribeAccountAssignmentDeletionStatus. ResourceNotFoundException, or
-//     a FAILED/conflicting deletion after which the assignment is absent, is success.
+//   - Grant: sso-admin ListAccountAssignments first: an assignment already there while jitbot holds no
+//     reference for the binding (Assignment.Ref) is standing access, returned as grants.PreExistingRef and never
+//     removed by Revoke. Otherwise CreateAccountAssignment (PrincipalType USER, TargetType AWS_ACCOUNT), then
+//     DescribeAccountAssignmentCreationStatus every PollInterval until SUCCEEDED or FAILED. References: "ic:owned"
+//     once jitbot's creation SUCCEEDED, "ic:create:<request id>" while it runs (returned with the error when the
+//     attempt's time runs out, so that the next attempt resumes polling it instead of creating again).
+//   - Revoke: nothing for a pre-existing reference. Otherwise (after waiting for jitbot's own creation request,
+//     if the reference names one) DeleteAccountAssignment, then DescribeAccountAssignmentDeletionStatus.
+//     ResourceNotFoundException, or a FAILED deletion after which the assignment is absent, is success.
 //   - Check: ListAccountAssignments for the account and permission set (all pages), looking for the principal
 //     as a USER. ResourceNotFoundException (the permission set or account is gone) means not present.
+//
+// # Requests in flight
+//
+// The adapter never decides from a list while a request for the same assignment runs (a creation in flight is not
+// listed yet, a deletion in flight still is): on ConflictException, when the list shows the assignment, and when
+// a delete answers ResourceNotFoundException, it lists the instance's IN_PROGRESS creation and deletion requests
+// (ListAccountAssignmentCreationStatus / ListAccountAssignmentDeletionStatus), describes each to find those for
+// the assignment, waits for them to end, and decides again. All waits of one Grant or Revoke share PollTimeout;
+// AttemptBudget declares PollTimeout plus a margin so that the manager's attempt fits.
 //
 // # Principals
 //
@@ -26,7 +36,9 @@
 // # Errors
 //
 // ThrottlingException, InternalServerException, any 5xx, network errors and context errors are retryable.
-// ConflictException is retried here Config.ConflictRetries times with backoff, then returned as retryable.
+// ConflictException on create or delete makes the adapter wait for the requests in flight for the assignment
+// (see above) and try again, at most Config.ConflictRetries more times, then it is returned as retryable; on the
+// other calls it is retried Config.ConflictRetries times with backoff.
 // AccessDeniedException, ValidationException, ServiceQuotaExceededException, signature and credential rejections
 // are permanent, and so is ResourceNotFoundException on grant. A FAILED request is permanent when its failure
 // reason says something does not exist, is not supported, is invalid or exceeds a quota, and retryable otherwise.
@@ -37,11 +49,10 @@
 //
 // Account assignments carry no tags, so ListOwned cannot tell jitbot's assignments from anybody else's. It lists
 // every USER assignment of the account/permission-set pairs in Config.Scopes (the targets of the policy's roles)
-// and reports them with an empty GrantID. Only list pairs whose permission set is handed out exclusively through
-// jitbot: a reconciler that revokes what it does not track would otherwise remove standing access granted by
-// other means. Principals are reported as user ids, or as user names when Config.OwnedPrincipal is
-// "user_name" (one identitystore DescribeUser per user); the reconciler can only match (and so only decide
-// about) principals whose form matches what the store holds.
+// and reports them with an empty GrantID, marked Unattributed: the reconciler leaves such entries in place (they
+// may be standing access) and only reports them. Principals are reported as user ids, or as user names when
+// Config.OwnedPrincipal is "user_name" (one identitystore DescribeUser per user); the reconciler can only match
+// principals whose form matches what the store holds.
 package identitycenter
 
 import (
@@ -377,7 +388,7 @@ const (
 // versions returned.
 func parseRef(ref string) (ownership, string) {
 	switch {
-	case ref == "":
+	case ref == "", ref == grants.RefUntouched:
 		return ownUnknown, ""
 	case grants.IsPreExisting(ref):
 		return ownStanding, ""
@@ -417,15 +428,15 @@ const attemptMargin = 20 * time.Second
 // Grant implements grants.Provider.
 func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, error) {
 	if err := ctx.Err(); err != nil {
-		return a.Ref, fmt.Errorf("identitycenter: grant %s: %w", a.GrantID, err)
+		return grants.Untouched(a.Ref), fmt.Errorf("identitycenter: grant %s: %w", a.GrantID, err)
 	}
 	acct, ps, err := target(a)
 	if err != nil {
-		return a.Ref, err
+		return grants.Untouched(a.Ref), err
 	}
 	uid, err := p.principalID(ctx, a)
 	if err != nil {
-		return a.Ref, err
+		return grants.Untouched(a.Ref), err
 	}
 	k := key{acct, ps, uid}
 	deadline := p.now().Add(p.cfg.PollTimeout)
@@ -462,7 +473,7 @@ func (p *Provider) ensure(ctx context.Context, deadline time.Time, k key, own ow
 		case own == ownStanding:
 			return refPreExisting
 		}
-		return ""
+		return grants.RefUntouched // nothing sent that could have changed anything
 	}
 	backoff := p.cfg.ConflictBackoff
 	var lastConflict error
@@ -495,6 +506,8 @@ func (p *Provider) ensure(ctx context.Context, deadline time.Time, k key, own ow
 		// assignment is jitbot's to remove (an answer lost on the way back must not make it look standing).
 		wasMine := mine
 		mine = true
+		// Sent exactly once (no SDK retries): an error answer then proves that this one request was not taken,
+		// whereas a retried call could fail with a code after an earlier try had been applied.
 		out, err := p.sso.CreateAccountAssignment(ctx, &ssoadmin.CreateAccountAssignmentInput{
 			InstanceArn:      aws.String(p.cfg.InstanceARN),
 			PermissionSetArn: aws.String(k.ps),
@@ -502,9 +515,9 @@ func (p *Provider) ensure(ctx context.Context, deadline time.Time, k key, own ow
 			PrincipalType:    types.PrincipalTypeUser,
 			TargetId:         aws.String(k.acct),
 			TargetType:       types.TargetTypeAwsAccount,
-		})
-		if code := awsutil.Code(err); code != "" {
-			mine = wasMine // the service answered: it did not take the request
+		}, func(o *ssoadmin.Options) { o.Retryer = aws.NopRetryer{} })
+		if code := awsutil.Code(err); code != "" && awsutil.Status(err) < 500 {
+			mine = wasMine // the service answered 4xx: it did not take the request
 			if code == "ConflictException" {
 				lastConflict = err
 				// Another request for this assignment is in flight: wait for it to end, then decide again.
@@ -711,8 +724,8 @@ func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 		return fmt.Errorf("identitycenter: revoke %s: %w", a.GrantID, err)
 	}
 	own, req := parseRef(a.Ref)
-	if own == ownStanding {
-		return nil // standing access: not jitbot's to remove
+	if own == ownStanding || a.Ref == grants.RefUntouched {
+		return nil // standing access, or nothing of jitbot's was ever applied: not jitbot's to remove
 	}
 	acct, ps, err := target(a)
 	if err != nil {

@@ -123,9 +123,10 @@ func TestConformance(t *testing.T) {
 		InFlight: func(t *testing.T, a grants.Assignment, op providertest.Op) {
 			e.fake.StartRequest(key(a), op == providertest.OpRevoke)
 		},
-		Settle:    func(t *testing.T) { e.fake.Settle() },
-		Cycles:    20,
-		SlowAsync: func(t *testing.T, d time.Duration) { e.fake.SetAsyncDuration(d) },
+		Settle:             func(t *testing.T) { e.fake.Settle() },
+		HonoursCallPending: true,
+		Cycles:             20,
+		SlowAsync:          func(t *testing.T, d time.Duration) { e.fake.SetAsyncDuration(d) },
 	})
 	if errs := e.fake.SignatureErrors(); len(errs) > 0 {
 		t.Errorf("malformed SigV4 headers: %v", errs)
@@ -153,6 +154,17 @@ func TestConformanceUserNames(t *testing.T) {
 		},
 		Inject: func(t *testing.T, f providertest.Fault) { e.fake.Inject("", faults[f], faultStatus[f], 1) },
 		Reset:  func(t *testing.T) { e.fake.Reset() },
+		Standing: func(t *testing.T, a grants.Assignment, present bool) {
+			k := key(a)
+			k.PrincipalID = names[a.Principal]
+			e.fake.SetAssignment(k, present)
+		},
+		StandingPresent: func(t *testing.T, a grants.Assignment) bool {
+			k := key(a)
+			k.PrincipalID = names[a.Principal]
+			return e.fake.HasAssignment(k)
+		},
+		Cycles: 20,
 		// Grant's first call is GetUserId (a NotFound there is an unknown user: permanent, as the table wants);
 		// revoke and check follow a grant by the same adapter, so the cached id is used and the fault meets the
 		// sso-admin call. TestUserNameResolution covers unknown users on revoke and check.
@@ -333,28 +345,41 @@ func TestSDKRetryer(t *testing.T) {
 	p := e.provider(t, func(c *identitycenter.Config) { c.RetryMaxAttempts = 3 })
 	a := e.assignment(t)
 	// One throttle is absorbed by the SDK's retryer...
-	e.fake.Inject("CreateAccountAssignment", awsfake.Throttling, 400, 1)
+	e.fake.Inject("ListAccountAssignments", awsfake.Throttling, 400, 1)
 	if _, err := p.Grant(ctx(t), a); err != nil {
 		t.Fatalf("one throttle with 3 SDK attempts: %v", err)
 	}
 	// ...persistent throttling is returned as retryable after exactly 3 attempts.
 	b := e.assignment(t)
 	e.fake.ClearCalls()
-	e.fake.Inject("CreateAccountAssignment", awsfake.Throttling, 400, 10)
+	e.fake.Inject("ListAccountAssignments", awsfake.Throttling, 400, 10)
 	_, err := p.Grant(ctx(t), b)
 	if err == nil || grants.IsPermanent(err) {
 		t.Fatalf("persistent throttling: err = %v, want retryable", err)
 	}
-	n := 0
-	for _, op := range e.fake.Operations() {
-		if op == "CreateAccountAssignment" {
-			n++
-		}
-	}
-	if n != 3 {
+	if n := countOps(e.fake, "ListAccountAssignments"); n != 3 {
 		t.Fatalf("SDK made %d attempts (%v), want 3", n, e.fake.Operations())
 	}
 	e.fake.Reset()
+
+	// CreateAccountAssignment is sent once per decision, never retried by the SDK: an error answer must prove
+	// that the one request was not taken (a retried create can fail after an earlier try was applied). A
+	// throttled create is therefore jitbot's to retry, and changes nothing.
+	c := e.assignment(t)
+	e.fake.ClearCalls()
+	e.fake.Inject("CreateAccountAssignment", awsfake.Throttling, 400, 1)
+	ref, err := p.Grant(ctx(t), c)
+	if err == nil || grants.IsPermanent(err) || ref != grants.RefUntouched {
+		t.Fatalf("throttled create: ref %q, err %v; want a retryable error and an untouched reference", ref, err)
+	}
+	if n := countOps(e.fake, "CreateAccountAssignment"); n != 1 {
+		t.Fatalf("CreateAccountAssignment sent %d times, want 1", n)
+	}
+	// A 5xx may have been applied: the reference stays jitbot's.
+	e.fake.Inject("CreateAccountAssignment", awsfake.ServerError, 500, 1)
+	if ref, err := p.Grant(ctx(t), c); err == nil || ref != "ic:create" {
+		t.Fatalf("create answered 500: ref %q, err %v; want jitbot's reference (the request may have been applied)", ref, err)
+	}
 }
 
 func TestConflictRetriedInternally(t *testing.T) {
@@ -650,5 +675,95 @@ func TestSettingsValidate(t *testing.T) {
 	}
 	if c := good.Config(); c.InstanceARN != good.InstanceARN || c.Region != "eu-west-1" || c.Credentials != nil {
 		t.Errorf("Config() = %+v", c)
+	}
+}
+
+func countOps(f *awsfake.Server, op string) int {
+	n := 0
+	for _, o := range f.Operations() {
+		if o == op {
+			n++
+		}
+	}
+	return n
+}
+
+// Issue 10 item 2: an attempt that runs out of time while its creation is IN_PROGRESS returns the request in
+// its reference; the next attempt resumes polling that request instead of creating again.
+func TestGrantResumesItsOwnCreation(t *testing.T) {
+	e := newEnv(t)
+	e.fake.SetPollsToFinish(1)
+	p := e.provider(t, func(c *identitycenter.Config) { c.PollTimeout = 30 * time.Millisecond })
+	a := e.assignment(t)
+	e.fake.SetAsyncDuration(time.Hour) // provisioning outlasts every attempt until released below
+	ref, err := p.Grant(ctx(t), a)
+	if err == nil || grants.IsPermanent(err) || !strings.HasPrefix(ref, "ic:create:") {
+		t.Fatalf("first attempt: ref %q, err %v; want a retryable timeout naming the creation request", ref, err)
+	}
+	ref2, err := p.Grant(ctx(t), grants.Assignment{GrantID: a.GrantID, Principal: a.Principal, Target: a.Target, Ref: ref})
+	if err == nil || ref2 != ref {
+		t.Fatalf("second attempt while still provisioning: ref %q, err %v; want the same request, still waiting", ref2, err)
+	}
+	e.fake.SetAsyncDuration(0)
+	a.Ref = ref
+	ref3, err := p.Grant(ctx(t), a)
+	if err != nil || ref3 != "ic:owned" {
+		t.Fatalf("third attempt: ref %q, err %v", ref3, err)
+	}
+	if n := countOps(e.fake, "CreateAccountAssignment"); n != 1 {
+		t.Fatalf("CreateAccountAssignment called %d times, want 1 (operations %v)", n, e.fake.Operations())
+	}
+	if !e.fake.HasAssignment(key(a)) {
+		t.Fatal("not assigned")
+	}
+}
+
+// The undo after a failed activation gets the creation request in the reference: it waits for it, then
+// deletes, so access that was still being provisioned does not appear after "revoked".
+func TestUndoWaitsForItsOwnCreation(t *testing.T) {
+	e := newEnv(t)
+	e.fake.SetPollsToFinish(1)
+	short := e.provider(t, func(c *identitycenter.Config) { c.PollTimeout = 30 * time.Millisecond })
+	a := e.assignment(t)
+	e.fake.SetAsyncDuration(time.Hour)
+	ref, err := short.Grant(ctx(t), a)
+	if err == nil || !strings.HasPrefix(ref, "ic:create:") {
+		t.Fatalf("ref %q, err %v", ref, err)
+	}
+	e.fake.SetAsyncDuration(0)
+	a.Ref = ref
+	if err := e.provider(t, nil).Revoke(ctx(t), a); err != nil {
+		t.Fatal(err)
+	}
+	e.fake.Settle()
+	if e.fake.HasAssignment(key(a)) || e.fake.InProgress(key(a)) != 0 {
+		t.Fatalf("after the undo: assigned %v, requests in flight %d", e.fake.HasAssignment(key(a)), e.fake.InProgress(key(a)))
+	}
+}
+
+// A revoke whose deletion outlasts the attempt is resumed by the next attempt: it meets the deletion in flight
+// (ConflictException), waits for it, and only then reports success.
+func TestRevokeResumesItsDeletion(t *testing.T) {
+	e := newEnv(t)
+	e.fake.SetPollsToFinish(1)
+	p := e.provider(t, func(c *identitycenter.Config) { c.PollTimeout = 30 * time.Millisecond })
+	a := e.assignment(t)
+	e.fake.SetAssignment(key(a), true)
+	e.fake.SetAsyncDuration(time.Hour)
+	if err := p.Revoke(ctx(t), a); err == nil || grants.IsPermanent(err) {
+		t.Fatalf("first attempt: %v, want a retryable timeout", err)
+	}
+	if err := p.Revoke(ctx(t), a); err == nil {
+		t.Fatal("second attempt reported success while the deletion was still in flight")
+	}
+	e.fake.SetAsyncDuration(0)
+	if err := p.Revoke(ctx(t), a); err != nil {
+		t.Fatal(err)
+	}
+	if e.fake.HasAssignment(key(a)) {
+		t.Fatal("still assigned after a successful revoke")
+	}
+	if n := countOps(e.fake, "DeleteAccountAssignment"); n < 2 {
+		t.Fatalf("DeleteAccountAssignment called %d times", n)
 	}
 }

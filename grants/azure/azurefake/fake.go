@@ -164,6 +164,9 @@ type Server struct {
 	// IdempotentPut makes a repeated PUT of the same role assignment (same name, principal, role and scope)
 	// answer 200. By default it answers 409 RoleAssignmentExists, as ARM has been reported to do.
 	IdempotentPut bool
+	// PendingStatus is the status a pending AdminAssign/AdminExtend/AdminUpdate answers (SetProvisionDelay);
+	// default PendingProvisioning. PIM also shows Accepted, Granted or ScheduleCreated before Provisioned.
+	PendingStatus string
 	// Drift, if set, runs before every request is handled (without the fake's lock), e.g. to remove an
 	// assignment between two calls of the adapter.
 	Drift func(s *Server, method, path string)
@@ -1026,6 +1029,9 @@ func (s *Server) processLocked(req *ScheduleRequest, pending, final string, effe
 		effect()
 		req.Status = final
 		return
+	}
+	if pending == "PendingProvisioning" && s.PendingStatus != "" {
+		pending = s.PendingStatus
 	}
 	req.Status = pending
 	s.pending = append(s.pending, &pendingOp{req: req, effect: effect, final: final, readyAt: s.now().Add(s.delay)})

@@ -150,6 +150,10 @@ function render() {
     title = "jitbot · Home";
     sub = "The App Home tab jitbot publishes for " + u.real_name + " · " + acting;
     html = s.home ? s.home.html : `<div class="empty">jitbot has not published a Home tab for ${esc(u.real_name)} yet…</div>`;
+  } else if (ui.view === "jobs") {
+    title = "Pipeline jobs";
+    sub = "Simulated CI jobs that request a role through jitbot's API with an ID token from a local OIDC issuer, like jitbot exec";
+    html = jobsHTML(s);
   } else if (ui.view === "deliveries") {
     title = "Target system · webhook deliveries";
     sub = "Signed calls jitbot made to the local receiver standing in for the target system (newest first)";
@@ -164,9 +168,24 @@ function render() {
     for (const d of pane.querySelectorAll("details[data-thread]")) {
       if (ui.openThreads.has(d.dataset.thread)) d.open = true;
     }
-    if (atBottom && ui.view !== "home" && ui.view !== "deliveries") pane.scrollTop = pane.scrollHeight;
+    if (atBottom && ui.view !== "home" && ui.view !== "deliveries" && ui.view !== "jobs") pane.scrollTop = pane.scrollHeight;
   }
   renderModal(s.modal);
+}
+
+function jobsHTML(s) {
+  const roles = s.pipeline_roles || [];
+  let h = "";
+  if (!roles.length) {
+    h += `<div class="empty">No role of this policy can be requested by a workload of a local issuer (see issuers: and workloads: in docs/policy.md).</div>`;
+  } else {
+    h += `<div class="jobs-run">` + roles.map((r) => `<button type="button" class="bk-button bk-primary" data-run-job="${esc(r)}">Run a pipeline job for ${esc(r)}</button>`).join(" ") +
+      `<p>The job asks for the role, waits for an approver to click Approve in the approval channel (act as an approver), works for a while with heartbeats, then releases the grant: watch the revoke arrive under Webhook deliveries.</p></div>`;
+  }
+  for (const j of s.jobs || []) {
+    h += `<div class="job"><b>${esc(j.id)}</b> · ${esc(j.workload)} → ${esc(j.role)} · <span class="job-state">${esc(j.state)}</span><pre>${(j.lines || []).map(esc).join("\n")}</pre></div>`;
+  }
+  return h;
 }
 
 function deliveriesHTML(s) {
@@ -341,6 +360,11 @@ document.addEventListener("click", (ev) => {
   if (nav) { navigate(nav.dataset.nav); return; }
   const go = t.closest("[data-goto]");
   if (go) { ev.preventDefault(); navigate("channel:" + go.dataset.goto); return; }
+  const job = t.closest("[data-run-job]");
+  if (job) {
+    post("/api/pipeline", { role: job.dataset.runJob }).then((res) => { if (!res.ok) notice(res.error, true); poll(); });
+    return;
+  }
   const btn = t.closest("button[data-kind=button]");
   if (btn) {
     if (btn.dataset.confirm) askConfirm(btn); else sendClick(btn);
