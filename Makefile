@@ -20,8 +20,8 @@ test:
 bench:
 	scripts/ensure-redis.sh
 	go test -run '^$$' -bench 'SweepNoneDue' -benchtime 2000x -timeout 30m ./internal/bench/
-	go test -run '^$$' -bench 'RevocationLag|MassExpiry|ServeRSS|SlashCommandAck' -benchtime 1x -timeout 30m ./internal/bench/
-	go test -run '^$$' -bench 'APICreate|ReleaseToRevoke' -benchtime 1x -timeout 30m ./internal/bench/
+	go test -run '^$$' -bench '^Benchmark(RevocationLag|MassExpiry|ServeRSS100kRedis|SlashCommandAck|APICreate|ReleaseToRevoke)$$' -benchtime 1x -timeout 30m ./internal/bench/
+	go test -run '^$$' -bench '^BenchmarkProcess' -benchtime 1x -timeout 30m ./internal/bench/
 	go test -run '^$$' -bench . -benchtime 200x ./store/bolt/ ./store/redis/
 
 # The version `jitbot version` prints: the Git tag or commit (the Dockerfile and the release workflow pass

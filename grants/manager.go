@@ -1045,6 +1045,9 @@ type binding struct {
 	// diverged lists provider calls made under this lock whose outcome could not be recorded: the provider
 	// may now hold what the store does not describe, until realign has run.
 	diverged []Assignment
+	// extendedAt is the manager's clock read just before the lock was last taken or renewed: the lock lasts
+	// at least lockTTL from then (see renew).
+	extendedAt time.Time
 	// floor is the greatest generation known for the binding: issued under this hold, or stored on a lease.
 	floor uint64
 }
@@ -1098,9 +1101,10 @@ func (m *Manager) lockBinding(ctx context.Context, key string) (*binding, error)
 	deadline := time.Now().Add(m.opts.LockWait)
 	wait := 2 * time.Millisecond
 	for {
+		asked := m.opts.Now()
 		l, err := m.opts.Store.AcquireLock(ctx, "binding:"+key, holder, m.lockTTL())
 		if err == nil {
-			return &binding{key: key, lock: l}, nil
+			return &binding{key: key, lock: l, extendedAt: asked}, nil
 		}
 		if !errors.Is(err, store.ErrLockHeld) {
 			return nil, fmt.Errorf("grants: lock binding: %w", err)
@@ -1120,10 +1124,20 @@ func (m *Manager) lockBinding(ctx context.Context, key string) (*binding, error)
 // lockTTL outlives one provider call with margin; the lock is renewed before every provider call.
 func (m *Manager) lockTTL() time.Duration { return m.opts.LockTTL }
 
+// renew extends the binding lock before a provider call so that the call cannot outlive it. A lock taken or
+// renewed less than a tenth of its TTL ago is left alone: it still has at least 90% of a TTL that outlives the
+// longest attempt with margin, and renewing it again would add a store round trip to every revocation (the
+// sweeper takes the lock, lists the binding and calls the provider within milliseconds). The check uses the
+// manager's clock, so a process that stalled after taking the lock renews (and finds a lost lock) as before.
 func (m *Manager) renew(ctx context.Context, b *binding) error {
+	asked := m.opts.Now()
+	if since := asked.Sub(b.extendedAt); !b.extendedAt.IsZero() && since >= 0 && since < m.lockTTL()/10 {
+		return nil
+	}
 	if err := m.opts.Store.RenewLock(ctx, b.lock, m.lockTTL()); err != nil {
 		return fmt.Errorf("grants: binding lock: %w", err)
 	}
+	b.extendedAt = asked
 	return nil
 }
 

@@ -89,6 +89,7 @@ type Store struct {
 	db      *bbolt.DB
 	now     func() time.Time
 	linkKey []byte
+	group   groupCommitter // see groupcommit.go
 }
 
 var _ store.Store = (*Store)(nil)
@@ -160,13 +161,8 @@ func (s *Store) update(ctx context.Context, op string, fn func(tx *bbolt.Tx) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
-	if err != nil {
+	// Possibly in one transaction with other writes (group commit): fn may run more than once.
+	if err := s.write(ctx, fn); err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
 	return nil
@@ -938,6 +934,7 @@ func (s *Store) MarkSeen(ctx context.Context, key string, ttl time.Duration) (bo
 	}
 	first := false
 	err := s.update(ctx, "mark seen", func(tx *bbolt.Tx) error {
+		first = false
 		now := s.now()
 		nowKey := timeKey(now)
 		seen, exp := tx.Bucket(bSeen), tx.Bucket(bSeenExp)

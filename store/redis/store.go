@@ -70,6 +70,9 @@ type Store struct {
 	// "stale" with the current head, and the commit is recomputed and retried.
 	auditMu sync.Mutex
 	head    auditHead
+	// groupMu guards audit, the queue of audited commits waiting for the next pipeline (groupcommit.go).
+	groupMu sync.Mutex
+	audit   auditQueue
 
 	minReplicas    int
 	replicaTimeout time.Duration
@@ -948,8 +951,12 @@ func (s *Store) runCommit(ctx context.Context, keys []string, args []any, raws [
 		}
 		return checkReply(res)
 	}
-	s.auditMu.Lock()
-	defer s.auditMu.Unlock()
+	return s.commitAudited(ctx, keys, args, raws, tail)
+}
+
+// commitChainedLocked chains one audited commit onto the head and runs it, re-chaining while the head moved.
+// The caller holds auditMu.
+func (s *Store) commitChainedLocked(ctx context.Context, keys []string, args []any, raws [][]byte, tail []any) ([]any, error) {
 	if !s.head.known {
 		if err := s.loadHead(ctx); err != nil {
 			return nil, err
