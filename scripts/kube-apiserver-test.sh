@@ -9,7 +9,8 @@
 # them (JITBOT_TEST_KUBE_APISERVER=<admin kubeconfig>), and stops everything it started on exit.
 #
 # Environment: JITBOT_KUBE_CACHE (binary cache root), JITBOT_KUBE_KEEP=1 (keep the run directory with the
-# logs), JITBOT_KUBE_TEST_RUN (go test -run pattern, default the real-server tests).
+# logs), JITBOT_KUBE_TEST_RUN (go test -run pattern, default the real-server tests), JITBOT_KUBE_ETCD (an etcd
+# binary to use instead of the one built here, e.g. Debian's /usr/bin/etcd from etcd-server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -35,12 +36,20 @@ run=$(mktemp -d "${TMPDIR:-/tmp}/jitbot-kube.XXXXXX")
 pids=()
 cleanup() {
   local rc=$?
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
+  local t0 pid
+  t0=$(date +%s)
+  # kube-apiserver first (its graceful shutdown still talks to etcd), then etcd; each gets 15s to exit.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid=${pids[$i]}
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 150); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+  echo "== stopped the servers in $(($(date +%s) - t0))s"
   if [ "$rc" -ne 0 ]; then
     echo "== failed; last lines of the server logs:" >&2
     tail -n 30 "$run/etcd.log" "$run/kube-apiserver.log" >&2 2>/dev/null || true
@@ -75,11 +84,16 @@ etcd_port=$(free_port)
 etcd_peer=$(free_port)
 api_port=$(free_port)
 
-"$cache/etcd" --data-dir "$run/etcd" --name jitbot-test \
+etcd_bin=${JITBOT_KUBE_ETCD:-$cache/etcd}
+etcd_extra=()
+if [ -z "${JITBOT_KUBE_ETCD:-}" ]; then
+  etcd_extra=(--unsafe-no-fsync) # a throw-away test store (etcd 3.5+)
+fi
+"$etcd_bin" --data-dir "$run/etcd" --name jitbot-test \
   --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
   --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
   --initial-cluster "jitbot-test=http://127.0.0.1:$etcd_peer" \
-  --unsafe-no-fsync >"$run/etcd.log" 2>&1 &
+  "${etcd_extra[@]}" >"$run/etcd.log" 2>&1 &
 pids+=($!)
 
 # The flags are envtest's defaults (controller-runtime pkg/internal/testing/controlplane/apiserver.go) plus its
@@ -91,7 +105,7 @@ pids+=($!)
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
   --client-ca-file "$pki/ca.crt" \
   --authorization-mode RBAC \
-  --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \
+  --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true --endpoint-reconciler-type none \
   --disable-admission-plugins ServiceAccount \
   --service-account-issuer "https://127.0.0.1:$api_port/" \
   --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
@@ -134,12 +148,12 @@ until curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin
   fi
   sleep 1
 done
-"$cache/kube-apiserver" --version
+echo "== kube-apiserver from $(grep -m1 -o 'k8s.io/kubernetes v[0-9.]*' "$wrapper/go.mod"), $("$etcd_bin" --version | head -1)"
 echo "== ready after $(($(date +%s) - start))s"
 
 start=$(date +%s)
 status=0
 JITBOT_TEST_KUBE_APISERVER=$kubeconfig go test -race -count=1 -timeout 20m \
   -run "${JITBOT_KUBE_TEST_RUN:-APIServer}" ${JITBOT_KUBE_TEST_FLAGS:-} ./grants/kube/ || status=$?
-echo "== tests took $(($(date +%s) - start))s"
+echo "== tests (including their compilation) took $(($(date +%s) - start))s"
 exit "$status"
