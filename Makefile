@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. See README.md.
-.PHONY: run test bench build lint
+.PHONY: run test test-kube bench build lint
 
 # With Slack credentials, run the bot (policy from JITBOT_POLICY_FILE); without, the local playground on the
 # embedded store with examples/policy.yaml: its page on DEV_LISTEN, its stand-in target system (the webhook
@@ -15,6 +15,11 @@ run:
 
 test:
 	scripts/test.sh
+
+# Opt-in: the Kubernetes adapter against a real etcd + kube-apiserver with RBAC, built from Go modules and cached
+# under ~/.cache/jitbot-kube (docs/providers/kubernetes.md, "Testing against a real API server").
+test-kube:
+	scripts/kube-apiserver-test.sh
 
 # Speed and memory targets (results recorded in docs/benchmarks.md).
 bench:

@@ -32,7 +32,13 @@
 // RoleBinding.rbac.authorization.k8s.io "x": the UID in the precondition (...) does not match the UID in record
 // (...)...").
 //
-// Known divergences from kube-apiserver (v1.32), by design or simplification:
+// grants/kube's TestAPIServerMatchesKubefake (`make test-kube`) sends the same requests to kube-apiserver v1.37.2
+// and to this fake and compares status, reason and message: the Forbidden texts of a denied GET, the escalation
+// refusal (including the group list of a ServiceAccount caller, which the fake used to print without
+// system:serviceaccounts:<namespace>), NotFound, AlreadyExists, the UID-precondition Conflict and the 201 for a
+// binding to a missing role from a caller holding bind all match.
+//
+// Known divergences from kube-apiserver (v1.32, v1.37), by design or simplification:
 //   - the bootstrap roles' rules are shortened (see BootstrapClusterRoles); aggregation is not modelled;
 //   - CallerRules apply in every namespace and at the cluster scope (as if bound by a ClusterRoleBinding);
 //   - the rule comparison of escalation prevention ignores subresource wildcards ("*/scale"), and the missing
@@ -897,7 +903,7 @@ func cleanMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 // allowed with the bind verb on the role; otherwise the role's rules must all be held by the caller, and a role
 // that does not exist cannot be checked. It returns the reason of a refusal; the caller holds s.mu.
 func (s *Server) escalationLocked(ref rbacv1.RoleRef, namespace string) (string, bool) {
-	const held = "user %q (groups=[\"system:serviceaccounts\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n%s"
+	held := "user %q (groups=" + callerGroups(s.opts.User) + ") is attempting to grant RBAC permissions not currently held:\n%s"
 	if s.opts.CallerRules == nil {
 		if s.privileged(ref, namespace) {
 			return fmt.Sprintf(held, s.opts.User, `{APIGroups:["*"], Resources:["*"], Verbs:["*"]}`), false
@@ -929,6 +935,19 @@ func (s *Server) escalationLocked(ref rbacv1.RoleRef, namespace string) (string,
 		return fmt.Sprintf(held, s.opts.User, strings.Join(missing, "\n")), false
 	}
 	return "", true
+}
+
+// callerGroups is the group list kube-apiserver prints for user in an escalation refusal (%q-quoted, as Go
+// prints a []string with %q): a ServiceAccount's token authenticates it in system:serviceaccounts and
+// system:serviceaccounts:<namespace> (checked against kube-apiserver v1.37 by TestAPIServerMatchesKubefake),
+// any other user is modelled as a member of system:authenticated only.
+func callerGroups(user string) string {
+	groups := []string{"system:authenticated"}
+	if rest, ok := strings.CutPrefix(user, "system:serviceaccount:"); ok {
+		ns, _, _ := strings.Cut(rest, ":")
+		groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
+	}
+	return fmt.Sprintf("%q", groups)
 }
 
 // allows reports whether rules grant verb on group/resource (named name, "" for collections).
