@@ -311,6 +311,13 @@ func processStore(tb testing.TB, backend string, seedFn func(store.Store)) []str
 // this process, and waits until every grant's revoke has arrived. It returns each grant's lag (revoke arrival
 // minus expiry), the start instant and the last arrival.
 func runProcessExpiries(b *testing.B, backend string, n int, latency time.Duration, lead time.Duration, expiry func(start time.Time, i int) time.Time) (lags []time.Duration, start, last time.Time, cpu time.Duration) {
+	lags, start, last, cpu, _ = runProcessExpiriesVerified(b, backend, n, latency, lead, expiry, false)
+	return lags, start, last, cpu
+}
+
+// runProcessExpiriesVerified is runProcessExpiries that, with verify, also waits for the check that verifies
+// each revoke (jitbot asks the provider whether the access is gone) and returns expiry → verified-gone lags.
+func runProcessExpiriesVerified(b *testing.B, backend string, n int, latency time.Duration, lead time.Duration, expiry func(start time.Time, i int) time.Time, verify bool) (lags []time.Duration, start, last time.Time, cpu time.Duration, verified []time.Duration) {
 	jitbotBin, _ := buildBinaries(b)
 	recv := receiver.NewServer(secret)
 	defer recv.Close()
@@ -367,7 +374,27 @@ func runProcessExpiries(b *testing.B, backend string, n int, latency time.Durati
 		b.Fatalf("%d distinct grants revoked, want %d", len(seen), n)
 	}
 	slices.Sort(lags)
-	return lags, start, last, cpu
+	if !verify {
+		return lags, start, last, cpu, nil
+	}
+	checked := map[string]time.Time{}
+	for deadline := time.Now().Add(2 * time.Minute); len(checked) < n; time.Sleep(20 * time.Millisecond) {
+		for _, d := range recv.Deliveries() {
+			if d.Payload.Type == webhook.TypeCheck && seen[d.Payload.GrantID] {
+				if at, ok := checked[d.Payload.GrantID]; !ok || d.At.Before(at) {
+					checked[d.Payload.GrantID] = d.At
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d revokes verified", len(checked), n)
+		}
+	}
+	for id, at := range checked {
+		verified = append(verified, at.Sub(expires[id]))
+	}
+	slices.Sort(verified)
+	return lags, start, last, cpu, verified
 }
 
 // BenchmarkProcessRevocationLag: 2,000 grants expiring at random instants over 4 s, revoked by a `jitbot
@@ -377,9 +404,9 @@ func BenchmarkProcessRevocationLag(b *testing.B) {
 	for _, backend := range []string{"bolt", "redis"} {
 		b.Run(backend, func(b *testing.B) {
 			for b.Loop() {
-				lags, _, _, cpu := runProcessExpiries(b, backend, 2000, 0, 4*time.Second, func(start time.Time, i int) time.Time {
+				lags, _, _, cpu, verified := runProcessExpiriesVerified(b, backend, 2000, 0, 4*time.Second, func(start time.Time, i int) time.Time {
 					return start.Add(time.Duration(i*7919%4000) * time.Millisecond)
-				})
+				}, true)
 				if lags[0] < 0 {
 					b.Fatalf("a grant was revoked %v before its expiry", -lags[0])
 				}
@@ -387,6 +414,10 @@ func BenchmarkProcessRevocationLag(b *testing.B) {
 				b.ReportMetric(float64(pct(lags, 0.5).Microseconds())/1000, "p50_ms")
 				b.ReportMetric(float64(pct(lags, 0.99).Microseconds())/1000, "p99_ms")
 				b.ReportMetric(float64(lags[len(lags)-1].Microseconds())/1000, "max_ms")
+				// Expiry → the check at the provider that confirmed the access gone (revoke-verified).
+				b.Logf("%s: verified gone p50 %v p99 %v max %v after expiry", backend, pct(verified, 0.5), pct(verified, 0.99), verified[len(verified)-1])
+				b.ReportMetric(float64(pct(verified, 0.5).Microseconds())/1000, "verified_p50_ms")
+				b.ReportMetric(float64(pct(verified, 0.99).Microseconds())/1000, "verified_p99_ms")
 			}
 		})
 	}
