@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/jitbot/jitbot/bot"
 	"github.com/jitbot/jitbot/bot/slacktest"
@@ -192,6 +193,9 @@ func FuzzSlackHTTP(f *testing.F) {
 		sig := sigHeader
 		if signed {
 			sig = "v0=" + hex.EncodeToString(want)
+		}
+		if !httpguts.ValidHeaderFieldValue(sig) {
+			t.Skip("no HTTP client can send this header value, so neither can Slack nor an attacker")
 		}
 		status, answer := fb.post(t, p, body, ts, sig)
 		if status >= 500 {
