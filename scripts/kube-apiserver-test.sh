@@ -32,6 +32,19 @@ else
   echo "== using cached binaries in $cache"
 fi
 
+for tool in openssl curl; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "== installing $tool with apt-get" >&2
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
+    else
+      echo "kube-apiserver-test: $tool is needed" >&2
+      exit 1
+    fi
+  fi
+done
+
 run=$(mktemp -d "${TMPDIR:-/tmp}/jitbot-kube.XXXXXX")
 pids=()
 cleanup() {
@@ -59,8 +72,21 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# free_port sets $port to a loopback port nothing listens on (random in 20000-59999, probed with bash's
+# /dev/tcp, never one handed out before); a server that then fails to bind it ends the readiness wait below
+# with its log.
+used_ports=" "
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 40000))
+    case $used_ports in *" $p "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      used_ports="$used_ports$p "
+      port=$p
+      return
+    fi
+  done
 }
 
 # Certificates, as envtest makes them: a CA, the apiserver's serving certificate for 127.0.0.1, an admin
@@ -80,9 +106,9 @@ mkdir -p "$pki"
   openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
 )
 
-etcd_port=$(free_port)
-etcd_peer=$(free_port)
-api_port=$(free_port)
+free_port && etcd_port=$port
+free_port && etcd_peer=$port
+free_port && api_port=$port
 
 etcd_bin=${JITBOT_KUBE_ETCD:-$cache/etcd}
 etcd_extra=()

@@ -3,18 +3,22 @@ package kube_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/grants/kube"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	rbacclient "k8s.io/client-go/kubernetes/typed/rbac/v1"
+	"k8s.io/client-go/rest"
 )
 
 const botSA = "system:serviceaccount:jitbot:jitbot"
@@ -45,7 +49,13 @@ type accessProbe struct{ verb, resource, name, namespace string }
 // waitAllowed polls a SelfSubjectAccessReview as the bot until the RBAC authorizer gives want.
 func (c *realCluster) waitAllowed(t *testing.T, p accessProbe, want bool) {
 	t.Helper()
-	bot, err := rbacclient.NewForConfig(c.botConfig())
+	waitAllowedAs(t, c.botConfig(), p, want)
+}
+
+// waitAllowedAs polls a SelfSubjectAccessReview as cfg's identity until the RBAC authorizer gives want.
+func waitAllowedAs(t *testing.T, cfg *rest.Config, p accessProbe, want bool) {
+	t.Helper()
+	bot, err := rbacclient.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,3 +301,177 @@ func TestAPIServerHumanBindingSurvives(t *testing.T) {
 }
 
 const kubeManagedBy = "app.kubernetes.io/managed-by"
+
+// TestAPIServerDocumentedRBACIsMinimal: taking away any one verb (per resource, per role name) from the
+// documented RBAC breaks the adapter's ordinary work on the real server - granting, checking, listing for
+// reconciliation and revoking the three documented kinds of target - so the doc asks for nothing it does not
+// need. Each variant runs as its own ServiceAccount with renamed copies of the documented objects.
+func TestAPIServerDocumentedRBACIsMinimal(t *testing.T) {
+	c := needAPIServer(t)
+	type cut struct{ resource, verb, name string } // name "" for rules without resourceNames
+	var cuts []cut
+	for _, res := range []string{"rolebindings", "clusterrolebindings"} {
+		for _, v := range []string{"create", "get", "list", "delete"} {
+			cuts = append(cuts, cut{res, v, ""})
+		}
+	}
+	for _, n := range []string{"view", "edit"} {
+		cuts = append(cuts, cut{"clusterroles", "bind", n}, cut{"clusterroles", "get", n})
+	}
+	cuts = append(cuts, cut{"roles", "bind", "debugger"}, cut{"roles", "get", "debugger"})
+
+	for i, k := range cuts {
+		t.Run(fmt.Sprintf("without_%s_%s_%s", k.verb, k.resource, k.name), func(t *testing.T) {
+			sa := fmt.Sprintf("jitbot-minus-%d-%d", i, time.Now().UnixNano()%1e6)
+			p := c.variantProvider(t, sa, func(rules []rbacv1.PolicyRule) []rbacv1.PolicyRule {
+				var out []rbacv1.PolicyRule
+				for _, r := range rules {
+					for _, res := range r.Resources { // one rule per resource, so a verb can go for one only
+						for _, name := range append([]string(nil), r.ResourceNames...) {
+							out = append(out, cutRule(r, res, []string{name}, k.resource, k.verb, k.name))
+						}
+						if len(r.ResourceNames) == 0 {
+							out = append(out, cutRule(r, res, nil, k.resource, k.verb, k.name))
+						}
+					}
+				}
+				return out
+			})
+			if err := ordinaryWork(t, p); err == nil {
+				t.Fatalf("without %s on %s %s the adapter still did all its work: the documented RBAC asks for more than it needs", k.verb, k.resource, k.name)
+			} else {
+				t.Logf("fails as it should: %v", err)
+			}
+		})
+	}
+}
+
+// cutRule is r for resource res (and names), without verb when res/name is the cut one.
+func cutRule(r rbacv1.PolicyRule, res string, names []string, cutRes, cutVerb, cutName string) rbacv1.PolicyRule {
+	out := rbacv1.PolicyRule{APIGroups: r.APIGroups, Resources: []string{res}, ResourceNames: names}
+	for _, v := range r.Verbs {
+		if res == cutRes && v == cutVerb && (cutName == "" || (len(names) == 1 && names[0] == cutName)) {
+			continue
+		}
+		out.Verbs = append(out.Verbs, v)
+	}
+	// watch, which the adapter never uses, keeps every rule non-empty and is the probe that the variant's
+	// bindings are in force.
+	out.Verbs = append(out.Verbs, "watch")
+	return out
+}
+
+// ordinaryWork grants, checks, lists and revokes the documented targets; the first error is returned.
+func ordinaryWork(t *testing.T, p grants.Provider) error {
+	t.Helper()
+	ctx := t.Context()
+	inv := p.(grants.Inventory)
+	for _, target := range []map[string]string{
+		{"namespace": "payments", "role": "debugger"},
+		{"namespace": "payments", "cluster_role": "edit"},
+		{"cluster_role": "view"},
+		{"cluster_role": "edit"},
+	} {
+		a := realAssignment("min")
+		a.Target = target
+		ref, err := p.Grant(ctx, a)
+		if err != nil {
+			return fmt.Errorf("grant %v: %w", target, err)
+		}
+		a.Ref = ref
+		if ok, err := p.Check(ctx, a); err != nil || !ok {
+			return fmt.Errorf("check %v: %v %w", target, ok, err)
+		}
+		if _, err := inv.ListOwned(ctx); err != nil {
+			return fmt.Errorf("list owned: %w", err)
+		}
+		if err := p.Revoke(ctx, a); err != nil {
+			return fmt.Errorf("revoke %v: %w", target, err)
+		}
+		if ok, err := p.Check(ctx, a); err != nil || ok {
+			return fmt.Errorf("check after revoke %v: %v %w", target, ok, err)
+		}
+	}
+	return nil
+}
+
+// variantProvider applies the documented RBAC for ServiceAccount sa in namespace jitbot, objects renamed after
+// sa and every role's rules passed through edit, waits until the RBAC authorizer has both bindings, and
+// returns an adapter authenticated as sa.
+func (c *realCluster) variantProvider(t *testing.T, sa string, edit func([]rbacv1.PolicyRule) []rbacv1.PolicyRule) grants.Provider {
+	t.Helper()
+	ctx := context.WithoutCancel(t.Context())
+	for _, obj := range documentedRBAC(t) {
+		raw := mustJSON(t, obj)
+		switch obj["kind"] {
+		case "ServiceAccount":
+			if err := c.create(ctx, "/api/v1/namespaces/jitbot/serviceaccounts", map[string]any{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": map[string]any{"name": sa}}); err != nil {
+				t.Fatal(err)
+			}
+		case "ClusterRole":
+			var r rbacv1.ClusterRole
+			strictDecodeLoose(t, string(raw), &r)
+			r.ObjectMeta = metav1.ObjectMeta{Name: sa + "-" + r.Name}
+			r.Rules = edit(r.Rules)
+			if _, err := c.rbac.ClusterRoles().Create(ctx, &r, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.rbac.ClusterRoles().Delete(ctx, r.Name, metav1.DeleteOptions{}) })
+		case "Role":
+			var r rbacv1.Role
+			strictDecodeLoose(t, string(raw), &r)
+			r.ObjectMeta = metav1.ObjectMeta{Name: sa + "-" + r.Name, Namespace: r.Namespace}
+			r.Rules = edit(r.Rules)
+			if _, err := c.rbac.Roles(r.Namespace).Create(ctx, &r, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.rbac.Roles(r.Namespace).Delete(ctx, r.Name, metav1.DeleteOptions{}) })
+		case "ClusterRoleBinding":
+			var b rbacv1.ClusterRoleBinding
+			strictDecodeLoose(t, string(raw), &b)
+			b.ObjectMeta = metav1.ObjectMeta{Name: sa + "-" + b.Name}
+			b.RoleRef.Name = sa + "-" + b.RoleRef.Name
+			b.Subjects = []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "jitbot", Name: sa}}
+			if _, err := c.rbac.ClusterRoleBindings().Create(ctx, &b, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.rbac.ClusterRoleBindings().Delete(ctx, b.Name, metav1.DeleteOptions{}) })
+		case "RoleBinding":
+			var b rbacv1.RoleBinding
+			strictDecodeLoose(t, string(raw), &b)
+			b.ObjectMeta = metav1.ObjectMeta{Name: sa + "-" + b.Name, Namespace: b.Namespace}
+			b.RoleRef.Name = sa + "-" + b.RoleRef.Name
+			b.Subjects = []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "jitbot", Name: sa}}
+			if _, err := c.rbac.RoleBindings(b.Namespace).Create(ctx, &b, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.rbac.RoleBindings(b.Namespace).Delete(ctx, b.Name, metav1.DeleteOptions{}) })
+		default:
+			t.Fatalf("documented RBAC has a %v", obj["kind"])
+		}
+	}
+	body, err := c.do(ctx, http.MethodPost, "/api/v1/namespaces/jitbot/serviceaccounts/"+sa+"/token",
+		map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": map[string]any{"expirationSeconds": 600}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr struct {
+		Status struct {
+			Token string `json:"token"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(body, &tr); err != nil || tr.Status.Token == "" {
+		t.Fatalf("token: %v %s", err, body)
+	}
+	cfg := c.botConfig()
+	cfg.BearerToken = tr.Status.Token
+	// Both bindings in force (see cutRule's watch).
+	for _, p := range []accessProbe{{"watch", "clusterrolebindings", "", ""}, {"watch", "roles", "debugger", "payments"}} {
+		waitAllowedAs(t, cfg, p, true)
+	}
+	prov, err := kube.New(t.Context(), kube.Config{RESTConfig: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prov
+}

@@ -114,6 +114,12 @@ func TestAPIServerMatchesKubefake(t *testing.T) {
 		{name: "get the bindable Role", method: "GET", path: "/apis/rbac.authorization.k8s.io/v1/namespaces/payments/roles/debugger"},
 		{name: "bind a missing ClusterRole holding bind", method: "POST", path: crbs, body: func(string) any { return crb("wire-missing", "veiw") }},
 		{name: "bind a ClusterRole without bind and without its rules", method: "POST", path: crbs, body: func(string) any { return crb("wire-escalate", "secret-reader") }},
+		{name: "bind a missing ClusterRole without bind", method: "POST", path: crbs, body: func(string) any { return crb("wire-nosuch", "nosuch") }},
+		{name: "bind a missing Role without bind", method: "POST", path: "/apis/rbac.authorization.k8s.io/v1/namespaces/payments/rolebindings", body: func(string) any {
+			b := crb("wire-nosuch-role", "nosuch")
+			b["kind"], b["roleRef"] = "RoleBinding", map[string]any{"apiGroup": rbacGroup, "kind": "Role", "name": "nosuch"}
+			return b
+		}},
 		{name: "bind the bot's own role without bind", method: "POST", path: crbs, body: func(string) any { return crb("wire-self", "jitbot-granter") }},
 		{name: "create the same name again", method: "POST", path: crbs, body: func(string) any { return crb("wire-self", "jitbot-granter") }},
 		{name: "delete with a stale UID precondition", method: "DELETE", path: crbs + "/wire-self", body: func(string) any {
@@ -126,7 +132,7 @@ func TestAPIServerMatchesKubefake(t *testing.T) {
 		{name: "list rolebindings everywhere", method: "GET", path: "/apis/rbac.authorization.k8s.io/v1/rolebindings?labelSelector=app.kubernetes.io%2Fmanaged-by%3Djitbot"},
 	}
 	t.Cleanup(func() {
-		for _, n := range []string{"wire-missing", "wire-escalate", "wire-self"} {
+		for _, n := range []string{"wire-missing", "wire-escalate", "wire-nosuch", "wire-self"} {
 			_ = c.rbac.ClusterRoleBindings().Delete(context.WithoutCancel(t.Context()), n, metav1.DeleteOptions{})
 		}
 	})

@@ -19,6 +19,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +33,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	rbacclient "k8s.io/client-go/kubernetes/typed/rbac/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -127,6 +130,9 @@ func setUpCluster(kubeconfig string, manifests []map[string]any) (*realCluster, 
 			return nil, err
 		}
 	}
+	if err := c.aggregateClusterRoles(ctx); err != nil {
+		return nil, err
+	}
 	// The documented RBAC, object by object, exactly as written in the doc.
 	for _, obj := range manifests {
 		kind, _ := obj["kind"].(string)
@@ -166,6 +172,51 @@ func setUpCluster(kubeconfig string, manifests []map[string]any) (*realCluster, 
 		return nil, err
 	}
 	return c, nil
+}
+
+// aggregateClusterRoles does the job of kube-controller-manager's clusterrole-aggregation controller, which an
+// envtest-style control plane does not run: without it the bootstrap ClusterRoles view, edit and admin have no
+// rules, anyone may bind them without `bind` (an empty role is covered by any caller's rules), and the `bind`
+// the documented RBAC asks for could not be shown to matter. Repeated until nothing changes (edit aggregates view).
+func (c *realCluster) aggregateClusterRoles(ctx context.Context) error {
+	for range 5 {
+		list, err := c.rbac.ClusterRoles().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		changed := false
+		for _, role := range list.Items {
+			if role.AggregationRule == nil {
+				continue
+			}
+			var rules []rbacv1.PolicyRule
+			for _, sel := range role.AggregationRule.ClusterRoleSelectors {
+				ls, err := metav1.LabelSelectorAsSelector(&sel)
+				if err != nil {
+					return err
+				}
+				for _, src := range list.Items {
+					if src.Name != role.Name && ls.Matches(labels.Set(src.Labels)) {
+						for _, r := range src.Rules {
+							if !slices.ContainsFunc(rules, func(x rbacv1.PolicyRule) bool { return reflect.DeepEqual(x, r) }) {
+								rules = append(rules, r)
+							}
+						}
+					}
+				}
+			}
+			if !reflect.DeepEqual(rules, role.Rules) && len(rules) > 0 {
+				role.Rules, changed = rules, true
+				if _, err := c.rbac.ClusterRoles().Update(ctx, &role, metav1.UpdateOptions{}); err != nil {
+					return fmt.Errorf("aggregating ClusterRole %s: %w", role.Name, err)
+				}
+			}
+		}
+		if !changed {
+			return nil
+		}
+	}
+	return nil
 }
 
 func (c *realCluster) create(ctx context.Context, path string, obj any) error {

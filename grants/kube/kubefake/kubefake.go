@@ -25,7 +25,8 @@
 // Options.Privileged ones (refused with the apiserver's 403), and - like kube-apiserver for a caller with bind -
 // accepts a binding to a Role or ClusterRole that does not exist; with CallerRules it authorizes every request
 // and requires bind on the role or all of its rules (so the caller may bind, without bind, a role made of rules
-// it holds, its own granting role included), refusing a role that does not exist. Roles exist when given in
+// it holds, its own granting role included), refusing a role that does not exist (404 NotFound naming the
+// binding resource and the role, as kube-apiserver v1.37 does). Roles exist when given in
 // Options or put with PutRole/PutClusterRole; the bootstrap ClusterRoles cluster-admin, admin, edit and view
 // exist unless Options.NoBootstrapRoles. A delete whose UID or resourceVersion precondition fails answers 409
 // with the text of k8s.io/apiserver's rest.BeforeDelete ("Operation cannot be fulfilled on
@@ -35,7 +36,8 @@
 // grants/kube's TestAPIServerMatchesKubefake (`make test-kube`) sends the same requests to kube-apiserver v1.37.2
 // and to this fake and compares status, reason and message: the Forbidden texts of a denied GET, the escalation
 // refusal (including the group list of a ServiceAccount caller, which the fake used to print without
-// system:serviceaccounts:<namespace>), NotFound, AlreadyExists, the UID-precondition Conflict and the 201 for a
+// system:serviceaccounts:<namespace>), the answer to a binding of a missing role without bind (404, where the
+// fake used to answer 403), NotFound, AlreadyExists, the UID-precondition Conflict and the 201 for a
 // binding to a missing role from a caller holding bind all match.
 //
 // Known divergences from kube-apiserver (v1.32, v1.37), by design or simplification:
@@ -134,9 +136,9 @@ type Options struct {
 	// every namespace and at the cluster scope), and the server authorizes like kube-apiserver's RBAC: every
 	// request needs its verb on its resource (403 Forbidden otherwise), and creating a binding needs either the
 	// bind verb on the role it references or every rule of that role (escalation prevention; a role that does
-	// not exist then cannot be checked and is refused with 403). When nil, the caller may do anything and holds
-	// bind on every role except the Privileged ones - so, like the real server for a caller with bind, a binding
-	// to a role that does not exist is accepted.
+	// not exist then cannot be checked and is refused with 404 NotFound, as kube-apiserver does). When nil, the
+	// caller may do anything and holds bind on every role except the Privileged ones - so, like the real server
+	// for a caller with bind, a binding to a role that does not exist is accepted.
 	CallerRules []rbacv1.PolicyRule
 	// Roles and ClusterRoles exist from the start, in addition to the bootstrap ClusterRoles (see
 	// NoBootstrapRoles). Add more at any time with PutRole and PutClusterRole.
@@ -865,8 +867,15 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, t target, body [
 			&metav1.StatusDetails{Name: t.namespace, Kind: "namespaces"})
 		return
 	}
-	if msg, ok := s.escalationLocked(roleRef, t.namespace); !ok {
+	if msg, missing, ok := s.escalationLocked(roleRef, t.namespace); !ok {
 		t := t
+		if missing {
+			// kube-apiserver v1.37 answers 404 naming the binding's resource with the role's name:
+			// clusterrolebindings.rbac.authorization.k8s.io "<role>" not found.
+			t.name = roleRef.Name
+			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, qualified(t)+" not found", details(t))
+			return
+		}
 		t.name = meta.Name
 		writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, qualified(t)+" is forbidden: "+msg, details(t))
 		return
@@ -901,40 +910,41 @@ func cleanMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 
 // escalationLocked is RBAC escalation prevention for a new binding to ref (pkg/registry/rbac/.../policybased):
 // allowed with the bind verb on the role; otherwise the role's rules must all be held by the caller, and a role
-// that does not exist cannot be checked. It returns the reason of a refusal; the caller holds s.mu.
-func (s *Server) escalationLocked(ref rbacv1.RoleRef, namespace string) (string, bool) {
+// that does not exist cannot be checked (roleMissing: the real server then answers 404, see create). It
+// returns the reason of a refusal; the caller holds s.mu.
+func (s *Server) escalationLocked(ref rbacv1.RoleRef, namespace string) (reason string, roleMissing, ok bool) {
 	held := "user %q (groups=" + callerGroups(s.opts.User) + ") is attempting to grant RBAC permissions not currently held:\n%s"
 	if s.opts.CallerRules == nil {
 		if s.privileged(ref, namespace) {
-			return fmt.Sprintf(held, s.opts.User, `{APIGroups:["*"], Resources:["*"], Verbs:["*"]}`), false
+			return fmt.Sprintf(held, s.opts.User, `{APIGroups:["*"], Resources:["*"], Verbs:["*"]}`), false, false
 		}
-		return "", true
+		return "", false, true
 	}
 	res := resClusterRoles
 	if ref.Kind == "Role" {
 		res = resRoles
 	}
 	if allows(s.opts.CallerRules, "bind", group, res, ref.Name) {
-		return "", true // BindingAuthorized: no existence check, no rule comparison
+		return "", false, true // BindingAuthorized: no existence check, no rule comparison
 	}
 	var rules []rbacv1.PolicyRule
 	if ref.Kind == "Role" {
 		r, ok := s.roles[objKey{namespace, ref.Name}]
 		if !ok {
-			return fmt.Sprintf("%s.%s %q not found", resRoles, group, ref.Name), false
+			return "", true, false
 		}
 		rules = r.Rules
 	} else {
 		r, ok := s.croles[ref.Name]
 		if !ok {
-			return fmt.Sprintf("%s.%s %q not found", resClusterRoles, group, ref.Name), false
+			return "", true, false
 		}
 		rules = r.Rules
 	}
 	if missing := uncovered(s.opts.CallerRules, rules); len(missing) > 0 {
-		return fmt.Sprintf(held, s.opts.User, strings.Join(missing, "\n")), false
+		return fmt.Sprintf(held, s.opts.User, strings.Join(missing, "\n")), false, false
 	}
-	return "", true
+	return "", false, true
 }
 
 // callerGroups is the group list kube-apiserver prints for user in an escalation refusal (%q-quoted, as Go
