@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -614,8 +615,15 @@ func (s *Service) autoApprove(ctx context.Context, req store.Request, role *poli
 	if err != nil || !ans.OnCall {
 		return Outcome{}, false
 	}
-	// The request may have changed during the lookup (the Slack notifier records where its approval
-	// message is): re-read and retry while it is still pending and unapproved, as Approve does.
+	return s.approveBySystem(ctx, req, role, "system:on-call", ans.Reason, map[string]string{"auto": "on-call", "on_call": ans.Reason})
+}
+
+// approveBySystem approves req at once in the name of actor (on-call auto-approval, a policy rule), creating
+// the write-ahead grant, announcing it like any approval and starting the activation. The request may have
+// changed since it was read (the Slack notifier records where its approval message is): a lost
+// compare-and-swap re-reads it and retries while it is still pending and unapproved, as Approve does, so a
+// matching request never silently falls back to waiting for a person. ok is false when nothing was approved.
+func (s *Service) approveBySystem(ctx context.Context, req store.Request, role *policy.Role, actor, note string, details map[string]string) (Outcome, bool) {
 	var grant store.Grant
 	var ev store.AuditEvent
 	for attempt := 0; ; attempt++ {
@@ -626,14 +634,16 @@ func (s *Service) autoApprove(ctx context.Context, req store.Request, role *poli
 			}
 			req = cur
 		}
+		now := s.now()
 		next := req
-		next.Approvals = append(append([]store.Decision(nil), req.Approvals...), store.Decision{By: "system:on-call", At: s.now(), Note: ans.Reason})
+		next.Approvals = append(append([]store.Decision(nil), req.Approvals...), store.Decision{By: actor, At: now, Note: note})
 		var err error
-		if grant, err = s.approveWithGrant(ctx, &next, role, next.Approvals[len(next.Approvals)-1].At); err != nil {
+		if grant, err = s.approveWithGrant(ctx, &next, role, now); err != nil {
 			return Outcome{}, false
 		}
-		ev = s.event(store.EventApproved, "system:on-call", &next, map[string]string{"auto": "on-call", "on_call": ans.Reason,
-			"approvals": fmt.Sprintf("%d/%d", next.RequiredApprovals, next.RequiredApprovals)})
+		d := maps.Clone(details)
+		d["approvals"] = fmt.Sprintf("%d/%d", next.RequiredApprovals, next.RequiredApprovals)
+		ev = s.event(store.EventApproved, actor, &next, d)
 		err = s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &next, PrevVersion: req.Version}}, Grants: []store.GrantPut{{Grant: &grant}}, Audit: []store.AuditEvent{ev}})
 		if errors.Is(err, store.ErrConflict) {
 			continue

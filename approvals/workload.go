@@ -174,45 +174,7 @@ func (s *Service) autoApproveWorkload(ctx context.Context, req store.Request, ro
 	if r.When != nil {
 		note += ": " + r.When.String()
 	}
-	// The request may change between its creation and this approval (the Slack notifier records where its
-	// approval message is): re-read and retry while it is still pending and unapproved, as Approve does. A
-	// lost compare-and-swap must not leave a matching pipeline waiting for a person.
-	var grant store.Grant
-	var ev store.AuditEvent
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			cur, err := s.opts.Store.GetRequest(ctx, req.ID)
-			if err != nil || cur.State != store.RequestPending || len(cur.Approvals) != len(req.Approvals) || attempt >= casRetries {
-				return Outcome{}, false
-			}
-			req = cur
-		}
-		now := s.now()
-		next := req
-		next.Approvals = append(append([]store.Decision(nil), req.Approvals...), store.Decision{By: "system:auto-approve", At: now, Note: note})
-		var err error
-		if grant, err = s.approveWithGrant(ctx, &next, role, now); err != nil {
-			return Outcome{}, false
-		}
-		ev = s.event(store.EventApproved, "system:auto-approve", &next, map[string]string{"auto": "policy", "rule": note,
-			"approvals": fmt.Sprintf("%d/%d", next.RequiredApprovals, next.RequiredApprovals)})
-		err = s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &next, PrevVersion: req.Version}}, Grants: []store.GrantPut{{Grant: &grant}}, Audit: []store.AuditEvent{ev}})
-		if errors.Is(err, store.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return Outcome{}, false
-		}
-		req = next
-		break
-	}
-	s.publish(ctx, ev)
-	if s.opts.Activator != nil {
-		if err := s.opts.Activator.Activate(ctx, grant.ID); err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Str("grant_id", grant.ID).Msg("activation did not finish; the sweeper will resume it")
-		}
-	}
-	return Outcome{Request: req, GrantID: grant.ID}, true
+	return s.approveBySystem(ctx, req, role, "system:auto-approve", note, map[string]string{"auto": "policy", "rule": note})
 }
 
 // workloadLease is the write-ahead grant of an approved pipeline request: the workload's principal, and a
