@@ -145,7 +145,8 @@ func TestAPIServerSelfRoleCopy(t *testing.T) {
 
 // TestAPIServerMissingRole: the real server accepts a binding to a role that does not exist from a caller with
 // `bind` on that name (why the adapter checks first); the adapter refuses such a grant permanently and clearly,
-// creates nothing, and a role outside the bot's RBAC is refused naming the denied `get`.
+// creates nothing, VerifyTarget (policy check) names the missing role, and a role outside the bot's RBAC is
+// refused naming the denied `get`.
 func TestAPIServerMissingRole(t *testing.T) {
 	c := needAPIServer(t)
 	ctx := t.Context()
@@ -183,6 +184,17 @@ func TestAPIServerMissingRole(t *testing.T) {
 		}
 		if n := c.bound(t, a); n != 0 {
 			t.Errorf("%d bindings created to %v", n, target)
+		}
+	}
+	// The same check as `policy check` makes it when the cluster is reachable (VerifyTarget).
+	for _, target := range []map[string]string{{"cluster_role": "veiw"}, {"namespace": "payments", "role": "debuger"}} {
+		if err := p.VerifyTarget(ctx, target); err == nil || !strings.Contains(err.Error(), "does not exist") {
+			t.Errorf("VerifyTarget(%v) = %v; want the role named as missing", target, err)
+		}
+	}
+	for _, target := range []map[string]string{{"cluster_role": "view"}, {"namespace": "payments", "role": "debugger"}, {"namespace": "search", "cluster_role": "edit"}} {
+		if err := p.VerifyTarget(ctx, target); err != nil {
+			t.Errorf("VerifyTarget(%v) of a documented role: %v", target, err)
 		}
 	}
 	// A role the documented RBAC does not name: the GET is denied whether or not the role exists, and the error
