@@ -237,14 +237,8 @@ func auditExportCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		from = t
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		fmt.Fprintln(stderr, "jitbot:", err)
-		return 1
-	}
-	st, err := openExistingStore(ctx, cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "jitbot:", err)
+	cfg, st, ok := adminStore(ctx, stderr)
+	if !ok {
 		return 1
 	}
 	defer st.Close()

@@ -684,10 +684,7 @@ func exitStatus(err error) int {
 }
 
 func who(r apiRequest) string {
-	var parts []string
-	for _, u := range r.Approvers.Users {
-		parts = append(parts, u)
-	}
+	parts := append([]string(nil), r.Approvers.Users...)
 	for _, g := range r.Approvers.Groups {
 		parts = append(parts, "group "+g)
 	}

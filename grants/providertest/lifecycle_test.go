@@ -2,7 +2,6 @@ package providertest_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -53,8 +52,6 @@ func (f *asyncAPI) finish(k string) {
 		f.assigned[k] = time.Time{}
 	}
 }
-
-var errInFlight = errors.New("asyncapi: conflict: an operation is in flight")
 
 // asyncAdapter is a correct adapter for asyncAPI.
 type asyncAdapter struct{ api *asyncAPI }

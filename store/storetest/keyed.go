@@ -115,12 +115,12 @@ func testKeyedWholeLogRelinked(t *testing.T, open KeyedStorage) {
 }
 
 func testKeyedAfterLegacy(t *testing.T, open KeyedStorage) {
-	s, tm := open(nil) // a log written before the key was configured
+	s, _ := open(nil) // a log written before the key was configured
 	legacy := seedLog(t, s, 3)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, tm = open(linkKey)
+	s, tm := open(linkKey)
 	defer s.Close()
 	mustCommit(t, s, store.Batch{Audit: []store.AuditEvent{event("test-event", "k-1"), event("test-event", "k-2")}})
 	recs := readAudit(t, s, 0, 0)
