@@ -298,7 +298,12 @@ func (s *Server) createRequest(w http.ResponseWriter, r *http.Request, c *caller
 	}
 	req, err := s.opts.Approvals.CreateForWorkload(r.Context(), approvals.WorkloadRequest{
 		Workload: name, Role: role.Name, Duration: d, Reason: body.Reason, Claims: c.id.Claims, Pipeline: c.pipeline,
+		TokenID: c.id.TokenID, TokenExpiry: c.id.Expiry,
 	})
+	if errors.Is(err, approvals.ErrTokenReused) {
+		zerolog.Ctx(r.Context()).Warn().Str("reason", "token_reused").Msg("api: an ID token that already created a request was sent to create another")
+		s.refuse(r.Context(), r, "token_reused")
+	}
 	if err != nil {
 		writeRefusal(w, r, err)
 		return
@@ -595,6 +600,7 @@ var refusalCodes = []struct {
 	{approvals.ErrBadReason, http.StatusBadRequest, "bad_reason"},
 	{approvals.ErrNoIdentity, http.StatusForbidden, "no_principal"},
 	{approvals.ErrAlreadyDecided, http.StatusConflict, "already_decided"},
+	{approvals.ErrTokenReused, http.StatusConflict, "token_reused"},
 	{approvals.ErrNotFound, http.StatusNotFound, "not_found"},
 	{approvals.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{grants.ErrNotFound, http.StatusNotFound, "not_found"},

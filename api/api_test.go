@@ -259,7 +259,8 @@ func TestAPIFlowMatchesOpenAPI(t *testing.T) {
 			t.Fatalf("heartbeat after release: %d %s", late.status, late.raw)
 		}
 		// Cancel: a second request is withdrawn; cancelling again is a conflict.
-		c2 := r.call("POST", "/api/v1/requests", tok, map[string]string{"role": "deploy", "reason": "second"})
+		// (A token creates one request: the second comes with a fresh token of the same run.)
+		c2 := r.call("POST", "/api/v1/requests", r.token("refs/heads/feature", "staging", "100"), map[string]string{"role": "deploy", "reason": "second"})
 		if got := r.call("POST", "/api/v1/requests/"+c2.str("id")+"/cancel", tok, nil); got.status != 200 || got.str("state") != "cancelled" {
 			t.Fatalf("cancel: %d %s", got.status, got.raw)
 		}

@@ -19,6 +19,8 @@ var (
 	ErrNoIdentity      = errors.New("no provider identity")
 	ErrNotFound        = errors.New("no such request")
 	ErrUnavailable     = errors.New("eligibility cannot be checked")
+	// ErrTokenReused: the pipeline's ID token already created a request (a token creates one).
+	ErrTokenReused = errors.New("token already used")
 )
 
 // Refusal is a refused request, approval, denial or cancellation; nothing was changed.

@@ -29,6 +29,7 @@ type Store interface {
 	ListRequests(ctx context.Context, q store.RequestQuery) ([]store.Request, error)
 	DueRequests(ctx context.Context, now time.Time, limit int) ([]store.Request, error)
 	GetCounter(ctx context.Context, key string) (store.Counter, error)
+	MarkSeen(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
 }
 
 // Activator applies a freshly approved grant at its provider. An error does not undo the approval: the grant

@@ -30,7 +30,15 @@ type WorkloadRequest struct {
 	// Claims are the token's verified claims (nil for API tokens), for the role's CEL conditions.
 	Claims   map[string]any
 	Pipeline store.PipelineContext
+	// TokenID names the OIDC ID token that made the call (workload.Identity.TokenID), TokenExpiry its exp;
+	// a token creates one request. "" (API tokens) is not limited.
+	TokenID     string
+	TokenExpiry time.Time
 }
+
+// maxTokenLeeway bounds how long after its exp an ID token can still be accepted (policy caps an issuer's
+// leeway at 5m), so a token's use is remembered for as long as the token could be presented.
+const maxTokenLeeway = 5 * time.Minute
 
 // CreateForWorkload validates and stores a pending request made by a pipeline. The request is approved at
 // once when one of the role's auto_approve rules matches; it is still recorded and announced.
@@ -94,6 +102,9 @@ func (s *Service) CreateForWorkload(ctx context.Context, in WorkloadRequest) (st
 		"workflow": pc.Workflow, "run_url": pc.RunURL, "commit": pc.Commit, "ref": pc.Ref,
 		"environment": pc.Environment, "actor": pc.Actor, "actor_user": pc.ActorUser,
 	})
+	if err := s.useToken(ctx, in, now); err != nil {
+		return store.Request{}, err
+	}
 	if err := s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req}}, Audit: []store.AuditEvent{ev}}); err != nil {
 		return store.Request{}, fmt.Errorf("approvals: store request: %w", err)
 	}
@@ -103,6 +114,30 @@ func (s *Service) CreateForWorkload(ctx context.Context, in WorkloadRequest) (st
 		return out.Request, nil
 	}
 	return req, nil
+}
+
+// useToken lets an ID token create one request: a stolen token replayed while valid (as sent, with its
+// ECDSA signature re-encoded, or many times at once) is refused. The token is remembered by its id (a
+// digest of its signed claims, not of the token text) until it can no longer be accepted. It is marked
+// after every other check, so a request refused for its content leaves the token usable for a corrected
+// one; a store failure between the mark and the commit uses the token up (the job reruns with a new one).
+func (s *Service) useToken(ctx context.Context, in WorkloadRequest, now time.Time) error {
+	if in.TokenID == "" {
+		return nil
+	}
+	ttl := 24 * time.Hour
+	if !in.TokenExpiry.IsZero() {
+		ttl = in.TokenExpiry.Sub(now) + maxTokenLeeway + time.Minute
+	}
+	first, err := s.opts.Store.MarkSeen(ctx, "workload-token-create:"+in.TokenID, max(ttl, time.Minute))
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("approvals: could not record the use of a pipeline token")
+		return refusal(ErrUnavailable, "jitbot could not record the use of this token right now; nothing was stored, retry shortly.")
+	}
+	if !first {
+		return refusal(ErrTokenReused, "This ID token was already used to create a request, and a token creates only one. Ask your CI for a fresh ID token (jitbot exec asks for one per run).")
+	}
+	return nil
 }
 
 // checkConditions refuses unless every condition of the role holds. An evaluation error counts as not

@@ -28,6 +28,11 @@ type Identity struct {
 	Claims  map[string]any // every verified claim of the ID token; nil for API tokens
 	Expiry  time.Time      // token expiry; zero for API tokens without one
 
+	// TokenID names the OIDC token itself: the SHA-256 (hex) of its signed claims, so one value per token the
+	// issuer issued however its signature is encoded (an ECDSA signature verifies in two forms). The API
+	// lets one token create one request. "" for API tokens, which are long-lived by design.
+	TokenID string
+
 	// IssuerName is the IssuerConfig.Name of the issuer that verified an OIDC token ("" for API tokens): the
 	// name policy rules use (Rule.Issuer).
 	IssuerName string

@@ -3,6 +3,8 @@ package workload
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -361,8 +363,15 @@ func (is *issuer) authenticate(ctx context.Context, bearer string, jws *jose.JSO
 	}
 	return Identity{
 		Method: MethodOIDC, Issuer: tok.Issuer, IssuerName: name, Subject: tok.Subject,
-		Claims: claims, Expiry: exp,
+		Claims: claims, Expiry: exp, TokenID: claimsDigest(payload),
 	}, nil
+}
+
+// claimsDigest is the SHA-256 of the payload bytes the signature covers. Those bytes cannot be re-encoded
+// without breaking the signature, unlike the signature itself.
+func claimsDigest(payload []byte) string {
+	sum := sha256.Sum256(payload)
+	return hex.EncodeToString(sum[:])
 }
 
 func algList(algs []jose.SignatureAlgorithm) string {
