@@ -120,7 +120,11 @@ type App struct {
 	// API serves /api/v1, the HTTP API for systems (pipelines).
 	API *jitapi.Server
 	// reloader re-reads Deps.PolicyFile; bus receives the reload audit events.
-	reloader     *policyReloader
+	reloader *policyReloader
+	// issuerAuth is the API's default authenticator, which a reload that changes the issuers replaces; nil
+	// when Deps.Auth was given. rebuildAuth builds one for a policy.
+	issuerAuth   *workload.Switch
+	rebuildAuth  func(ctx context.Context, p *policy.Policy) (workload.Authenticator, error)
 	pollInterval time.Duration
 	bus          audit.Bus
 	now          func() time.Time
@@ -247,10 +251,15 @@ func New(d Deps) (_ *App, err error) {
 		return nil, err
 	}
 	telemetry.LeaderGauge(d.Registry, sw.Leading)
+	// The default authenticator follows policy reloads (their issuers); one passed in Deps is the caller's.
+	var issuerAuth *workload.Switch
 	if d.Auth == nil {
-		if d.Auth, err = BuildAuthenticator(context.Background(), d.Policy, d.Store, d.IssuerHTTPClient, d.Now); err != nil {
+		built, err := BuildAuthenticator(context.Background(), d.Policy, d.Store, d.IssuerHTTPClient, d.Now)
+		if err != nil {
 			return nil, err
 		}
+		issuerAuth = workload.NewSwitch(built)
+		d.Auth = issuerAuth
 	}
 	apiSrv, err := jitapi.New(jitapi.Options{Auth: d.Auth, Approvals: svc, Grants: mgr, Store: d.Store, Publisher: bus, Now: d.Now})
 	if err != nil {
@@ -260,6 +269,12 @@ func New(d Deps) (_ *App, err error) {
 	a := &App{API: apiSrv, Approvals: svc, Grants: mgr, Sweeper: sw, Store: d.Store, Metrics: metrics, Monitor: mon, registry: d.Registry, log: d.Logger,
 		slack: api, slackCfg: d.Slack, Notifier: notes, stopNotes: stopNotes, clockInterval: d.Tuning.ClockCheckInterval}
 	a.bus, a.now, a.pollInterval, a.authInterval = bus, d.Now, d.Tuning.PolicyPollInterval, d.Tuning.SlackAuthInterval
+	if issuerAuth != nil {
+		a.issuerAuth = issuerAuth
+		a.rebuildAuth = func(ctx context.Context, p *policy.Policy) (workload.Authenticator, error) {
+			return BuildAuthenticator(ctx, p, d.Store, d.IssuerHTTPClient, d.Now)
+		}
+	}
 	if d.PolicyFile != "" {
 		data, err := os.ReadFile(d.PolicyFile)
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/jitbot/jitbot/bot"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
+	"github.com/jitbot/jitbot/workload"
 )
 
 // Audit event types of policy reloads.
@@ -93,7 +94,7 @@ func (r *policyReloader) reload(ctx context.Context, trigger string) error {
 	if sum == r.sum {
 		return ErrPolicyUnchanged
 	}
-	pol, reason := r.validate(ctx, data)
+	pol, auth, reason := r.validate(ctx, data)
 	if reason != nil {
 		err := fmt.Errorf("policy reload: the new policy (sha256 %s) is invalid, the previous one (sha256 %s) stays in force:\n%w", sum, r.sum, reason)
 		if sum != r.rejected || trigger != "file-change" {
@@ -111,33 +112,48 @@ func (r *policyReloader) reload(ctx context.Context, trigger string) error {
 		return fmt.Errorf("policy reload: record the reload: %w (the previous policy stays in force)", err)
 	}
 	r.a.Approvals.SetPolicy(pol)
+	if auth != nil {
+		r.a.issuerAuth.Store(auth)
+		log.Info().Strs("issuers", pol.IssuerNames()).Msg("policy reload: the API now trusts the new policy's issuers")
+	}
 	r.data, r.sum, r.rejected = data, sum, ""
 	log.Info().Str("sha256", sum).Int("roles", len(pol.Roles)).Msg("policy reloaded")
 	return nil
 }
 
 // validate parses data and checks it as serve checks a policy at start-up. Providers and on-call sources
-// hold live clients built at start-up, so a policy that changes them needs a restart and is refused.
-func (r *policyReloader) validate(ctx context.Context, data []byte) (*policy.Policy, error) {
+// hold live clients built at start-up, so a policy that changes them needs a restart and is refused. When
+// the issuers changed and the App owns the API's authenticator, validate also builds the new authenticator
+// (nil when nothing is to be replaced), so a reload that cannot trust its issuers changes nothing.
+func (r *policyReloader) validate(ctx context.Context, data []byte) (*policy.Policy, workload.Authenticator, error) {
 	pol, err := policy.Parse(r.path, data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, section := range []string{"providers", "oncall_sources"} {
 		same, err := sameSection(r.data, data, section)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !same {
-			return nil, fmt.Errorf("the %s section changed: jitbot builds those clients at start-up, so restart it to apply that change", section)
+			return nil, nil, fmt.Errorf("the %s section changed: jitbot builds those clients at start-up, so restart it to apply that change", section)
 		}
 	}
 	if r.check != nil {
 		if err := r.check(ctx, pol); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return pol, nil
+	// Unchanged issuers keep their authenticator, and with it the signing keys it has cached.
+	same, err := sameSection(r.data, data, "issuers")
+	if err != nil || same || r.a.rebuildAuth == nil {
+		return pol, nil, err
+	}
+	auth, err := r.a.rebuildAuth(ctx, pol)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pol, auth, nil
 }
 
 // sameSection reports whether the top-level key section decodes to the same value in both YAML documents
