@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -283,17 +284,42 @@ func (s *Sweeper) lead(ctx context.Context) {
 
 // Sweep claims every due grant and converges their bindings with bounded concurrency. It returns how many
 // grants it claimed.
+//
+// Bindings whose only due work is re-checking a revoke (a provider Check) are converged after the bindings
+// with a revocation or activation due, once the sweep has claimed everything due: a check confirms access
+// already revoked, while a revocation removes access still held, and each costs a provider call and a
+// worker. In a burst of expiries the checks of the first revokes would otherwise take workers from the
+// revokes still waiting (the due index orders them by time, and a revoke's check is due right after it).
+// Checks held back for half a claim hold are run before the next claim (at most a batch at a time), so that
+// no other sweeper's claim finds them visible again while they wait.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	start := time.Now()
 	total := 0
+	var checks []store.Grant // claimed re-checks of bindings with nothing else due, not run yet
+	var checksSince time.Time
 	for {
 		due, err := s.opts.Store.ClaimDueGrants(ctx, s.opts.Manager.now(), s.opts.Batch, s.opts.ClaimHold)
 		if err != nil {
+			s.convergeAll(ctx, checks) // claimed already: hidden from every sweep until their hold ends
 			return total, fmt.Errorf("grants: claim due: %w", err)
 		}
 		total += len(due)
+		more := len(due) == s.opts.Batch
+		due, checks = splitChecks(due, checks)
+		if len(checks) > 0 && checksSince.IsZero() {
+			checksSince = time.Now()
+		}
+		if !more || time.Since(checksSince) >= s.opts.ClaimHold/2 || len(checks) >= maxHeldChecks*s.opts.Batch {
+			// Nothing else is due, or the checks have waited long enough, or enough of them are held: run the
+			// held checks, oldest first, at most a batch of them before claiming again.
+			n := min(len(checks), s.opts.Batch)
+			due, checks = append(due, checks[:n]...), checks[n:]
+			if len(checks) == 0 {
+				checksSince = time.Time{}
+			}
+		}
 		s.convergeAll(ctx, due)
-		if len(due) < s.opts.Batch || ctx.Err() != nil {
+		if (!more && len(checks) == 0) || ctx.Err() != nil {
 			break
 		}
 	}
@@ -312,6 +338,32 @@ func (s *Sweeper) RetryRevokeFailed(ctx context.Context) error {
 	s.convergeAll(ctx, failed)
 	return nil
 }
+
+// maxHeldChecks bounds the re-checks a sweep holds back, in batches.
+const maxHeldChecks = 10
+
+// splitChecks returns the claimed grants of bindings with a revocation, activation or reminder due (now),
+// with the held re-checks of those bindings merged in (one lock hold does both), and the re-checks of every
+// other binding, the held ones included (later).
+func splitChecks(claimed, held []store.Grant) (now, later []store.Grant) {
+	urgent := map[string]bool{}
+	for _, g := range claimed {
+		if !isRecheck(g) {
+			urgent[g.BindingKey] = true
+		}
+	}
+	for _, g := range slices.Concat(held, claimed) { // held first: they have waited longest
+		if urgent[g.BindingKey] {
+			now = append(now, g)
+		} else {
+			later = append(later, g)
+		}
+	}
+	return now, later
+}
+
+// isRecheck reports whether a claimed grant is due only for the check of its revoke (see Manager.recheck).
+func isRecheck(g store.Grant) bool { return g.State.Terminal() && !g.RecheckAt.IsZero() }
 
 func (s *Sweeper) convergeAll(ctx context.Context, gs []store.Grant) {
 	byKey := make(map[string][]store.Grant, len(gs))

@@ -25,6 +25,9 @@ type pendingWrite struct {
 	ctx  context.Context
 	fn   func(*bbolt.Tx) error
 	done chan writeResult // capacity 1: the lead hand-over, then the result
+	// async: nobody waits for this write (see writeAsync); when the lead is handed to it, a new goroutine
+	// leads instead.
+	async bool
 }
 
 type writeResult struct {
@@ -39,6 +42,8 @@ type groupCommitter struct {
 
 	// txns counts write transactions begun (tests).
 	txns int
+	// leaders counts goroutines started to lead a queue of writeAsync writes; Close waits for them.
+	leaders sync.WaitGroup
 }
 
 // write runs fn in a write transaction, possibly shared with other writes queued meanwhile.
@@ -56,21 +61,50 @@ func (s *Store) write(ctx context.Context, fn func(*bbolt.Tx) error) error {
 			return r.err
 		}
 	}
-	// Leading: write everything queued so far (w included), then hand the queue to the first write that
-	// arrived meanwhile, so that this caller returns after one transaction whatever the load.
+	s.lead()
+	return (<-w.done).err
+}
+
+// writeAsync queues fn for the next write transaction and returns without waiting for it. Its place in the
+// queue is taken before writeAsync returns, so every write this process starts afterwards runs after it (in
+// the same transaction or a later one); what is lost is only the wait for the fsync, and, if the process dies
+// before the transaction is written, the write itself. fn's error is dropped.
+func (s *Store) writeAsync(fn func(*bbolt.Tx) error) {
+	g := &s.group
+	w := &pendingWrite{ctx: context.Background(), fn: fn, done: make(chan writeResult, 1), async: true}
+	g.mu.Lock()
+	g.queue = append(g.queue, w)
+	lead := !g.busy
+	g.busy = true
+	if lead {
+		g.leaders.Add(1)
+	}
+	g.mu.Unlock()
+	if lead {
+		go func() { defer g.leaders.Done(); s.lead() }()
+	}
+}
+
+// lead writes everything queued so far in one transaction, then hands the queue to the first write that
+// arrived meanwhile, so that a waiting caller returns after one transaction whatever the load.
+func (s *Store) lead() {
+	g := &s.group
 	g.mu.Lock()
 	batch := g.queue
 	g.queue = nil
 	g.mu.Unlock()
 	s.runGroup(batch)
 	g.mu.Lock()
-	if len(g.queue) > 0 {
-		g.queue[0].done <- writeResult{lead: true}
-	} else {
+	defer g.mu.Unlock()
+	switch {
+	case len(g.queue) == 0:
 		g.busy = false
+	case g.queue[0].async:
+		g.leaders.Add(1)
+		go func() { defer g.leaders.Done(); s.lead() }()
+	default:
+		g.queue[0].done <- writeResult{lead: true}
 	}
-	g.mu.Unlock()
-	return (<-w.done).err
 }
 
 // runGroup writes batch in one transaction, retrying without any write that fails (see above), and sends

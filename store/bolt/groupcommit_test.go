@@ -203,3 +203,69 @@ func TestGroupCommitConcurrentSemantics(t *testing.T) {
 		t.Fatalf("chain: %v (last %s, head %s)", err, last, head.Hash)
 	}
 }
+
+// ReleaseLock does not wait for its transaction (a write in progress holds the writer here: a release that
+// waited would block the test for good), and the release still comes before every later write: another
+// holder's AcquireLock right after it finds the lock free.
+func TestReleaseLockDoesNotWaitAndStaysOrdered(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "g.db"))
+	defer s.Close()
+	ctx := context.Background()
+	l, err := s.AcquireLock(ctx, "binding:b", "one", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- s.update(ctx, "hold", func(tx *bbolt.Tx) error {
+			close(entered)
+			<-release
+			return incr("held")(tx)
+		})
+	}()
+	<-entered
+	if err := s.ReleaseLock(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if s.queued() != 1 {
+		t.Fatalf("%d writes queued, want the release", s.queued())
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	l2, err := s.AcquireLock(ctx, "binding:b", "two", time.Hour)
+	if err != nil {
+		t.Fatalf("acquire after the release: %v", err)
+	}
+	if l2.Fence <= l.Fence {
+		t.Fatalf("fence %d after %d, want a greater one", l2.Fence, l.Fence)
+	}
+}
+
+// A release queued just before Close is written before the file closes.
+func TestCloseWritesQueuedReleases(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.db")
+	s := openTest(t, path)
+	ctx := context.Background()
+	for i := range 20 {
+		l, err := s.AcquireLock(ctx, fmt.Sprintf("binding:%d", i), "one", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReleaseLock(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path)
+	defer s.Close()
+	for i := range 20 {
+		if _, err := s.AcquireLock(ctx, fmt.Sprintf("binding:%d", i), "two", time.Hour); err != nil {
+			t.Fatalf("lock %d after reopening: %v", i, err)
+		}
+	}
+}
