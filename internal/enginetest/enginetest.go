@@ -1,5 +1,5 @@
-// Package enginetest is the engine half of the store conformance suite: approvals, grants and the sweeper
-// driven against a real store, including the concurrency properties every back end must give the engine
+// Package enginetest holds the engine scenarios: approvals, grants and the sweeper driven against a real
+// store (run from the approvals and grants packages' tests over every back end), including the concurrency properties every back end must give the engine
 // (50 concurrent approvals make one grant; concurrent sweepers revoke each grant once).
 package enginetest
 
@@ -264,40 +264,57 @@ func (e *env) auditLen() uint64 {
 	return rep.Entries
 }
 
-// Run runs the engine suite; newStore returns a fresh, empty store for each subtest.
-func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, *env)
-	}{
-		{"ConcurrentApprovalsMakeOneGrant", testConcurrentApprovals},
-		{"ConcurrentClicksBySameApprover", testConcurrentSameApprover},
-		{"ConcurrentSweepersRevokeOnce", testConcurrentSweepers},
-		{"OperatorRevoke", testOperatorRevoke},
-		{"OverlappingLeases", testOverlappingLeases},
-		{"RevokeRetriesThenEscalates", testRevokeEscalation},
-		{"PermanentGrantFailureIsUndone", testPermanentGrantFailure},
-		{"WriteAheadGrantIsResumed", testWriteAheadResume},
-		{"ExtendAndRelease", testExtendRelease},
-		{"PendingRequestsExpire", testPendingExpiry},
-		{"BadInputChangesNothing", testBadInput},
-		{"DenyAndCancel", testDenyCancel},
-		{"DriftReconciliation", testDriftReconciliation},
-		{"PrincipalFromSlackEmail", testSlackEmail},
-		{"BreakGlass", testBreakGlass},
-		{"BreakGlassReview", testBreakGlassReview},
-		{"BreakGlassDailyLimitUnderConcurrency", testBreakGlassLimitConcurrent},
-		{"PolicyChangeAppliesToPendingRequests", testPolicyChangeAtApproval},
-		{"OnCallAutoApproval", testAutoApprove},
-		{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
-		{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
-		{"LateGrantAfterRevokeIsRevokedAgain", testLateGrantAfterRevoke},
-		{"ReminderSurvivesRestart", testReminderSurvivesRestart},
-		{"RevokeIsVerified", testRevokeVerified},
-		{"GenerationsStayOrderedWithTheLeases", testGenerationsStored},
-		{"RevokeVerifiedAfterPropagationDelay", testRevokePropagationDelay},
-	}
-	tests = append(tests, pipelineTests...)
+type scenario struct {
+	name string
+	fn   func(*testing.T, *env)
+}
+
+// approvalScenarios are mainly about the approvals service; they run from the approvals package's tests.
+var approvalScenarios = []scenario{
+	{"ConcurrentApprovalsMakeOneGrant", testConcurrentApprovals},
+	{"ConcurrentClicksBySameApprover", testConcurrentSameApprover},
+	{"PendingRequestsExpire", testPendingExpiry},
+	{"BadInputChangesNothing", testBadInput},
+	{"DenyAndCancel", testDenyCancel},
+	{"PrincipalFromSlackEmail", testSlackEmail},
+	{"BreakGlass", testBreakGlass},
+	{"BreakGlassReview", testBreakGlassReview},
+	{"BreakGlassDailyLimitUnderConcurrency", testBreakGlassLimitConcurrent},
+	{"PolicyChangeAppliesToPendingRequests", testPolicyChangeAtApproval},
+	{"OnCallAutoApproval", testAutoApprove},
+}
+
+// grantScenarios are mainly about grants, leases and the sweeper; they run from the grants package's tests.
+var grantScenarios = []scenario{
+	{"ConcurrentSweepersRevokeOnce", testConcurrentSweepers},
+	{"OperatorRevoke", testOperatorRevoke},
+	{"OverlappingLeases", testOverlappingLeases},
+	{"RevokeRetriesThenEscalates", testRevokeEscalation},
+	{"PermanentGrantFailureIsUndone", testPermanentGrantFailure},
+	{"WriteAheadGrantIsResumed", testWriteAheadResume},
+	{"ExtendAndRelease", testExtendRelease},
+	{"DriftReconciliation", testDriftReconciliation},
+	{"SweepDuringReleaseRevokesOnce", testSweepDuringRelease},
+	{"LockLostMidGrantLeavesNothing", testLockLostMidGrant},
+	{"LateGrantAfterRevokeIsRevokedAgain", testLateGrantAfterRevoke},
+	{"ReminderSurvivesRestart", testReminderSurvivesRestart},
+	{"RevokeIsVerified", testRevokeVerified},
+	{"GenerationsStayOrderedWithTheLeases", testGenerationsStored},
+	{"RevokeVerifiedAfterPropagationDelay", testRevokePropagationDelay},
+}
+
+// RunApprovals runs the approval scenarios (with the pipeline ones); newStore returns a fresh, empty store
+// for each subtest.
+func RunApprovals(t *testing.T, newStore func(t *testing.T) store.Store) {
+	run(t, newStore, append(slices.Clone(approvalScenarios), pipelineTests...))
+}
+
+// RunGrants runs the grant and sweeper scenarios.
+func RunGrants(t *testing.T, newStore func(t *testing.T) store.Store) {
+	run(t, newStore, grantScenarios)
+}
+
+func run(t *testing.T, newStore func(t *testing.T) store.Store, tests []scenario) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newEnv(t, newStore(t)))

@@ -12,10 +12,7 @@ import (
 	"github.com/jitbot/jitbot/store"
 )
 
-var pipelineTests = []struct {
-	name string
-	fn   func(*testing.T, *env)
-}{
+var pipelineTests = []scenario{
 	{"PipelineHeartbeatKeepsGrantAlive", pipelineEnv(testPipelineHeartbeat)},
 	{"PipelineMissedHeartbeatRevokes", pipelineEnv(testPipelineMissedHeartbeat)},
 	{"PipelineReleaseAndOwnership", pipelineEnv(testPipelineRelease)},

@@ -26,7 +26,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jitbot/jitbot/internal/enginetest"
 	"github.com/jitbot/jitbot/store"
 )
 
@@ -60,10 +59,6 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			}
 		})
 	}
-	// The engine's guarantees (one grant from 50 concurrent approvals, one revoke per grant from concurrent
-	// sweepers, overlap-safe leases, ...) rest on the store's compare-and-swap, claims and locks, so they
-	// are part of every store's conformance.
-	t.Run("Engine", func(t *testing.T) { enginetest.Run(t, newStore) })
 }
 
 type subtest struct {
