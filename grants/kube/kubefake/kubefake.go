@@ -76,6 +76,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
+
+	"github.com/jitbot/jitbot/internal/httpfake"
 )
 
 const (
@@ -185,8 +187,7 @@ type Server struct {
 	croles     map[string]*rbacv1.ClusterRole
 	namespaces map[string]bool // nil: all exist
 	rv         int64
-	faults     []Fault
-	latency    time.Duration
+	faults     httpfake.Injector[Fault]
 	hook       func(Request)
 	requests   []*Request
 }
@@ -274,17 +275,13 @@ func (s *Server) RESTConfig() *rest.Config {
 
 // FailNext queues faults: each of the following requests (after authentication) fails with the next one.
 func (s *Server) FailNext(f ...Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f...)
+	for _, f := range f {
+		s.faults.FailNext(1, f)
+	}
 }
 
 // SetLatency delays every following request by d (0 to stop). A client that gives up is not waited for.
-func (s *Server) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.latency = d
-}
+func (s *Server) SetLatency(d time.Duration) { s.faults.SetLatency(d) }
 
 // SetHook runs fn (nil to stop) with every authenticated request before it is served, outside the server's
 // lock: fn may change the ground truth (Put*, Delete*) to simulate a concurrent writer.
@@ -298,7 +295,8 @@ func (s *Server) SetHook(fn func(Request)) {
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults, s.latency, s.hook, s.requests = nil, 0, nil, nil
+	s.faults.Clear()
+	s.hook, s.requests = nil, nil
 }
 
 // Requests returns a copy of the requests received so far.
@@ -532,20 +530,8 @@ func (s *Server) stamp(m *metav1.ObjectMeta) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	latency := s.latency
-	s.mu.Unlock()
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-s.closed:
-			t.Stop()
-			return
-		}
+	if !httpfake.Wait(r.Context(), s.faults.Latency(), s.closed) {
+		return
 	}
 
 	if r.Header.Get("Authorization") != "Bearer "+s.opts.Token {
@@ -638,7 +624,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, "the server could not find the requested resource", &metav1.StatusDetails{})
 		return
 	}
-	if f, ok := s.popFault(); ok {
+	if f, ok := s.faults.Take(nil); ok {
 		s.writeFault(w, f, t, verbOf(r.Method, t))
 		return
 	}
@@ -669,17 +655,6 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeStatus(w, http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed,
 			fmt.Sprintf("the server does not allow this method on the requested resource (kubefake implements create, get, list and delete; got %s)", r.Method), &metav1.StatusDetails{})
 	}
-}
-
-func (s *Server) popFault() (Fault, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.faults) == 0 {
-		return 0, false
-	}
-	f := s.faults[0]
-	s.faults = s.faults[1:]
-	return f, true
 }
 
 func details(t target) *metav1.StatusDetails {
