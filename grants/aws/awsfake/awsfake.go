@@ -61,6 +61,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jitbot/jitbot/internal/httpfake"
 )
 
 // Service names, as used in Call.Service and in SigV4 credential scopes.
@@ -108,7 +110,6 @@ type fault struct {
 	op     string // "" = any operation
 	kind   Fault
 	status int // 0 = the default for the kind
-	times  int
 }
 
 // Server is the fake. Create it with New; its URL is the endpoint for all three clients.
@@ -147,9 +148,8 @@ type Server struct {
 	roleAttach  map[string]map[string]bool // role -> policy ARN
 	userInline  map[string]map[string]string
 
-	faults  []*fault
+	faults  httpfake.Injector[fault]
 	waiters map[string][]chan struct{} // Await: closed when the next call of the operation is recorded
-	latency time.Duration
 	calls   []Call
 	sigErrs []string
 }
@@ -291,25 +291,15 @@ func (s *Server) SetPollsToFinish(n int) { s.mu.Lock(); s.pollsToFinish = n; s.m
 // 500 for server errors; IAM: 400 Throttling, 409 ConcurrentModification, 404 NoSuchEntity, 403 AccessDenied,
 // 500 ServiceFailure, 409 LimitExceeded).
 func (s *Server) Inject(op string, kind Fault, status, times int) {
-	if times <= 0 {
-		times = 1
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, &fault{op: op, kind: kind, status: status, times: times})
+	s.faults.FailNext(max(times, 1), fault{op: op, kind: kind, status: status})
 }
 
 // SetLatency delays every following request by d (0 stops). A delayed request whose client goes away is
 // abandoned without effect.
-func (s *Server) SetLatency(d time.Duration) { s.mu.Lock(); s.latency = d; s.mu.Unlock() }
+func (s *Server) SetLatency(d time.Duration) { s.faults.SetLatency(d) }
 
 // Reset clears pending faults and latency (state and the call log stay).
-func (s *Server) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-	s.latency = 0
-}
+func (s *Server) Reset() { s.faults.Clear() }
 
 // Calls returns a copy of the recorded requests.
 func (s *Server) Calls() []Call {
@@ -340,14 +330,8 @@ func (s *Server) SignatureErrors() []string {
 }
 
 func (s *Server) takeFault(op string) *fault {
-	for i, f := range s.faults {
-		if f.op == "" || f.op == op {
-			f.times--
-			if f.times <= 0 {
-				s.faults = slices.Delete(s.faults, i, i+1)
-			}
-			return f
-		}
+	if f, ok := s.faults.Take(func(f fault) bool { return f.op == "" || f.op == op }); ok {
+		return &f
 	}
 	return nil
 }
@@ -430,17 +414,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// Read the body first: only then does net/http watch the connection and cancel r.Context() when the
 	// client goes away, which the latency wait below relies on.
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	s.mu.Lock()
-	lat := s.latency
-	s.mu.Unlock()
-	if lat > 0 {
-		t := time.NewTimer(lat)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return // the client went away: no effect
-		}
+	if !httpfake.Wait(r.Context(), s.faults.Latency(), nil) {
+		return // the client went away: no effect
 	}
 	if r.Method != http.MethodPost || r.URL.Path != "/" {
 		http.Error(w, "not found", http.StatusNotFound)

@@ -42,6 +42,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jitbot/jitbot/internal/httpfake"
 )
 
 // API versions the fake serves.
@@ -176,8 +178,7 @@ type Server struct {
 	requests    map[string]*ScheduleRequest // key: lower-case id
 	instances   map[string]*Instance        // key: lower-case id
 	roleDefs    map[string]bool             // allowed role definition GUIDs (nil: any)
-	faults      []Fault
-	latency     time.Duration
+	faults      httpfake.Injector[Fault]
 	replication int            // PrincipalNotFound for the first N writes naming a new principal
 	attempts    map[string]int // writes seen per principal
 	replicated  map[string]bool
@@ -219,17 +220,13 @@ func (s *Server) now() time.Time {
 
 // FailNext queues one-shot faults, used in order by the next matching requests.
 func (s *Server) FailNext(f ...Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f...)
+	for _, f := range f {
+		s.faults.FailNext(1, f)
+	}
 }
 
 // SetLatency delays every following request by d (0 to stop). A request whose client goes away stops waiting.
-func (s *Server) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.latency = d
-}
+func (s *Server) SetLatency(d time.Duration) { s.faults.SetLatency(d) }
 
 // SetReplicationDelay makes the first n writes (role assignment PUTs and AdminAssign requests) naming a
 // principal the fake has not seen answer 400 PrincipalNotFound, as Entra replication to ARM does.
@@ -251,12 +248,7 @@ func (s *Server) SetRoleDefinitions(guids ...string) {
 }
 
 // Reset clears pending faults and latency (state is kept).
-func (s *Server) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-	s.latency = 0
-}
+func (s *Server) Reset() { s.faults.Clear() }
 
 // Requests returns the recorded requests.
 func (s *Server) Requests() []Request {
@@ -399,12 +391,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.seq++
 	reqID := fmt.Sprintf("00000000-0000-4000-8000-%012d", s.seq)
-	latency := s.latency
 	s.mu.Unlock()
 	w.Header().Set("x-ms-request-id", reqID)
 	w.Header().Set("x-ms-correlation-request-id", reqID)
 
-	status, code := s.handle(w, r, &rec, latency)
+	status, code := s.handle(w, r, &rec)
 	rec.Status, rec.ErrorCode = status, code
 	s.mu.Lock()
 	s.log = append(s.log, rec)
@@ -412,13 +403,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // handle answers one request and returns the status and error code written.
-func (s *Server) handle(w http.ResponseWriter, r *http.Request, rec *Request, latency time.Duration) (int, string) {
-	if latency > 0 {
-		select {
-		case <-time.After(latency):
-		case <-r.Context().Done():
-			return 0, "client gone"
-		}
+func (s *Server) handle(w http.ResponseWriter, r *http.Request, rec *Request) (int, string) {
+	if !httpfake.Wait(r.Context(), s.faults.Latency(), nil) {
+		return 0, "client gone"
 	}
 	if !rec.HadBearer {
 		if r.Header.Get("Authorization") == "" {
@@ -463,17 +450,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, rec *Request, la
 			fmt.Sprintf("The api-version '%s' is invalid. The supported versions are '%s'.", av, want))
 	}
 
-	s.mu.Lock()
-	var fault *Fault
-	for k, f := range s.faults {
-		if f.Match == nil || f.Match(r.Method, path) {
-			fault = &f
-			s.faults = append(s.faults[:k:k], s.faults[k+1:]...)
-			break
-		}
-	}
-	s.mu.Unlock()
-	if fault != nil {
+	if fault, ok := s.faults.Take(func(f Fault) bool { return f.Match == nil || f.Match(r.Method, path) }); ok {
 		if fault.RetryAfter != "" {
 			w.Header().Set("Retry-After", fault.RetryAfter)
 		}

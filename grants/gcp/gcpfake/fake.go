@@ -40,6 +40,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jitbot/jitbot/internal/httpfake"
 )
 
 // Policy is an IAM allow policy (google.iam.v1.Policy) as JSON.
@@ -141,8 +143,7 @@ type Server struct {
 	policies   map[string]*Policy
 	counter    uint64
 	requests   []Request
-	faults     []Fault
-	latency    time.Duration
+	faults     httpfake.Injector[Fault]
 	concurrent int // setIamPolicy calls still to be preceded by a concurrent writer
 	writerN    int
 }
@@ -209,24 +210,17 @@ func (s *Server) ConcurrentWrites(n int) {
 }
 
 // Fail makes the next matching call fail with f (queued after faults injected before).
-func (s *Server) Fail(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
-}
+func (s *Server) Fail(f Fault) { s.faults.FailNext(1, f) }
 
 // SetLatency delays every following call by d (0 stops it); a call whose client goes away stops waiting.
-func (s *Server) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.latency = d
-}
+func (s *Server) SetLatency(d time.Duration) { s.faults.SetLatency(d) }
 
 // Reset clears pending faults, latency and concurrent writers (not policies or recorded requests).
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults, s.latency, s.concurrent = nil, 0, 0
+	s.faults.Clear()
+	s.concurrent = 0
 }
 
 // Requests returns a copy of the calls received so far.
@@ -260,15 +254,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handle(w http.ResponseWriter, r *http.Request, rec *Request, matched bool) int {
-	s.mu.Lock()
-	latency := s.latency
-	s.mu.Unlock()
-	if latency > 0 {
-		select {
-		case <-time.After(latency):
-		case <-r.Context().Done():
-			return 499
-		}
+	if !httpfake.Wait(r.Context(), s.faults.Latency(), nil) {
+		return 499
 	}
 	if !matched || (rec.Method != "getIamPolicy" && rec.Method != "setIamPolicy") {
 		return writeError(w, Fault{Code: 404, Status: "NOT_FOUND", Message: "Method not found."})
@@ -282,11 +269,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, rec *Request, ma
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, f := range s.faults {
-		if f.Method == "" || f.Method == rec.Method {
-			s.faults = slices.Delete(s.faults, i, i+1)
-			return writeError(w, f)
-		}
+	if f, ok := s.faults.Take(func(f Fault) bool { return f.Method == "" || f.Method == rec.Method }); ok {
+		return writeError(w, f)
 	}
 	pol, ok := s.policies[rec.Resource]
 	if !ok {

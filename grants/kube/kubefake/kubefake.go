@@ -76,6 +76,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
+
+	"github.com/jitbot/jitbot/internal/httpfake"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 const (
@@ -180,13 +183,12 @@ type Server struct {
 
 	mu         sync.Mutex
 	rbs        map[objKey]*rbacv1.RoleBinding
-	crbs       map[string]*rbacv1.ClusterRoleBinding
+	crbs       map[objKey]*rbacv1.ClusterRoleBinding
 	roles      map[objKey]*rbacv1.Role
-	croles     map[string]*rbacv1.ClusterRole
+	croles     map[objKey]*rbacv1.ClusterRole
 	namespaces map[string]bool // nil: all exist
 	rv         int64
-	faults     []Fault
-	latency    time.Duration
+	faults     httpfake.Injector[Fault]
 	hook       func(Request)
 	requests   []*Request
 }
@@ -205,9 +207,9 @@ func New(opts Options) *Server {
 	s := &Server{
 		opts:   opts,
 		rbs:    map[objKey]*rbacv1.RoleBinding{},
-		crbs:   map[string]*rbacv1.ClusterRoleBinding{},
+		crbs:   map[objKey]*rbacv1.ClusterRoleBinding{},
 		roles:  map[objKey]*rbacv1.Role{},
-		croles: map[string]*rbacv1.ClusterRole{},
+		croles: map[objKey]*rbacv1.ClusterRole{},
 		rv:     1000,
 		closed: make(chan struct{}),
 	}
@@ -274,17 +276,13 @@ func (s *Server) RESTConfig() *rest.Config {
 
 // FailNext queues faults: each of the following requests (after authentication) fails with the next one.
 func (s *Server) FailNext(f ...Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f...)
+	for _, f := range f {
+		s.faults.FailNext(1, f)
+	}
 }
 
 // SetLatency delays every following request by d (0 to stop). A client that gives up is not waited for.
-func (s *Server) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.latency = d
-}
+func (s *Server) SetLatency(d time.Duration) { s.faults.SetLatency(d) }
 
 // SetHook runs fn (nil to stop) with every authenticated request before it is served, outside the server's
 // lock: fn may change the ground truth (Put*, Delete*) to simulate a concurrent writer.
@@ -298,7 +296,8 @@ func (s *Server) SetHook(fn func(Request)) {
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults, s.latency, s.hook, s.requests = nil, 0, nil, nil
+	s.faults.Clear()
+	s.hook, s.requests = nil, nil
 }
 
 // Requests returns a copy of the requests received so far.
@@ -331,83 +330,41 @@ func (s *Server) AddNamespace(ns string) {
 // PutRoleBinding stores rb as is (behind any client's back), assigning uid, resourceVersion and
 // creationTimestamp when they are empty. It returns the stored copy.
 func (s *Server) PutRoleBinding(rb rbacv1.RoleBinding) rbacv1.RoleBinding {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := rb.DeepCopy()
-	s.stamp(&c.ObjectMeta)
-	s.rbs[objKey{c.Namespace, c.Name}] = c
-	return *c.DeepCopy()
+	return putObject(s, s.rbs, &rb, false)
 }
 
 // PutClusterRoleBinding stores crb like PutRoleBinding.
 func (s *Server) PutClusterRoleBinding(crb rbacv1.ClusterRoleBinding) rbacv1.ClusterRoleBinding {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := crb.DeepCopy()
-	c.Namespace = ""
-	s.stamp(&c.ObjectMeta)
-	s.crbs[c.Name] = c
-	return *c.DeepCopy()
+	return putObject(s, s.crbs, &crb, true)
 }
 
 // DeleteRoleBinding removes a RoleBinding and reports whether it existed.
 func (s *Server) DeleteRoleBinding(namespace, name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := objKey{namespace, name}
-	_, ok := s.rbs[k]
-	delete(s.rbs, k)
-	return ok
+	return deleteObject(s, s.rbs, objKey{namespace, name})
 }
 
 // DeleteClusterRoleBinding removes a ClusterRoleBinding and reports whether it existed.
 func (s *Server) DeleteClusterRoleBinding(name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.crbs[name]
-	delete(s.crbs, name)
-	return ok
+	return deleteObject(s, s.crbs, objKey{"", name})
 }
 
 // PutRole stores a Role (behind any client's back) and returns the stored copy.
-func (s *Server) PutRole(r rbacv1.Role) rbacv1.Role {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := r.DeepCopy()
-	s.stamp(&c.ObjectMeta)
-	s.roles[objKey{c.Namespace, c.Name}] = c
-	return *c.DeepCopy()
-}
+func (s *Server) PutRole(r rbacv1.Role) rbacv1.Role { return putObject(s, s.roles, &r, false) }
 
 // PutClusterRole stores a ClusterRole and returns the stored copy.
 func (s *Server) PutClusterRole(r rbacv1.ClusterRole) rbacv1.ClusterRole {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := r.DeepCopy()
-	c.Namespace = ""
-	s.stamp(&c.ObjectMeta)
-	s.croles[c.Name] = c
-	return *c.DeepCopy()
+	return putObject(s, s.croles, &r, true)
 }
 
 // DeleteRole removes a Role and reports whether it existed. Bindings that reference it stay (and grant nothing),
 // as in Kubernetes.
 func (s *Server) DeleteRole(namespace, name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := objKey{namespace, name}
-	_, ok := s.roles[k]
-	delete(s.roles, k)
-	return ok
+	return deleteObject(s, s.roles, objKey{namespace, name})
 }
 
 // DeleteClusterRole removes a ClusterRole and reports whether it existed.
 func (s *Server) DeleteClusterRole(name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.croles[name]
-	delete(s.croles, name)
-	return ok
+	return deleteObject(s, s.croles, objKey{"", name})
 }
 
 // BootstrapClusterRoles returns the user-facing ClusterRoles every cluster starts with. Their rules are a
@@ -447,38 +404,26 @@ func BootstrapClusterRoles() []rbacv1.ClusterRole {
 
 // RoleBinding returns a stored RoleBinding.
 func (s *Server) RoleBinding(namespace, name string) (rbacv1.RoleBinding, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rb, ok := s.rbs[objKey{namespace, name}]
-	if !ok {
-		return rbacv1.RoleBinding{}, false
-	}
-	return *rb.DeepCopy(), true
+	return getObject(s, s.rbs, objKey{namespace, name})
 }
 
 // ClusterRoleBinding returns a stored ClusterRoleBinding.
 func (s *Server) ClusterRoleBinding(name string) (rbacv1.ClusterRoleBinding, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	crb, ok := s.crbs[name]
-	if !ok {
-		return rbacv1.ClusterRoleBinding{}, false
-	}
-	return *crb.DeepCopy(), true
+	return getObject(s, s.crbs, objKey{"", name})
 }
 
 // RoleBindings returns every stored RoleBinding, ordered by namespace and name.
 func (s *Server) RoleBindings() []rbacv1.RoleBinding {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.listRB("", nil)
+	return listObjects(s.rbs, "", nil)
 }
 
 // ClusterRoleBindings returns every stored ClusterRoleBinding, ordered by name.
 func (s *Server) ClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.listCRB(nil)
+	return listObjects(s.crbs, "", nil)
 }
 
 // Bound counts the bindings that give subject the role roleRef: RoleBindings in namespace when namespace is not
@@ -517,35 +462,67 @@ func hasSubject(subjects []rbacv1.Subject, want rbacv1.Subject, bindingNS string
 }
 
 // stamp assigns server-set metadata; the caller holds s.mu.
-func (s *Server) stamp(m *metav1.ObjectMeta) {
+func (s *Server) stamp(m metav1.Object) {
 	s.rv++
-	m.ResourceVersion = strconv.FormatInt(s.rv, 10)
-	if m.UID == "" {
-		m.UID = types.UID(newUID())
+	m.SetResourceVersion(strconv.FormatInt(s.rv, 10))
+	if m.GetUID() == "" {
+		m.SetUID(types.UID(newUID()))
 	}
-	if m.CreationTimestamp.IsZero() {
-		m.CreationTimestamp = metav1.NewTime(time.Now().UTC().Truncate(time.Second))
+	if ts := m.GetCreationTimestamp(); ts.IsZero() {
+		m.SetCreationTimestamp(metav1.NewTime(time.Now().UTC().Truncate(time.Second)))
 	}
-	if m.Generation == 0 {
-		m.Generation = 1
+	if m.GetGeneration() == 0 {
+		m.SetGeneration(1)
 	}
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+// object is a stored RBAC kind (RoleBinding, ClusterRoleBinding, Role, ClusterRole): through *T it has object
+// metadata, a kind and a deep copy, which is all the fake's storage asks of it.
+type object[T any] interface {
+	*T
+	metav1.Object
+	GetObjectKind() schema.ObjectKind
+	DeepCopy() *T
+}
+
+// putObject stores a copy of obj (cluster-scoped kinds: without namespace) with its server-set metadata filled
+// in, and returns another copy.
+func putObject[T any, P object[T]](s *Server, m map[objKey]P, obj P, clusterScoped bool) T {
 	s.mu.Lock()
-	latency := s.latency
-	s.mu.Unlock()
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-s.closed:
-			t.Stop()
-			return
-		}
+	defer s.mu.Unlock()
+	c := P(obj.DeepCopy())
+	if clusterScoped {
+		c.SetNamespace("")
+	}
+	s.stamp(c)
+	m[objKey{c.GetNamespace(), c.GetName()}] = c
+	return *c.DeepCopy()
+}
+
+// getObject returns a copy of the object of m under k.
+func getObject[T any, P object[T]](s *Server, m map[objKey]P, k objKey) (T, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := m[k]
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return *o.DeepCopy(), true
+}
+
+// deleteObject removes the object of m under k and reports whether it existed.
+func deleteObject[P any](s *Server, m map[objKey]P, k objKey) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := m[k]
+	delete(m, k)
+	return ok
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if !httpfake.Wait(r.Context(), s.faults.Latency(), s.closed) {
+		return
 	}
 
 	if r.Header.Get("Authorization") != "Bearer "+s.opts.Token {
@@ -638,7 +615,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, "the server could not find the requested resource", &metav1.StatusDetails{})
 		return
 	}
-	if f, ok := s.popFault(); ok {
+	if f, ok := s.faults.Take(nil); ok {
 		s.writeFault(w, f, t, verbOf(r.Method, t))
 		return
 	}
@@ -649,7 +626,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
 	allNamespaces := t.resource == resRoleBindings && t.namespace == ""
 	if t.resource == resRoles || t.resource == resClusterRoles {
 		if t.name != "" && r.Method == http.MethodGet {
-			s.getRole(w, t)
+			s.get(w, t)
 			return
 		}
 		writeStatus(w, http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed,
@@ -669,17 +646,6 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeStatus(w, http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed,
 			fmt.Sprintf("the server does not allow this method on the requested resource (kubefake implements create, get, list and delete; got %s)", r.Method), &metav1.StatusDetails{})
 	}
-}
-
-func (s *Server) popFault() (Fault, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.faults) == 0 {
-		return 0, false
-	}
-	f := s.faults[0]
-	s.faults = s.faults[1:]
-	return f, true
 }
 
 func details(t target) *metav1.StatusDetails {
@@ -738,59 +704,35 @@ func scopePhrase(t target) string {
 	return " at the cluster scope"
 }
 
+// get answers a get of one object: the object with its kind and apiVersion, or 404.
 func (s *Server) get(w http.ResponseWriter, t target) {
+	switch t.resource {
+	case resRoleBindings:
+		getHandler(s, w, t, s.rbs, "RoleBinding")
+	case resClusterRoleBindings:
+		getHandler(s, w, t, s.crbs, "ClusterRoleBinding")
+	case resRoles:
+		getHandler(s, w, t, s.roles, "Role")
+	default:
+		getHandler(s, w, t, s.croles, "ClusterRole")
+	}
+}
+
+func getHandler[T any, P object[T]](s *Server, w http.ResponseWriter, t target, m map[objKey]P, kind string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t.resource == resRoleBindings {
-		rb, ok := s.rbs[objKey{t.namespace, t.name}]
-		if !ok {
-			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, qualified(t)+" not found", details(t))
-			return
-		}
-		writeObject(w, http.StatusOK, withTypeRB(*rb))
-		return
-	}
-	crb, ok := s.crbs[t.name]
+	o, ok := m[objKey{t.namespace, t.name}]
 	if !ok {
 		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, qualified(t)+" not found", details(t))
 		return
 	}
-	writeObject(w, http.StatusOK, withTypeCRB(*crb))
+	writeObject(w, http.StatusOK, withType(o, kind))
 }
 
-func (s *Server) getRole(w http.ResponseWriter, t target) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t.resource == resRoles {
-		r, ok := s.roles[objKey{t.namespace, t.name}]
-		if !ok {
-			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, qualified(t)+" not found", details(t))
-			return
-		}
-		c := r.DeepCopy()
-		c.TypeMeta = metav1.TypeMeta{Kind: "Role", APIVersion: rbacv1.SchemeGroupVersion.String()}
-		writeObject(w, http.StatusOK, c)
-		return
-	}
-	r, ok := s.croles[t.name]
-	if !ok {
-		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, qualified(t)+" not found", details(t))
-		return
-	}
-	c := r.DeepCopy()
-	c.TypeMeta = metav1.TypeMeta{Kind: "ClusterRole", APIVersion: rbacv1.SchemeGroupVersion.String()}
-	writeObject(w, http.StatusOK, c)
-}
-
-func withTypeRB(rb rbacv1.RoleBinding) *rbacv1.RoleBinding {
-	c := rb.DeepCopy()
-	c.TypeMeta = metav1.TypeMeta{Kind: "RoleBinding", APIVersion: rbacv1.SchemeGroupVersion.String()}
-	return c
-}
-
-func withTypeCRB(crb rbacv1.ClusterRoleBinding) *rbacv1.ClusterRoleBinding {
-	c := crb.DeepCopy()
-	c.TypeMeta = metav1.TypeMeta{Kind: "ClusterRoleBinding", APIVersion: rbacv1.SchemeGroupVersion.String()}
+// withType is a copy of o with the kind and apiVersion a single-object answer carries.
+func withType[T any, P object[T]](o P, kind string) P {
+	c := P(o.DeepCopy())
+	c.GetObjectKind().SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind(kind))
 	return c
 }
 
@@ -888,19 +830,19 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, t target, body [
 		}
 		rb := &rbacv1.RoleBinding{ObjectMeta: cleanMeta(meta), RoleRef: roleRef, Subjects: subjects}
 		rb.Namespace = t.namespace
-		s.stamp(&rb.ObjectMeta)
+		s.stamp(rb)
 		s.rbs[k] = rb
-		writeObject(w, http.StatusCreated, withTypeRB(*rb))
+		writeObject(w, http.StatusCreated, withType(rb, "RoleBinding"))
 		return
 	}
-	if _, exists := s.crbs[meta.Name]; exists {
+	if _, exists := s.crbs[objKey{"", meta.Name}]; exists {
 		writeStatus(w, http.StatusConflict, metav1.StatusReasonAlreadyExists, qualified(t)+" already exists", details(t))
 		return
 	}
 	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: cleanMeta(meta), RoleRef: roleRef, Subjects: subjects}
-	s.stamp(&crb.ObjectMeta)
-	s.crbs[meta.Name] = crb
-	writeObject(w, http.StatusCreated, withTypeCRB(*crb))
+	s.stamp(crb)
+	s.crbs[objKey{"", meta.Name}] = crb
+	writeObject(w, http.StatusCreated, withType(crb, "ClusterRoleBinding"))
 }
 
 // cleanMeta keeps what a client may set on create; the server owns the rest.
@@ -935,7 +877,7 @@ func (s *Server) escalationLocked(ref rbacv1.RoleRef, namespace string) (reason 
 		}
 		rules = r.Rules
 	} else {
-		r, ok := s.croles[ref.Name]
+		r, ok := s.croles[objKey{"", ref.Name}]
 		if !ok {
 			return "", true, false
 		}
@@ -1177,7 +1119,7 @@ func (s *Server) delete(w http.ResponseWriter, t target, body []byte) {
 		if rb, ok := s.rbs[objKey{t.namespace, t.name}]; ok {
 			meta = &rb.ObjectMeta
 		}
-	} else if crb, ok := s.crbs[t.name]; ok {
+	} else if crb, ok := s.crbs[objKey{"", t.name}]; ok {
 		meta = &crb.ObjectMeta
 	}
 	if meta == nil {
@@ -1209,7 +1151,7 @@ func (s *Server) delete(w http.ResponseWriter, t target, body []byte) {
 	if t.resource == resRoleBindings {
 		delete(s.rbs, objKey{t.namespace, t.name})
 	} else {
-		delete(s.crbs, t.name)
+		delete(s.crbs, objKey{"", t.name})
 	}
 	s.rv++
 	d := details(t)
@@ -1258,7 +1200,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, t target) {
 	defer s.mu.Unlock()
 	rv := strconv.FormatInt(s.rv, 10)
 	if t.resource == resRoleBindings {
-		items := s.listRB(t.namespace, sel)
+		items := listObjects(s.rbs, t.namespace, sel)
 		items = slices.DeleteFunc(items, func(rb rbacv1.RoleBinding) bool { return after != "" && rb.Namespace+"/"+rb.Name <= after })
 		list := rbacv1.RoleBindingList{TypeMeta: metav1.TypeMeta{Kind: "RoleBindingList", APIVersion: rbacv1.SchemeGroupVersion.String()}}
 		list.ResourceVersion = rv
@@ -1274,7 +1216,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, t target) {
 		writeJSON(w, http.StatusOK, list)
 		return
 	}
-	items := s.listCRB(sel)
+	items := listObjects(s.crbs, "", sel)
 	items = slices.DeleteFunc(items, func(crb rbacv1.ClusterRoleBinding) bool { return after != "" && "/"+crb.Name <= after })
 	list := rbacv1.ClusterRoleBindingList{TypeMeta: metav1.TypeMeta{Kind: "ClusterRoleBindingList", APIVersion: rbacv1.SchemeGroupVersion.String()}}
 	list.ResourceVersion = rv
@@ -1289,28 +1231,19 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, t target) {
 	writeJSON(w, http.StatusOK, list)
 }
 
-// listRB returns RoleBindings in namespace ("" = all) matching sel, sorted; the caller holds s.mu.
-func (s *Server) listRB(namespace string, sel selector) []rbacv1.RoleBinding {
-	var out []rbacv1.RoleBinding
-	for k, rb := range s.rbs {
-		if (namespace == "" || k.namespace == namespace) && sel.matches(rb.Labels) {
-			out = append(out, *rb.DeepCopy()) // list items carry no kind/apiVersion, as from the apiserver
+// listObjects returns copies of the objects of m in namespace ("" = all) matching sel, sorted by namespace/name;
+// the caller holds s.mu.
+func listObjects[T any, P object[T]](m map[objKey]P, namespace string, sel selector) []T {
+	var out []T
+	for k, o := range m {
+		if (namespace == "" || k.namespace == namespace) && sel.matches(o.GetLabels()) {
+			out = append(out, *o.DeepCopy()) // list items carry no kind/apiVersion, as from the apiserver
 		}
 	}
-	slices.SortFunc(out, func(a, b rbacv1.RoleBinding) int {
-		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	slices.SortFunc(out, func(a, b T) int {
+		pa, pb := P(&a), P(&b)
+		return strings.Compare(pa.GetNamespace()+"/"+pa.GetName(), pb.GetNamespace()+"/"+pb.GetName())
 	})
-	return out
-}
-
-func (s *Server) listCRB(sel selector) []rbacv1.ClusterRoleBinding {
-	var out []rbacv1.ClusterRoleBinding
-	for _, crb := range s.crbs {
-		if sel.matches(crb.Labels) {
-			out = append(out, *crb.DeepCopy())
-		}
-	}
-	slices.SortFunc(out, func(a, b rbacv1.ClusterRoleBinding) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

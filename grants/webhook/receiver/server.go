@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/jitbot/jitbot/internal/httpfake"
 )
 
 // Payload is the JSON body jitbot sends (see docs/webhook.md). It is declared here independently of the sender.
@@ -48,11 +50,6 @@ type Delivery struct {
 // Key identifies deliveries of one type for one grant.
 type Key struct{ Type, GrantID string }
 
-type injected struct {
-	status int
-	left   int
-}
-
 // Server is a Standard Webhooks receiver for tests. It verifies every request with Verify, records verified
 // deliveries, applies grant/revoke to a present set keyed by grant_id and answers check from that set with
 // {"present": bool}. It orders operations as the contract asks: per access (binding_key, else grant_id) it keeps
@@ -74,8 +71,7 @@ type Server struct {
 
 	mu         sync.Mutex
 	now        func() time.Time
-	latency    time.Duration
-	failures   []injected
+	failures   httpfake.Injector[int] // injected statuses
 	deliveries []Delivery
 	counts     map[Key]int
 	present    map[string]Payload
@@ -130,19 +126,11 @@ func (s *Server) SetNow(now func() time.Time) {
 // FailNext makes the next n verified requests answer status (with a small JSON body) without being applied.
 // 3xx answers carry "Location: /moved"; 429 and 503 carry "Retry-After: 1". Calls queue up in order.
 func (s *Server) FailNext(status, n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n > 0 {
-		s.failures = append(s.failures, injected{status: status, left: n})
-	}
+	s.failures.FailNext(n, status)
 }
 
 // SetLatency delays every following request by d before it is verified (0 to stop).
-func (s *Server) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.latency = d
-}
+func (s *Server) SetLatency(d time.Duration) { s.failures.SetLatency(d) }
 
 // HoldNext makes the next request wait, once its body was read, until release is called, and then be
 // verified and applied as usual even if the client has gone away meanwhile: a delivery that lands after the
@@ -156,12 +144,7 @@ func (s *Server) HoldNext() (arrived <-chan struct{}, release func()) {
 }
 
 // Reset clears pending failures and latency. Deliveries, counts and the present set are kept.
-func (s *Server) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.failures = nil
-	s.latency = 0
-}
+func (s *Server) Reset() { s.failures.Clear() }
 
 // Present reports whether the access of grantID (or of a binding key) is present.
 func (s *Server) Present(id string) bool {
@@ -252,7 +235,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	latency, now := s.latency, s.now
+	now := s.now
 	var held, proceed chan struct{}
 	if len(s.holds) > 0 {
 		held, proceed, s.holds = s.holds[0], s.holds[1], s.holds[2:]
@@ -262,14 +245,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		close(held)
 		<-proceed
 	}
-	if latency > 0 {
-		timer := time.NewTimer(latency)
-		select {
-		case <-timer.C:
-		case <-r.Context().Done():
-			timer.Stop()
-			return // the client gave up: nothing is recorded or applied
-		}
+	if !httpfake.Wait(r.Context(), s.failures.Latency(), nil) {
+		return // the client gave up: nothing is recorded or applied
 	}
 
 	if err := Verify(s.secret, r.Header, body, now()); err != nil {
@@ -288,12 +265,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	defer s.record(&d)
 
-	if len(s.failures) > 0 {
-		f := &s.failures[0]
-		d.Status = f.status
-		if f.left--; f.left == 0 {
-			s.failures = s.failures[1:]
-		}
+	if status, ok := s.failures.Take(nil); ok {
+		d.Status = status
 		switch {
 		case d.Status >= 300 && d.Status < 400:
 			w.Header().Set("Location", "/moved")

@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jitbot/jitbot/oncall/internal/httpfake"
+	"github.com/jitbot/jitbot/internal/httpfake"
 )
 
 // Fault and Request are the fault-injection and recording types (see FailNext, Requests).

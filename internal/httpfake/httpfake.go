@@ -1,5 +1,6 @@
-// Package httpfake holds what the on-call fakes (pdfake, ogfake) share: request recording, fault injection
-// (status answers with Retry-After, latency, hanging until the client gives up) and API key checks.
+// Package httpfake holds what the fakes of the APIs jitbot talks to share. Injector is the fault and latency
+// injection of every provider fake (awsfake, azurefake, gcpfake, kubefake, the webhook receiver, pdfake, ogfake);
+// Box adds, for the on-call fakes, request recording, status faults with Retry-After and API key checks.
 package httpfake
 
 import (
@@ -29,42 +30,22 @@ type Fault struct {
 
 // Box records requests and applies faults. The zero value is ready to use.
 type Box struct {
-	mu      sync.Mutex
-	queue   []Fault
-	always  *Fault
-	latency time.Duration
-	reqs    []Request
+	faults Injector[Fault]
+	mu     sync.Mutex
+	reqs   []Request
 }
 
 // FailNext makes the next n requests fail with f.
-func (b *Box) FailNext(n int, f Fault) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for range n {
-		b.queue = append(b.queue, f)
-	}
-}
+func (b *Box) FailNext(n int, f Fault) { b.faults.FailNext(n, f) }
 
 // FailAlways makes every request fail with f until Heal.
-func (b *Box) FailAlways(f Fault) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.always = &f
-}
+func (b *Box) FailAlways(f Fault) { b.faults.FailAlways(f) }
 
 // Heal removes every injected fault and the latency.
-func (b *Box) Heal() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.queue, b.always, b.latency = nil, nil, 0
-}
+func (b *Box) Heal() { b.faults.Clear() }
 
 // SetLatency delays every answer by d (cut short when the client goes away).
-func (b *Box) SetLatency(d time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.latency = d
-}
+func (b *Box) SetLatency(d time.Duration) { b.faults.SetLatency(d) }
 
 // Requests returns a copy of what was recorded.
 func (b *Box) Requests() []Request {
@@ -88,29 +69,12 @@ func (b *Box) Serve(w http.ResponseWriter, r *http.Request, authOK bool, errorBo
 	h.Del("Authorization")
 	b.mu.Lock()
 	b.reqs = append(b.reqs, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Header: h, AuthOK: authOK, Time: time.Now()})
-	var f *Fault
-	if len(b.queue) > 0 {
-		f = &b.queue[0]
-		b.queue = b.queue[1:]
-	} else if b.always != nil {
-		f = b.always
-	}
-	delay := b.latency
 	b.mu.Unlock()
-
-	if f != nil {
-		delay += f.Delay
+	f, faulty := b.faults.Take(nil)
+	if !Wait(r.Context(), b.faults.Latency()+f.Delay, nil) {
+		return
 	}
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-	}
-	if f != nil && f.Status != 0 {
+	if faulty && f.Status != 0 {
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
 		}
