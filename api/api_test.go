@@ -38,7 +38,12 @@ type rig struct {
 
 func newRig(t *testing.T, st store.Store) *rig {
 	t.Helper()
-	iss := pipelinetest.Issuer(t)
+	return newRigWith(t, st, pipelinetest.Issuer(t))
+}
+
+// newRigWith is newRig with the caller's issuer.
+func newRigWith(t *testing.T, st store.Store, iss *oidcfake.Issuer) *rig {
+	t.Helper()
 	pol := pipelinetest.Policy(t, iss, "30s", "")
 	fake := fakeprovider.New()
 	logs := &lockedBuffer{}
@@ -179,9 +184,7 @@ func (r *rig) noLeak(creds ...string) {
 func eachStore(t *testing.T, fn func(t *testing.T, r *rig)) {
 	for _, b := range backendtest.All() {
 		t.Run(b.Name, func(t *testing.T) {
-			st := b.Prepare(t)()
-			t.Cleanup(func() { _ = st.Close() })
-			fn(t, newRig(t, st))
+			fn(t, newRig(t, b.Open(t)))
 		})
 	}
 }

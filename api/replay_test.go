@@ -4,46 +4,28 @@ import (
 	"crypto/elliptic"
 	"encoding/base64"
 	"math/big"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/rs/zerolog"
 
-	"github.com/jitbot/jitbot/grants"
-	"github.com/jitbot/jitbot/grants/fakeprovider"
-	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/internal/pipelinetest"
 	"github.com/jitbot/jitbot/workload/oidcfake"
 )
 
-// newES256Rig is newRig with an issuer that signs with ES256, whose signatures can be re-encoded (an
-// ECDSA signature (r, s) also verifies as (r, n-s)) without the issuer's key.
-func newES256Rig(t *testing.T) []*rig {
+// es256Rigs are rigs (one per store back end) whose issuer signs with ES256, whose signatures can be
+// re-encoded (an ECDSA signature (r, s) also verifies as (r, n-s)) without the issuer's key.
+func es256Rigs(t *testing.T) []*rig {
 	var rigs []*rig
 	for _, b := range backendtest.All() {
-		st := b.Prepare(t)()
-		t.Cleanup(func() { _ = st.Close() })
 		iss, err := oidcfake.New("127.0.0.1:0", oidcfake.Options{Audience: pipelinetest.Audience, Algorithm: jose.ES256})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = iss.Close() })
-		pol := pipelinetest.Policy(t, iss, "30s", "")
-		fake := fakeprovider.New()
-		logs := &lockedBuffer{}
-		a, err := app.New(app.Deps{Policy: pol, Store: st, Providers: map[string]grants.Provider{"hook": fake}, Auth: pipelinetest.Authenticator(t, pol, st),
-			Logger: zerolog.New(logs).Level(zerolog.DebugLevel)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := httptest.NewServer(a.Handler())
-		t.Cleanup(srv.Close)
-		v := pipelinetest.NewValidator(t, srv.URL)
-		rigs = append(rigs, &rig{t: t, logs: logs, st: st, iss: iss, a: a, fake: fake, srv: srv, v: v, http: v.Client()})
+		rigs = append(rigs, newRigWith(t, b.Open(t), iss))
 	}
 	return rigs
 }
@@ -131,7 +113,7 @@ func TestTokenCreatesOneRequest(t *testing.T) {
 		})
 	})
 	t.Run("re-encoded signature", func(t *testing.T) {
-		for _, r := range newES256Rig(t) {
+		for _, r := range es256Rigs(t) {
 			tok := r.token("refs/heads/a", "staging", "1")
 			if first := r.call("POST", "/api/v1/requests", tok, body); first.status != 201 {
 				t.Fatalf("first create: %d %s", first.status, first.raw)

@@ -3,21 +3,8 @@ package approvals_test
 import (
 	"testing"
 
-	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/internal/enginetest"
-	"github.com/jitbot/jitbot/store"
 )
 
-// TestEngine runs the engine scenarios that are mainly about this package over every store back end
-// (moved here from the store conformance suite, so the store's tests need not import the engine).
-func TestEngine(t *testing.T) {
-	for _, b := range backendtest.All() {
-		t.Run(b.Name, func(t *testing.T) {
-			enginetest.RunApprovals(t, func(t *testing.T) store.Store {
-				s := b.Prepare(t)()
-				t.Cleanup(func() { _ = s.Close() })
-				return s
-			})
-		})
-	}
-}
+// TestEngine runs the engine scenarios that are mainly about this package on every store back end.
+func TestEngine(t *testing.T) { enginetest.RunApprovals(t) }

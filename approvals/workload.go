@@ -36,10 +36,6 @@ type WorkloadRequest struct {
 	TokenExpiry time.Time
 }
 
-// maxTokenLeeway bounds how long after its exp an ID token can still be accepted (policy caps an issuer's
-// leeway at 5m), so a token's use is remembered for as long as the token could be presented.
-const maxTokenLeeway = 5 * time.Minute
-
 // CreateForWorkload validates and stores a pending request made by a pipeline. The request is approved at
 // once when one of the role's auto_approve rules matches; it is still recorded and announced.
 func (s *Service) CreateForWorkload(ctx context.Context, in WorkloadRequest) (store.Request, error) {
@@ -127,7 +123,7 @@ func (s *Service) useToken(ctx context.Context, in WorkloadRequest, now time.Tim
 	}
 	ttl := 24 * time.Hour
 	if !in.TokenExpiry.IsZero() {
-		ttl = in.TokenExpiry.Sub(now) + maxTokenLeeway + time.Minute
+		ttl = in.TokenExpiry.Sub(now) + policy.MaxLeeway + time.Minute
 	}
 	first, err := s.opts.Store.MarkSeen(ctx, "workload-token-create:"+in.TokenID, max(ttl, time.Minute))
 	if err != nil {

@@ -306,10 +306,12 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		total += len(due)
 		more := len(due) == s.opts.Batch
 		due, checks = splitChecks(due, checks)
+		// The claim hold runs on the manager's clock (the one ClaimDueGrants is given), so measure the wait on it.
+		now := s.opts.Manager.now()
 		if len(checks) > 0 && checksSince.IsZero() {
-			checksSince = time.Now()
+			checksSince = now
 		}
-		if !more || time.Since(checksSince) >= s.opts.ClaimHold/2 || len(checks) >= maxHeldChecks*s.opts.Batch {
+		if !more || now.Sub(checksSince) >= s.opts.ClaimHold/2 || len(checks) >= maxHeldChecks*s.opts.Batch {
 			// Nothing else is due, or the checks have waited long enough, or enough of them are held: run the
 			// held checks, oldest first, at most a batch of them before claiming again.
 			n := min(len(checks), s.opts.Batch)

@@ -43,6 +43,9 @@ const (
 // DefaultLeeway is the clock skew tolerated on token times when an issuer sets none.
 const DefaultLeeway = 30 * time.Second
 
+// MaxLeeway is the largest leeway an issuer may set: so a token is never accepted later than this after its exp.
+const MaxLeeway = 5 * time.Minute
+
 // DefaultHeartbeatTimeout is how long a workload's grant survives without a heartbeat when the workload sets
 // no heartbeat_timeout.
 const DefaultHeartbeatTimeout = 60 * time.Second
@@ -117,8 +120,8 @@ func (d *decoder) decodeIssuers(sec pair, p *Policy) {
 		}
 		if l, ok := f["leeway"]; ok {
 			if v, ok := d.duration(l, join(field, "leeway")); ok {
-				if v < 0 || v > 5*time.Minute {
-					d.problem(l.v, join(field, "leeway"), "must be between 0s and 5m (it only absorbs clock skew)")
+				if v < 0 || v > MaxLeeway {
+					d.problem(l.v, join(field, "leeway"), "must be between 0s and %s (it only absorbs clock skew)", FormatDuration(MaxLeeway))
 				} else {
 					iss.Leeway = v
 				}

@@ -7,17 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/rs/zerolog"
-
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
-	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/internal/pipelinetest"
-	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/workload/oidcfake"
 )
 
@@ -57,33 +50,8 @@ func TestPolicyReloadReachesIssuers(t *testing.T) {
 	for _, b := range backendtest.All() {
 		t.Run(b.Name, func(t *testing.T) {
 			oldIss, newIss := pipelinetest.Issuer(t), pipelinetest.Issuer(t)
-			recv := receiver.NewServer(hookSecret)
-			t.Cleanup(recv.Close)
-			path := filepath.Join(t.TempDir(), "policy.yaml")
-			write := func(src string) {
-				if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			write(issuerPolicy(recv.URL+"/hook", oldIss.URL()))
-			pol, err := policy.Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st := b.Prepare(t)()
-			t.Cleanup(func() { _ = st.Close() })
-			a, err := app.New(app.Deps{Policy: pol, Store: st, PolicyFile: path,
-				Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-				Getenv: func(k string) string {
-					if k == hookSecretEnv {
-						return string(hookSecret)
-					}
-					return ""
-				}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(a.Handler())
+			e := newReloadEnvFrom(t, b, -1, func(hookURL string) string { return issuerPolicy(hookURL, oldIss.URL()) })
+			srv := httptest.NewServer(e.a.Handler())
 			t.Cleanup(srv.Close)
 			create := func(iss *oidcfake.Issuer) (int, string) {
 				t.Helper()
@@ -106,8 +74,8 @@ func TestPolicyReloadReachesIssuers(t *testing.T) {
 			if code, reason := create(newIss); code != 401 || reason != "unknown_issuer" {
 				t.Fatalf("before the reload, an issuer the policy does not name: %d %s", code, reason)
 			}
-			write(issuerPolicy(recv.URL+"/hook", newIss.URL()))
-			if err := a.ReloadPolicy(context.Background(), "sighup"); err != nil {
+			e.write(issuerPolicy(e.url, newIss.URL()))
+			if err := e.a.ReloadPolicy(context.Background(), "sighup"); err != nil {
 				t.Fatal(err)
 			}
 			if code, reason := create(newIss); code != 201 {

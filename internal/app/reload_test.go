@@ -56,17 +56,21 @@ type reloadEnv struct {
 }
 
 func newReloadEnv(t *testing.T, b backendtest.Backend, poll time.Duration) *reloadEnv {
+	return newReloadEnvFrom(t, b, poll, func(hookURL string) string { return reloadPolicy(hookURL, bob+", "+carol, 1, "2s") })
+}
+
+// newReloadEnvFrom starts from the policy policyFor returns for the webhook receiver's URL.
+func newReloadEnvFrom(t *testing.T, b backendtest.Backend, poll time.Duration, policyFor func(hookURL string) string) *reloadEnv {
 	recv := receiver.NewServer(hookSecret)
 	t.Cleanup(recv.Close)
 	e := &reloadEnv{t: t, path: filepath.Join(t.TempDir(), "policy.yaml"), url: recv.URL + "/hook"}
-	src := reloadPolicy(e.url, bob+", "+carol, 1, "2s")
+	src := policyFor(e.url)
 	e.write(src)
 	pol, err := policy.Load(e.path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.st = b.Prepare(t)()
-	t.Cleanup(func() { e.st.Close() })
+	e.st = b.Open(t)
 	e.a, err = app.New(app.Deps{Policy: pol, Store: e.st, PolicyFile: e.path, Tuning: app.Tuning{PolicyPollInterval: poll},
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		Getenv: func(k string) string {

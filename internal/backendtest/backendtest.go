@@ -45,3 +45,11 @@ func All() []Backend {
 		}},
 	}
 }
+
+// Open opens a fresh, empty store of this back end, closed when t ends.
+func (b Backend) Open(t testing.TB) store.Store {
+	t.Helper()
+	s := b.Prepare(t)()
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}

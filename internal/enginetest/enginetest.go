@@ -1,6 +1,7 @@
-// Package enginetest holds the engine scenarios: approvals, grants and the sweeper driven against a real
-// store (run from the approvals and grants packages' tests over every back end), including the concurrency properties every back end must give the engine
-// (50 concurrent approvals make one grant; concurrent sweepers revoke each grant once).
+// Package enginetest holds the engine scenarios: approvals, grants and the sweeper driven against every
+// store back end (run from the approvals and grants packages' tests), including the concurrency properties
+// every back end must give the engine (50 concurrent approvals make one grant; concurrent sweepers revoke
+// each grant once).
 package enginetest
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/jitbot/jitbot/audit"
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/grants/fakeprovider"
+	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 )
@@ -303,21 +305,19 @@ var grantScenarios = []scenario{
 	{"RevokeVerifiedAfterPropagationDelay", testRevokePropagationDelay},
 }
 
-// RunApprovals runs the approval scenarios (with the pipeline ones); newStore returns a fresh, empty store
-// for each subtest.
-func RunApprovals(t *testing.T, newStore func(t *testing.T) store.Store) {
-	run(t, newStore, append(slices.Clone(approvalScenarios), pipelineTests...))
-}
+// RunApprovals runs the approval scenarios (with the pipeline ones) on every store back end, each on a
+// fresh, empty store.
+func RunApprovals(t *testing.T) { run(t, append(slices.Clone(approvalScenarios), pipelineTests...)) }
 
-// RunGrants runs the grant and sweeper scenarios.
-func RunGrants(t *testing.T, newStore func(t *testing.T) store.Store) {
-	run(t, newStore, grantScenarios)
-}
+// RunGrants runs the grant and sweeper scenarios on every store back end.
+func RunGrants(t *testing.T) { run(t, grantScenarios) }
 
-func run(t *testing.T, newStore func(t *testing.T) store.Store, tests []scenario) {
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.fn(t, newEnv(t, newStore(t)))
+func run(t *testing.T, tests []scenario) {
+	for _, b := range backendtest.All() {
+		t.Run(b.Name, func(t *testing.T) {
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) { tc.fn(t, newEnv(t, b.Open(t))) })
+			}
 		})
 	}
 }
