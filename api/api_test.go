@@ -15,7 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jitbot/jitbot/grants"
-	"github.com/jitbot/jitbot/grants/fakeprovider"
+	"github.com/jitbot/jitbot/grants/providerfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/internal/pipelinetest"
@@ -30,7 +30,7 @@ type rig struct {
 	st   store.Store
 	iss  *oidcfake.Issuer
 	a    *app.App
-	fake *fakeprovider.Fake
+	fake *providerfake.Fake
 	srv  *httptest.Server
 	v    *pipelinetest.Validator
 	http *http.Client
@@ -45,7 +45,7 @@ func newRig(t *testing.T, st store.Store) *rig {
 func newRigWith(t *testing.T, st store.Store, iss *oidcfake.Issuer) *rig {
 	t.Helper()
 	pol := pipelinetest.Policy(t, iss, "30s", "")
-	fake := fakeprovider.New()
+	fake := providerfake.New()
 	logs := &lockedBuffer{}
 	a, err := app.New(app.Deps{Policy: pol, Store: st, Providers: map[string]grants.Provider{"hook": fake}, Auth: pipelinetest.Authenticator(t, pol, st),
 		Logger: zerolog.New(logs).Level(zerolog.DebugLevel)})

@@ -11,9 +11,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jitbot/jitbot/approvals"
-	"github.com/jitbot/jitbot/bot/slacktest"
+	"github.com/jitbot/jitbot/bot/slackfake"
 	"github.com/jitbot/jitbot/grants"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/oncall/pagerduty/pdfake"
@@ -85,29 +85,29 @@ type ackWorld struct {
 
 // newAckWorld: ten on-call engineers may request db-oncall, which on-call auto-approval grants at once;
 // the on-call lookup and the provider's Grant each wait for a gate the test opens.
-func newAckWorld(t *testing.T, mode slacktest.Mode, be backendtest.Backend, tuning app.Tuning) *ackWorld {
+func newAckWorld(t *testing.T, mode slackfake.Mode, be backendtest.Backend, tuning app.Tuning) *ackWorld {
 	t.Helper()
 	now := time.Now()
 	pd := pdfake.New(string(hookSecret))
 	t.Cleanup(pd.Close)
 	var users []string
-	var slackUsers []slacktest.User
+	var slackUsers []slackfake.User
 	var mapping []string
 	for i := range 10 {
 		u := fmt.Sprintf("U0ONCALL%d", i)
 		users = append(users, u)
-		slackUsers = append(slackUsers, slacktest.User{ID: u, Name: fmt.Sprintf("oncall%d", i)})
+		slackUsers = append(slackUsers, slackfake.User{ID: u, Name: fmt.Sprintf("oncall%d", i)})
 		mapping = append(mapping, fmt.Sprintf("%s: P%d", u, i))
 		pd.AddUser(pdfake.User{ID: fmt.Sprintf("P%d", i), Name: u, Email: u + "@example.com"})
 		pd.AddOnCall(pdfake.OnCall{UserID: fmt.Sprintf("P%d", i), ScheduleID: "PSCHED", ScheduleName: "Database", EscalationPolicyID: "PEP",
 			EscalationPolicyName: "Database", Level: 1, Start: now.Add(-time.Hour), End: now.Add(2 * time.Hour)})
 	}
-	emu := slacktest.New(slacktest.Options{
-		Users:    append(slackUsers, slacktest.User{ID: carol, Name: "carol"}),
-		Channels: []slacktest.Channel{{ID: approvalsCh, Name: "approvals"}, {ID: auditCh, Name: "audit"}, {ID: generalCh, Name: "general"}},
+	emu := slackfake.New(slackfake.Options{
+		Users:    append(slackUsers, slackfake.User{ID: carol, Name: "carol"}),
+		Channels: []slackfake.Channel{{ID: approvalsCh, Name: "approvals"}, {ID: auditCh, Name: "audit"}, {ID: generalCh, Name: "general"}},
 	})
 	t.Cleanup(emu.Close)
-	recv := receiver.NewServer(hookSecret)
+	recv := webhookfake.NewServer(hookSecret)
 	t.Cleanup(recv.Close)
 	pol, err := policy.Parse("ack.yaml", []byte(fmt.Sprintf(`version: 1
 defaults: {approval_channel: %s, audit_channel: %s}
@@ -149,7 +149,7 @@ roles:
 	st := be.Prepare(t)()
 	t.Cleanup(func() { _ = st.Close() })
 	sc := &app.SlackConfig{BotToken: emu.BotToken(), SigningSecret: emu.SigningSecret(), APIURL: emu.APIURL()}
-	if mode == slacktest.ModeSocket {
+	if mode == slackfake.ModeSocket {
 		sc.AppToken = emu.AppToken()
 	}
 	// The gates hold work far longer than a provider attempt may take: no attempt times out meanwhile.
@@ -182,7 +182,7 @@ roles:
 		}
 		wcancel()
 	})
-	if mode == slacktest.ModeSocket {
+	if mode == slackfake.ModeSocket {
 		if err := emu.WaitForSocket(wctx); err != nil {
 			t.Fatalf("bot never connected over Socket Mode: %v", err)
 		}
@@ -193,7 +193,7 @@ roles:
 
 // acked sends /jit text as user and fails unless Slack got an acknowledgement (within its 3 seconds:
 // the emulator gives up after that, as Slack does) saying the work is under way.
-func (w *ackWorld) acked(user, text, says string) *slacktest.Response {
+func (w *ackWorld) acked(user, text, says string) *slackfake.Response {
 	w.t.Helper()
 	resp, err := w.emu.SlashCommand(w.ctx, user, generalCh, "/jit", text)
 	if err != nil {
@@ -212,12 +212,12 @@ func (w *ackWorld) acked(user, text, says string) *slacktest.Response {
 // all acknowledged while the slow work waits (so the acknowledgement cannot depend on it: no wall clock is
 // needed to show it), on both transports; once the gates open, each person gets their answer.
 func TestAckBeforeSlowWork(t *testing.T) {
-	for i, mode := range []slacktest.Mode{slacktest.ModeHTTP, slacktest.ModeSocket} {
+	for i, mode := range []slackfake.Mode{slackfake.ModeHTTP, slackfake.ModeSocket} {
 		be := backendtest.All()[i%len(backendtest.All())]
-		t.Run(fmt.Sprintf("%s-%s", map[slacktest.Mode]string{slacktest.ModeHTTP: "http", slacktest.ModeSocket: "socket"}[mode], be.Name), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s-%s", map[slackfake.Mode]string{slackfake.ModeHTTP: "http", slackfake.ModeSocket: "socket"}[mode], be.Name), func(t *testing.T) {
 			t.Parallel()
 			w := newAckWorld(t, mode, be, app.Tuning{})
-			var requests []*slacktest.Response
+			var requests []*slackfake.Response
 			for i, u := range w.users {
 				requests = append(requests, w.acked(u, fmt.Sprintf("request db-oncall 30m INC-%d database down", i), "Sending your request for `db-oncall` (30m)…"))
 			}
@@ -250,9 +250,9 @@ func TestAckBeforeSlowWork(t *testing.T) {
 // TestFullPoolStillAcks: when the worker pool and its queue are full, a command is still acknowledged, the
 // person is told jitbot is busy, and nothing is done; the work already taken finishes.
 func TestFullPoolStillAcks(t *testing.T) {
-	for i, mode := range []slacktest.Mode{slacktest.ModeHTTP, slacktest.ModeSocket} {
+	for i, mode := range []slackfake.Mode{slackfake.ModeHTTP, slackfake.ModeSocket} {
 		be := backendtest.All()[(i+1)%len(backendtest.All())]
-		t.Run(fmt.Sprintf("%s-%s", map[slacktest.Mode]string{slacktest.ModeHTTP: "http", slacktest.ModeSocket: "socket"}[mode], be.Name), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s-%s", map[slackfake.Mode]string{slackfake.ModeHTTP: "http", slackfake.ModeSocket: "socket"}[mode], be.Name), func(t *testing.T) {
 			t.Parallel()
 			w := newAckWorld(t, mode, be, app.Tuning{SlackWorkers: 1, SlackQueue: 1})
 			first := w.acked(w.users[0], "request db-oncall 30m INC-1 first", "Sending your request")

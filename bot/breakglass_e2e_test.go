@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/jitbot/jitbot/audit"
-	"github.com/jitbot/jitbot/bot/slacktest"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/bot/slackfake"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/oncall/pagerduty/pdfake"
 	"github.com/jitbot/jitbot/store"
@@ -17,7 +17,7 @@ import (
 // testBreakGlass: `/jit breakglass` by the on-call engineer (PagerDuty says so) is granted at the provider
 // without any approver click, announced loudly, re-announced while unreviewed, and reviewed by an approver
 // (never the requester); the audit log tells the whole story and verifies.
-func testBreakGlass(t *testing.T, mode slacktest.Mode, be backendtest.Backend) {
+func testBreakGlass(t *testing.T, mode slackfake.Mode, be backendtest.Backend) {
 	now := time.Now()
 	pd := pdfake.New(string(hookSecret)) // the world's environment answers every secret with hookSecret
 	t.Cleanup(pd.Close)
@@ -37,7 +37,7 @@ func testBreakGlass(t *testing.T, mode slacktest.Mode, be backendtest.Backend) {
 		t.Fatalf("ack = %s", resp.Body)
 	}
 	w.ephemeral(alice, "Break-glass")
-	granted, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "grant" && d.Payload.Role == "db-bg" })
+	granted, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "grant" && d.Payload.Role == "db-bg" })
 	if err != nil {
 		t.Fatalf("no grant at the provider: %v", err)
 	}
@@ -49,7 +49,7 @@ func testBreakGlass(t *testing.T, mode slacktest.Mode, be backendtest.Backend) {
 		t.Fatal("break-glass opened a form")
 	}
 	// Loud: the approval channel (mentioning the approvers, with a review button), the audit channel, a DM.
-	msg := w.approvalMessage(func(m slacktest.Message) bool {
+	msg := w.approvalMessage(func(m slackfake.Message) bool {
 		s := msgText(m)
 		return strings.Contains(s, "BREAK-GLASS") && strings.Contains(s, reqID) && strings.Contains(s, "<@"+carol+">") && strings.Contains(s, "jit_review")
 	})
@@ -70,7 +70,7 @@ func testBreakGlass(t *testing.T, mode slacktest.Mode, be backendtest.Backend) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := w.emu.WaitForMessage(w.ctx, approvalsCh, func(m slacktest.Message) bool {
+	if _, err := w.emu.WaitForMessage(w.ctx, approvalsCh, func(m slackfake.Message) bool {
 		return m.ThreadTS == "" && strings.Contains(m.Text, "still unreviewed") && strings.Contains(m.Text, "<@"+carol+">")
 	}); err != nil {
 		t.Fatalf("no re-announcement: %v", err)
@@ -82,7 +82,7 @@ func testBreakGlass(t *testing.T, mode slacktest.Mode, be backendtest.Backend) {
 	w.click(carol, msg, "jit_review", reqID)
 	modal := w.modal(carol, "jit_review_modal")
 	w.submit(carol, modal.ID, map[string]map[string]string{"reason": {"value": "checked the incident timeline"}})
-	w.approvalMessage(func(m slacktest.Message) bool {
+	w.approvalMessage(func(m slackfake.Message) bool {
 		s := msgText(m)
 		return m.TS == msg.TS && strings.Contains(s, "Reviewed* by <@"+carol+">") && !strings.Contains(s, "jit_review\"")
 	})
@@ -110,7 +110,7 @@ func testBreakGlass(t *testing.T, mode slacktest.Mode, be backendtest.Backend) {
 
 // testBreakGlassModal: the request form offers break-glass when a role allows it; choosing it grants at once
 // for the on-call requester and tells them by DM.
-func testBreakGlassModal(t *testing.T, mode slacktest.Mode, be backendtest.Backend) {
+func testBreakGlassModal(t *testing.T, mode slackfake.Mode, be backendtest.Backend) {
 	now := time.Now()
 	pd := pdfake.New(string(hookSecret))
 	t.Cleanup(pd.Close)
@@ -122,9 +122,9 @@ func testBreakGlassModal(t *testing.T, mode slacktest.Mode, be backendtest.Backe
 	w.submit(alice, modal.ID, map[string]map[string]string{
 		"role": {"value": "db-bg"}, "duration": {"value": "15m"}, "reason": {"value": "INC-7 failover"}, "kind": {"value": "breakglass"},
 	})
-	if _, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "grant" && d.Payload.Role == "db-bg" }); err != nil {
+	if _, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "grant" && d.Payload.Role == "db-bg" }); err != nil {
 		t.Fatalf("no grant at the provider: %v", err)
 	}
 	w.dm(alice, "Break-glass")
-	w.approvalMessage(func(m slacktest.Message) bool { return strings.Contains(msgText(m), "BREAK-GLASS") })
+	w.approvalMessage(func(m slackfake.Message) bool { return strings.Contains(msgText(m), "BREAK-GLASS") })
 }

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jitbot/jitbot/bot/slacktest"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/bot/slackfake"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/store"
 )
@@ -50,10 +50,10 @@ func flatText(raw []byte) string {
 }
 
 // msgText is everything a message shows: its text and its blocks.
-func msgText(m slacktest.Message) string { return m.Text + "\n" + flatText(m.Blocks) }
+func msgText(m slackfake.Message) string { return m.Text + "\n" + flatText(m.Blocks) }
 
 // ackText is the text of a slash command's immediate answer (HTTP body or Socket Mode ack payload).
-func ackText(t *testing.T, resp *slacktest.Response) string {
+func ackText(t *testing.T, resp *slackfake.Response) string {
 	t.Helper()
 	var msg struct {
 		ResponseType string `json:"response_type"`
@@ -89,7 +89,7 @@ func mustNotContain(t *testing.T, what, s string, subs ...string) {
 // answer is what the person sees in answer to a command: the acknowledgement itself when it is final, or
 // else (an empty ack, or one saying the work is under way, ending in "…") the follow-up posted to the
 // command's response_url.
-func (w *world) answer(resp *slacktest.Response) string {
+func (w *world) answer(resp *slackfake.Response) string {
 	w.t.Helper()
 	ack := ""
 	if len(bytes.TrimSpace(resp.Body)) > 0 {
@@ -121,14 +121,14 @@ func (w *world) answer(resp *slacktest.Response) string {
 }
 
 // request runs `/jit <text>` as user and returns the stored request's id and its approval message.
-func (w *world) request(user, text string) (string, slacktest.Message) {
+func (w *world) request(user, text string) (string, slackfake.Message) {
 	w.t.Helper()
 	return w.requestFromAnswer(user, w.command(user, text))
 }
 
 // requestFromAnswer finds the request that a `/jit request` answered by resp created, and its approval
 // message.
-func (w *world) requestFromAnswer(user string, resp *slacktest.Response) (string, slacktest.Message) {
+func (w *world) requestFromAnswer(user string, resp *slackfake.Response) (string, slackfake.Message) {
 	w.t.Helper()
 	answer := w.answer(resp)
 	mustContain(w.t, "request answer", answer, "is waiting for")
@@ -136,7 +136,7 @@ func (w *world) requestFromAnswer(user string, resp *slacktest.Response) (string
 	if id == nil {
 		w.t.Fatalf("no request id in %q", answer)
 	}
-	msg := w.approvalMessage(func(m slacktest.Message) bool { return strings.Contains(msgText(m), "Access request "+id[1]) })
+	msg := w.approvalMessage(func(m slackfake.Message) bool { return strings.Contains(msgText(m), "Access request "+id[1]) })
 	w.posted(id[1], msg)
 	w.auditLine("`requested` <@" + user + "> · ")
 	w.auditLine(" · " + id[1] + " · ")
@@ -145,7 +145,7 @@ func (w *world) requestFromAnswer(user string, resp *slacktest.Response) (string
 
 // posted waits until the store knows where the approval message of request id is (the notifier records it
 // after posting), so that later snapshots are stable.
-func (w *world) posted(id string, msg slacktest.Message) {
+func (w *world) posted(id string, msg slackfake.Message) {
 	w.t.Helper()
 	if err := w.storeWait(func() bool { return w.getRequest(id).Meta["slack_ts"] == msg.TS }); err != nil {
 		w.t.Fatalf("the approval message of %s was never recorded: %v", id, err)
@@ -168,9 +168,9 @@ func (w *world) storeWait(cond func() bool) error {
 }
 
 // threadReply waits for a reply under the approval message.
-func (w *world) threadReply(msg slacktest.Message, contains string) {
+func (w *world) threadReply(msg slackfake.Message, contains string) {
 	w.t.Helper()
-	if _, err := w.emu.WaitForMessage(w.ctx, msg.Channel, func(m slacktest.Message) bool {
+	if _, err := w.emu.WaitForMessage(w.ctx, msg.Channel, func(m slackfake.Message) bool {
 		return m.ThreadTS == msg.TS && strings.Contains(m.Text, contains)
 	}); err != nil {
 		w.t.Fatalf("no thread reply containing %q: %v", contains, err)
@@ -178,19 +178,19 @@ func (w *world) threadReply(msg slacktest.Message, contains string) {
 }
 
 // approve clicks Approve as approver and returns the grant the provider was told about.
-func (w *world) approve(approver string, msg slacktest.Message, reqID string) string {
+func (w *world) approve(approver string, msg slackfake.Message, reqID string) string {
 	w.t.Helper()
 	w.click(approver, msg, "jit_approve", reqID)
-	d, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "grant" && d.Payload.RequestID == reqID })
+	d, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "grant" && d.Payload.RequestID == reqID })
 	if err != nil {
 		w.t.Fatalf("no grant at the provider for %s: %v", reqID, err)
 	}
 	return d.Payload.GrantID
 }
 
-func (w *world) ephemeralIn(ch, user, contains string) slacktest.Ephemeral {
+func (w *world) ephemeralIn(ch, user, contains string) slackfake.Ephemeral {
 	w.t.Helper()
-	e, err := w.emu.WaitForEphemeral(w.ctx, ch, user, func(e slacktest.Ephemeral) bool { return strings.Contains(e.Text, contains) })
+	e, err := w.emu.WaitForEphemeral(w.ctx, ch, user, func(e slackfake.Ephemeral) bool { return strings.Contains(e.Text, contains) })
 	if err != nil {
 		w.t.Fatalf("no ephemeral for %s in %s containing %q: %v (ephemerals: %+v)", user, ch, contains, err, w.emu.Ephemerals(ch, user))
 	}
@@ -198,9 +198,9 @@ func (w *world) ephemeralIn(ch, user, contains string) slacktest.Ephemeral {
 }
 
 // modal waits for user's top modal with callbackID.
-func (w *world) modal(user, callbackID string) slacktest.View {
+func (w *world) modal(user, callbackID string) slackfake.View {
 	w.t.Helper()
-	var v slacktest.View
+	var v slackfake.View
 	err := w.emu.WaitFor(w.ctx, func() bool {
 		st := w.emu.ModalStack(user)
 		if len(st) == 0 || st[len(st)-1].CallbackID != callbackID {
@@ -215,7 +215,7 @@ func (w *world) modal(user, callbackID string) slacktest.View {
 	return v
 }
 
-func (w *world) submit(user, viewID string, values map[string]map[string]string) *slacktest.Response {
+func (w *world) submit(user, viewID string, values map[string]map[string]string) *slackfake.Response {
 	w.t.Helper()
 	resp, err := w.emu.SubmitView(w.ctx, user, viewID, values)
 	if err != nil {
@@ -327,7 +327,7 @@ func (w *world) publishesFor(user string) int {
 }
 
 // home opens user's Home tab and waits for the view published in answer.
-func (w *world) home(user string, opts ...slacktest.SendOption) (*slacktest.Response, slacktest.View) {
+func (w *world) home(user string, opts ...slackfake.SendOption) (*slackfake.Response, slackfake.View) {
 	w.t.Helper()
 	before := w.publishesFor(user)
 	resp, err := w.emu.OpenHome(w.ctx, user, opts...)
@@ -406,7 +406,7 @@ func testRequestByModal(t *testing.T, w *world) {
 		t.Fatalf("stored requests: %+v", rs)
 	}
 	id := rs[0].ID
-	msg := w.approvalMessage(func(m slacktest.Message) bool { return strings.Contains(msgText(m), "Access request "+id) })
+	msg := w.approvalMessage(func(m slackfake.Message) bool { return strings.Contains(msgText(m), "Access request "+id) })
 	mustContain(t, "approval message", msgText(msg), "INC-7 replica check", "30m", "jit_approve", "jit_deny", "0 of 1")
 	w.ephemeralIn(generalCh, alice, "Request "+id+" for `db-read` (30m) is waiting for 1 approval(s) in <#"+approvalsCh+">")
 	w.auditLine("`requested` <@" + alice + "> · db-read · " + id)
@@ -445,13 +445,13 @@ func testDenyWithReason(t *testing.T, w *world) {
 		t.Fatalf("request after deny: %+v", r)
 	}
 	reason := "not during the &lt;!channel&gt; freeze" // escaped: nobody smuggles a mention through a reason
-	w.approvalMessage(func(m slacktest.Message) bool {
+	w.approvalMessage(func(m slackfake.Message) bool {
 		s := msgText(m)
 		return m.TS == msg.TS && strings.Contains(s, "Denied by <@"+carol+">: "+reason) && !strings.Contains(s, "jit_approve") && !strings.Contains(s, "jit_deny")
 	})
 	w.dm(alice, "Your request "+id+" for `db-read` was denied by <@"+carol+">: "+reason)
 	w.auditLine("`denied` <@" + carol + "> · db-read · " + id)
-	if _, err := w.emu.WaitForMessage(w.ctx, approvalsCh, func(m slacktest.Message) bool {
+	if _, err := w.emu.WaitForMessage(w.ctx, approvalsCh, func(m slackfake.Message) bool {
 		return m.ThreadTS == msg.TS && strings.Contains(m.Text, "Denied by <@"+carol+">")
 	}); err != nil {
 		t.Fatalf("no thread reply for the denial: %v", err)
@@ -467,7 +467,7 @@ func testRepeatedAndLateClicks(t *testing.T, w *world) {
 	id, msg := w.request(alice, "request db-admin 1h INC-11 schema fix")
 	w.click(bob, msg, "jit_approve", id)
 	w.ephemeral(bob, "recorded (1 of 2)")
-	w.approvalMessage(func(m slacktest.Message) bool { return m.TS == msg.TS && strings.Contains(msgText(m), "1 of 2") })
+	w.approvalMessage(func(m slackfake.Message) bool { return m.TS == msg.TS && strings.Contains(msgText(m), "1 of 2") })
 	w.auditLine("`approved` <@" + bob + ">")
 	w.threadReply(msg, "Approved by <@"+bob+"> (1/2)")
 
@@ -482,7 +482,7 @@ func testRepeatedAndLateClicks(t *testing.T, w *world) {
 	_, home := w.home(bob)
 	mustContain(t, "bob's home", flatText(home.Blocks), "Waiting for your approval", id2)
 	w.approve(carol, msg2, id2)
-	w.approvalMessage(func(m slacktest.Message) bool { return m.TS == msg2.TS && strings.Contains(msgText(m), "Active until") })
+	w.approvalMessage(func(m slackfake.Message) bool { return m.TS == msg2.TS && strings.Contains(msgText(m), "Active until") })
 	w.dm(alice, "Your access to `db-read` is active until")
 	w.auditLine("`granted` system:grants · db-read · " + id2)
 	w.threadReply(msg2, "Access is active")
@@ -515,7 +515,7 @@ func testDone(t *testing.T, w *world) {
 	w.threadReply(msg, "Approved by <@"+carol+"> (1/1)")
 	w.threadReply(msg, "Access is active (grant "+g1+")")
 	w.auditLine("`granted` system:grants · db-read · " + id + " · " + g1)
-	w.approvalMessage(func(m slacktest.Message) bool { return m.TS == msg.TS && strings.Contains(msgText(m), "Active until") })
+	w.approvalMessage(func(m slackfake.Message) bool { return m.TS == msg.TS && strings.Contains(msgText(m), "Active until") })
 
 	// Somebody else cannot end it.
 	snap := w.snapshot(alice)
@@ -527,11 +527,11 @@ func testDone(t *testing.T, w *world) {
 	}
 
 	mustContain(t, "ack", ackText(t, w.command(alice, "done "+g1)), "Ending grant "+g1)
-	if _, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "revoke" && d.Payload.GrantID == g1 }); err != nil {
+	if _, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "revoke" && d.Payload.GrantID == g1 }); err != nil {
 		t.Fatalf("no revoke at the provider: %v", err)
 	}
 	w.ephemeralIn(generalCh, alice, "Grant "+g1+" has ended and your access is removed.")
-	w.approvalMessage(func(m slacktest.Message) bool {
+	w.approvalMessage(func(m slackfake.Message) bool {
 		return m.TS == msg.TS && strings.Contains(msgText(m), "Access ended (released by <@"+alice+">)")
 	})
 	w.dm(alice, "Your access to `db-read` has ended (grant "+g1+")")
@@ -546,11 +546,11 @@ func testDone(t *testing.T, w *world) {
 	g2 := w.approve(carol, msg2, id2)
 	dm := w.dm(alice, "(grant "+g2+")") // the DM announcing g2 (nothing else names it yet)
 	w.click(alice, dm, "jit_done", g2)
-	if _, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "revoke" && d.Payload.GrantID == g2 }); err != nil {
+	if _, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "revoke" && d.Payload.GrantID == g2 }); err != nil {
 		t.Fatalf("no revoke for the button: %v", err)
 	}
 	w.ephemeralIn(dm.Channel, alice, "Grant "+g2+" has ended")
-	w.approvalMessage(func(m slacktest.Message) bool {
+	w.approvalMessage(func(m slackfake.Message) bool {
 		return m.TS == msg2.TS && strings.Contains(msgText(m), "Access ended (released by <@"+alice+">)")
 	})
 	w.dm(alice, "Your access to `db-read` has ended (grant "+g2+")")
@@ -565,7 +565,7 @@ func testDone(t *testing.T, w *world) {
 
 // ---- 5. extend ----
 
-func expiryOf(t *testing.T, d receiver.Delivery) time.Time {
+func expiryOf(t *testing.T, d webhookfake.Delivery) time.Time {
 	t.Helper()
 	at, err := time.Parse(time.RFC3339Nano, d.Payload.ExpiresAt)
 	if err != nil {
@@ -582,7 +582,7 @@ func testExtend(t *testing.T, w *world) {
 
 	mustContain(t, "ack", ackText(t, w.command(alice, "extend "+gid+" 30m")), "Extending grant "+gid+" by 30m…")
 	want := old.Add(30 * time.Minute)
-	d, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool {
+	d, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool {
 		return d.Payload.Type == "grant" && d.Payload.GrantID == gid && expiryOf(t, d).Unix() == want.Unix()
 	})
 	if err != nil {
@@ -590,7 +590,7 @@ func testExtend(t *testing.T, w *world) {
 	}
 	_ = d
 	w.ephemeralIn(generalCh, alice, fmt.Sprintf("Grant %s now lasts until <!date^%d^", gid, want.Unix()))
-	w.approvalMessage(func(m slacktest.Message) bool {
+	w.approvalMessage(func(m slackfake.Message) bool {
 		return m.TS == msg.TS && strings.Contains(msgText(m), fmt.Sprintf("Active until <!date^%d^", want.Unix()))
 	})
 	w.auditLine("`extended` <@" + alice + "> · db-read · " + id + " · " + gid)
@@ -636,13 +636,13 @@ func testExtend(t *testing.T, w *world) {
 	}
 	w.submit(alice, modal.ID, map[string]map[string]string{"reason": {"value": "15m"}})
 	want2 := want.Add(15 * time.Minute)
-	if _, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool {
+	if _, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool {
 		return d.Payload.Type == "grant" && d.Payload.GrantID == gid && expiryOf(t, d).Unix() == want2.Unix()
 	}); err != nil {
 		t.Fatalf("the provider was not told the second expiry: %v", err)
 	}
 	w.dm(alice, fmt.Sprintf("Grant %s now lasts until <!date^%d^", gid, want2.Unix()))
-	w.approvalMessage(func(m slacktest.Message) bool {
+	w.approvalMessage(func(m slackfake.Message) bool {
 		return m.TS == msg.TS && strings.Contains(msgText(m), fmt.Sprintf("Active until <!date^%d^", want2.Unix()))
 	})
 	w.messageUpdated(dm, fmt.Sprintf("is active until <!date^%d^", want2.Unix()), "jit_extend")
@@ -654,9 +654,9 @@ func testExtend(t *testing.T, w *world) {
 }
 
 // messageUpdated waits until the message m (found by channel and ts) shows every one of subs, and returns it.
-func (w *world) messageUpdated(m slacktest.Message, subs ...string) slacktest.Message {
+func (w *world) messageUpdated(m slackfake.Message, subs ...string) slackfake.Message {
 	w.t.Helper()
-	var cur slacktest.Message
+	var cur slackfake.Message
 	err := w.emu.WaitFor(w.ctx, func() bool {
 		var ok bool
 		if cur, ok = w.emu.Message(m.Channel, m.TS); !ok {
@@ -684,7 +684,7 @@ func testCommands(t *testing.T, w *world) {
 		got := w.answer(resp)
 		mustContain(t, "answer to /jit "+text, got, want...)
 		// Slack shows the answer to the user only.
-		if _, err := w.emu.WaitForEphemeral(w.ctx, generalCh, user, func(e slacktest.Ephemeral) bool {
+		if _, err := w.emu.WaitForEphemeral(w.ctx, generalCh, user, func(e slackfake.Ephemeral) bool {
 			return (e.Source == "slash_command_response" || e.Source == "response_url") && e.Text == got
 		}); err != nil {
 			t.Fatalf("answer to /jit %s not shown: %v", text, err)
@@ -739,7 +739,7 @@ func testCommands(t *testing.T, w *world) {
 	if r := w.getRequest(id); r.State != store.RequestCancelled {
 		t.Fatalf("request after cancel: %+v", r)
 	}
-	w.approvalMessage(func(m slacktest.Message) bool {
+	w.approvalMessage(func(m slackfake.Message) bool {
 		s := msgText(m)
 		return m.TS == msg.TS && strings.Contains(s, "Cancelled by the requester") && !strings.Contains(s, "jit_approve")
 	})
@@ -783,7 +783,7 @@ func testAppHome(t *testing.T, w *world) {
 	if n := w.publishesFor(alice); n != 1 {
 		t.Fatalf("%d publishes for one app_home_opened", n)
 	}
-	if w.mode == slacktest.ModeHTTP {
+	if w.mode == slackfake.ModeHTTP {
 		retry, err := w.emu.Retry(w.ctx, resp.Request, 1, "http_timeout")
 		if err != nil || retry.StatusCode != http.StatusOK {
 			t.Fatalf("retried event: %v %+v", err, retry)
@@ -799,7 +799,7 @@ func testAppHome(t *testing.T, w *world) {
 			h := resp.Request.Header.Clone()
 			h.Set("X-Slack-Retry-Num", n)
 			h.Set("X-Slack-Retry-Reason", "http_timeout")
-			replay, err := w.emu.Replay(w.ctx, &slacktest.SentRequest{URL: resp.Request.URL, Header: h, Body: resp.Request.Body})
+			replay, err := w.emu.Replay(w.ctx, &slackfake.SentRequest{URL: resp.Request.URL, Header: h, Body: resp.Request.Body})
 			want := http.StatusUnauthorized
 			if i == 0 || n == "4" {
 				want = http.StatusOK
@@ -819,7 +819,7 @@ func testAppHome(t *testing.T, w *world) {
 	if err != nil || click.StatusCode != http.StatusOK {
 		t.Fatalf("done from home: %v %+v", err, click)
 	}
-	if _, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "revoke" && d.Payload.GrantID == gid }); err != nil {
+	if _, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "revoke" && d.Payload.GrantID == gid }); err != nil {
 		t.Fatalf("no revoke: %v", err)
 	}
 	if err := w.emu.WaitFor(w.ctx, func() bool {
@@ -835,8 +835,8 @@ func testAppHome(t *testing.T, w *world) {
 
 func testSecurity(t *testing.T, w *world) {
 	// auth.test is the readiness check's own periodic call, not an answer to a request.
-	answers := func() []slacktest.Call {
-		var out []slacktest.Call
+	answers := func() []slackfake.Call {
+		var out []slackfake.Call
 		for _, c := range w.emu.Calls("") {
 			if c.Method != "auth.test" {
 				out = append(out, c)
@@ -847,11 +847,11 @@ func testSecurity(t *testing.T, w *world) {
 	before := len(answers())
 	for _, c := range []struct {
 		name string
-		opt  slacktest.SendOption
+		opt  slackfake.SendOption
 	}{
-		{"forged signature", slacktest.WithWrongSecret()},
-		{"stale timestamp", slacktest.WithStaleTimestamp()},
-		{"missing headers", slacktest.WithoutSignature()},
+		{"forged signature", slackfake.WithWrongSecret()},
+		{"stale timestamp", slackfake.WithStaleTimestamp()},
+		{"missing headers", slackfake.WithoutSignature()},
 	} {
 		resp, err := w.emu.SlashCommand(w.ctx, alice, generalCh, "/jit", "request db-read 1h INC-19 forged", c.opt)
 		if err != nil || resp.StatusCode != http.StatusUnauthorized {
@@ -909,13 +909,13 @@ func testSecurity(t *testing.T, w *world) {
 		t.Fatalf("%d requests after a replay, want 1", len(rs))
 	}
 	id := rs[0].ID
-	msg := w.approvalMessage(func(m slacktest.Message) bool { return strings.Contains(msgText(m), id) })
+	msg := w.approvalMessage(func(m slackfake.Message) bool { return strings.Contains(msgText(m), id) })
 	w.posted(id, msg)
 	w.auditLine("`requested` <@" + alice + "> · db-read · " + id)
 
 	// A forged click and a replayed click change nothing.
 	snap := w.snapshot(alice)
-	forged, err := w.emu.ClickButton(w.ctx, carol, msg.Channel, msg.TS, "jit_approve", id, "", slacktest.WithWrongSecret())
+	forged, err := w.emu.ClickButton(w.ctx, carol, msg.Channel, msg.TS, "jit_approve", id, "", slackfake.WithWrongSecret())
 	if err != nil || forged.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("forged click: %v %+v", err, forged)
 	}
@@ -936,13 +936,13 @@ func testSecurity(t *testing.T, w *world) {
 
 type reencoded struct {
 	name string
-	req  *slacktest.SentRequest
+	req  *slackfake.SentRequest
 }
 
 // reencodedSignatures returns req with its X-Slack-Signature written in every other form that Slack's
 // verifier accepts: upper-case and mixed-case hex, and a second, different signature header after the
 // valid one (only the first is read).
-func reencodedSignatures(req *slacktest.SentRequest) []reencoded {
+func reencodedSignatures(req *slackfake.SentRequest) []reencoded {
 	sig := req.Header.Get("X-Slack-Signature")
 	hexPart := strings.TrimPrefix(sig, "v0=")
 	mixed := []byte(hexPart)
@@ -951,10 +951,10 @@ func reencodedSignatures(req *slacktest.SentRequest) []reencoded {
 			mixed[i] = strings.ToUpper(string(mixed[i]))[0]
 		}
 	}
-	with := func(values ...string) *slacktest.SentRequest {
+	with := func(values ...string) *slackfake.SentRequest {
 		h := req.Header.Clone()
 		h["X-Slack-Signature"] = values
-		return &slacktest.SentRequest{URL: req.URL, Header: h, Body: req.Body}
+		return &slackfake.SentRequest{URL: req.URL, Header: h, Body: req.Body}
 	}
 	return []reencoded{
 		{"upper-case hex", with("v0=" + strings.ToUpper(hexPart))},
@@ -970,19 +970,19 @@ func testRateLimitedUpdate(t *testing.T, w *world) {
 	id, msg := w.request(alice, "request db-read 1h INC-21 throttled")
 	w.emu.RateLimit("chat.update", 2, time.Second)
 	w.approve(carol, msg, id)
-	w.approvalMessage(func(m slacktest.Message) bool {
+	w.approvalMessage(func(m slackfake.Message) bool {
 		s := msgText(m)
 		return m.TS == msg.TS && strings.Contains(s, "Active until") && !strings.Contains(s, "jit_approve")
 	})
 	// The emulator shows the new message before it records the call: wait for the record.
-	var calls []slacktest.Call
+	var calls []slackfake.Call
 	if err := w.emu.WaitFor(w.ctx, func() bool {
 		calls = w.emu.Calls("chat.update")
 		return len(calls) >= 3 && calls[len(calls)-1].OK
 	}); err != nil {
 		t.Fatalf("chat.update calls: %+v", calls)
 	}
-	first := slices.IndexFunc(calls, func(c slacktest.Call) bool { return c.HTTPStatus == http.StatusTooManyRequests })
+	first := slices.IndexFunc(calls, func(c slackfake.Call) bool { return c.HTTPStatus == http.StatusTooManyRequests })
 	if first < 0 || len(calls) != first+3 || calls[first+1].HTTPStatus != http.StatusTooManyRequests || !calls[first+2].OK {
 		t.Fatalf("chat.update calls: %+v", calls)
 	}
@@ -1011,7 +1011,7 @@ func testFailingPostMessage(t *testing.T, w *world) {
 		t.Fatalf("stored: %+v", rs)
 	}
 	id := rs[0].ID
-	msg := w.approvalMessage(func(m slacktest.Message) bool { return strings.Contains(msgText(m), id) })
+	msg := w.approvalMessage(func(m slackfake.Message) bool { return strings.Contains(msgText(m), id) })
 	w.auditLine("`requested` <@" + alice + "> · db-read · " + id)
 
 	w.emu.RateLimit("chat.postMessage", 4, time.Second)
@@ -1021,7 +1021,7 @@ func testFailingPostMessage(t *testing.T, w *world) {
 	}
 	w.dm(alice, "Your access to `db-read` is active until")
 	w.auditLine("`granted` system:grants · db-read · " + id)
-	w.approvalMessage(func(m slacktest.Message) bool { return m.TS == msg.TS && strings.Contains(msgText(m), "Active until") })
+	w.approvalMessage(func(m slackfake.Message) bool { return m.TS == msg.TS && strings.Contains(msgText(m), "Active until") })
 	limited := 0
 	for _, c := range w.emu.Calls("chat.postMessage") {
 		if c.HTTPStatus == http.StatusTooManyRequests {
@@ -1043,7 +1043,7 @@ func testApprovalChannelDown(t *testing.T, w *world) {
 		t.Fatalf("stored: %+v", rs)
 	}
 	id := rs[0].ID
-	if _, err := w.emu.WaitForCall(w.ctx, "chat.postMessage", func(c slacktest.Call) bool {
+	if _, err := w.emu.WaitForCall(w.ctx, "chat.postMessage", func(c slackfake.Call) bool {
 		return c.Params.Get("channel") == approvalsCh && c.Error == "not_in_channel"
 	}); err != nil {
 		t.Fatal(err)
@@ -1054,7 +1054,7 @@ func testApprovalChannelDown(t *testing.T, w *world) {
 	if err != nil || click.StatusCode != http.StatusOK {
 		t.Fatalf("approve from home: %v %+v", err, click)
 	}
-	d, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "grant" && d.Payload.RequestID == id })
+	d, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "grant" && d.Payload.RequestID == id })
 	if err != nil {
 		t.Fatalf("no grant: %v", err)
 	}
@@ -1067,7 +1067,7 @@ func testApprovalChannelDown(t *testing.T, w *world) {
 
 // ---- 10. free plan ----
 
-func testFreePlan(t *testing.T, mode slacktest.Mode, be backendtest.Backend) {
+func testFreePlan(t *testing.T, mode slackfake.Mode, be backendtest.Backend) {
 	emu := newEmulator(t, worldConfig{freePlan: true})
 	pol := testPolicy(t, "http://127.0.0.1:1", worldConfig{})
 	st := be.Prepare(t)()

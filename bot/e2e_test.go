@@ -11,8 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/jitbot/jitbot/bot/slacktest"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/bot/slackfake"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/policy"
@@ -34,11 +34,11 @@ var hookSecret = []byte("slack-e2e-signing-secret-0123456789")
 type world struct {
 	t    *testing.T
 	ctx  context.Context
-	emu  *slacktest.Server
-	recv *receiver.Server
+	emu  *slackfake.Server
+	recv *webhookfake.Server
 	app  *app.App
 	st   store.Store
-	mode slacktest.Mode
+	mode slackfake.Mode
 	url  string // the bot's HTTP server
 }
 
@@ -52,12 +52,12 @@ type worldConfig struct {
 	pagerDuty string
 }
 
-func newEmulator(t *testing.T, cfg worldConfig) *slacktest.Server {
+func newEmulator(t *testing.T, cfg worldConfig) *slackfake.Server {
 	t.Helper()
-	emu := slacktest.New(slacktest.Options{
-		Users:      []slacktest.User{{ID: alice, Name: "alice"}, {ID: bob, Name: "bob"}, {ID: carol, Name: "carol"}, {ID: dave, Name: "dave"}},
-		UserGroups: []slacktest.UserGroup{{ID: "S0DBA", Handle: "dba", Members: []string{bob}}},
-		Channels:   []slacktest.Channel{{ID: approvalsCh, Name: "approvals", BotNotMember: cfg.approvalsDown}, {ID: auditCh, Name: "audit"}, {ID: generalCh, Name: "general"}},
+	emu := slackfake.New(slackfake.Options{
+		Users:      []slackfake.User{{ID: alice, Name: "alice"}, {ID: bob, Name: "bob"}, {ID: carol, Name: "carol"}, {ID: dave, Name: "dave"}},
+		UserGroups: []slackfake.UserGroup{{ID: "S0DBA", Handle: "dba", Members: []string{bob}}},
+		Channels:   []slackfake.Channel{{ID: approvalsCh, Name: "approvals", BotNotMember: cfg.approvalsDown}, {ID: auditCh, Name: "audit"}, {ID: generalCh, Name: "general"}},
 		FreePlan:   cfg.freePlan,
 	})
 	t.Cleanup(emu.Close)
@@ -129,9 +129,9 @@ roles:
 	return pol
 }
 
-func newApp(t *testing.T, mode slacktest.Mode, emu *slacktest.Server, st store.Store, pol *policy.Policy) (*app.App, error) {
+func newApp(t *testing.T, mode slackfake.Mode, emu *slackfake.Server, st store.Store, pol *policy.Policy) (*app.App, error) {
 	sc := &app.SlackConfig{BotToken: emu.BotToken(), SigningSecret: emu.SigningSecret(), APIURL: emu.APIURL()}
-	if mode == slacktest.ModeSocket {
+	if mode == slackfake.ModeSocket {
 		sc.AppToken = emu.AppToken()
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
@@ -140,14 +140,14 @@ func newApp(t *testing.T, mode slacktest.Mode, emu *slacktest.Server, st store.S
 		Tuning: app.Tuning{ProviderTimeout: 5 * time.Second, LeaderTTL: 3 * time.Second}})
 }
 
-func newWorld(t *testing.T, mode slacktest.Mode, be backendtest.Backend) *world {
+func newWorld(t *testing.T, mode slackfake.Mode, be backendtest.Backend) *world {
 	return newWorldWith(t, mode, be, worldConfig{})
 }
 
-func newWorldWith(t *testing.T, mode slacktest.Mode, be backendtest.Backend, cfg worldConfig) *world {
+func newWorldWith(t *testing.T, mode slackfake.Mode, be backendtest.Backend, cfg worldConfig) *world {
 	t.Helper()
 	emu := newEmulator(t, cfg)
-	recv := receiver.NewServer(hookSecret)
+	recv := webhookfake.NewServer(hookSecret)
 	t.Cleanup(recv.Close)
 	pol := testPolicy(t, recv.URL, cfg)
 	st := be.Prepare(t)()
@@ -171,7 +171,7 @@ func newWorldWith(t *testing.T, mode slacktest.Mode, be backendtest.Backend, cfg
 	})
 	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second) // a hang guard, not a speed check
 	t.Cleanup(wcancel)
-	if mode == slacktest.ModeSocket {
+	if mode == slackfake.ModeSocket {
 		if err := emu.WaitForSocket(wctx); err != nil {
 			t.Fatalf("bot never connected over Socket Mode: %v", err)
 		}
@@ -179,7 +179,7 @@ func newWorldWith(t *testing.T, mode slacktest.Mode, be backendtest.Backend, cfg
 	return &world{t: t, ctx: wctx, emu: emu, recv: recv, app: a, st: st, mode: mode, url: srv.URL}
 }
 
-func (w *world) command(user, text string) *slacktest.Response {
+func (w *world) command(user, text string) *slackfake.Response {
 	w.t.Helper()
 	resp, err := w.emu.SlashCommand(w.ctx, user, generalCh, "/jit", text)
 	if err != nil {
@@ -191,16 +191,16 @@ func (w *world) command(user, text string) *slacktest.Response {
 	return resp
 }
 
-func (w *world) approvalMessage(match func(slacktest.Message) bool) slacktest.Message {
+func (w *world) approvalMessage(match func(slackfake.Message) bool) slackfake.Message {
 	w.t.Helper()
-	m, err := w.emu.WaitForMessage(w.ctx, approvalsCh, func(m slacktest.Message) bool { return m.ThreadTS == "" && match(m) })
+	m, err := w.emu.WaitForMessage(w.ctx, approvalsCh, func(m slackfake.Message) bool { return m.ThreadTS == "" && match(m) })
 	if err != nil {
 		w.t.Fatalf("approval message: %v (messages: %+v)", err, w.emu.Messages(approvalsCh))
 	}
 	return m
 }
 
-func (w *world) click(user string, m slacktest.Message, action, value string) *slacktest.Response {
+func (w *world) click(user string, m slackfake.Message, action, value string) *slackfake.Response {
 	w.t.Helper()
 	resp, err := w.emu.ClickButton(w.ctx, user, m.Channel, m.TS, action, value, "")
 	if err != nil {
@@ -229,9 +229,9 @@ func (w *world) ephemeral(user, contains string) {
 	}
 }
 
-func (w *world) dm(user, contains string) slacktest.Message {
+func (w *world) dm(user, contains string) slackfake.Message {
 	w.t.Helper()
-	m, err := w.emu.WaitForDM(w.ctx, user, func(m slacktest.Message) bool { return strings.Contains(m.Text, contains) })
+	m, err := w.emu.WaitForDM(w.ctx, user, func(m slackfake.Message) bool { return strings.Contains(m.Text, contains) })
 	if err != nil {
 		w.t.Fatalf("no DM to %s containing %q: %v (DMs: %+v)", user, contains, err, w.emu.DMs(user))
 	}
@@ -240,19 +240,19 @@ func (w *world) dm(user, contains string) slacktest.Message {
 
 func (w *world) auditLine(contains string) {
 	w.t.Helper()
-	if _, err := w.emu.WaitForMessage(w.ctx, auditCh, func(m slacktest.Message) bool { return strings.Contains(m.Text, contains) }); err != nil {
+	if _, err := w.emu.WaitForMessage(w.ctx, auditCh, func(m slackfake.Message) bool { return strings.Contains(m.Text, contains) }); err != nil {
 		w.t.Fatalf("no audit line containing %q: %v", contains, err)
 	}
 }
 
 func TestSlackEndToEnd(t *testing.T) {
-	for _, mode := range []slacktest.Mode{slacktest.ModeHTTP, slacktest.ModeSocket} {
+	for _, mode := range []slackfake.Mode{slackfake.ModeHTTP, slackfake.ModeSocket} {
 		be := backendtest.All()[0]
-		if mode == slacktest.ModeSocket {
+		if mode == slackfake.ModeSocket {
 			be = backendtest.All()[1] // Socket Mode against Redis, HTTP against the embedded store
 		}
 		name := "http-" + be.Name
-		if mode == slacktest.ModeSocket {
+		if mode == slackfake.ModeSocket {
 			name = "socket-" + be.Name
 		}
 		t.Run(name, func(t *testing.T) {
@@ -288,13 +288,13 @@ func TestSlackEndToEnd(t *testing.T) {
 					f.run(t, newWorldWith(t, mode, be, f.cfg))
 				})
 			}
-			if mode == slacktest.ModeHTTP {
+			if mode == slackfake.ModeHTTP {
 				t.Run("Security", func(t *testing.T) {
 					t.Parallel()
 					testSecurity(t, newWorld(t, mode, be))
 				})
 			}
-			if mode == slacktest.ModeSocket {
+			if mode == slackfake.ModeSocket {
 				t.Run("Redelivery", func(t *testing.T) {
 					t.Parallel()
 					testSocketRedelivery(t, newWorld(t, mode, be))
@@ -313,7 +313,7 @@ func testQuorumFlow(t *testing.T, w *world) {
 	if a := w.answer(resp); !strings.Contains(a, "waiting for 2 approval(s)") {
 		t.Fatalf("answer = %s", a)
 	}
-	msg := w.approvalMessage(func(m slacktest.Message) bool { return strings.Contains(string(m.Blocks), "INC-4521 failover") })
+	msg := w.approvalMessage(func(m slackfake.Message) bool { return strings.Contains(string(m.Blocks), "INC-4521 failover") })
 	if !strings.Contains(string(msg.Blocks), `"action_id":"jit_approve"`) || !strings.Contains(string(msg.Blocks), "0 of 2") {
 		t.Fatalf("approval message blocks = %s", msg.Blocks)
 	}
@@ -329,7 +329,7 @@ func testQuorumFlow(t *testing.T, w *world) {
 	w.ephemeral(bob, "recorded (1 of 2)")
 	w.click(carol, msg, "jit_approve", reqID)
 
-	granted, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "grant" })
+	granted, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "grant" })
 	if err != nil {
 		t.Fatalf("no grant at the provider: %v", err)
 	}
@@ -337,16 +337,16 @@ func testQuorumFlow(t *testing.T, w *world) {
 		t.Fatalf("grant payload %+v", granted.Payload)
 	}
 	w.dm(alice, "Your access to `db-admin` is active until")
-	w.approvalMessage(func(m slacktest.Message) bool {
+	w.approvalMessage(func(m slackfake.Message) bool {
 		b := string(m.Blocks)
 		return m.TS == msg.TS && strings.Contains(b, "Active until") && !strings.Contains(b, "jit_approve")
 	})
 	// Expiry, revocation, and the messages that say so.
-	if _, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "revoke" }); err != nil {
+	if _, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "revoke" }); err != nil {
 		t.Fatalf("no revoke at the provider: %v", err)
 	}
 	w.dm(alice, "Your access to `db-admin` has ended")
-	w.approvalMessage(func(m slacktest.Message) bool {
+	w.approvalMessage(func(m slackfake.Message) bool {
 		return m.TS == msg.TS && strings.Contains(string(m.Blocks), "Access ended (expired)")
 	})
 	for _, ev := range []string{"`requested`", "`approved` <@" + bob + ">", "`granted`", "`grant-expired`", "`revoked`"} {

@@ -22,8 +22,8 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/jitbot/jitbot/bot"
-	"github.com/jitbot/jitbot/bot/slacktest"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/bot/slackfake"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/policy"
@@ -74,19 +74,19 @@ func FuzzParseCommand(f *testing.F) {
 // fuzzBot is a real jitbot (embedded store, the Slack emulator) serving HTTP mode, shared by the iterations
 // of one fuzzing process.
 type fuzzBot struct {
-	emu    *slacktest.Server
+	emu    *slackfake.Server
 	url    string
 	secret string
 }
 
-func newFuzzBot(f *testing.F, mode slacktest.Mode) *fuzzBot {
+func newFuzzBot(f *testing.F, mode slackfake.Mode) *fuzzBot {
 	f.Helper()
-	emu := slacktest.New(slacktest.Options{
-		Users:    []slacktest.User{{ID: alice, Name: "alice"}, {ID: carol, Name: "carol"}},
-		Channels: []slacktest.Channel{{ID: approvalsCh, Name: "approvals"}, {ID: auditCh, Name: "audit"}, {ID: generalCh, Name: "general"}},
+	emu := slackfake.New(slackfake.Options{
+		Users:    []slackfake.User{{ID: alice, Name: "alice"}, {ID: carol, Name: "carol"}},
+		Channels: []slackfake.Channel{{ID: approvalsCh, Name: "approvals"}, {ID: auditCh, Name: "audit"}, {ID: generalCh, Name: "general"}},
 	})
 	f.Cleanup(emu.Close)
-	recv := receiver.NewServer(hookSecret)
+	recv := webhookfake.NewServer(hookSecret)
 	f.Cleanup(recv.Close)
 	pol, err := policy.Parse("fuzz.yaml", []byte(fmt.Sprintf(`version: 1
 defaults: {approval_channel: %s, audit_channel: %s}
@@ -110,7 +110,7 @@ roles:
 	st := backendtest.All()[0].Prepare(f)()
 	f.Cleanup(func() { _ = st.Close() })
 	sc := &app.SlackConfig{BotToken: emu.BotToken(), SigningSecret: emu.SigningSecret(), APIURL: emu.APIURL()}
-	if mode == slacktest.ModeSocket {
+	if mode == slackfake.ModeSocket {
 		sc.AppToken = emu.AppToken()
 	}
 	a, err := app.New(app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop(), Slack: sc,
@@ -126,7 +126,7 @@ roles:
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	f.Cleanup(func() { cancel(); <-done })
-	if mode == slacktest.ModeSocket {
+	if mode == slackfake.ModeSocket {
 		wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
 		defer wcancel()
 		if err := emu.WaitForSocket(wctx); err != nil {
@@ -182,7 +182,7 @@ func FuzzSlackHTTP(f *testing.F) {
 		f.Add(uint8(i%3), b, true, "")
 		f.Add(uint8(i%3), b, false, "v0="+strings.Repeat("0", 64))
 	}
-	fb := newFuzzBot(f, slacktest.ModeHTTP)
+	fb := newFuzzBot(f, slackfake.ModeHTTP)
 	f.Fuzz(func(t *testing.T, path uint8, body []byte, signed bool, sigHeader string) {
 		p := fuzzPaths[int(path)%len(fuzzPaths)]
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
@@ -241,7 +241,7 @@ func FuzzSocketEnvelope(f *testing.F) {
 	}
 	f.Add([]byte(`{"type":"disconnect","reason":"warning"}`))
 	f.Add([]byte(`{"envelope_id":"","type":"slash_commands","payload":null}`))
-	fb := newFuzzBot(f, slacktest.ModeSocket)
+	fb := newFuzzBot(f, slackfake.ModeSocket)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if bytes.Contains(frame, []byte("disconnect")) {
 			return // Slack's request to reconnect: valid, and only slows the fuzzer down

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jitbot/jitbot/bot/slacktest"
+	"github.com/jitbot/jitbot/bot/slackfake"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/store"
 )
@@ -17,9 +17,9 @@ import (
 // the approval thread). Runs on both stores (HTTP against the embedded store, Socket Mode against Redis).
 func TestReminderEndToEnd(t *testing.T) {
 	for i, be := range backendtest.All() {
-		mode := slacktest.ModeHTTP
+		mode := slackfake.ModeHTTP
 		if i > 0 {
-			mode = slacktest.ModeSocket
+			mode = slackfake.ModeSocket
 		}
 		t.Run(be.Name, func(t *testing.T) {
 			t.Parallel()

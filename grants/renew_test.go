@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/jitbot/jitbot/grants"
-	"github.com/jitbot/jitbot/grants/fakeprovider"
+	"github.com/jitbot/jitbot/grants/providerfake"
 	"github.com/jitbot/jitbot/store"
 )
 
@@ -58,7 +58,7 @@ func expiredGrant(t *testing.T, st grants.Store, now time.Time) store.Grant {
 func TestRevokeRightAfterLockingSkipsTheRenew(t *testing.T) {
 	stores(t, func(t *testing.T, base managerStore) {
 		st := &renewSpy{managerStore: base}
-		fake := fakeprovider.New()
+		fake := providerfake.New()
 		now := time.Now() // frozen: no time passes between taking the lock and the call
 		m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"fake": fake}, Now: func() time.Time { return now }})
 		if err != nil {
@@ -86,7 +86,7 @@ func TestRevokeAfterAStallRenewsAndFindsTheLockLost(t *testing.T) {
 		now := time.Now()
 		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 		st := &renewSpy{managerStore: base}
-		fake := fakeprovider.New()
+		fake := providerfake.New()
 		const ttl = 3 * time.Second
 		m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"fake": fake}, Now: clock, LockTTL: ttl})
 		if err != nil {

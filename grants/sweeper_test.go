@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/jitbot/jitbot/grants"
-	"github.com/jitbot/jitbot/grants/fakeprovider"
+	"github.com/jitbot/jitbot/grants/providerfake"
 	"github.com/jitbot/jitbot/store"
 )
 
@@ -17,7 +17,7 @@ import (
 func TestSweepRevokesBeforeItChecks(t *testing.T) {
 	stores(t, func(t *testing.T, st managerStore) {
 		ctx := context.Background()
-		fake := fakeprovider.New()
+		fake := providerfake.New()
 		now := time.Now().Truncate(time.Millisecond)
 		m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"fake": fake}, Now: func() time.Time { return now }})
 		if err != nil {

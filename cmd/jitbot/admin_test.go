@@ -15,7 +15,7 @@ import (
 
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/grants"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
@@ -24,7 +24,7 @@ import (
 const adminHookSecretEnv = "JITBOT_TEST_ADMIN_HOOK_SECRET"
 
 // adminPolicy writes a policy with a webhook provider at recv and points JITBOT_POLICY_FILE at it.
-func adminPolicy(t *testing.T, recv *receiver.Server) *policy.Policy {
+func adminPolicy(t *testing.T, recv *webhookfake.Server) *policy.Policy {
 	t.Helper()
 	src := fmt.Sprintf(`version: 1
 providers:
@@ -89,7 +89,7 @@ func activeGrant(t *testing.T, cs cliStore, pol *policy.Policy, requester string
 
 func TestAdminCLIListsAndRevokesThroughTheEngine(t *testing.T) {
 	bothCLIStores(t, func(t *testing.T, cs cliStore) {
-		recv := receiver.NewServer([]byte("admin-cli-test-secret-0123456789"))
+		recv := webhookfake.NewServer([]byte("admin-cli-test-secret-0123456789"))
 		t.Cleanup(recv.Close)
 		pol := adminPolicy(t, recv)
 		reqID, grantID := activeGrant(t, cs, pol, "U0ALICE")

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/jitbot/jitbot/bot"
-	"github.com/jitbot/jitbot/bot/slacktest"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/bot/slackfake"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
 	"github.com/jitbot/jitbot/store/redis"
@@ -55,9 +55,9 @@ var e2eHookSecret = "pipeline-e2e-webhook-secret-0123456789"
 type pipelineWorld struct {
 	t     *testing.T
 	ctx   context.Context
-	emu   *slacktest.Server
+	emu   *slackfake.Server
 	iss   *oidcfake.Issuer
-	recv  *receiver.Server
+	recv  *webhookfake.Server
 	base  string
 	dir   string
 	store string // "bolt" or "redis"
@@ -84,9 +84,9 @@ func newPipelineWorld(t *testing.T, backend string) *pipelineWorld {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a hang guard, not a speed check
 	t.Cleanup(cancel)
 	w := &pipelineWorld{t: t, ctx: ctx, dir: t.TempDir(), store: backend, logs: &syncWriter{w: &bytes.Buffer{}}}
-	w.emu = slacktest.New(slacktest.Options{
-		Users:    []slacktest.User{{ID: e2eBob, Name: "bob"}, {ID: e2eOcto, Name: "octo"}},
-		Channels: []slacktest.Channel{{ID: e2eApprovals, Name: "approvals"}},
+	w.emu = slackfake.New(slackfake.Options{
+		Users:    []slackfake.User{{ID: e2eBob, Name: "bob"}, {ID: e2eOcto, Name: "octo"}},
+		Channels: []slackfake.Channel{{ID: e2eApprovals, Name: "approvals"}},
 	})
 	t.Cleanup(w.emu.Close)
 	iss, err := oidcfake.New("127.0.0.1:0", oidcfake.Options{Audience: "https://jitbot.test"})
@@ -95,7 +95,7 @@ func newPipelineWorld(t *testing.T, backend string) *pipelineWorld {
 	}
 	t.Cleanup(func() { _ = iss.Close() })
 	w.iss = iss
-	w.recv = receiver.NewServer([]byte(e2eHookSecret))
+	w.recv = webhookfake.NewServer([]byte(e2eHookSecret))
 	t.Cleanup(w.recv.Close)
 
 	policyFile := filepath.Join(w.dir, "policy.yaml")
@@ -288,9 +288,9 @@ func (j *job) wait() int {
 }
 
 // approve waits for the approval message of the pipeline request and clicks Approve as user.
-func (w *pipelineWorld) approvalMessage() slacktest.Message {
+func (w *pipelineWorld) approvalMessage() slackfake.Message {
 	w.t.Helper()
-	m, err := w.emu.WaitForMessage(w.ctx, e2eApprovals, func(m slacktest.Message) bool {
+	m, err := w.emu.WaitForMessage(w.ctx, e2eApprovals, func(m slackfake.Message) bool {
 		return m.ThreadTS == "" && strings.Contains(string(mustJSONBlocks(m)), "Pipeline request")
 	})
 	if err != nil {
@@ -299,12 +299,12 @@ func (w *pipelineWorld) approvalMessage() slacktest.Message {
 	return m
 }
 
-func mustJSONBlocks(m slacktest.Message) []byte {
+func mustJSONBlocks(m slackfake.Message) []byte {
 	data, _ := json.Marshal(m)
 	return data
 }
 
-func (w *pipelineWorld) click(user string, m slacktest.Message) {
+func (w *pipelineWorld) click(user string, m slackfake.Message) {
 	w.t.Helper()
 	resp, err := w.emu.ClickButton(w.ctx, user, m.Channel, m.TS, bot.ActionApprove, requestIDOf(m), "")
 	if err != nil || resp.StatusCode != 200 {
@@ -313,7 +313,7 @@ func (w *pipelineWorld) click(user string, m slacktest.Message) {
 }
 
 // requestIDOf reads the request id from the message header (":key: Access request r-…").
-func requestIDOf(m slacktest.Message) string {
+func requestIDOf(m slackfake.Message) string {
 	data := string(mustJSONBlocks(m))
 	i := strings.Index(data, "Access request r-")
 	if i < 0 {
@@ -329,7 +329,7 @@ func requestIDOf(m slacktest.Message) string {
 // revokedAt waits for the provider to see the revoke of grant id and returns when it did.
 func (w *pipelineWorld) revokedAt(id string) time.Time {
 	w.t.Helper()
-	d, err := w.recv.WaitFor(w.ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "revoke" && d.Payload.GrantID == id })
+	d, err := w.recv.WaitFor(w.ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "revoke" && d.Payload.GrantID == id })
 	if err != nil {
 		w.t.Fatalf("the provider never saw the revoke of %s", id)
 	}
@@ -376,7 +376,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 				if resp, err := w.emu.ClickButton(w.ctx, e2eOcto, m.Channel, m.TS, bot.ActionApprove, requestIDOf(m), ""); err != nil || resp.StatusCode != 200 {
 					t.Fatalf("click by the actor: %v", err)
 				}
-				if _, err := w.emu.WaitForEphemeral(w.ctx, m.Channel, e2eOcto, func(e slacktest.Ephemeral) bool { return strings.Contains(e.Text, "triggered this pipeline") }); err != nil {
+				if _, err := w.emu.WaitForEphemeral(w.ctx, m.Channel, e2eOcto, func(e slackfake.Ephemeral) bool { return strings.Contains(e.Text, "triggered this pipeline") }); err != nil {
 					t.Fatalf("the actor was not told why: %v", err)
 				}
 				w.click(e2eBob, m)
@@ -484,7 +484,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 				w.t = t
 				j := w.startJob(ghClaims("refs/heads/main", "production", "5"))
 				gid := j.started() // no click
-				if _, err := w.emu.WaitForMessage(w.ctx, e2eApprovals, func(m slacktest.Message) bool {
+				if _, err := w.emu.WaitForMessage(w.ctx, e2eApprovals, func(m slackfake.Message) bool {
 					b := string(mustJSONBlocks(m))
 					return m.ThreadTS == "" && strings.Contains(b, "actions/runs/5") && strings.Contains(b, "auto_approve rule")
 				}); err != nil {
@@ -559,9 +559,9 @@ func TestPipelineEndToEnd(t *testing.T) {
 }
 
 // approvalMessageFor waits for the approval message of run runID.
-func (w *pipelineWorld) approvalMessageFor(t *testing.T, runID string) slacktest.Message {
+func (w *pipelineWorld) approvalMessageFor(t *testing.T, runID string) slackfake.Message {
 	t.Helper()
-	m, err := w.emu.WaitForMessage(w.ctx, e2eApprovals, func(m slacktest.Message) bool {
+	m, err := w.emu.WaitForMessage(w.ctx, e2eApprovals, func(m slackfake.Message) bool {
 		return m.ThreadTS == "" && strings.Contains(string(mustJSONBlocks(m)), "actions/runs/"+runID+"/")
 	})
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jitbot/jitbot/bot/slacktest"
+	"github.com/jitbot/jitbot/bot/slackfake"
 	"github.com/jitbot/jitbot/store/redistest"
 )
 
@@ -118,9 +118,9 @@ func TestServeNeverLogsSecrets(t *testing.T) {
 
 	t.Run("success/redis+http-mode", func(t *testing.T) {
 		secretEnv(t)
-		emu := slacktest.New(slacktest.Options{BotToken: secretBotToken, SigningSecret: secretSigning, AppToken: secretAppToken,
-			Users:    []slacktest.User{{ID: "U0ALICE", Name: "alice"}, {ID: "U0BOB", Name: "bob"}},
-			Channels: []slacktest.Channel{{ID: "C0APPROVALS", Name: "approvals"}}})
+		emu := slackfake.New(slackfake.Options{BotToken: secretBotToken, SigningSecret: secretSigning, AppToken: secretAppToken,
+			Users:    []slackfake.User{{ID: "U0ALICE", Name: "alice"}, {ID: "U0BOB", Name: "bob"}},
+			Channels: []slackfake.Channel{{ID: "C0APPROVALS", Name: "approvals"}}})
 		t.Cleanup(emu.Close)
 		t.Setenv("SLACK_API_URL", emu.APIURL())
 		t.Setenv("JITBOT_REDIS_URL", authURL)
@@ -178,8 +178,8 @@ func TestServeNeverLogsSecrets(t *testing.T) {
 	})
 	t.Run("success/embedded+socket-mode", func(t *testing.T) {
 		secretEnv(t)
-		emu := slacktest.New(slacktest.Options{BotToken: secretBotToken, SigningSecret: secretSigning, AppToken: secretAppToken,
-			Users: []slacktest.User{{ID: "U0ALICE", Name: "alice"}}})
+		emu := slackfake.New(slackfake.Options{BotToken: secretBotToken, SigningSecret: secretSigning, AppToken: secretAppToken,
+			Users: []slackfake.User{{ID: "U0ALICE", Name: "alice"}}})
 		t.Cleanup(emu.Close)
 		t.Setenv("SLACK_API_URL", emu.APIURL())
 		t.Setenv("SLACK_APP_TOKEN", secretAppToken)

@@ -10,7 +10,7 @@ import (
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/grants/providertest"
 	"github.com/jitbot/jitbot/grants/webhook"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 )
 
 // TestConformance runs the shared provider suite against the independent receiver; its present set is the
@@ -21,7 +21,7 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rcv := receiver.NewServer(key)
+	rcv := webhookfake.NewServer(key)
 	t.Cleanup(rcv.Close)
 	var n atomic.Int64
 

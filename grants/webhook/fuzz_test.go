@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 )
 
-// FuzzSignature: what the sender signs, the specification's verifier (package receiver, which shares no code
+// FuzzSignature: what the sender signs, the specification's verifier (package webhookfake, which shares no code
 // with the sender) accepts; changing any byte of the signed content, or signing with another key, is refused.
 func FuzzSignature(f *testing.F) {
 	f.Add([]byte("whsec-raw-key"), "msg_2Kq1", []byte(`{"type":"grant","grant_id":"g-1"}`), uint16(0), byte(1))
@@ -26,10 +26,10 @@ func FuzzSignature(f *testing.F) {
 		now := time.Unix(1_800_000_000, 0)
 		ts := strconv.FormatInt(now.Unix(), 10)
 		h := http.Header{}
-		h.Set(receiver.HeaderID, id)
-		h.Set(receiver.HeaderTimestamp, ts)
-		h.Set(receiver.HeaderSignature, sign(key, id, ts, body))
-		if err := receiver.Verify(key, h, body, now); err != nil {
+		h.Set(webhookfake.HeaderID, id)
+		h.Set(webhookfake.HeaderTimestamp, ts)
+		h.Set(webhookfake.HeaderSignature, sign(key, id, ts, body))
+		if err := webhookfake.Verify(key, h, body, now); err != nil {
 			t.Fatalf("a genuine signature is refused: %v", err)
 		}
 		if flip == 0 {
@@ -38,20 +38,20 @@ func FuzzSignature(f *testing.F) {
 		if len(body) > 0 {
 			changed := append([]byte(nil), body...)
 			changed[int(at)%len(changed)] ^= flip
-			if err := receiver.Verify(key, h, changed, now); err == nil {
+			if err := webhookfake.Verify(key, h, changed, now); err == nil {
 				t.Fatalf("a changed body verified")
 			}
 		}
-		if err := receiver.Verify(key, h, append(append([]byte(nil), body...), flip), now); err == nil {
+		if err := webhookfake.Verify(key, h, append(append([]byte(nil), body...), flip), now); err == nil {
 			t.Fatalf("a body with a byte appended verified")
 		}
 		other := append(append([]byte(nil), key...), flip)
-		if err := receiver.Verify(other, h, body, now); err == nil {
+		if err := webhookfake.Verify(other, h, body, now); err == nil {
 			t.Fatalf("a signature verified under another key")
 		}
 		later := h.Clone()
-		later.Set(receiver.HeaderTimestamp, strconv.FormatInt(now.Unix()+1, 10))
-		if err := receiver.Verify(key, later, body, now); err == nil {
+		later.Set(webhookfake.HeaderTimestamp, strconv.FormatInt(now.Unix()+1, 10))
+		if err := webhookfake.Verify(key, later, body, now); err == nil {
 			t.Fatalf("a signature verified with another timestamp")
 		}
 	})
@@ -75,8 +75,8 @@ func FuzzVerifyForgery(f *testing.F) {
 	f.Add("msg_1", ts, "v1, v1,"+good("msg_1", ts, []byte("{}")), []byte("{}"))
 	f.Add("msg_1", ts, "v1,"+strings.TrimRight(good("msg_1", ts, []byte("{}")), "="), []byte("{}"))
 	f.Fuzz(func(t *testing.T, id, ts, sigs string, body []byte) {
-		h := http.Header{receiver.HeaderID: {id}, receiver.HeaderTimestamp: {ts}, receiver.HeaderSignature: {sigs}}
-		if receiver.Verify(key, h, body, now) != nil {
+		h := http.Header{webhookfake.HeaderID: {id}, webhookfake.HeaderTimestamp: {ts}, webhookfake.HeaderSignature: {sigs}}
+		if webhookfake.Verify(key, h, body, now) != nil {
 			return
 		}
 		want, _ := base64.StdEncoding.DecodeString(good(id, ts, body))

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/grants/webhook"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
 )
@@ -34,7 +34,7 @@ func TestLateGrantAfterRevokeIsIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rcv := receiver.NewServer(key)
+	rcv := webhookfake.NewServer(key)
 	t.Cleanup(rcv.Close)
 	p, err := webhook.New(webhook.Config{URL: rcv.URL + "/jitbot", Secret: key, Timeout: time.Hour}) // the manager's attempt timeout applies
 	if err != nil {
@@ -89,7 +89,7 @@ func TestLateGrantAfterRevokeIsIgnored(t *testing.T) {
 		t.Errorf("verification at %v, want at the revoke %v", got.RecheckAt, got.RevokedAt)
 	}
 
-	var retry, revoke receiver.Delivery
+	var retry, revoke webhookfake.Delivery
 	for _, d := range rcv.Deliveries() {
 		switch d.Payload.Type {
 		case "grant":
@@ -99,7 +99,7 @@ func TestLateGrantAfterRevokeIsIgnored(t *testing.T) {
 		}
 	}
 	land() // the first call lands now
-	late, err := rcv.WaitFor(ctx, func(d receiver.Delivery) bool { return d.Payload.Type == "grant" && d.ID != retry.ID })
+	late, err := rcv.WaitFor(ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "grant" && d.ID != retry.ID })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/jitbot/jitbot/grants"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 )
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -51,9 +51,9 @@ func newProvider(t *testing.T, url string, mod ...func(*Config)) *Provider {
 	return p
 }
 
-func newReceiver(t *testing.T) *receiver.Server {
+func newReceiver(t *testing.T) *webhookfake.Server {
 	t.Helper()
-	s := receiver.NewServer(key(t))
+	s := webhookfake.NewServer(key(t))
 	t.Cleanup(s.Close)
 	return s
 }
@@ -151,7 +151,7 @@ func TestDeliveryVerifiedByIndependentReceiver(t *testing.T) {
 	if rej := rcv.Rejections(); len(rej) != 0 {
 		t.Fatalf("receiver rejected deliveries: %v", rej)
 	}
-	d, err := rcv.WaitFor(t.Context(), func(d receiver.Delivery) bool { return d.Payload.Type == "grant" })
+	d, err := rcv.WaitFor(t.Context(), func(d webhookfake.Delivery) bool { return d.Payload.Type == "grant" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestDeliveryVerifiedByIndependentReceiver(t *testing.T) {
 	if _, err := p.Grant(t.Context(), b); err != nil {
 		t.Fatal(err)
 	}
-	d, _ = rcv.WaitFor(t.Context(), func(d receiver.Delivery) bool { return d.Payload.GrantID == "g-2" })
+	d, _ = rcv.WaitFor(t.Context(), func(d webhookfake.Delivery) bool { return d.Payload.GrantID == "g-2" })
 	if s := string(d.Body); !strings.Contains(s, `"target":{}`) || strings.Contains(s, "expires_at") || strings.Contains(s, "generation") {
 		t.Errorf("payload %s", s)
 	}
@@ -522,7 +522,7 @@ func TestDocWorkedExample(t *testing.T) {
 	h.Set("webhook-id", gotID)
 	h.Set("webhook-timestamp", gotTS)
 	h.Set("webhook-signature", gotSig)
-	if err := receiver.Verify(key(t), h, []byte(gotBody), sent); err != nil {
+	if err := webhookfake.Verify(key(t), h, []byte(gotBody), sent); err != nil {
 		t.Fatal(err)
 	}
 }

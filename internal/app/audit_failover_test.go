@@ -10,7 +10,7 @@ import (
 
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/audit"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/redis"
@@ -22,7 +22,7 @@ import (
 // without the last writes. The follower takes over the sweeper and must refuse to sweep, from what it saw
 // while following.
 func TestFailoverThatLostWritesIsCaughtByTheNextLeader(t *testing.T) {
-	recv := receiver.NewServer(hookSecret)
+	recv := webhookfake.NewServer(hookSecret)
 	t.Cleanup(recv.Close)
 	pol := testPolicy(t, recv.URL+"/hook")
 	url, prefix := redistest.URL(t), redistest.Prefix(t)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/audit"
-	"github.com/jitbot/jitbot/bot/slacktest"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/bot/slackfake"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store/bolt"
@@ -23,12 +23,12 @@ import (
 // (through the Slack emulator), and the line copied from Slack proves the store with audit.VerifyLog.
 func TestSignedCheckpointReachesTheAuditChannel(t *testing.T) {
 	const auditCh, approvalsCh = "C0AUDIT", "C0APPROVALS"
-	emu := slacktest.New(slacktest.Options{
-		Users:    []slacktest.User{{ID: alice, Name: "alice"}, {ID: bob, Name: "bob"}},
-		Channels: []slacktest.Channel{{ID: auditCh, Name: "audit"}, {ID: approvalsCh, Name: "approvals"}},
+	emu := slackfake.New(slackfake.Options{
+		Users:    []slackfake.User{{ID: alice, Name: "alice"}, {ID: bob, Name: "bob"}},
+		Channels: []slackfake.Channel{{ID: auditCh, Name: "audit"}, {ID: approvalsCh, Name: "approvals"}},
 	})
 	t.Cleanup(emu.Close)
-	recv := receiver.NewServer(hookSecret)
+	recv := webhookfake.NewServer(hookSecret)
 	t.Cleanup(recv.Close)
 	pol, err := policy.Parse("audit-slack.yaml", []byte(fmt.Sprintf(`version: 1
 defaults: {approval_channel: %s, audit_channel: %s}
@@ -91,7 +91,7 @@ roles:
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second) // guards a hang only
 	defer cancel()
-	msg, err := emu.WaitForMessage(wctx, auditCh, func(m slacktest.Message) bool { return strings.Contains(m.Text, audit.CheckpointPrefix) })
+	msg, err := emu.WaitForMessage(wctx, auditCh, func(m slackfake.Message) bool { return strings.Contains(m.Text, audit.CheckpointPrefix) })
 	if err != nil {
 		t.Fatalf("no checkpoint in the audit channel: %v (messages %+v)", err, emu.Messages(auditCh))
 	}

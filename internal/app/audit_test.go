@@ -14,7 +14,7 @@ import (
 
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/audit"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
@@ -104,7 +104,7 @@ func TestSweeperRefusesAStoreThatWentBackwards(t *testing.T) {
 }
 
 func testStoreWentBackwards(t *testing.T, b rewindable) {
-	recv := receiver.NewServer(hookSecret)
+	recv := webhookfake.NewServer(hookSecret)
 	t.Cleanup(recv.Close)
 	pol := testPolicy(t, recv.URL+"/hook")
 	cpFile := filepath.Join(t.TempDir(), "checkpoints")

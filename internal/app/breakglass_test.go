@@ -11,7 +11,7 @@ import (
 
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/audit"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/oncall/opsgenie/ogfake"
@@ -37,7 +37,7 @@ func TestBreakGlassAgainstOnCallTools(t *testing.T) {
 	og.AddSchedule(ogfake.Schedule{ID: "sched-ops", Name: "Ops"})
 	og.AddShift(ogfake.Shift{Schedule: "sched-ops", Start: now.Add(-time.Hour), End: now.Add(time.Hour),
 		Participant: ogfake.Participant{ID: "og-erin", Name: "erin@example.com", Type: "user"}})
-	recv := receiver.NewServer(hookSecret)
+	recv := webhookfake.NewServer(hookSecret)
 	t.Cleanup(recv.Close)
 
 	src := fmt.Sprintf(`version: 1
@@ -98,7 +98,7 @@ roles:
 		t.Helper()
 		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
-		if _, err := recv.WaitFor(wctx, func(d receiver.Delivery) bool { return d.Payload.Type == "grant" && d.Payload.GrantID == id }); err != nil {
+		if _, err := recv.WaitFor(wctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == "grant" && d.Payload.GrantID == id }); err != nil {
 			t.Fatalf("no grant for %s at the provider: %v", id, err)
 		}
 	}

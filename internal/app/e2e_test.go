@@ -12,7 +12,7 @@ import (
 
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/audit"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/policy"
@@ -62,7 +62,7 @@ roles:
 
 type harness struct {
 	t    *testing.T
-	recv *receiver.Server
+	recv *webhookfake.Server
 	pol  *policy.Policy
 	open func() store.Store
 
@@ -73,7 +73,7 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, b backendtest.Backend) *harness {
-	recv := receiver.NewServer(hookSecret)
+	recv := webhookfake.NewServer(hookSecret)
 	t.Cleanup(recv.Close)
 	h := &harness{t: t, recv: recv, pol: testPolicy(t, recv.URL+"/hook"), open: b.Prepare(t)}
 	h.start()
@@ -115,12 +115,12 @@ func (h *harness) stop() {
 	_ = h.st.Close()
 }
 
-func (h *harness) waitDelivery(typ, grantID string) receiver.Delivery {
+func (h *harness) waitDelivery(typ, grantID string) webhookfake.Delivery {
 	h.t.Helper()
 	// The deadline only guards against a hang; it asserts nothing about speed.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := h.recv.WaitFor(ctx, func(d receiver.Delivery) bool { return d.Payload.Type == typ && d.Payload.GrantID == grantID })
+	d, err := h.recv.WaitFor(ctx, func(d webhookfake.Delivery) bool { return d.Payload.Type == typ && d.Payload.GrantID == grantID })
 	if err != nil {
 		h.t.Fatalf("waiting for %s of %s: %v (deliveries: %+v)", typ, grantID, err, h.recv.Deliveries())
 	}
@@ -196,7 +196,7 @@ func testLifecycle(t *testing.T, b backendtest.Backend, restart bool) {
 	// Verified revocation: the sweeper asks the provider after the revoke (a check delivery) and records it.
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second) // a hang guard, not a speed check
 	defer wcancel()
-	if _, err := h.recv.WaitFor(wctx, func(d receiver.Delivery) bool {
+	if _, err := h.recv.WaitFor(wctx, func(d webhookfake.Delivery) bool {
 		return d.Payload.Type == "check" && d.Payload.GrantID == out.GrantID && d.At.After(revoked.At)
 	}); err != nil {
 		t.Fatalf("no check after the revoke: %v", err)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/jitbot/jitbot/bot/slacktest"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/bot/slackfake"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
@@ -61,7 +61,7 @@ type readyEnv struct {
 
 func startApp(t *testing.T, st store.Store, slack *app.SlackConfig) *readyEnv {
 	t.Helper()
-	recv := receiver.NewServer(hookSecret)
+	recv := webhookfake.NewServer(hookSecret)
 	t.Cleanup(recv.Close)
 	a, err := app.New(app.Deps{Policy: testPolicy(t, recv.URL+"/hook"), Store: st, Slack: slack, Holder: "ready-test",
 		Tuning: app.Tuning{LeaderTTL: 3 * time.Second, SlackAuthInterval: 20 * time.Millisecond},
@@ -83,7 +83,7 @@ func (e *readyEnv) run() {
 // TestReadyzReportsSlackAuth: /readyz is not ready, with the reason, until auth.test succeeds; a bot token
 // Slack refuses keeps it not ready.
 func TestReadyzReportsSlackAuth(t *testing.T) {
-	emu := slacktest.New(slacktest.Options{Channels: []slacktest.Channel{{ID: "C0APPROVALS", Name: "approvals"}}})
+	emu := slackfake.New(slackfake.Options{Channels: []slackfake.Channel{{ID: "C0APPROVALS", Name: "approvals"}}})
 	t.Cleanup(emu.Close)
 
 	t.Run("refused token", func(t *testing.T) {

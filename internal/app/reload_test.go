@@ -15,7 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jitbot/jitbot/approvals"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/policy"
@@ -61,7 +61,7 @@ func newReloadEnv(t *testing.T, b backendtest.Backend, poll time.Duration) *relo
 
 // newReloadEnvFrom starts from the policy policyFor returns for the webhook receiver's URL.
 func newReloadEnvFrom(t *testing.T, b backendtest.Backend, poll time.Duration, policyFor func(hookURL string) string) *reloadEnv {
-	recv := receiver.NewServer(hookSecret)
+	recv := webhookfake.NewServer(hookSecret)
 	t.Cleanup(recv.Close)
 	e := &reloadEnv{t: t, path: filepath.Join(t.TempDir(), "policy.yaml"), url: recv.URL + "/hook"}
 	src := policyFor(e.url)

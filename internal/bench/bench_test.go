@@ -20,7 +20,7 @@ import (
 
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/grants/webhook"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/policy"
@@ -109,7 +109,7 @@ func BenchmarkSweepNoneDue(b *testing.B) {
 // runExpiries runs the engine until every seeded grant is revoked at the receiver and returns, per grant,
 // how long after its expiry the revoke arrived, plus the time the last one arrived.
 func runExpiries(b *testing.B, be backendtest.Backend, n int, latency time.Duration, expiry func(i int) time.Time) (lags []time.Duration, last time.Time) {
-	recv := receiver.NewServer(secret)
+	recv := webhookfake.NewServer(secret)
 	defer recv.Close()
 	recv.SetLatency(latency)
 	st := be.Prepare(b)()

@@ -15,7 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/policy"
@@ -51,7 +51,7 @@ roles:
 type pipelineRig struct {
 	a    *app.App
 	srv  *httptest.Server
-	recv *receiver.Server
+	recv *webhookfake.Server
 	iss  *oidcfake.Issuer
 }
 
@@ -61,7 +61,7 @@ func newPipelineRig(b *testing.B, be backendtest.Backend) *pipelineRig {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = iss.Close() })
-	recv := receiver.NewServer(secret)
+	recv := webhookfake.NewServer(secret)
 	b.Cleanup(recv.Close)
 	pol, err := policy.Parse("bench.yaml", fmt.Appendf(nil, pipelinePolicy, recv.URL, iss.URL()))
 	if err != nil {
@@ -183,7 +183,7 @@ func BenchmarkReleaseToRevoke(b *testing.B) {
 						b.Fatalf("release: %d %v %v", code, body, err)
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					d, err := r.recv.WaitFor(ctx, func(d receiver.Delivery) bool {
+					d, err := r.recv.WaitFor(ctx, func(d webhookfake.Delivery) bool {
 						return d.Payload.Type == "revoke" && d.Payload.GrantID == out.GrantID
 					})
 					cancel()

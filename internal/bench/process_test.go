@@ -22,9 +22,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jitbot/jitbot/bot/slacktest"
+	"github.com/jitbot/jitbot/bot/slackfake"
 	"github.com/jitbot/jitbot/grants/webhook"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
 	"github.com/jitbot/jitbot/store/redistest"
@@ -176,11 +176,11 @@ func BenchmarkProcessSlashCommandAck(b *testing.B) {
 
 		bareURL, bareProc := startBaseline(b, baselineBin, redisURL, redistest.Prefix(b))
 
-		users := []slacktest.User{{ID: ackApprover, Name: "approver"}, {ID: ackApprov2, Name: "approver2"}}
+		users := []slackfake.User{{ID: ackApprover, Name: "approver"}, {ID: ackApprov2, Name: "approver2"}}
 		for i := range ackUsers {
-			users = append(users, slacktest.User{ID: ackUser(i), Name: strings.ToLower(ackUser(i))})
+			users = append(users, slackfake.User{ID: ackUser(i), Name: strings.ToLower(ackUser(i))})
 		}
-		emu := slacktest.New(slacktest.Options{SigningSecret: ackSecret, Users: users, Channels: []slacktest.Channel{
+		emu := slackfake.New(slackfake.Options{SigningSecret: ackSecret, Users: users, Channels: []slackfake.Channel{
 			{ID: ackChannel, Name: "general"}, {ID: ackApprovCh, Name: "approvals"}, {ID: ackAuditCh, Name: "audit"}}})
 		defer emu.Close()
 		base, jit := startServe(b, jitbotBin, ackPolicySource(),
@@ -319,7 +319,7 @@ func runProcessExpiries(b *testing.B, backend string, n int, latency time.Durati
 // each revoke (jitbot asks the provider whether the access is gone) and returns expiry → verified-gone lags.
 func runProcessExpiriesVerified(b *testing.B, backend string, n int, latency time.Duration, lead time.Duration, expiry func(start time.Time, i int) time.Time, verify bool) (lags []time.Duration, start, last time.Time, cpu time.Duration, verified []time.Duration) {
 	jitbotBin, _ := buildBinaries(b)
-	recv := receiver.NewServer(secret)
+	recv := webhookfake.NewServer(secret)
 	defer recv.Close()
 	recv.SetLatency(latency)
 

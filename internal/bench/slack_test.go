@@ -20,7 +20,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/jitbot/jitbot/bot"
-	"github.com/jitbot/jitbot/bot/slacktest"
+	"github.com/jitbot/jitbot/bot/slackfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
@@ -136,7 +136,7 @@ func buildShots(tb testing.TB, target, responseBase string, first, n int) []ackS
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("User-Agent", "Slackbot 1.0 (+https://api.slack.com/robots)")
 		req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
-		req.Header.Set("X-Slack-Signature", slacktest.Sign(ackSecret, ts, body))
+		req.Header.Set("X-Slack-Signature", slackfake.Sign(ackSecret, ts, body))
 		out[k] = ackShot{req: req, verb: verb, want: want}
 	}
 	return out
@@ -290,11 +290,11 @@ func BenchmarkSlashCommandAck(b *testing.B) {
 		runtime.GC()
 
 		// jitbot: Redis store, Slack front end in HTTP mode, Web API -> emulator.
-		users := []slacktest.User{{ID: ackApprover, Name: "approver"}, {ID: ackApprov2, Name: "approver2"}}
+		users := []slackfake.User{{ID: ackApprover, Name: "approver"}, {ID: ackApprov2, Name: "approver2"}}
 		for i := range ackUsers {
-			users = append(users, slacktest.User{ID: ackUser(i), Name: strings.ToLower(ackUser(i))})
+			users = append(users, slackfake.User{ID: ackUser(i), Name: strings.ToLower(ackUser(i))})
 		}
-		emu := slacktest.New(slacktest.Options{SigningSecret: ackSecret, Users: users, Channels: []slacktest.Channel{
+		emu := slackfake.New(slackfake.Options{SigningSecret: ackSecret, Users: users, Channels: []slackfake.Channel{
 			{ID: ackChannel, Name: "general"}, {ID: ackApprovCh, Name: "approvals"}, {ID: ackAuditCh, Name: "audit"}}})
 		st := openRedis(b, redisURL, redistest.Prefix(b))
 		a, err := app.New(app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop(),

@@ -21,7 +21,7 @@ import (
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/audit"
 	"github.com/jitbot/jitbot/grants"
-	"github.com/jitbot/jitbot/grants/fakeprovider"
+	"github.com/jitbot/jitbot/grants/providerfake"
 	"github.com/jitbot/jitbot/internal/backendtest"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
@@ -167,9 +167,9 @@ type env struct {
 	t    *testing.T
 	ctx  context.Context
 	st   store.Store
-	fake *fakeprovider.Fake
+	fake *providerfake.Fake
 	// mailFake backs the provider that maps users by Slack email.
-	mailFake *fakeprovider.Fake
+	mailFake *providerfake.Fake
 	onCall   *fakeOnCall
 	clock    *Clock
 	pol      *policy.Policy
@@ -182,7 +182,7 @@ type env struct {
 func newEnv(t *testing.T, st store.Store) *env { return newEnvPolicy(t, st, testPolicy(t)) }
 
 func newEnvPolicy(t *testing.T, st store.Store, pol *policy.Policy) *env {
-	e := &env{t: t, st: st, fake: fakeprovider.New(), mailFake: fakeprovider.New(), onCall: &fakeOnCall{on: map[string]int{}}, clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, pol: pol, pub: &recorder{}}
+	e := &env{t: t, st: st, fake: providerfake.New(), mailFake: providerfake.New(), onCall: &fakeOnCall{on: map[string]int{}}, clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, pol: pol, pub: &recorder{}}
 	e.ctx = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).WithContext(context.Background())
 	e.mgr, e.sw = e.newManager("replica-a")
 	svc, err := approvals.New(approvals.Options{Store: st, Policy: e.pol, Activator: e.mgr, Publisher: e.pub, Now: e.clock.Now,
@@ -516,17 +516,17 @@ func testOverlappingLeases(t *testing.T, e *env) {
 	}
 }
 
-func lastCall(f *fakeprovider.Fake, op string) fakeprovider.Call {
+func lastCall(f *providerfake.Fake, op string) providerfake.Call {
 	calls := f.Calls(op)
 	if len(calls) == 0 {
-		return fakeprovider.Call{}
+		return providerfake.Call{}
 	}
 	return calls[len(calls)-1]
 }
 
 func testRevokeEscalation(t *testing.T, e *env) {
 	g := e.approved(alice, "db", 10*time.Minute)
-	e.fake.FailNext("revoke", fakeprovider.ErrUnavailable, 4)
+	e.fake.FailNext("revoke", providerfake.ErrUnavailable, 4)
 	e.clock.Advance(10 * time.Minute)
 	for i := 1; i <= 3; i++ {
 		e.sweep()
@@ -1440,7 +1440,7 @@ func testRevokeVerified(t *testing.T, e *env) {
 
 // delayed is a provider whose revokes take effect only after a documented delay.
 type delayed struct {
-	*fakeprovider.Fake
+	*providerfake.Fake
 	d time.Duration
 }
 

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/jitbot/jitbot/grants"
-	"github.com/jitbot/jitbot/grants/fakeprovider"
+	"github.com/jitbot/jitbot/grants/providerfake"
 	"github.com/jitbot/jitbot/store"
 )
 
@@ -45,7 +45,7 @@ func testOperatorRevoke(t *testing.T, e *env) {
 	}
 
 	// The provider fails once: the grant is ended and retried like any revocation, the error is returned.
-	e.fake.FailNext("revoke", fakeprovider.ErrUnavailable, 1)
+	e.fake.FailNext("revoke", providerfake.ErrUnavailable, 1)
 	g, err = e.mgr.OperatorRevoke(e.ctx, second.ID, "ann", "leaver", nil)
 	if err == nil || g.State != store.GrantRevoking || g.Attempts != 1 || !e.fake.Present(a) {
 		t.Fatalf("operator revoke with a failing provider = %+v, %v; want revoking, attempt 1, error", g, err)

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jitbot/jitbot/bot/slacktest"
+	"github.com/jitbot/jitbot/bot/slackfake"
 )
 
 //go:embed web
@@ -228,7 +228,7 @@ func tsLess(a, b string) bool {
 	return a < b
 }
 
-func (p *Playground) channelView(rd *Renderer, user, channelID string, msgs []slacktest.Message) ChannelView {
+func (p *Playground) channelView(rd *Renderer, user, channelID string, msgs []slackfake.Message) ChannelView {
 	cv := ChannelView{ID: channelID, Messages: []MessageView{}}
 	replies := map[string][]MessageView{}
 	for _, m := range msgs {
@@ -357,7 +357,7 @@ func buttons(raw json.RawMessage) []ButtonView {
 	return out
 }
 
-func (p *Playground) viewState(rd *Renderer, v slacktest.View) *ViewState {
+func (p *Playground) viewState(rd *Renderer, v slackfake.View) *ViewState {
 	var body map[string]any
 	_ = json.Unmarshal(v.JSON, &body)
 	vs := &ViewState{ID: v.ID, Type: v.Type, CallbackID: v.CallbackID, Title: v.Title, Errors: v.Errors,
@@ -417,7 +417,7 @@ type ActionRequest struct {
 	Values   map[string]map[string]string `json:"values"`
 }
 
-func (p *Playground) api(fn func(ctx context.Context, req ActionRequest) (*slacktest.Response, error)) http.HandlerFunc {
+func (p *Playground) api(fn func(ctx context.Context, req ActionRequest) (*slackfake.Response, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req ActionRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
@@ -432,7 +432,7 @@ func (p *Playground) api(fn func(ctx context.Context, req ActionRequest) (*slack
 		defer cancel()
 		resp, err := fn(ctx, req)
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, ActionResult{Error: strings.TrimPrefix(err.Error(), "slacktest: ")})
+			writeJSON(w, http.StatusBadRequest, ActionResult{Error: strings.TrimPrefix(err.Error(), "slackfake: ")})
 			return
 		}
 		res := ActionResult{OK: true}
@@ -453,7 +453,7 @@ func (p *Playground) api(fn func(ctx context.Context, req ActionRequest) (*slack
 }
 
 // command sends "/jit TEXT" typed by the user in a channel (default #general) as a signed slash command.
-func (p *Playground) command(ctx context.Context, req ActionRequest) (*slacktest.Response, error) {
+func (p *Playground) command(ctx context.Context, req ActionRequest) (*slackfake.Response, error) {
 	text := strings.TrimSpace(req.Text)
 	cmd, rest, _ := strings.Cut(text, " ")
 	if !strings.HasPrefix(cmd, "/") {
@@ -470,19 +470,19 @@ func (p *Playground) command(ctx context.Context, req ActionRequest) (*slacktest
 }
 
 // click sends a button click: block_actions built by the emulator from the stored message or view.
-func (p *Playground) click(ctx context.Context, req ActionRequest) (*slacktest.Response, error) {
+func (p *Playground) click(ctx context.Context, req ActionRequest) (*slackfake.Response, error) {
 	if req.ViewID != "" {
 		return p.emu.ClickViewButton(ctx, req.User, req.ViewID, req.ActionID, req.Value, req.BlockID)
 	}
 	return p.emu.ClickButton(ctx, req.User, req.Channel, req.TS, req.ActionID, req.Value, req.BlockID)
 }
 
-func (p *Playground) selectOption(ctx context.Context, req ActionRequest) (*slacktest.Response, error) {
+func (p *Playground) selectOption(ctx context.Context, req ActionRequest) (*slackfake.Response, error) {
 	return p.emu.SelectOption(ctx, req.User, req.Channel, req.TS, req.ActionID, req.Value, req.BlockID)
 }
 
 // submit presses a modal's submit button with the values the person filled in.
-func (p *Playground) submit(ctx context.Context, req ActionRequest) (*slacktest.Response, error) {
+func (p *Playground) submit(ctx context.Context, req ActionRequest) (*slackfake.Response, error) {
 	values := map[string]map[string]string{}
 	for bid, acts := range req.Values {
 		for aid, v := range acts {
@@ -498,12 +498,12 @@ func (p *Playground) submit(ctx context.Context, req ActionRequest) (*slacktest.
 	return p.emu.SubmitView(ctx, req.User, req.ViewID, values)
 }
 
-func (p *Playground) closeView(ctx context.Context, req ActionRequest) (*slacktest.Response, error) {
+func (p *Playground) closeView(ctx context.Context, req ActionRequest) (*slackfake.Response, error) {
 	return p.emu.CloseView(ctx, req.User, req.ViewID)
 }
 
 // openHome tells jitbot the user opened its App Home tab (app_home_opened).
-func (p *Playground) openHome(ctx context.Context, req ActionRequest) (*slacktest.Response, error) {
+func (p *Playground) openHome(ctx context.Context, req ActionRequest) (*slackfake.Response, error) {
 	return p.emu.OpenHome(ctx, req.User)
 }
 

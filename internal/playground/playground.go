@@ -1,5 +1,5 @@
 // Package playground is jitbot's local playground: the real engine and Slack front end running against the
-// Slack emulator (bot/slacktest) in HTTP mode, a local signed-webhook receiver standing in for the target
+// Slack emulator (bot/slackfake) in HTTP mode, a local signed-webhook receiver standing in for the target
 // system, and a web page where a person acts as any user of the policy. The page is rendered from the Block
 // Kit jitbot really sent; every action goes through the emulator as Slack would send it (signed slash
 // commands, block_actions built from the stored message, view_submission).
@@ -22,8 +22,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jitbot/jitbot/audit"
-	"github.com/jitbot/jitbot/bot/slacktest"
-	"github.com/jitbot/jitbot/grants/webhook/receiver"
+	"github.com/jitbot/jitbot/bot/slackfake"
+	"github.com/jitbot/jitbot/grants/webhook/webhookfake"
 	"github.com/jitbot/jitbot/internal/app"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
@@ -70,8 +70,8 @@ const GeneralChannel = "C0PLAYGENERAL"
 type Playground struct {
 	opts     Options
 	pol      *policy.Policy
-	emu      *slacktest.Server
-	recv     *receiver.Server
+	emu      *slackfake.Server
+	recv     *webhookfake.Server
 	app      *app.App
 	users    []User
 	userByID map[string]User
@@ -126,7 +126,7 @@ func Start(opts Options) (_ *Playground, err error) {
 			return nil, fmt.Errorf("playground: webhook providers must share one receiver address (%s and %s)", hookHost, u.Host)
 		}
 	}
-	p.recv = receiver.NewHandler(secret)
+	p.recv = webhookfake.NewHandler(secret)
 	if hookHost != "" {
 		ln, err := net.Listen("tcp", hookHost)
 		if err != nil {
@@ -146,19 +146,19 @@ func Start(opts Options) (_ *Playground, err error) {
 	for _, c := range p.channels {
 		p.chanByID[c.ID] = c
 	}
-	var emuUsers []slacktest.User
+	var emuUsers []slackfake.User
 	for _, u := range p.users {
-		emuUsers = append(emuUsers, slacktest.User{ID: u.ID, Name: u.Name, RealName: u.RealName, Email: u.Email})
+		emuUsers = append(emuUsers, slackfake.User{ID: u.ID, Name: u.Name, RealName: u.RealName, Email: u.Email})
 	}
-	var emuGroups []slacktest.UserGroup
+	var emuGroups []slackfake.UserGroup
 	for _, id := range sortedKeys(p.pol.Groups) {
-		emuGroups = append(emuGroups, slacktest.UserGroup{ID: id, Handle: strings.ToLower(shortName(id)), Name: shortName(id), Members: p.pol.Groups[id]})
+		emuGroups = append(emuGroups, slackfake.UserGroup{ID: id, Handle: strings.ToLower(shortName(id)), Name: shortName(id), Members: p.pol.Groups[id]})
 	}
-	var emuChannels []slacktest.Channel
+	var emuChannels []slackfake.Channel
 	for _, c := range p.channels {
-		emuChannels = append(emuChannels, slacktest.Channel{ID: c.ID, Name: c.Name})
+		emuChannels = append(emuChannels, slackfake.Channel{ID: c.ID, Name: c.Name})
 	}
-	p.emu = slacktest.New(slacktest.Options{Users: emuUsers, UserGroups: emuGroups, Channels: emuChannels})
+	p.emu = slackfake.New(slackfake.Options{Users: emuUsers, UserGroups: emuGroups, Channels: emuChannels})
 
 	if err := p.startIssuers(); err != nil {
 		return nil, err
@@ -184,10 +184,10 @@ func Start(opts Options) (_ *Playground, err error) {
 func (p *Playground) URL() string { return p.url }
 
 // Emulator is the Slack emulator the playground drives (for tests).
-func (p *Playground) Emulator() *slacktest.Server { return p.emu }
+func (p *Playground) Emulator() *slackfake.Server { return p.emu }
 
 // Receiver is the webhook receiver standing in for the target system (for tests).
-func (p *Playground) Receiver() *receiver.Server { return p.recv }
+func (p *Playground) Receiver() *webhookfake.Server { return p.recv }
 
 // Users are the people of the example workspace, in the order the page lists them.
 func (p *Playground) Users() []User { return p.users }

@@ -1,10 +1,10 @@
-// Package receiver is a standalone Standard Webhooks (https://www.standardwebhooks.com) receiver for jitbot's
+// Package webhookfake is a standalone Standard Webhooks (https://www.standardwebhooks.com) receiver for jitbot's
 // webhook provider: a signature verifier written from the specification and an httptest-friendly Server that
 // records deliveries and keeps the set of present grants, for tests, end-to-end checks and users' examples.
 //
 // It deliberately shares no code with the sender in package webhook, so that a test passing against it shows
 // the sender is interoperable with the specification rather than merely consistent with itself.
-package receiver
+package webhookfake
 
 import (
 	"crypto/hmac"

@@ -1,4 +1,4 @@
-package slacktest
+package slackfake
 
 import (
 	"bytes"
@@ -123,7 +123,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	hello := map[string]any{
 		"type": "hello", "num_connections": n,
-		"debug_info":      map[string]any{"host": "slacktest", "build_number": 1, "approximate_connection_time": 18060},
+		"debug_info":      map[string]any{"host": "slackfake", "build_number": 1, "approximate_connection_time": 18060},
 		"connection_info": map[string]any{"app_id": s.opts.AppID},
 	}
 	if err := conn.writeJSON(hello); err != nil {
@@ -236,9 +236,9 @@ func (h *socketHub) waitConn(ctx context.Context) (*sockConn, error) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("slacktest: no Socket Mode connection: %w", ctx.Err())
+			return nil, fmt.Errorf("slackfake: no Socket Mode connection: %w", ctx.Err())
 		case <-h.done:
-			return nil, errors.New("slacktest: server closed")
+			return nil, errors.New("slackfake: server closed")
 		}
 	}
 }
@@ -348,7 +348,7 @@ func (s *Server) Redeliver(ctx context.Context, id string) error {
 	env, found := h.envelopes[id]
 	h.mu.Unlock()
 	if !found {
-		return fmt.Errorf("slacktest: no envelope %q", id)
+		return fmt.Errorf("slackfake: no envelope %q", id)
 	}
 	conn, err := h.waitConn(ctx)
 	if err != nil {
@@ -364,7 +364,7 @@ func (s *Server) Redeliver(ctx context.Context, id string) error {
 	}
 	h.mu.Unlock()
 	if err := conn.writeJSON(msg); err != nil {
-		return fmt.Errorf("slacktest: redeliver %s: %w", id, err)
+		return fmt.Errorf("slackfake: redeliver %s: %w", id, err)
 	}
 	s.logf("socket mode: redelivered %s %s (attempt %d)", env.Type, env.ID, attempt)
 	return nil
@@ -420,7 +420,7 @@ func (s *Server) DisconnectSockets(reason string) {
 	h.conns = nil
 	h.mu.Unlock()
 	for _, c := range conns {
-		_ = c.writeJSON(map[string]any{"type": "disconnect", "reason": reason, "debug_info": map[string]any{"host": "slacktest"}})
+		_ = c.writeJSON(map[string]any{"type": "disconnect", "reason": reason, "debug_info": map[string]any{"host": "slackfake"}})
 		_ = c.c.Close()
 	}
 }

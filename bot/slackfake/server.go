@@ -1,4 +1,4 @@
-package slacktest
+package slackfake
 
 import (
 	"crypto/rand"
@@ -398,7 +398,7 @@ func (s *Server) now() time.Time { return s.opts.Now() }
 
 func (s *Server) logf(format string, args ...any) {
 	if s.opts.Logf != nil && !s.closed.Load() {
-		s.opts.Logf("slacktest: "+format, args...)
+		s.opts.Logf("slackfake: "+format, args...)
 	}
 }
 

@@ -1,4 +1,4 @@
-// Package slacktest is a local, in-process emulator of the parts of Slack
+// Package slackfake is a local, in-process emulator of the parts of Slack
 // that jitbot talks to. It is the referee jitbot's tests run against, so it
 // is written from Slack's public documentation rather than from what any
 // bot happens to send.
@@ -19,14 +19,14 @@
 //
 // Typical use:
 //
-//	srv := slacktest.New(slacktest.Options{Users: []slacktest.User{{ID: "U1", Name: "alice"}}})
+//	srv := slackfake.New(slackfake.Options{Users: []slackfake.User{{ID: "U1", Name: "alice"}}})
 //	defer srv.Close()
 //	api := slack.New(srv.BotToken(), slack.OptionAPIURL(srv.APIURL()))
 //	// ... start the bot with api, then:
 //	srv.SetRequestURLs(bot.URL+"/slack/commands", bot.URL+"/slack/interactions", bot.URL+"/slack/events")
 //	resp, err := srv.SlashCommand(ctx, "U1", "C1", "/jit", "request admin 1h")
-//	msg, err := srv.WaitForMessage(ctx, "C1", func(m slacktest.Message) bool { return strings.Contains(m.Text, "admin") })
+//	msg, err := srv.WaitForMessage(ctx, "C1", func(m slackfake.Message) bool { return strings.Contains(m.Text, "admin") })
 //
 // The behaviours, the documentation each one follows and the known gaps are
 // listed in docs/slack-emulator.md.
-package slacktest
+package slackfake

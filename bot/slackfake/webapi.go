@@ -1,4 +1,4 @@
-package slacktest
+package slackfake
 
 import (
 	"bytes"
@@ -390,7 +390,7 @@ func (s *Server) conversationsOpen(r *apiRequest) apiResult {
 		return fail("too_many_users")
 	}
 	if len(ids) > 1 {
-		return fail("invalid_arguments", "slacktest emulates 1:1 DMs only")
+		return fail("invalid_arguments", "slackfake emulates 1:1 DMs only")
 	}
 	u, found := s.users[ids[0]]
 	if !found {

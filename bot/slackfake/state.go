@@ -1,4 +1,4 @@
-package slacktest
+package slackfake
 
 import (
 	"context"
@@ -149,7 +149,7 @@ func (s *Server) WaitForCall(ctx context.Context, method string, match func(Call
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return Call{}, fmt.Errorf("slacktest: no matching %s call: %w", method, ctx.Err())
+			return Call{}, fmt.Errorf("slackfake: no matching %s call: %w", method, ctx.Err())
 		}
 	}
 }
@@ -175,7 +175,7 @@ func (s *Server) WaitForMessage(ctx context.Context, channel string, match func(
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return Message{}, fmt.Errorf("slacktest: no matching message in %s: %w", channel, ctx.Err())
+			return Message{}, fmt.Errorf("slackfake: no matching message in %s: %w", channel, ctx.Err())
 		}
 	}
 }
@@ -194,7 +194,7 @@ func (s *Server) WaitForDM(ctx context.Context, user string, match func(Message)
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return Message{}, fmt.Errorf("slacktest: no DM with %s: %w", user, ctx.Err())
+			return Message{}, fmt.Errorf("slackfake: no DM with %s: %w", user, ctx.Err())
 		}
 	}
 }
@@ -217,7 +217,7 @@ func (s *Server) WaitForEphemeral(ctx context.Context, channel, user string, mat
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return Ephemeral{}, fmt.Errorf("slacktest: no matching ephemeral for %s in %s: %w", user, channel, ctx.Err())
+			return Ephemeral{}, fmt.Errorf("slackfake: no matching ephemeral for %s in %s: %w", user, channel, ctx.Err())
 		}
 	}
 }
@@ -235,7 +235,7 @@ func (s *Server) WaitFor(ctx context.Context, cond func() bool) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("slacktest: condition not met: %w", ctx.Err())
+			return fmt.Errorf("slackfake: condition not met: %w", ctx.Err())
 		}
 	}
 }

@@ -1,6 +1,6 @@
-// Package fakeprovider is an in-memory grants.Provider for engine tests: it models access per binding
+// Package providerfake is an in-memory grants.Provider for engine tests: it models access per binding
 // (principal + target), records every call, and fails on demand.
-package fakeprovider
+package providerfake
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package receiver
+package webhookfake
 
 import (
 	"crypto/hmac"

@@ -1,4 +1,4 @@
-package slacktest
+package slackfake
 
 import (
 	"context"
@@ -396,7 +396,7 @@ func (s *Server) CloseView(ctx context.Context, user, viewID string, opts ...Sen
 	rec, found := s.views[viewID]
 	if !found || !rec.open || rec.user != user || rec.typ != "modal" {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("slacktest: modal %q is not open for %s", viewID, user)
+		return nil, fmt.Errorf("slackfake: modal %q is not open for %s", viewID, user)
 	}
 	u := s.users[user]
 	notify := rec.body["notify_on_close"] == true

@@ -1,4 +1,4 @@
-package slacktest
+package slackfake
 
 import (
 	"bytes"
@@ -116,7 +116,7 @@ type ViewAction struct {
 }
 
 // ErrNoRequestURL is returned when the bot's request URL was not set.
-var ErrNoRequestURL = errors.New("slacktest: request URL not set (SetRequestURLs)")
+var ErrNoRequestURL = errors.New("slackfake: request URL not set (SetRequestURLs)")
 
 // delivery is one thing to deliver to the bot.
 type delivery struct {
@@ -217,7 +217,7 @@ func (s *Server) sendHTTP(ctx context.Context, target string, hdr http.Header, b
 // headers (and therefore the same, still valid, signature): a replay attack.
 func (s *Server) Replay(ctx context.Context, req *SentRequest) (*Response, error) {
 	if req == nil {
-		return nil, errors.New("slacktest: Replay needs the Request of an HTTP-mode Response")
+		return nil, errors.New("slackfake: Replay needs the Request of an HTTP-mode Response")
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.AckTimeout)
 	defer cancel()
@@ -290,7 +290,7 @@ func (s *Server) retryEvent(ctx context.Context, resp *Response) {
 // fresh timestamp and signature, X-Slack-Retry-Num / X-Slack-Retry-Reason set.
 func (s *Server) Retry(ctx context.Context, req *SentRequest, n int, reason string) (*Response, error) {
 	if req == nil {
-		return nil, errors.New("slacktest: Retry needs the Request of an HTTP-mode Response")
+		return nil, errors.New("slackfake: Retry needs the Request of an HTTP-mode Response")
 	}
 	hdr := http.Header{"Content-Type": req.Header.Values("Content-Type")}
 	return s.sendHTTP(ctx, req.URL, hdr, req.Body, []SendOption{WithRetry(n, reason)})
@@ -306,7 +306,7 @@ func truncate(s string, n int) string {
 func (s *Server) userLocked(id string) (*User, error) {
 	u, found := s.users[id]
 	if !found {
-		return nil, fmt.Errorf("slacktest: unknown user %q", id)
+		return nil, fmt.Errorf("slackfake: unknown user %q", id)
 	}
 	return u, nil
 }
@@ -333,11 +333,11 @@ func (s *Server) SlashCommand(ctx context.Context, user, channel, command, text 
 	ch, found := s.channels[channel]
 	if !found {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("slacktest: unknown channel %q", channel)
+		return nil, fmt.Errorf("slackfake: unknown channel %q", channel)
 	}
 	if !s.channelMemberLocked(ch, user) {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("slacktest: %s is not in %s and cannot run commands there", user, channel)
+		return nil, fmt.Errorf("slackfake: %s is not in %s and cannot run commands there", user, channel)
 	}
 	if !strings.HasPrefix(command, "/") {
 		command = "/" + command
@@ -438,11 +438,11 @@ func findElement(blocks json.RawMessage, types []string, actionID, blockID strin
 	}
 	switch len(matches) {
 	case 0:
-		return foundElement{}, fmt.Errorf("slacktest: no %s with action_id %q (block_id %q) matching in %s", strings.Join(types, "/"), actionID, blockID, truncate(string(blocks), 400))
+		return foundElement{}, fmt.Errorf("slackfake: no %s with action_id %q (block_id %q) matching in %s", strings.Join(types, "/"), actionID, blockID, truncate(string(blocks), 400))
 	case 1:
 		return matches[0], nil
 	}
-	return foundElement{}, fmt.Errorf("slacktest: %d elements match action_id %q; pass blockID or value", len(matches), actionID)
+	return foundElement{}, fmt.Errorf("slackfake: %d elements match action_id %q; pass blockID or value", len(matches), actionID)
 }
 
 func buttonWithValue(value string) func(map[string]any) bool {
@@ -498,7 +498,7 @@ func (s *Server) messageTargetLocked(user, channel, messageTS string) (*messageT
 	}
 	ch, found := s.channels[channel]
 	if !found {
-		return nil, fmt.Errorf("slacktest: unknown channel %q", channel)
+		return nil, fmt.Errorf("slackfake: unknown channel %q", channel)
 	}
 	mt := &messageTarget{user: u, chName: ch.Name}
 	if strings.HasPrefix(ch.ID, "D") {
@@ -506,7 +506,7 @@ func (s *Server) messageTargetLocked(user, channel, messageTS string) (*messageT
 	}
 	if m := s.findMessageLocked(channel, messageTS); m != nil && !m.Deleted {
 		if !s.channelMemberLocked(ch, user) {
-			return nil, fmt.Errorf("slacktest: %s is not in %s and cannot see message %s", user, channel, messageTS)
+			return nil, fmt.Errorf("slackfake: %s is not in %s and cannot see message %s", user, channel, messageTS)
 		}
 		mt.blocks, mt.message = m.Blocks, s.messageJSON(m)
 		return mt, nil
@@ -514,13 +514,13 @@ func (s *Server) messageTargetLocked(user, channel, messageTS string) (*messageT
 	for _, e := range s.ephemerals {
 		if e.Channel == channel && e.TS == messageTS && !e.Deleted {
 			if e.User != user {
-				return nil, fmt.Errorf("slacktest: ephemeral message %s is shown to %s, not %s", messageTS, e.User, user)
+				return nil, fmt.Errorf("slackfake: ephemeral message %s is shown to %s, not %s", messageTS, e.User, user)
 			}
 			mt.blocks, mt.ephemeral = e.Blocks, true
 			return mt, nil
 		}
 	}
-	return nil, fmt.Errorf("slacktest: no message %s in %s", messageTS, channel)
+	return nil, fmt.Errorf("slackfake: no message %s in %s", messageTS, channel)
 }
 
 // ClickButton emulates user clicking a button in the message at messageTS in
@@ -589,7 +589,7 @@ func (s *Server) ClickViewButton(ctx context.Context, user, viewID, actionID, va
 	rec, found := s.views[viewID]
 	if !found || !rec.open || rec.user != user {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("slacktest: view %q is not open for %s", viewID, user)
+		return nil, fmt.Errorf("slackfake: view %q is not open for %s", viewID, user)
 	}
 	el, err := findElement(rec.blocks, []string{"button"}, actionID, blockID, buttonWithValue(value))
 	if err != nil {
@@ -633,11 +633,11 @@ func (s *Server) SubmitView(ctx context.Context, user, viewID string, values map
 	rec, found := s.views[viewID]
 	if !found || !rec.open || rec.user != user || rec.typ != "modal" {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("slacktest: modal %q is not open for %s", viewID, user)
+		return nil, fmt.Errorf("slackfake: modal %q is not open for %s", viewID, user)
 	}
 	if _, hasSubmit := rec.body["submit"]; !hasSubmit {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("slacktest: modal %q has no submit button", viewID)
+		return nil, fmt.Errorf("slackfake: modal %q has no submit button", viewID)
 	}
 	state, err := buildState(rec.blocks, values)
 	if err != nil {
@@ -759,22 +759,22 @@ func buildState(blocks json.RawMessage, values map[string]map[string]string) (ma
 			used[bid] = true
 			for k := range values[bid] {
 				if k != aid {
-					return nil, fmt.Errorf("slacktest: input block %q has action_id %q, not %q", bid, aid, k)
+					return nil, fmt.Errorf("slackfake: input block %q has action_id %q, not %q", bid, aid, k)
 				}
 			}
 		}
 		v, err := elementState(el, given, has)
 		if err != nil {
-			return nil, fmt.Errorf("slacktest: block %q: %w", bid, err)
+			return nil, fmt.Errorf("slackfake: block %q: %w", bid, err)
 		}
 		if !hasValue(v) && b["optional"] != true {
-			return nil, fmt.Errorf("slacktest: required input %q/%q has no value; Slack would not let the user submit", bid, aid)
+			return nil, fmt.Errorf("slackfake: required input %q/%q has no value; Slack would not let the user submit", bid, aid)
 		}
 		state[bid] = map[string]any{aid: v}
 	}
 	for bid := range values {
 		if !used[bid] {
-			return nil, fmt.Errorf("slacktest: no input block %q in the view", bid)
+			return nil, fmt.Errorf("slackfake: no input block %q in the view", bid)
 		}
 	}
 	return state, nil
@@ -1016,7 +1016,7 @@ func (s *Server) URLVerification(ctx context.Context, opts ...SendOption) (*Resp
 		return resp, err
 	}
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(resp.Body, []byte(challenge)) {
-		return resp, fmt.Errorf("slacktest: url_verification failed: status %d, body %q does not carry challenge %q", resp.StatusCode, truncate(string(resp.Body), 200), challenge)
+		return resp, fmt.Errorf("slackfake: url_verification failed: status %d, body %q does not carry challenge %q", resp.StatusCode, truncate(string(resp.Body), 200), challenge)
 	}
 	return resp, nil
 }
