@@ -3,8 +3,11 @@ package oncall
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -53,4 +56,24 @@ func GetJSON(ctx context.Context, client *http.Client, r GetRequest, out any) er
 		return fail(ErrUnavailable, resp.StatusCode, "unreadable answer", err)
 	}
 	return nil
+}
+
+// ParseClientConfig checks what every on-call tool client needs, naming source in errors: an API key that can
+// travel in a header (no spaces or control characters, so it cannot split or smuggle one), and an http(s)
+// base URL (defaultBase when empty), returned without a trailing slash.
+func ParseClientConfig(source, apiKey, baseURL, defaultBase string) (*url.URL, error) {
+	if apiKey == "" {
+		return nil, fmt.Errorf("%s: no API key", source)
+	}
+	if strings.ContainsFunc(apiKey, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, fmt.Errorf("%s: the API key contains spaces or control characters", source)
+	}
+	if baseURL == "" {
+		baseURL = defaultBase
+	}
+	base, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
+		return nil, fmt.Errorf("%s: base URL %q is not an http(s) URL", source, baseURL)
+	}
+	return base, nil
 }

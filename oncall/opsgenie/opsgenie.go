@@ -23,7 +23,6 @@ package opsgenie
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -58,18 +57,9 @@ type Client struct {
 
 // New validates cfg.
 func New(cfg Config) (*Client, error) {
-	if cfg.APIKey == "" {
-		return nil, errors.New("opsgenie: no API key")
-	}
-	if strings.ContainsFunc(cfg.APIKey, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return nil, errors.New("opsgenie: the API key contains spaces or control characters")
-	}
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
-	}
-	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
-	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
-		return nil, fmt.Errorf("opsgenie: base URL %q is not an http(s) URL", cfg.BaseURL)
+	base, err := oncall.ParseClientConfig("opsgenie", cfg.APIKey, cfg.BaseURL, DefaultBaseURL)
+	if err != nil {
+		return nil, err
 	}
 	switch cfg.IdentifierType {
 	case "":

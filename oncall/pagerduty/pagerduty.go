@@ -69,18 +69,9 @@ type emailEntry struct {
 
 // New validates cfg.
 func New(cfg Config) (*Client, error) {
-	if cfg.APIKey == "" {
-		return nil, errors.New("pagerduty: no API key")
-	}
-	if strings.ContainsFunc(cfg.APIKey, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return nil, errors.New("pagerduty: the API key contains spaces or control characters")
-	}
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
-	}
-	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
-	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
-		return nil, fmt.Errorf("pagerduty: base URL %q is not an http(s) URL", cfg.BaseURL)
+	base, err := oncall.ParseClientConfig("pagerduty", cfg.APIKey, cfg.BaseURL, DefaultBaseURL)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
