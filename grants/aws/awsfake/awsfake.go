@@ -112,6 +112,19 @@ type fault struct {
 	status int // 0 = the default for the kind
 }
 
+// answer is the error the service gives for f, from its table of documented errors; f.status, when set,
+// replaces the documented status.
+func (f *fault) answer(documented map[Fault]apiError, unknownCode string) *apiError {
+	e, ok := documented[f.kind]
+	if !ok {
+		return errf(500, unknownCode, "unknown fault")
+	}
+	if f.status != 0 {
+		e.status = f.status
+	}
+	return &e
+}
+
 // Server is the fake. Create it with New; its URL is the endpoint for all three clients.
 type Server struct {
 	*httptest.Server

@@ -32,33 +32,19 @@ func errf(status int, code, format string, args ...any) *apiError {
 	return &apiError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-func jsonFault(f *fault) *apiError {
-	st := func(def int) int {
-		if f.status != 0 {
-			return f.status
-		}
-		return def
-	}
-	switch f.kind {
-	case Throttling:
-		return errf(st(400), "ThrottlingException", "Rate exceeded")
-	case Conflict:
-		return errf(st(400), "ConflictException", "Operation is in progress for the same resource")
-	case NotFound:
-		return errf(st(400), "ResourceNotFoundException", "The requested resource was not found")
-	case AccessDenied:
-		return errf(st(400), "AccessDeniedException", "User is not authorized to perform this action")
-	case ServerError:
-		return errf(st(500), "InternalServerException", "An internal failure occurred")
-	case Validation:
-		return errf(st(400), "ValidationException", "Invalid request")
-	case LimitExceeded:
-		return errf(st(400), "ServiceQuotaExceededException", "Quota exceeded")
-	case AlreadyExists:
-		return errf(st(400), "ConflictException", "The resource already exists")
-	}
-	return errf(500, "InternalServerException", "unknown fault")
+// jsonFaults is what the service answers for each injected fault kind, as its API reference documents the error.
+var jsonFaults = map[Fault]apiError{
+	Throttling:    {status: 400, code: "ThrottlingException", msg: "Rate exceeded"},
+	Conflict:      {status: 400, code: "ConflictException", msg: "Operation is in progress for the same resource"},
+	NotFound:      {status: 400, code: "ResourceNotFoundException", msg: "The requested resource was not found"},
+	AccessDenied:  {status: 400, code: "AccessDeniedException", msg: "User is not authorized to perform this action"},
+	ServerError:   {status: 500, code: "InternalServerException", msg: "An internal failure occurred"},
+	Validation:    {status: 400, code: "ValidationException", msg: "Invalid request"},
+	LimitExceeded: {status: 400, code: "ServiceQuotaExceededException", msg: "Quota exceeded"},
+	AlreadyExists: {status: 400, code: "ConflictException", msg: "The resource already exists"},
 }
+
+func jsonFault(f *fault) *apiError { return f.answer(jsonFaults, "InternalServerException") }
 
 func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, target string, body []byte) {
 	service, op, _ := strings.Cut(target, ".")

@@ -30,33 +30,19 @@ var (
 	policyARNRe = regexp.MustCompile(`^arn:(aws|aws-us-gov|aws-cn):iam::(aws|\d{12}):policy/[\w+=,.@/-]+$`)
 )
 
-func iamFault(f *fault) *apiError {
-	st := func(def int) int {
-		if f.status != 0 {
-			return f.status
-		}
-		return def
-	}
-	switch f.kind {
-	case Throttling:
-		return errf(st(400), "Throttling", "Rate exceeded")
-	case Conflict:
-		return errf(st(409), "ConcurrentModification", "The request was rejected because multiple requests to change this object were submitted simultaneously")
-	case NotFound:
-		return errf(st(404), "NoSuchEntity", "The entity cannot be found")
-	case AccessDenied:
-		return errf(st(403), "AccessDenied", "User is not authorized to perform this action")
-	case ServerError:
-		return errf(st(500), "ServiceFailure", "The request processing has failed because of an unknown error")
-	case Validation:
-		return errf(st(400), "InvalidInput", "Invalid input")
-	case LimitExceeded:
-		return errf(st(409), "LimitExceeded", "Cannot exceed quota")
-	case AlreadyExists:
-		return errf(st(409), "EntityAlreadyExists", "The entity already exists")
-	}
-	return errf(500, "ServiceFailure", "unknown fault")
+// iamFaults is what the service answers for each injected fault kind, as its API reference documents the error.
+var iamFaults = map[Fault]apiError{
+	Throttling:    {status: 400, code: "Throttling", msg: "Rate exceeded"},
+	Conflict:      {status: 409, code: "ConcurrentModification", msg: "The request was rejected because multiple requests to change this object were submitted simultaneously"},
+	NotFound:      {status: 404, code: "NoSuchEntity", msg: "The entity cannot be found"},
+	AccessDenied:  {status: 403, code: "AccessDenied", msg: "User is not authorized to perform this action"},
+	ServerError:   {status: 500, code: "ServiceFailure", msg: "The request processing has failed because of an unknown error"},
+	Validation:    {status: 400, code: "InvalidInput", msg: "Invalid input"},
+	LimitExceeded: {status: 409, code: "LimitExceeded", msg: "Cannot exceed quota"},
+	AlreadyExists: {status: 409, code: "EntityAlreadyExists", msg: "The entity already exists"},
 }
+
+func iamFault(f *fault) *apiError { return f.answer(iamFaults, "ServiceFailure") }
 
 func (s *Server) serveQuery(w http.ResponseWriter, r *http.Request, body []byte) {
 	form, perr := url.ParseQuery(string(body))
