@@ -266,6 +266,13 @@ func TestValidation(t *testing.T) {
 			[]want{{11, "providers.hook.webhook.timeout", "-5s is negative"}}},
 		{"timeout too long", edit(t, "      secret_env: HOOK_SECRET\n", "      secret_env: HOOK_SECRET\n      timeout: 2m\n"),
 			[]want{{11, "providers.hook.webhook.timeout", "2m is longer than the limit of 1m"}}},
+		{"pending_timeout negative", edit(t, "      secret_env: HOOK_SECRET\n", "      secret_env: HOOK_SECRET\n      pending_timeout: -1m\n"),
+			[]want{{11, "providers.hook.webhook.pending_timeout", "-1m is negative"}}},
+		{"pending_timeout too long", edit(t, "      secret_env: HOOK_SECRET\n", "      secret_env: HOOK_SECRET\n      pending_timeout: 20m\n"),
+			[]want{{11, "providers.hook.webhook.pending_timeout", "20m is longer than the limit of 15m"}}},
+		{"pending_timeout list", edit(t, "      secret_env: HOOK_SECRET\n", "      secret_env: HOOK_SECRET\n      pending_timeout: [5m]\n"),
+			[]want{{11, "providers.hook.webhook.pending_timeout", ""}}},
+		{"pending_timeout", edit(t, "      secret_env: HOOK_SECRET\n", "      secret_env: HOOK_SECRET\n      pending_timeout: 5m\n"), nil},
 		{"principal_from email", edit(t, "principal_from: slack_user_id", "principal_from: email"),
 			[]want{{7, "providers.hook.principal_from", "email mapping is spelled slack_email"}}},
 		{"principal_from unknown", edit(t, "principal_from: slack_user_id", "principal_from: ldap"),
@@ -565,5 +572,23 @@ func TestSyntaxErrorPointsAtTheMistake(t *testing.T) {
 				t.Fatalf("got %s, want line %d column %d", p, c.line, c.column)
 			}
 		})
+	}
+}
+
+func TestWebhookPendingTimeout(t *testing.T) {
+	src := edit(t, "      secret_env: HOOK_SECRET\n", "      secret_env: HOOK_SECRET\n      pending_timeout: 5m\n")
+	p, err := Parse("policy.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Providers["hook"].Webhook.PendingTimeout; got != 5*time.Minute {
+		t.Errorf("pending_timeout = %v, want 5m", got)
+	}
+	p, err = Parse("policy.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Providers["hook"].Webhook.PendingTimeout; got != 0 {
+		t.Errorf("pending_timeout without the setting = %v, want 0 (wait only within the attempt timeout)", got)
 	}
 }

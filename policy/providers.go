@@ -56,7 +56,13 @@ type WebhookSettings struct {
 	SecretEnv string
 	// Timeout bounds each call; DefaultWebhookTimeout when not set.
 	Timeout time.Duration
+	// PendingTimeout is how long one grant or revoke waits, resending, for a receiver that answers
+	// {"pending": true} (asynchronous provisioning, docs/webhook.md); 0 waits only within the attempt timeout.
+	PendingTimeout time.Duration
 }
+
+// MaxWebhookPendingTimeout bounds pending_timeout: the binding stays locked while jitbot waits.
+const MaxWebhookPendingTimeout = 15 * time.Minute
 
 // secretRef is an environment variable a provider needs at run time.
 type secretRef struct {
@@ -77,7 +83,7 @@ type providerKind struct {
 
 var providerKinds = map[string]providerKind{
 	"webhook": {
-		fields: []string{"url", "secret_env", "timeout"},
+		fields: []string{"url", "secret_env", "timeout", "pending_timeout"},
 		decode: decodeWebhook,
 	},
 	"aws-identity-center": cloudKind("instance_arn", "identity_store_id", "region", "endpoint"),
@@ -131,6 +137,22 @@ func decodeWebhook(d *decoder, s map[string]pair, block pair, field string, p *P
 					"revocation sweeper wait on each call)", FormatDuration(v), FormatDuration(MaxWebhookTimeout))
 			case v > 0:
 				w.Timeout = v
+			}
+		}
+	}
+
+	if t, ok := s["pending_timeout"]; ok && !isNull(t.v) {
+		if v, ok := d.duration(t, join(field, "pending_timeout")); ok {
+			switch {
+			case v < 0:
+				d.problem(t.v, join(field, "pending_timeout"), "%s is negative; leave it out or use 0 to wait only "+
+					"within one attempt", FormatDuration(v))
+			case v > MaxWebhookPendingTimeout:
+				d.problem(t.v, join(field, "pending_timeout"), "%s is longer than the limit of %s (the binding stays "+
+					"locked while jitbot waits; a receiver that needs longer answers pending again and jitbot resumes "+
+					"in a later attempt)", FormatDuration(v), FormatDuration(MaxWebhookPendingTimeout))
+			default:
+				w.PendingTimeout = v
 			}
 		}
 	}

@@ -28,7 +28,22 @@
 // Receivers must make grant mean "ensure present" and revoke "ensure absent": answer 2xx when the access is
 // already in the requested state (never 404 or 409 for that).
 //
-// Answers: 2xx = done. Check must answer 200 with {"present": true|false}. 409 Conflict, 408, 429 and 5xx are
+// Answers: 2xx = done. Two optional fields of a 2xx body extend that (old receivers that answer an empty or
+// other body keep today's meaning):
+//
+//   - {"pending": true}: accepted, not finished yet (asynchronous provisioning). The Provider sends the same
+//     operation again (same webhook-id and generation: a resend) every Config.PollInterval until the receiver
+//     answers without "pending", for at most Config.PendingTimeout (or the attempt timeout); then it returns a
+//     retryable error, and jitbot resumes later. A receiver must not answer 2xx without "pending" to a grant
+//     while a revoke of the same access is still running, or the other way round (answer pending or 409).
+//   - {"pre_existing": true} to a grant: the principal already had this access by means jitbot did not create
+//     (standing access); the receiver changed nothing and will not remove that access on a revoke. jitbot records
+//     the grant as pre-existing (grants.PreExistingRef), tells the requester and sends no revoke for it. The
+//     Provider honours it only when jitbot holds no reference of its own for the binding (grants.Assignment.Ref
+//     empty, grants.RefUntouched or pre-existing): after a call of jitbot's that may have created the access
+//     (grants.RefCallPending, an earlier grant), found access is treated as jitbot's.
+//
+// Check must answer 200 with {"present": true|false}. 409 Conflict, 408, 429 and 5xx are
 // retried (honouring nothing but the caller's retry policy; the Retry-After value is exposed on StatusError).
 // 3xx is never followed (the signed payload would go elsewhere) and is a permanent failure, as is every other
 // 4xx: 400 malformed, 401/403 signature or authorisation, 404 wrong URL, 410 endpoint retired, 422 unknown
@@ -89,7 +104,20 @@ type Config struct {
 	Client *http.Client
 	// Now returns the current time for webhook-timestamp and sent_at; nil uses time.Now.
 	Now func() time.Time
+	// PendingTimeout is how long one grant or revoke may wait for a receiver that answers {"pending": true}
+	// (asynchronous provisioning); it becomes the operation's attempt budget (grants.AttemptBudgeter), so the
+	// manager keeps its binding lock that long. 0: wait only within the manager's attempt timeout.
+	PendingTimeout time.Duration
+	// PollInterval is the wait between resends of a pending operation. Default DefaultPollInterval.
+	PollInterval time.Duration
 }
+
+// DefaultPollInterval is the wait between resends of an operation the receiver answered pending.
+const DefaultPollInterval = time.Second
+
+// MaxPendingTimeout bounds Config.PendingTimeout: a receiver that needs longer must answer pending and let
+// jitbot resume in a later attempt.
+const MaxPendingTimeout = 15 * time.Minute
 
 // Payload is the JSON body of every delivery. Field names are the integration contract.
 type Payload struct {
@@ -151,6 +179,8 @@ type Provider struct {
 	shownURL string // scheme://host/path, for errors
 	secret   sensitive
 	timeout  time.Duration
+	pending  time.Duration // Config.PendingTimeout
+	poll     time.Duration
 	client   *http.Client
 	now      func() time.Time
 }
@@ -191,12 +221,23 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Timeout < 0 {
 		return nil, errors.New("webhook: negative timeout")
 	}
+	if cfg.PendingTimeout < 0 || cfg.PendingTimeout > MaxPendingTimeout {
+		return nil, fmt.Errorf("webhook: pending timeout must be between 0 and %s", MaxPendingTimeout)
+	}
+	if cfg.PollInterval < 0 {
+		return nil, errors.New("webhook: negative poll interval")
+	}
 	p := &Provider{
 		url:      u.String(),
 		shownURL: u.Scheme + "://" + u.Host + u.EscapedPath(),
 		secret:   sensitive{key: append([]byte(nil), cfg.Secret...)},
 		timeout:  cfg.Timeout,
+		pending:  cfg.PendingTimeout,
+		poll:     cfg.PollInterval,
 		now:      cfg.Now,
+	}
+	if p.poll == 0 {
+		p.poll = DefaultPollInterval
 	}
 	if p.timeout == 0 {
 		p.timeout = DefaultTimeout
@@ -238,26 +279,94 @@ func (p Provider) String() string { return "webhook(" + p.shownURL + ")" }
 func (p Provider) GoString() string { return p.String() }
 
 // Grant delivers a "grant". The reference is the receiver's {"ref": "..."} if its 2xx answer carries a short
-// printable one, otherwise the webhook-id.
+// printable one, otherwise the webhook-id; grants.PreExistingRef when the receiver answers that the access was
+// already there (see the package documentation for when that is believed).
 func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, error) {
 	id := operationID(TypeGrant, a.GrantID, a.Generation)
-	body, err := p.deliver(ctx, TypeGrant, id, a)
+	ans, err := p.apply(ctx, TypeGrant, id, a)
 	if err != nil {
+		if errors.Is(err, errPending) {
+			// The receiver accepted the operation: whatever it creates is jitbot's.
+			return id, err
+		}
 		return "", err
 	}
-	var ans struct {
-		Ref string `json:"ref"`
+	if ans.PreExisting && mayBeStanding(a.Ref) {
+		return grants.PreExistingRef("webhook"), nil
 	}
-	if json.Unmarshal(body, &ans) == nil && ans.Ref != "" && len(ans.Ref) <= 256 && printable(ans.Ref) {
+	if ans.Ref != "" && len(ans.Ref) <= 256 && printable(ans.Ref) && !grants.IsPreExisting(ans.Ref) {
 		return ans.Ref, nil
 	}
 	return id, nil
 }
 
-// Revoke delivers a "revoke".
+// mayBeStanding reports whether access a receiver found present can be taken as standing access given the
+// reference jitbot holds: only when jitbot has not (as far as it knows) made a call that could have created it.
+func mayBeStanding(ref string) bool {
+	return ref == "" || ref == grants.RefUntouched || grants.IsPreExisting(ref)
+}
+
+// Revoke delivers a "revoke". An assignment whose reference says the access was there before jitbot's grant
+// (grants.PreExistingRef) is not jitbot's to remove: nothing is sent.
 func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
-	_, err := p.deliver(ctx, TypeRevoke, operationID(TypeRevoke, a.GrantID, a.Generation), a)
+	if grants.IsPreExisting(a.Ref) {
+		return nil
+	}
+	_, err := p.apply(ctx, TypeRevoke, operationID(TypeRevoke, a.GrantID, a.Generation), a)
 	return err
+}
+
+// AttemptBudget implements grants.AttemptBudgeter: with Config.PendingTimeout a grant or revoke may wait that
+// long for a pending receiver, plus one delivery.
+func (p *Provider) AttemptBudget(op string) time.Duration {
+	if op == "check" || p.pending == 0 {
+		return 0
+	}
+	return p.pending + p.timeout
+}
+
+var _ grants.AttemptBudgeter = (*Provider)(nil)
+
+// answer is what a 2xx answer to a grant or revoke may carry (every field optional).
+type answer struct {
+	Ref         string `json:"ref"`
+	Pending     bool   `json:"pending"`
+	PreExisting bool   `json:"pre_existing"`
+}
+
+// errPending: the receiver still answered pending when the wait ended.
+var errPending = errors.New("the receiver is still applying the operation (it answered pending)")
+
+// apply delivers a grant or revoke and, while the receiver answers pending, resends it (same id and
+// generation) every poll interval, within PendingTimeout when set, else within ctx.
+func (p *Provider) apply(ctx context.Context, typ, id string, a grants.Assignment) (answer, error) {
+	if p.pending > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.pending+p.timeout)
+		defer cancel()
+	}
+	for pending := false; ; pending = true {
+		body, err := p.deliver(ctx, typ, id, a)
+		if err != nil && pending {
+			// The receiver has accepted the operation: say so, so that Grant keeps the reference.
+			return answer{}, fmt.Errorf("webhook %s %s: %w; resending it failed: %w", typ, a.GrantID, errPending, err)
+		}
+		if err != nil {
+			return answer{}, err
+		}
+		var ans answer
+		_ = json.Unmarshal(body, &ans) // any 2xx body is an answer; only the optional fields are read
+		if !ans.Pending {
+			return ans, nil
+		}
+		t := time.NewTimer(p.poll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return answer{}, fmt.Errorf("webhook %s %s: %w", typ, a.GrantID, errPending)
+		}
+	}
 }
 
 // Check delivers a "check" and expects 200 with {"present": true|false}.

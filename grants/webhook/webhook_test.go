@@ -526,3 +526,77 @@ func TestDocWorkedExample(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A receiver that answers {"pending": true} gets the same operation again (same webhook-id, same generation:
+// a resend it can de-duplicate) until it answers without pending. The receiver here is written from
+// docs/webhook.md "Answering", not from the reference receiver.
+func TestPendingIsResentUntilDone(t *testing.T) {
+	var ids, gens []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ids = append(ids, r.Header.Get("webhook-id"))
+		gens = append(gens, r.Header.Get("jitbot-generation"))
+		if len(ids) < 3 {
+			io.WriteString(w, `{"pending": true}`)
+			return
+		}
+		io.WriteString(w, `{"ref": "op-7"}`)
+	}))
+	defer srv.Close()
+	p := newProvider(t, srv.URL, func(c *Config) { c.PollInterval = time.Millisecond })
+	a := assignment("g-p")
+	a.Generation = 4097
+	ref, err := p.Grant(t.Context(), a)
+	if err != nil || ref != "op-7" {
+		t.Fatalf("grant = %q, %v; want op-7 once the receiver is done", ref, err)
+	}
+	if len(ids) != 3 || ids[0] != ids[1] || ids[1] != ids[2] || gens[0] != "4097" || gens[2] != "4097" {
+		t.Fatalf("deliveries: ids %v generations %v; want three deliveries of one operation", ids, gens)
+	}
+}
+
+// A receiver still pending when the wait ends: a retryable error, and the grant's reference is jitbot's own
+// (the receiver accepted the operation, so whatever it creates must be removed at revoke).
+func TestPendingPastTheWaitIsRetryable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"pending": true}`) }))
+	defer srv.Close()
+	p := newProvider(t, srv.URL, func(c *Config) { c.PollInterval = time.Millisecond; c.PendingTimeout = 20 * time.Millisecond })
+	ref, err := p.Grant(t.Context(), assignment("g-q"))
+	if err == nil || grants.IsPermanent(err) {
+		t.Fatalf("grant of a receiver that stays pending: err = %v, want a retryable error", err)
+	}
+	if ref == "" || ref == grants.RefUntouched || grants.IsPreExisting(ref) {
+		t.Fatalf("grant ref = %q, want jitbot's own reference (the operation was accepted)", ref)
+	}
+	if err := p.Revoke(t.Context(), assignment("g-q")); err == nil {
+		t.Fatal("revoke of a receiver that stays pending succeeded")
+	}
+}
+
+// {"pre_existing": true} is believed only when jitbot has made no call of its own for the binding; a revoke of a
+// pre-existing grant sends nothing.
+func TestPreExistingAnswer(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.WriteString(w, `{"pre_existing": true}`)
+	}))
+	defer srv.Close()
+	p := newProvider(t, srv.URL)
+	for _, c := range []struct {
+		ref      string
+		standing bool
+	}{{"", true}, {grants.RefUntouched, true}, {grants.RefCallPending, false}, {"grant_g-s_1", false}} {
+		a := assignment("g-s")
+		a.Ref = c.ref
+		ref, err := p.Grant(t.Context(), a)
+		if err != nil || grants.IsPreExisting(ref) != c.standing {
+			t.Errorf("grant with ref %q = %q, %v; want pre-existing %v", c.ref, ref, err, c.standing)
+		}
+	}
+	before := calls.Load()
+	a := assignment("g-s")
+	a.Ref = grants.PreExistingRef("webhook")
+	if err := p.Revoke(t.Context(), a); err != nil || calls.Load() != before {
+		t.Fatalf("revoke of pre-existing access: err %v, %d calls sent; want none", err, calls.Load()-before)
+	}
+}

@@ -76,7 +76,8 @@ var adapters = map[string]adapter{
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", pr.Webhook.SecretEnv, err)
 			}
-			return webhook.New(webhook.Config{URL: pr.Webhook.URL, Secret: secret, Timeout: pr.Webhook.Timeout})
+			return webhook.New(webhook.Config{URL: pr.Webhook.URL, Secret: secret, Timeout: pr.Webhook.Timeout,
+				PendingTimeout: pr.Webhook.PendingTimeout})
 		},
 	},
 	"aws-identity-center": {

@@ -1,10 +1,13 @@
 package app
 
 import (
+	"encoding/base64"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/grants/aws/identitycenter"
 	"github.com/jitbot/jitbot/policy"
 )
@@ -137,5 +140,46 @@ roles:
 	}
 	if got := provs["other"].(*identitycenter.Provider).Scopes(); len(got) != 1 || got[0].AccountID != "777788889999" {
 		t.Fatalf("scopes of other = %v", got)
+	}
+}
+
+// The policy's pending_timeout must reach the adapter: it is the attempt budget the manager gives a grant or
+// revoke that waits for an asynchronous receiver.
+func TestWebhookPendingTimeoutReachesTheProvider(t *testing.T) {
+	src := `version: 1
+defaults: {approval_channel: C0APPROVALS}
+providers:
+  hook:
+    type: webhook
+    webhook: {url: "https://hooks.example.com/jit", secret_env: HOOK_SECRET, timeout: 5s, pending_timeout: 3m}
+roles:
+  db:
+    provider: hook
+    target: {resource: prod-db, permission: admin}
+    requesters: {users: [U0A]}
+    approvers: {users: [U0B]}
+`
+	p, err := policy.Parse("hook.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	provs, err := BuildProviders(t.Context(), p, func(name string) string {
+		if name == "HOOK_SECRET" {
+			return "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, ok := provs["hook"].(grants.AttemptBudgeter)
+	if !ok {
+		t.Fatalf("the webhook provider declares no attempt budget")
+	}
+	if got := b.AttemptBudget("grant"); got != 3*time.Minute+5*time.Second {
+		t.Errorf("grant budget = %v, want pending_timeout + timeout = 3m5s", got)
+	}
+	if got := b.AttemptBudget("check"); got != 0 {
+		t.Errorf("check budget = %v, want 0 (a check never waits for pending)", got)
 	}
 }

@@ -59,9 +59,17 @@ type Key struct{ Type, GrantID string }
 // when released, even after the client gave up: a call that lands late), SetPresent (change state behind the
 // sender's back). Use WaitFor to wait for a delivery instead of sleeping.
 //
+// It also models the optional parts of the contract (docs/webhook.md "Answering"): standing access the principal
+// has by other means (SetStanding: a grant then answers {"pre_existing": true} and changes nothing, a revoke
+// never removes it), asynchronous provisioning (SetAsync, StartInFlight: a grant or revoke answers
+// {"pending": true} until it finishes, and an operation of the opposite kind on the same access meanwhile gets
+// 409), and provider-side expiry (Expiry: the expires_at of the last grant applied).
+//
 // Answers: 405 for a non-POST, 401 for a request that fails verification (recorded in Rejections, not in
-// Deliveries), 400 for a verified body that is not a valid payload, otherwise 200 with {"ok":true} (grant,
-// revoke; grant also returns {"ref": ...}) or {"present":bool} (check).
+// Deliveries), 400 for a verified body that is not a valid payload, 409 for a grant or revoke while the
+// opposite operation on the same access is in flight, otherwise 200 with {"ok":true} (grant, revoke; grant also
+// returns {"ref": ...}, or {"pre_existing": true}; either may carry {"pending": true}) or {"present":bool} (check,
+// true when the principal has the access, jitbot's or standing).
 type Server struct {
 	secret []byte
 	srv    *httptest.Server
@@ -76,6 +84,9 @@ type Server struct {
 	counts     map[Key]int
 	present    map[string]Payload
 	applied    map[string]uint64 // access key -> last generation applied
+	standing   map[string]bool   // access key -> the principal has the access by other means
+	inFlight   map[string]*operation
+	async      time.Duration // how long a new grant or revoke stays pending (0: applied at once)
 	holds      []chan struct{}
 	rejections []string
 	changed    chan struct{}
@@ -84,12 +95,14 @@ type Server struct {
 // NewHandler returns a Server that is not listening: use it as an http.Handler.
 func NewHandler(secret []byte) *Server {
 	return &Server{
-		secret:  append([]byte(nil), secret...),
-		now:     time.Now,
-		counts:  map[Key]int{},
-		present: map[string]Payload{},
-		applied: map[string]uint64{},
-		changed: make(chan struct{}),
+		secret:   append([]byte(nil), secret...),
+		now:      time.Now,
+		counts:   map[Key]int{},
+		present:  map[string]Payload{},
+		applied:  map[string]uint64{},
+		standing: map[string]bool{},
+		inFlight: map[string]*operation{},
+		changed:  make(chan struct{}),
 	}
 }
 
@@ -150,6 +163,9 @@ func (s *Server) Reset() { s.failures.Clear() }
 func (s *Server) Present(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.standing[id] {
+		return true
+	}
 	for k, p := range s.present {
 		if k == id || p.GrantID == id {
 			return true
@@ -165,6 +181,103 @@ func accessKey(p Payload) string {
 		return p.BindingKey
 	}
 	return p.GrantID
+}
+
+// operation is a grant or revoke the receiver accepted and has not finished: it finishes once it has been
+// asked about polls times (resends or opposite operations on the same access), or takes has passed, or Settle.
+type operation struct {
+	payload Payload
+	started time.Time
+	takes   time.Duration // 0: only polls or Settle finish it
+	polls   int
+}
+
+// inFlightPolls is how many requests about the access finish an operation started by StartInFlight.
+const inFlightPolls = 2
+
+// SetStanding gives (or takes away) the principal of an access key standing access that jitbot did not make,
+// as an administrator would.
+func (s *Server) SetStanding(key string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		s.standing[key] = true
+	} else {
+		delete(s.standing, key)
+	}
+}
+
+// Standing reports whether the access key has standing access.
+func (s *Server) Standing(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.standing[key]
+}
+
+// SetAsync makes every following grant or revoke pending for d of wall time before it takes effect (0: at once).
+func (s *Server) SetAsync(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.async = d
+}
+
+// StartInFlight starts, behind the sender's back, an operation of type typ ("grant" or "revoke") on an access
+// key that is still running: it finishes after two requests about the key, or on Settle.
+func (s *Server) StartInFlight(key, typ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight[key] = &operation{payload: Payload{Type: typ, GrantID: key, BindingKey: key}, started: time.Now(), polls: inFlightPolls}
+}
+
+// Settle finishes every operation in flight.
+func (s *Server) Settle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, op := range s.inFlight {
+		s.finishLocked(key, op)
+	}
+}
+
+// Expiry is the expires_at of the last grant applied to the access key: when the receiver would end the access
+// itself.
+func (s *Server) Expiry(key string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.present[key]
+	if !ok || p.ExpiresAt == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, p.ExpiresAt)
+	return t, err == nil
+}
+
+// finishLocked applies op and forgets it; s.mu must be held.
+func (s *Server) finishLocked(key string, op *operation) {
+	delete(s.inFlight, key)
+	switch op.payload.Type {
+	case "grant":
+		s.present[key] = op.payload
+	case "revoke":
+		delete(s.present, key)
+	}
+}
+
+// pollLocked looks at key's operation in flight for a request about the key (counted when count is set: a
+// grant or revoke), finishes it when it is due, and returns the operation still running or the one it just
+// finished; s.mu must be held.
+func (s *Server) pollLocked(key string, count bool) (running, finished *operation) {
+	op := s.inFlight[key]
+	if op == nil {
+		return nil, nil
+	}
+	if count {
+		op.polls--
+	}
+	if op.takes == 0 && op.polls <= 0 || op.takes > 0 && time.Since(op.started) >= op.takes {
+		s.finishLocked(key, op)
+		return nil, op
+	}
+	return op, nil
 }
 
 // SetPresent adds grantID to the present set or removes it, as an out-of-band change would.
@@ -288,24 +401,52 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Status = http.StatusOK
 	key := accessKey(d.Payload)
-	if (d.Payload.Type == "grant" || d.Payload.Type == "revoke") && d.Payload.Generation > 0 {
-		if d.Payload.Generation < s.applied[key] {
-			d.Stale = true // superseded by a later operation: acknowledged, not applied
-			writeJSON(w, d.Status, map[string]any{"ok": true, "ignored": "an operation with a later generation was applied"})
+	if (d.Payload.Type == "grant" || d.Payload.Type == "revoke") && d.Payload.Generation > 0 && d.Payload.Generation < s.applied[key] {
+		d.Stale = true // superseded by a later operation: acknowledged, not applied
+		writeJSON(w, d.Status, map[string]any{"ok": true, "ignored": "an operation with a later generation was applied"})
+		return
+	}
+	running, finished := s.pollLocked(key, d.Payload.Type == "grant" || d.Payload.Type == "revoke")
+	switch d.Payload.Type {
+	case "grant", "revoke":
+		if running != nil && running.payload.Type != d.Payload.Type {
+			d.Status = http.StatusConflict // the contract: never "done" while the opposite change is running
+			writeJSON(w, d.Status, map[string]string{"error": "another operation on this access is in progress"})
 			return
 		}
-		s.applied[key] = d.Payload.Generation
-	}
-	switch d.Payload.Type {
-	case "grant":
-		s.present[key] = d.Payload
-		writeJSON(w, d.Status, map[string]any{"ok": true, "ref": "rcv-" + d.ID})
-	case "revoke":
-		delete(s.present, key)
-		writeJSON(w, d.Status, map[string]any{"ok": true})
+		if d.Payload.Generation > 0 {
+			s.applied[key] = d.Payload.Generation
+		}
+		if running != nil { // a resend of the operation in flight
+			writeJSON(w, d.Status, map[string]any{"ok": true, "pending": true})
+			return
+		}
+		if finished != nil && finished.payload.Type == d.Payload.Type && finished.payload.GrantID == d.Payload.GrantID {
+			// The resend that finds its operation finished: done (a later grant's new end still applies).
+			s.finishLocked(key, &operation{payload: d.Payload})
+			writeJSON(w, d.Status, map[string]any{"ok": true})
+			return
+		}
+		if d.Payload.Type == "grant" && s.standing[key] {
+			if _, ours := s.present[key]; !ours {
+				writeJSON(w, d.Status, map[string]any{"ok": true, "pre_existing": true})
+				return
+			}
+		}
+		if s.async > 0 {
+			s.inFlight[key] = &operation{payload: d.Payload, started: time.Now(), takes: s.async}
+			writeJSON(w, d.Status, map[string]any{"ok": true, "pending": true})
+			return
+		}
+		s.finishLocked(key, &operation{payload: d.Payload})
+		if d.Payload.Type == "grant" {
+			writeJSON(w, d.Status, map[string]any{"ok": true, "ref": "rcv-" + d.ID})
+		} else {
+			writeJSON(w, d.Status, map[string]any{"ok": true})
+		}
 	case "check":
-		_, ok := s.present[accessKey(d.Payload)]
-		writeJSON(w, d.Status, map[string]any{"present": ok})
+		_, ok := s.present[key]
+		writeJSON(w, d.Status, map[string]any{"present": ok || s.standing[key]})
 	default:
 		d.Status = http.StatusBadRequest
 		writeJSON(w, d.Status, map[string]string{"error": "unknown type"})
