@@ -11,7 +11,7 @@ import "time"
 //	CreateAPIToken(ctx, t APIToken) error                              // ErrConflict if t.ID exists; ErrInvalid for an empty ID or Hash
 //	GetAPIToken(ctx, id string) (APIToken, error)                      // ErrNotFound for an unknown id
 //	ListAPITokens(ctx) ([]APIToken, error)                             // every token, revoked ones too, oldest first
-//	RevokeAPIToken(ctx, id string, at time.Time) (APIToken, error)     // sets RevokedAt once (a second revoke keeps the first time); ErrNotFound
+//	RevokeAPIToken(ctx, id string, at time.Time) (APIToken, bool, error) // sets RevokedAt once (a second revoke keeps the first time); the bool: this call revoked it; ErrNotFound
 //	TouchAPIToken(ctx, id string, at time.Time) error                  // LastUsedAt = max(LastUsedAt, at); ErrNotFound
 type APIToken struct {
 	ID         string    `json:"id"`

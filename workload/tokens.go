@@ -45,13 +45,13 @@ const TouchInterval = time.Minute
 // TokenStore keeps API token records. bolt.Store and redis.Store implement it. Error contract:
 // CreateAPIToken returns store.ErrConflict when the id exists; GetAPIToken, RevokeAPIToken and TouchAPIToken
 // return store.ErrNotFound for an unknown id. RevokeAPIToken sets RevokedAt only the first time and returns
-// the record as stored. TouchAPIToken only ever moves LastUsedAt forward. ListAPITokens returns every token,
+// the record as stored, and whether this call was the one that revoked it. TouchAPIToken only ever moves LastUsedAt forward. ListAPITokens returns every token,
 // revoked ones included, oldest first.
 type TokenStore interface {
 	CreateAPIToken(ctx context.Context, t store.APIToken) error
 	GetAPIToken(ctx context.Context, id string) (store.APIToken, error)
 	ListAPITokens(ctx context.Context) ([]store.APIToken, error)
-	RevokeAPIToken(ctx context.Context, id string, at time.Time) (store.APIToken, error)
+	RevokeAPIToken(ctx context.Context, id string, at time.Time) (t store.APIToken, revoked bool, err error)
 	TouchAPIToken(ctx context.Context, id string, at time.Time) error
 }
 
@@ -178,7 +178,7 @@ func (t *Tokens) CreateWith(ctx context.Context, owner string, opts CreateOption
 	}
 	if err := t.audit(ctx, EventAPITokenCreated, rec, now); err != nil {
 		// Nobody has seen the plaintext yet; revoke so that an unaudited token never works.
-		if _, rerr := t.st.RevokeAPIToken(context.WithoutCancel(ctx), rec.ID, now); rerr != nil {
+		if _, _, rerr := t.st.RevokeAPIToken(context.WithoutCancel(ctx), rec.ID, now); rerr != nil {
 			return "", TokenInfo{}, fmt.Errorf("%w (and revoking the unaudited token %s failed: %v; revoke it by hand)", err, rec.ID, rerr)
 		}
 		return "", TokenInfo{}, fmt.Errorf("%w; the token was revoked, nothing was handed out", err)
@@ -221,11 +221,11 @@ func (t *Tokens) Revoke(ctx context.Context, id string) error {
 // revoked and the error says so.
 func (t *Tokens) RevokeInfo(ctx context.Context, id string) (TokenInfo, error) {
 	now := t.now().UTC().Truncate(time.Millisecond)
-	rec, err := t.st.RevokeAPIToken(ctx, id, now)
+	rec, revoked, err := t.st.RevokeAPIToken(ctx, id, now)
 	if err != nil {
 		return TokenInfo{}, fmt.Errorf("workload: revoke token %q: %w", id, err)
 	}
-	if rec.RevokedAt.Equal(now) {
+	if revoked {
 		if err := t.audit(ctx, EventAPITokenRevoked, rec, now); err != nil {
 			return infoOf(rec), fmt.Errorf("%w (the token is revoked)", err)
 		}

@@ -504,3 +504,38 @@ func TestNoTokenMaterialInLogs(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A revocation is audited once, when it happens, even when a second revoke arrives in the same millisecond
+// (two CLI runs back to back, two admins at once): "first" must come from the store, not from comparing times.
+func TestTokenRevokedOnceAuditedOnce(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st workload.TokenStore) {
+		clk := newClock()
+		var mu sync.Mutex
+		var events []string
+		tokens := workload.NewTokens(st, workload.TokensOptions{Now: clk.Now, Audit: func(_ context.Context, e store.AuditEvent) error {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, e.Type)
+			return nil
+		}})
+		_, info, err := tokens.Create(t.Context(), "deploy-bot")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				if err := tokens.Revoke(t.Context(), info.ID); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if err := tokens.Revoke(t.Context(), info.ID); err != nil { // the clock has not moved
+			t.Fatal(err)
+		}
+		if want := workload.EventAPITokenCreated + "," + workload.EventAPITokenRevoked; strings.Join(events, ",") != want {
+			t.Fatalf("audit events %v, want %s", events, want)
+		}
+	})
+}

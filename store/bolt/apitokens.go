@@ -95,12 +95,13 @@ func (s *Store) ListAPITokens(ctx context.Context) ([]store.APIToken, error) {
 	return out, err
 }
 
-// RevokeAPIToken marks the token revoked at at, unless it already is (the first revocation time stays).
-func (s *Store) RevokeAPIToken(ctx context.Context, id string, at time.Time) (store.APIToken, error) {
-	var t store.APIToken
-	err := s.update(ctx, "revoke api token", func(tx *bbolt.Tx) error {
+// RevokeAPIToken marks the token revoked at at, unless it already is (the first revocation time stays);
+// revoked reports whether this call revoked it.
+func (s *Store) RevokeAPIToken(ctx context.Context, id string, at time.Time) (t store.APIToken, revoked bool, err error) {
+	err = s.update(ctx, "revoke api token", func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bAPITokens)
 		var err error
+		revoked = false // the update may run its function again
 		if t, err = loadAPIToken(bk, id); err != nil {
 			return err
 		}
@@ -108,9 +109,10 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id string, at time.Time) (st
 			return nil
 		}
 		t.RevokedAt = at
+		revoked = true
 		return putAPIToken(bk, t)
 	})
-	return t, err
+	return t, revoked && err == nil, err
 }
 
 // TouchAPIToken moves LastUsedAt forward to at (never backward).

@@ -32,12 +32,14 @@ redis.call("ZADD", KEYS[2], ARGV[3], ARGV[1])
 return 1
 `)
 
-// scriptTokenRevoke: KEYS[1] record; ARGV at ms. Sets r unless set. Returns {j, r, u} (false when absent), or
-// false when the record does not exist.
+// scriptTokenRevoke: KEYS[1] record; ARGV at ms. Sets r unless set. Returns {j, r, u, set} (set is 1 when
+// this call revoked the token), or false when the record does not exist.
 var scriptTokenRevoke = goredis.NewScript(`
 if redis.call("EXISTS", KEYS[1]) == 0 then return false end
-redis.call("HSETNX", KEYS[1], "r", ARGV[1])
-return redis.call("HMGET", KEYS[1], "j", "r", "u")
+local set = redis.call("HSETNX", KEYS[1], "r", ARGV[1])
+local v = redis.call("HMGET", KEYS[1], "j", "r", "u")
+v[4] = set
+return v
 `)
 
 // scriptTokenTouch: KEYS[1] record; ARGV at ms. Sets u to at when later. Returns 1, or 0 when the record does
@@ -70,7 +72,7 @@ func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
 	}
 	// A token created with mutable times set (a restore, a test) keeps them.
 	if !t.RevokedAt.IsZero() {
-		if _, err := s.RevokeAPIToken(ctx, t.ID, t.RevokedAt); err != nil {
+		if _, _, err := s.RevokeAPIToken(ctx, t.ID, t.RevokedAt); err != nil {
 			return err
 		}
 	}
@@ -161,19 +163,25 @@ func (s *Store) ListAPITokens(ctx context.Context) ([]store.APIToken, error) {
 	return out, nil
 }
 
-// RevokeAPIToken marks the token revoked at at, unless it already is (the first revocation time stays).
-func (s *Store) RevokeAPIToken(ctx context.Context, id string, at time.Time) (store.APIToken, error) {
+// RevokeAPIToken marks the token revoked at at, unless it already is (the first revocation time stays);
+// revoked reports whether this call revoked it.
+func (s *Store) RevokeAPIToken(ctx context.Context, id string, at time.Time) (t store.APIToken, revoked bool, err error) {
 	if id == "" {
-		return store.APIToken{}, fmt.Errorf("redis: api token %q: %w", id, store.ErrNotFound)
+		return store.APIToken{}, false, fmt.Errorf("redis: api token %q: %w", id, store.ErrNotFound)
 	}
 	vals, err := scriptTokenRevoke.Run(ctx, s.c, []string{s.keys.apiToken(id)}, ms(at)).Slice()
 	if errors.Is(err, goredis.Nil) {
-		return store.APIToken{}, fmt.Errorf("redis: api token %q: %w", id, store.ErrNotFound)
+		return store.APIToken{}, false, fmt.Errorf("redis: api token %q: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.APIToken{}, fmt.Errorf("redis: revoke api token %q: %w", id, err)
+		return store.APIToken{}, false, fmt.Errorf("redis: revoke api token %q: %w", id, err)
 	}
-	return decodeAPIToken(id, vals)
+	if len(vals) != 4 {
+		return store.APIToken{}, false, fmt.Errorf("redis: revoke api token %q: unexpected reply of %d values", id, len(vals))
+	}
+	set, _ := vals[3].(int64)
+	t, err = decodeAPIToken(id, vals[:3])
+	return t, set == 1, err
 }
 
 // TouchAPIToken moves LastUsedAt forward to at (never backward).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ type APITokenStore interface {
 	CreateAPIToken(ctx context.Context, t store.APIToken) error
 	GetAPIToken(ctx context.Context, id string) (store.APIToken, error)
 	ListAPITokens(ctx context.Context) ([]store.APIToken, error)
-	RevokeAPIToken(ctx context.Context, id string, at time.Time) (store.APIToken, error)
+	RevokeAPIToken(ctx context.Context, id string, at time.Time) (store.APIToken, bool, error)
 	TouchAPIToken(ctx context.Context, id string, at time.Time) error
 }
 
@@ -123,7 +124,7 @@ func testTokenNotFound(t *testing.T, s store.Store) {
 	for _, id := range []string{"tok-missing", ""} {
 		_, err := ts.GetAPIToken(t.Context(), id)
 		wantErrIs(t, fmt.Sprintf("GetAPIToken(%q)", id), err, store.ErrNotFound)
-		_, err = ts.RevokeAPIToken(t.Context(), id, at(0))
+		_, _, err = ts.RevokeAPIToken(t.Context(), id, at(0))
 		wantErrIs(t, fmt.Sprintf("RevokeAPIToken(%q)", id), err, store.ErrNotFound)
 		wantErrIs(t, fmt.Sprintf("TouchAPIToken(%q)", id), ts.TouchAPIToken(t.Context(), id, at(0)), store.ErrNotFound)
 	}
@@ -148,7 +149,7 @@ func testTokenList(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := ts.RevokeAPIToken(t.Context(), "tok-z", at(time.Hour)); err != nil {
+	if _, _, err := ts.RevokeAPIToken(t.Context(), "tok-z", at(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	list, err := ts.ListAPITokens(t.Context())
@@ -173,15 +174,15 @@ func testTokenRevoke(t *testing.T, s store.Store) {
 	if err := ts.CreateAPIToken(t.Context(), tok); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ts.RevokeAPIToken(t.Context(), "tok-a", at(time.Minute))
-	if err != nil {
-		t.Fatal(err)
+	got, first, err := ts.RevokeAPIToken(t.Context(), "tok-a", at(time.Minute))
+	if err != nil || !first {
+		t.Fatalf("RevokeAPIToken = revoked %v, %v; want revoked by this call", first, err)
 	}
 	tok.RevokedAt = at(time.Minute)
 	sameToken(t, "RevokeAPIToken result", got, tok)
-	again, err := ts.RevokeAPIToken(t.Context(), "tok-a", at(time.Hour))
-	if err != nil {
-		t.Fatalf("second RevokeAPIToken: %v", err)
+	again, second, err := ts.RevokeAPIToken(t.Context(), "tok-a", at(time.Minute)) // the same instant
+	if err != nil || second {
+		t.Fatalf("second RevokeAPIToken = revoked %v, %v; want already revoked", second, err)
 	}
 	sameToken(t, "second RevokeAPIToken result (keeps the first time)", again, tok)
 	sameToken(t, "GetAPIToken after revokes", mustGetToken(t, ts, "tok-a"), tok)
@@ -213,7 +214,7 @@ func testTokenTouchAfterRevoke(t *testing.T, s store.Store) {
 	if err := ts.CreateAPIToken(t.Context(), newToken("tok-a", "o", at(0))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ts.RevokeAPIToken(t.Context(), "tok-a", at(time.Minute)); err != nil {
+	if _, _, err := ts.RevokeAPIToken(t.Context(), "tok-a", at(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if err := ts.TouchAPIToken(t.Context(), "tok-a", at(time.Hour)); err != nil {
@@ -265,11 +266,16 @@ func testTokenConcurrentRevokeTouch(t *testing.T, s store.Store) {
 	}
 	const n = 20
 	errs := make([]error, 2*n)
+	var firsts atomic.Int32
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() { errs[i] = ts.TouchAPIToken(t.Context(), "tok-a", at(time.Duration(i+1)*time.Second)) })
 		wg.Go(func() {
-			_, errs[n+i] = ts.RevokeAPIToken(t.Context(), "tok-a", at(time.Duration(i+1)*time.Minute))
+			_, first, err := ts.RevokeAPIToken(t.Context(), "tok-a", at(time.Duration(i+1)*time.Minute))
+			errs[n+i] = err
+			if first {
+				firsts.Add(1)
+			}
 		})
 	}
 	wg.Wait()
@@ -281,6 +287,9 @@ func testTokenConcurrentRevokeTouch(t *testing.T, s store.Store) {
 	got := mustGetToken(t, ts, "tok-a")
 	if got.RevokedAt.IsZero() {
 		t.Fatal("token not revoked after concurrent revokes and touches")
+	}
+	if firsts.Load() != 1 {
+		t.Fatalf("%d concurrent revokes said they revoked the token, want exactly 1", firsts.Load())
 	}
 	if !got.LastUsedAt.Equal(at(n * time.Second)) {
 		t.Fatalf("LastUsedAt = %v, want the latest touch %v", got.LastUsedAt, at(n*time.Second))
