@@ -19,7 +19,8 @@ import (
 func TestSocketModeWithSlackGo(t *testing.T) {
 	srv, api := newTest(t, nil)
 	srv.SetMode(ModeSocket)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// No deadline of its own: on a loaded machine the test may be slow, and go test's -timeout ends a hang.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
 	botAPI := slack.New(srv.BotToken(), slack.OptionAppLevelToken(srv.AppToken()), slack.OptionAPIURL(srv.APIURL()))
@@ -29,12 +30,14 @@ func TestSocketModeWithSlackGo(t *testing.T) {
 		cmd := evt.Data.(slack.SlashCommand)
 		_ = c.Ack(*evt.Request, map[string]any{"text": "ack " + cmd.Text + " from " + cmd.UserName})
 	})
+	// The handler's views.open is waited for by the test, not only its effect at the server: the test must not
+	// end (and cancel ctx) while the client is still reading the answer.
+	opened := make(chan error, 1)
 	h.HandleInteractionBlockAction("approve", func(evt *socketmode.Event, c *socketmode.Client) {
 		cb := evt.Data.(slack.InteractionCallback)
 		_ = c.Ack(*evt.Request)
-		if _, err := botAPI.OpenViewContext(ctx, cb.TriggerID, reasonModal()); err != nil {
-			t.Errorf("views.open: %v", err)
-		}
+		_, err := botAPI.OpenViewContext(ctx, cb.TriggerID, reasonModal())
+		opened <- err
 	})
 	h.HandleViewSubmission("deny_reason", func(evt *socketmode.Event, c *socketmode.Client) {
 		cb := evt.Data.(slack.InteractionCallback)
@@ -75,10 +78,11 @@ func TestSocketModeWithSlackGo(t *testing.T) {
 	if resp, err := srv.ClickButton(ctx, "U2", "C1", ts, "approve", "", ""); err != nil || resp.TimedOut {
 		t.Fatalf("click over socket: %+v %v", resp, err)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-	defer wcancel()
-	if err := srv.WaitFor(wctx, func() bool { return len(srv.ModalStack("U2")) == 1 }); err != nil {
-		t.Fatal(err)
+	if err := <-opened; err != nil {
+		t.Fatalf("views.open: %v", err)
+	}
+	if n := len(srv.ModalStack("U2")); n != 1 {
+		t.Fatalf("modal stack of U2 has %d views after views.open, want 1", n)
 	}
 	viewID := srv.ModalStack("U2")[0].ID
 	resp, err = srv.SubmitView(ctx, "U2", viewID, map[string]map[string]string{"reason": {"reason_input": "bad"}, "duration": {"duration_select": "1h"}})
@@ -91,7 +95,7 @@ func TestSocketModeWithSlackGo(t *testing.T) {
 
 	// Slack asks the client to reconnect; slack-go opens a new socket.
 	srv.DisconnectSockets("refresh_requested")
-	if err := srv.WaitFor(wctx, func() bool { return len(srv.Calls("apps.connections.open")) >= 2 && srv.SocketConnections() == 1 }); err != nil {
+	if err := srv.WaitFor(ctx, func() bool { return len(srv.Calls("apps.connections.open")) >= 2 && srv.SocketConnections() == 1 }); err != nil {
 		t.Fatal(err)
 	}
 	if resp, err := srv.SlashCommand(ctx, "U1", "C1", "/jit", "after reconnect"); err != nil || resp.TimedOut {
