@@ -347,6 +347,9 @@ func threadReply(e store.AuditEvent) string {
 			return fmt.Sprintf(":white_check_mark: Access confirmed gone at %s (checked at the provider).", slackDate(at, "{time_secs}"))
 		}
 		return ":white_check_mark: Access confirmed gone (checked at the provider)."
+	case store.EventAccessRemains:
+		return fmt.Sprintf(":warning: jitbot removed the access it granted (grant %s, checked at the provider), but access remains through %s that jitbot did not grant.",
+			e.GrantID, clip(escape(e.Details["other"]), 500))
 	case store.EventRevokeFailed:
 		return fmt.Sprintf(":rotating_light: Removing access failed %s times: %s. jitbot keeps retrying.", e.Details["attempts"], clip(escape(e.Details["error"]), 500))
 	case store.EventBreakGlass:

@@ -293,6 +293,10 @@ func AuditLine(e store.AuditEvent) string {
 	if e.Type == store.EventRevokeFailed || e.Type == store.EventDriftRevoked || e.Type == store.EventBreakGlass {
 		return ":rotating_light: " + clip(b.String(), 2900)
 	}
+	if e.Type == store.EventAccessRemains {
+		// Not an alert (jitbot's revoke worked), but someone should look at the access jitbot did not grant.
+		return ":warning: " + clip(b.String(), 2900)
+	}
 	return clip(b.String(), 2900)
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -839,9 +840,12 @@ func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []stor
 }
 
 // recheck runs a revoked lease's due check (see store.Grant.RecheckAt). When no live lease covers the binding,
-// the provider is asked whether the access is gone:
+// the provider is asked whether the access is gone (Inspect for an OtherAccessInspector, else Check):
 //   - gone: the first time, the revoke is verified (a revoke-verified event); for a provider that cannot order
 //     operations, one more check is scheduled for when a call jitbot gave up on can no longer land;
+//   - jitbot's access gone but the principal still holds it through objects jitbot did not grant: the same,
+//     recorded as access-remains (naming those objects) instead of revoke-verified: jitbot's revoke worked,
+//     and what remains is not jitbot's to remove, so it is neither retried nor escalated;
 //   - still there (the revoke has not taken effect, or a late call brought the access back): it is revoked
 //     again (drift-revoked) and checked again after the propagation delay (at least the retry backoff);
 //     after MaxAttempts such rounds a revoke-failed alert is raised, and jitbot keeps going;
@@ -872,11 +876,11 @@ func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 	case perr != nil:
 		failure = perr
 	default:
-		present, err := m.checkPresent(ctx, b, p, &g)
+		pr, err := m.inspect(ctx, b, p, &g, assignment(&g, g.ExpiresAt))
 		switch {
 		case err != nil:
 			failure = err
-		case present:
+		case pr.Ours:
 			a := b.assignment(&g, g.ExpiresAt)
 			if _, err := m.call(ctx, "revoke", &g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
 				failure = err
@@ -896,7 +900,12 @@ func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 					"alert": "access is still present at the provider after repeated revokes; jitbot keeps revoking"}))
 			}
 		default:
-			if g.VerifiedAt.IsZero() {
+			switch {
+			case !g.VerifiedAt.IsZero():
+				// Verified before (this is the late-call check): nothing new to record.
+			case len(pr.Other) > 0:
+				events = append(events, m.remainsEvent(&g, now, pr.Other))
+			default:
 				events = append(events, m.verifiedEvent(&g, now))
 			}
 			done()
@@ -933,26 +942,48 @@ func (m *Manager) verifiedEvent(g *store.Grant, now time.Time) store.AuditEvent 
 		"verified_at": now.UTC().Format(time.RFC3339Nano), "lag_ms": strconv.FormatInt(now.Sub(end).Milliseconds(), 10)})
 }
 
-// checkPresent asks the provider, under the binding lock, whether g's access is present.
-func (m *Manager) checkPresent(ctx context.Context, b *binding, p Provider, g *store.Grant) (bool, error) {
-	return m.checkAssignment(ctx, b, p, g, assignment(g, g.ExpiresAt))
+// maxOther bounds how many objects granting other access an access-remains event names.
+const maxOther = 10
+
+// remainsEvent records on g that a check found jitbot's access gone at now while the principal still holds it
+// through other, objects jitbot did not grant, and returns the access-remains event.
+func (m *Manager) remainsEvent(g *store.Grant, now time.Time, other []string) store.AuditEvent {
+	ev := m.verifiedEvent(g, now)
+	ev.Type = store.EventAccessRemains
+	ev.Details["other"] = otherText(other)
+	return ev
 }
 
-// checkAssignment asks the provider, under the binding lock, whether a is present (g names it in logs and
-// metrics).
-func (m *Manager) checkAssignment(ctx context.Context, b *binding, p Provider, g *store.Grant, a Assignment) (bool, error) {
+// otherText is the audit detail naming the objects of other access (at most maxOther of them).
+func otherText(other []string) string {
+	if len(other) <= maxOther {
+		return strings.Join(other, "; ")
+	}
+	return strings.Join(other[:maxOther], "; ") + fmt.Sprintf("; and %d more", len(other)-maxOther)
+}
+
+// inspect asks the provider, under the binding lock, whether a is present (g names it in logs and metrics): an
+// OtherAccessInspector tells jitbot's access from access jitbot did not grant; for any other provider, what
+// Check reports present counts as jitbot's. The call counts as a check (attempt budget, metrics).
+func (m *Manager) inspect(ctx context.Context, b *binding, p Provider, g *store.Grant, a Assignment) (Presence, error) {
 	if err := m.renew(ctx, b); err != nil {
-		return false, err
+		return Presence{}, err
 	}
 	a.Generation = b.next()
-	ref, err := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
-		ok, err := p.Check(ctx, a)
-		if ok {
-			return "present", err
+	var pr Presence
+	_, err := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
+		var err error
+		if in, ok := p.(OtherAccessInspector); ok {
+			pr, err = in.Inspect(ctx, a)
+		} else {
+			pr.Ours, err = p.Check(ctx, a)
 		}
 		return "", err
 	})
-	return ref != "", err
+	if err != nil {
+		return Presence{}, err
+	}
+	return pr, nil
 }
 
 // propagationDelay is how long after a revoke p's access may still show (see PropagationDelayer).

@@ -150,3 +150,24 @@ type Owned struct {
 type Inventory interface {
 	ListOwned(ctx context.Context) ([]Owned, error)
 }
+
+// Presence is what an OtherAccessInspector found for an assignment.
+type Presence struct {
+	// Ours says jitbot's own access for the binding is present (an object jitbot created, of any lease of
+	// the binding), whatever Assignment.Ref says.
+	Ours bool
+	// Other names, for humans, the provider-side objects jitbot did not create that give the principal the
+	// same access (a RoleBinding made by hand, an IAM binding without jitbot's condition): short identifiers,
+	// never secrets. Empty when there are none.
+	Other []string
+}
+
+// OtherAccessInspector is implemented by providers whose principal can hold the access of an assignment
+// through objects jitbot did not create (standing access), so that "is the access there" has two answers:
+// jitbot's own, and someone else's. The manager uses it instead of Check to verify a revoke: jitbot's access
+// present is a revoke that did not take effect (revoked again, escalated); jitbot's gone while other access
+// remains is recorded as access-remains (no retry, no escalation: it is not jitbot's to remove); both gone is
+// revoke-verified. Inspect must be as idempotent and as classified as Check (grants.ErrPermanent).
+type OtherAccessInspector interface {
+	Inspect(ctx context.Context, a Assignment) (Presence, error)
+}

@@ -115,21 +115,13 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 			a.Ref = "" // the grant's attempts changed nothing, but the provider lists a labelled object: remove it
 		}
 	}
-	a.Generation = b.next()
-	if err := m.renew(ctx, b); err != nil {
-		return false, err
-	}
-	present, err := m.call(ctx, "check", &store.Grant{ID: o.GrantID, Provider: provider}, func(ctx context.Context) (string, error) {
-		ok, err := p.Check(ctx, a)
-		if ok {
-			return "present", err
-		}
-		return "", err
-	})
+	// Only jitbot's own access is drift: access someone else granted (an OtherAccessInspector tells it apart)
+	// is not jitbot's to remove, and a revoke would not remove it.
+	pr, err := m.inspect(ctx, b, p, &store.Grant{ID: o.GrantID, Provider: provider}, a)
 	if err != nil {
 		return false, fmt.Errorf("grants: reconcile: check %s at %s: %w", o.Ref, provider, err)
 	}
-	if present == "" {
+	if !pr.Ours {
 		return false, nil // gone meanwhile
 	}
 	a.Generation = b.next()
@@ -146,15 +138,20 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 	// the object again if it is still there.
 	var stillThere error
 	if propagationDelay(p) == 0 {
-		switch present, err := m.checkAssignment(ctx, b, p, &store.Grant{ID: o.GrantID, Provider: provider}, a); {
+		switch pr, err := m.inspect(ctx, b, p, &store.Grant{ID: o.GrantID, Provider: provider}, a); {
 		case err != nil:
 			zerolog.Ctx(ctx).Warn().Err(err).Str("ref", o.Ref).Msg("drift: could not verify the removal; the next reconciliation checks again")
-		case present:
+		case pr.Ours:
 			stillThere = fmt.Errorf("grants: reconcile: %s at %s is still present after its revoke", o.Ref, provider)
 		default:
+			// jitbot's object is gone. Access that remains through objects jitbot did not grant is reported
+			// (access-remains), not retried: it is not jitbot's to remove.
 			now := m.now()
 			v := store.AuditEvent{Type: store.EventRevokeVerified, At: now, Actor: "system:reconciler", GrantID: o.GrantID, RequestID: ev.RequestID, Role: ev.Role,
 				Details: map[string]string{"provider": provider, "ref": o.Ref, "verified_at": now.UTC().Format(time.RFC3339Nano)}}
+			if len(pr.Other) > 0 {
+				v.Type, v.Details["other"] = store.EventAccessRemains, otherText(pr.Other)
+			}
 			events = append(events, v)
 		}
 	}

@@ -193,7 +193,8 @@ type Grant struct {
 	// land and bring the access back. Access found still there is revoked again. While it is set, the
 	// (terminal) grant's DueAt is RecheckAt. Zero: no check pending.
 	RecheckAt time.Time `json:"recheck_at,omitzero"`
-	// VerifiedAt is when a check after the revoke found the access gone (the revoke-verified event).
+	// VerifiedAt is when a check after the revoke found jitbot's access gone (the revoke-verified event, or
+	// access-remains when the principal still held the access through objects jitbot did not grant).
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
 	// Generation is the order number (grants.Assignment.Generation) of the last provider operation made for
 	// this lease. The next operation on the binding always gets a greater one, so the order stays durable
@@ -270,6 +271,11 @@ const (
 	// EventRevokeVerified: a check at the provider after the revoke found the access gone. Details: verified_at,
 	// lag_ms (from the grant's end, expiry or release, to the verification).
 	EventRevokeVerified = "revoke-verified"
+	// EventAccessRemains: a check after the revoke found jitbot's own access gone, but the principal still
+	// holds the same access through objects jitbot did not grant (a provider's grants.OtherAccessInspector).
+	// Not an alert and not retried: jitbot does not remove what it did not grant. Details: provider, other
+	// (the objects, "; "-separated), verified_at, lag_ms.
+	EventAccessRemains = "access-remains"
 )
 
 // AuditRecord is an AuditEvent as stored: its position in the log, the exact bytes that were hashed, and

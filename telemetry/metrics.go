@@ -23,6 +23,7 @@ type Metrics struct {
 	sweepDuration prometheus.Histogram
 	sweepClaimed  prometheus.Counter
 	alerts        prometheus.Counter
+	remains       prometheus.Counter
 	decisionWait  *prometheus.HistogramVec
 }
 
@@ -61,12 +62,15 @@ func New(reg prometheus.Registerer, count CountFunc) *Metrics {
 		alerts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jitbot_revoke_failed_total", Help: "Grants escalated because revocation kept failing. Alert on any increase.",
 		}),
+		remains: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jitbot_revoke_access_remains_total", Help: "Revokes verified at the provider after which the principal still held the access through objects jitbot did not grant (access-remains events).",
+		}),
 	}
 	m.decisionWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "jitbot_request_decision_seconds", Help: "Time from a request to its decision (the approval that completed the quorum, or the denial), by outcome.",
 		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600},
 	}, []string{"outcome"})
-	reg.MustRegister(m.requests, m.providerCalls, m.providerFails, m.revocationLag, m.verifiedLag, m.sweepDuration, m.sweepClaimed, m.alerts, m.decisionWait)
+	reg.MustRegister(m.requests, m.providerCalls, m.providerFails, m.revocationLag, m.verifiedLag, m.sweepDuration, m.sweepClaimed, m.alerts, m.remains, m.decisionWait)
 	if count != nil {
 		for _, st := range []store.GrantState{store.GrantActive, store.GrantActivating, store.GrantRevoking, store.GrantRevokeFailed} {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -124,6 +128,8 @@ func (m *Metrics) Publish(_ context.Context, events ...store.AuditEvent) {
 			m.requests.WithLabelValues("granted").Inc()
 		case store.EventRevokeFailed:
 			m.alerts.Inc()
+		case store.EventAccessRemains:
+			m.remains.Inc()
 		case store.EventRevokeVerified:
 			if ms, err := strconv.ParseInt(e.Details["lag_ms"], 10, 64); err == nil && ms >= 0 {
 				m.verifiedLag.Observe(float64(ms) / 1000)

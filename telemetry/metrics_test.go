@@ -129,3 +129,21 @@ jitbot_revoke_verified_lag_seconds_count 1
 		t.Fatal(err)
 	}
 }
+
+func TestRevokeAccessRemainsCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, nil)
+	m.Publish(context.Background(),
+		store.AuditEvent{Type: store.EventAccessRemains, Details: map[string]string{"other": "rolebinding/payments/by-hand"}},
+		store.AuditEvent{Type: store.EventRevokeVerified, Details: map[string]string{"lag_ms": "10"}},
+		store.AuditEvent{Type: store.EventAccessRemains},
+	)
+	expect := `
+# HELP jitbot_revoke_access_remains_total Revokes verified at the provider after which the principal still held the access through objects jitbot did not grant (access-remains events).
+# TYPE jitbot_revoke_access_remains_total counter
+jitbot_revoke_access_remains_total 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(expect), "jitbot_revoke_access_remains_total"); err != nil {
+		t.Fatal(err)
+	}
+}

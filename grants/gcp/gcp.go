@@ -98,7 +98,7 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Provider implements grants.Provider and grants.Inventory.
+// Provider implements grants.Provider, grants.Inventory and grants.OtherAccessInspector.
 type Provider struct {
 	svc        *crm.Service
 	maxRetries int
@@ -109,8 +109,9 @@ type Provider struct {
 }
 
 var (
-	_ grants.Provider  = (*Provider)(nil)
-	_ grants.Inventory = (*Provider)(nil)
+	_ grants.Provider             = (*Provider)(nil)
+	_ grants.Inventory            = (*Provider)(nil)
+	_ grants.OtherAccessInspector = (*Provider)(nil)
 )
 
 // New returns a Provider. Without Endpoint, HTTPClient and ClientOptions it uses Application Default
@@ -387,10 +388,31 @@ func applyRevoke(pol *crm.Policy, as assignment) bool {
 // of the binding), or - unless the lease carries a reference of jitbot's own, when only jitbot's access is
 // asked about (verifying a revoke must not be confused by a binding someone added since) - through a binding
 // someone else made that is unconditional or time-bound and unexpired.
+//
+// Check keeps answering "is the access there" as Grant and Revoke understand the access (with a jitbot
+// reference, jitbot's own): the tools and the shared suite rely on that. The manager verifies revokes with
+// Inspect, which answers both questions at once.
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
-	as, err := p.parse(a, false)
+	pr, err := p.Inspect(ctx, a)
 	if err != nil {
 		return false, err
+	}
+	if ownRef(a.Ref) {
+		return pr.Ours, nil // the lease's access is jitbot's: someone else's binding is not it
+	}
+	return pr.Ours || len(pr.Other) > 0, nil
+}
+
+// Inspect reports, whatever Assignment.Ref says, whether a live jitbot binding (of any lease of the binding;
+// one whose condition jitbot cannot parse counts: access may exist) gives the member the role, and which
+// bindings someone else made give it too: unconditional ones, and time-bound ones that have not expired,
+// named as "<resource> <role> unconditional binding" or "<resource> <role> binding "<title>" until <time>".
+// After jitbot's revoke those keep the access, and they are not jitbot's to remove. Bindings under other
+// conditions (on resources) are not this access. A resource that is gone (404) holds nothing.
+func (p *Provider) Inspect(ctx context.Context, a grants.Assignment) (grants.Presence, error) {
+	as, err := p.parse(a, false)
+	if err != nil {
+		return grants.Presence{}, err
 	}
 	var pol *crm.Policy
 	err = p.withConflictRetries(ctx, "check", as.resource, func() error {
@@ -399,34 +421,38 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 		return err
 	})
 	if isNotFound(err) {
-		return false, nil
+		return grants.Presence{}, nil
 	}
 	if err != nil {
-		return false, err
+		return grants.Presence{}, err
 	}
-	now := p.now()
-	own := ownRef(a.Ref)
+	return presence(pol, as, p.now()), nil
+}
+
+// presence is Inspect's answer for pol.
+func presence(pol *crm.Policy, as assignment, now time.Time) grants.Presence {
+	var pr grants.Presence
 	for _, b := range pol.Bindings {
 		if b.Role != as.role || !hasMember(b.Members, as.principal) {
 			continue
 		}
 		jitbots := b.Condition != nil && strings.HasPrefix(b.Condition.Title, TitlePrefix)
-		if own && !jitbots {
-			continue // the lease's access is jitbot's: someone else's binding is not it
-		}
 		if b.Condition == nil {
-			return true, nil // standing access someone else granted (Grant reported it as pre-existing)
+			// Standing access someone else granted (Grant reported it as pre-existing).
+			pr.Other = append(pr.Other, fmt.Sprintf("%s %s unconditional binding", as.resource, as.role))
+			continue
 		}
 		exp, ok := ParseExpression(b.Condition.Expression)
 		switch {
-		case ok && exp.After(now):
-			return true, nil // a live time-bound binding: jitbot's (any lease's title) or someone else's
-		case !ok && jitbots:
-			return true, nil // a jitbot binding whose condition was changed: access may exist
+		case jitbots && (!ok || exp.After(now)):
+			pr.Ours = true // live, or a jitbot binding whose condition was changed: access may exist
+		case !jitbots && ok && exp.After(now):
+			pr.Other = append(pr.Other, fmt.Sprintf("%s %s binding %q until %s", as.resource, as.role,
+				truncate(b.Condition.Title, 100), exp.UTC().Format(time.RFC3339)))
 		}
 		// Someone else's binding under another kind of condition (on resources, ...) is not this access.
 	}
-	return false, nil
+	return pr
 }
 
 // ListOwned lists every member of every jitbot binding in Config.Scopes, expired bindings included (their Ref

@@ -107,7 +107,7 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Provider implements grants.Provider and grants.Inventory.
+// Provider implements grants.Provider, grants.Inventory and grants.OtherAccessInspector.
 type Provider struct {
 	rc         rest.Interface
 	namespaces []string
@@ -115,8 +115,9 @@ type Provider struct {
 }
 
 var (
-	_ grants.Provider  = (*Provider)(nil)
-	_ grants.Inventory = (*Provider)(nil)
+	_ grants.Provider             = (*Provider)(nil)
+	_ grants.Inventory            = (*Provider)(nil)
+	_ grants.OtherAccessInspector = (*Provider)(nil)
 )
 
 // New builds a Provider. It makes no API call (ctx is reserved for credential plugins that need one).
@@ -557,8 +558,8 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 		if err != nil {
 			return "", classify(ctx, "grant: list "+s.resource(), err, opGrant)
 		}
-		if !own && standing != "" {
-			return grants.PreExistingRef(standing), nil
+		if !own && len(standing) > 0 {
+			return grants.PreExistingRef(standing[0]), nil
 		}
 	}
 	body, err := json.Marshal(p.desired(s, a))
@@ -662,15 +663,15 @@ func (p *Provider) get(ctx context.Context, s spec) (binding, bool, error) {
 }
 
 // scan lists the bindings in the target's scope and reports whether a jitbot binding of this access exists
-// (any lease's) and the reference of a binding someone else made that binds the subject to the same role
-// ("" if none) - standing access, which jitbot neither duplicates nor removes.
-func (p *Provider) scan(ctx context.Context, s spec) (own bool, standing string, err error) {
+// (any lease's) and the references of the bindings someone else made that bind the subject to the same role
+// (none if none) - standing access, which jitbot neither duplicates nor removes.
+func (p *Provider) scan(ctx context.Context, s spec) (own bool, standing []string, err error) {
 	items, err := p.list(ctx, s.t.namespace, s.resource(), "")
 	if apierrors.IsNotFound(err) {
-		return false, "", nil
+		return false, nil, nil
 	}
 	if err != nil {
-		return false, "", err
+		return false, nil, err
 	}
 	for _, b := range items {
 		if b.RoleRef != s.t.roleRef || !bindsSubject(b, s.subject) || b.DeletionTimestamp != nil {
@@ -682,9 +683,7 @@ func (p *Provider) scan(ctx context.Context, s spec) (own bool, standing string,
 			}
 			continue
 		}
-		if standing == "" {
-			standing = refOf(s.t.namespace, b.Name)
-		}
+		standing = append(standing, refOf(s.t.namespace, b.Name))
 	}
 	return own, standing, nil
 }
@@ -780,6 +779,10 @@ func (p *Provider) list(ctx context.Context, namespace, resource, selector strin
 // first), another jitbot binding of the same access (an overlapping lease's), or - unless the lease carries a
 // reference of jitbot's own, when only jitbot's access is asked about - a binding someone else made (standing
 // access, which Grant reported as pre-existing).
+//
+// Check keeps answering "is the access there" as Grant and Revoke understand the access (with a jitbot
+// reference, jitbot's own): the tools and the shared suite rely on that. The manager verifies revokes with
+// Inspect, which answers both questions at once.
 func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error) {
 	s, err := p.resolve(a)
 	if err != nil {
@@ -799,7 +802,30 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 	if ownRef(a.Ref) {
 		return own, nil // the lease's access is jitbot's: a binding someone added since is not it
 	}
-	return own || standing != "", nil
+	return own || len(standing) > 0, nil
+}
+
+// Inspect reports, whatever Assignment.Ref says, whether jitbot's access is present (the grant's binding, or
+// another jitbot binding of the same access) and which bindings someone else made bind the subject to the same
+// role in the target's scope ("rolebinding/<namespace>/<name>", "clusterrolebinding/<name>"): after jitbot's
+// revoke those keep the access, and they are not jitbot's to remove. It looks where Grant looks for standing
+// access (the same kind of binding in the same scope, the subject itself); access through a group the user is
+// in, or a ClusterRoleBinding of the ClusterRole a namespaced target names, is not seen.
+func (p *Provider) Inspect(ctx context.Context, a grants.Assignment) (grants.Presence, error) {
+	s, err := p.resolve(a)
+	if err != nil {
+		return grants.Presence{}, err
+	}
+	b, found, err := p.get(ctx, s)
+	if err != nil {
+		return grants.Presence{}, classify(ctx, "check: get "+s.ref(), err, opCheck)
+	}
+	own, standing, err := p.scan(ctx, s)
+	if err != nil {
+		return grants.Presence{}, classify(ctx, "check: list "+s.resource(), err, opCheck)
+	}
+	ours := own || found && b.DeletionTimestamp == nil && owned(b, s.grantLbl) && grantsAccess(b, s)
+	return grants.Presence{Ours: ours, Other: standing}, nil
 }
 
 // ownRef reports whether a lease's reference says its access is jitbot's (anything but none, a pre-existing

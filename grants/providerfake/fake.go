@@ -1,5 +1,14 @@
 // Package providerfake is an in-memory grants.Provider for engine tests: it models access per binding
 // (principal + target), records every call, and fails on demand.
+//
+// Other access: SetOther gives a binding's principal the same access through objects jitbot did not grant
+// (as a hand-made Kubernetes RoleBinding or a GCP IAM binding without jitbot's condition would), and the fake
+// is a grants.OtherAccessInspector that reports them. Where it diverges from the real adapters: its Check
+// reports only the access jitbot granted (Grant/Revoke), never the other access, whatever Assignment.Ref
+// says (the kube and gcp adapters count other access in Check unless the lease holds a reference of jitbot's
+// own); Grant never reports other access as pre-existing (it grants regardless) and Revoke never removes it;
+// an Inspect call is recorded, held, failed and ignored as a "check" (Calls("check"), FailNext("check", ...)),
+// so that tests written against Check see the same calls.
 package providerfake
 
 import (
@@ -14,7 +23,10 @@ import (
 	"github.com/jitbot/jitbot/grants"
 )
 
-var _ grants.Provider = (*Fake)(nil)
+var (
+	_ grants.Provider             = (*Fake)(nil)
+	_ grants.OtherAccessInspector = (*Fake)(nil)
+)
 
 // Call is one recorded provider call.
 type Call struct {
@@ -30,6 +42,7 @@ type Call struct {
 type Fake struct {
 	mu      sync.Mutex
 	present map[string]grants.Assignment
+	other   map[string][]string // binding key -> objects jitbot did not grant that give the same access
 	calls   []Call
 	fail    []failure
 	latency time.Duration
@@ -98,7 +111,19 @@ func (f *Fake) IgnoreNext(op string, n int) {
 }
 
 // New returns an empty Fake.
-func New() *Fake { return &Fake{present: map[string]grants.Assignment{}} }
+func New() *Fake { return &Fake{present: map[string]grants.Assignment{}, other: map[string][]string{}} }
+
+// SetOther makes a's principal hold a's access also through objects (short names, as an adapter reports
+// them) that jitbot did not grant; no objects removes that other access.
+func (f *Fake) SetOther(a grants.Assignment, objects ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(objects) == 0 {
+		delete(f.other, Key(a))
+		return
+	}
+	f.other[Key(a)] = slices.Clone(objects)
+}
 
 // Key is the binding a call acts on.
 func Key(a grants.Assignment) string {
@@ -210,6 +235,13 @@ func (f *Fake) Check(ctx context.Context, a grants.Assignment) (bool, error) {
 	var present bool
 	err := f.do(ctx, "check", a, func(was bool) { present = was })
 	return present, err
+}
+
+// Inspect reports jitbot's access (as Check) and the other access set by SetOther. It is recorded as a check.
+func (f *Fake) Inspect(ctx context.Context, a grants.Assignment) (grants.Presence, error) {
+	var pr grants.Presence
+	err := f.do(ctx, "check", a, func(was bool) { pr = grants.Presence{Ours: was, Other: slices.Clone(f.other[Key(a)])} })
+	return pr, err
 }
 
 // Present reports whether the binding of a is present.

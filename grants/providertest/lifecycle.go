@@ -14,6 +14,12 @@ package providertest
 //     (every attempt failed before changing anything) leaves the standing access too.
 //   - ResumedCallFailsClosed (Harness.HonoursCallPending): a Grant whose Assignment.Ref is grants.RefCallPending (the manager's write-ahead
 //     marker, seen only after a process died mid-call) never returns a pre-existing reference.
+//   - OtherAccessRemains (the adapter is a grants.OtherAccessInspector, with Standing): a principal holding the
+//     access both through jitbot's grant and through standing access made after it is reported by Inspect as
+//     both (Ours, and Other naming the standing object); after jitbot's revoke the standing access is still
+//     there, Inspect reports Ours false and Other non-empty, and Check with jitbot's reference reports absent;
+//     once the standing access is removed too, Inspect reports nothing. The manager records such a revoke as
+//     access-remains instead of revoke-verified (or of a failed revoke, retried and escalated).
 //   - OppositeInFlight: a Revoke while a creation of the same access is still in progress, and a Grant while
 //     a deletion is in progress, may return retryable errors (the suite repeats the call up to 10 times, as the
 //     manager would) but must not return success until the outcome is final: after Settle, the access is absent
@@ -117,6 +123,57 @@ func (s *suite) resumedCallFailsClosed(t *testing.T, p grants.Provider) {
 		t.Fatalf("Grant resuming a call that may have created the access returned %q: it must not claim the access pre-existed", ref)
 	}
 	s.wantPresent(t, a, true)
+}
+
+// otherAccessRemains: after jitbot's revoke, access someone else granted keeps the principal's role, and the
+// adapter's grants.OtherAccessInspector tells the two apart, so that the manager neither calls the revoke
+// verified nor failed.
+func (s *suite) otherAccessRemains(t *testing.T, p grants.Provider) {
+	if s.h.Standing == nil || s.h.StandingPresent == nil {
+		t.Skip("Harness.Standing and Harness.StandingPresent not provided")
+	}
+	if _, ok := s.h.New(t).(grants.OtherAccessInspector); !ok {
+		t.Skip("the adapter is not a grants.OtherAccessInspector")
+	}
+	in := p.(grants.OtherAccessInspector) // the secret checker forwards it
+	a := withBinding(s.h.Assignment(t))
+	a.Ref = s.mustGrant(t, p, a)
+	if grants.IsPreExisting(a.Ref) {
+		t.Fatalf("Grant without standing access returned a pre-existing reference %q", a.Ref)
+	}
+	s.wantInspect(t, in, a, true, false)
+	s.h.Standing(t, a, true) // an administrator's own binding, made while jitbot's grant is live
+	if !s.h.StandingPresent(t, a) {
+		t.Fatal("Harness.Standing(true) did not create standing access")
+	}
+	s.wantInspect(t, in, a, true, true)
+	s.mustRevoke(t, p, a)
+	if !s.h.StandingPresent(t, a) {
+		t.Fatal("jitbot's revoke removed access jitbot did not grant")
+	}
+	pr := s.wantInspect(t, in, a, false, true)
+	t.Logf("after the revoke, access remains through %q", pr.Other)
+	s.wantCheck(t, p, a, false) // with jitbot's reference Check asks about jitbot's access: gone
+	s.h.Standing(t, a, false)
+	s.wantInspect(t, in, a, false, false)
+}
+
+// wantInspect fails unless Inspect reports jitbot's access as ours says and other access as other says.
+func (s *suite) wantInspect(t *testing.T, in grants.OtherAccessInspector, a grants.Assignment, ours, other bool) grants.Presence {
+	t.Helper()
+	pr, err := in.Inspect(s.ctx(t), a)
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	if pr.Ours != ours || (len(pr.Other) > 0) != other {
+		t.Fatalf("Inspect = %+v; want ours %v, other access %v", pr, ours, other)
+	}
+	for _, o := range pr.Other {
+		if o == "" {
+			t.Fatalf("Inspect = %+v: an empty name for other access", pr)
+		}
+	}
+	return pr
 }
 
 type inventoryProvider struct {

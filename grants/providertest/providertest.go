@@ -216,6 +216,7 @@ func Run(t *testing.T, h Harness) {
 	s.run(t, "DeadlineInFlight", s.deadlineInFlight)
 	s.run(t, "StandingAccessSurvives", s.standingAccessSurvives)
 	s.run(t, "ResumedCallFailsClosed", s.resumedCallFailsClosed)
+	s.run(t, "OtherAccessRemains", s.otherAccessRemains)
 	s.run(t, "OppositeInFlight/RevokeWhileCreating", s.revokeWhileCreating)
 	s.run(t, "OppositeInFlight/GrantWhileDeleting", s.grantWhileDeleting)
 	s.run(t, "ExtensionHonoured", s.extensionHonoured)
@@ -534,4 +535,20 @@ func (c *secretChecker) Check(ctx context.Context, a grants.Assignment) (bool, e
 	present, err := c.p.Check(ctx, a)
 	c.checkErr("Check", err)
 	return present, err
+}
+
+// Inspect forwards the adapter's grants.OtherAccessInspector; for an adapter without one it answers as the
+// manager would ask: what Check reports present is jitbot's.
+func (c *secretChecker) Inspect(ctx context.Context, a grants.Assignment) (grants.Presence, error) {
+	in, ok := c.p.(grants.OtherAccessInspector)
+	if !ok {
+		present, err := c.Check(ctx, a)
+		return grants.Presence{Ours: present}, err
+	}
+	pr, err := in.Inspect(ctx, a)
+	for _, o := range pr.Other {
+		c.check("Inspect's other access", o)
+	}
+	c.checkErr("Inspect", err)
+	return pr, err
 }
