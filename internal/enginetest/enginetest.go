@@ -119,6 +119,9 @@ type Clock struct {
 	now time.Time
 }
 
+// NewClock returns a clock that stands at at until advanced.
+func NewClock(at time.Time) *Clock { return &Clock{now: at} }
+
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
@@ -209,7 +212,7 @@ func NewEnv(t *testing.T, st store.Store) *Env { return NewEnvPolicy(t, st, Poli
 
 // NewEnvPolicy builds the engine on st under pol. Alice has a profile email; nobody is on call.
 func NewEnvPolicy(t *testing.T, st store.Store, pol *policy.Policy) *Env {
-	e := &Env{T: t, St: st, Fake: providerfake.New(), MailFake: providerfake.New(), OnCall: &OnCall{on: map[string]int{}}, Clock: &Clock{now: time.Now().Truncate(time.Millisecond)}, Pol: pol, Pub: &Recorder{}}
+	e := &Env{T: t, St: st, Fake: providerfake.New(), MailFake: providerfake.New(), OnCall: &OnCall{on: map[string]int{}}, Clock: NewClock(time.Now().Truncate(time.Millisecond)), Pol: pol, Pub: &Recorder{}}
 	e.Ctx = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).WithContext(context.Background())
 	e.Mgr, e.Sw = e.NewManager("replica-a")
 	svc, err := approvals.New(approvals.Options{Store: st, Policy: e.Pol, Activator: e.Mgr, Publisher: e.Pub, Now: e.Clock.Now,
