@@ -253,15 +253,18 @@ func (s *Sweeper) gateOpen(ctx context.Context) bool {
 	return true
 }
 
-// arm sets the timer to the next due time (never later than the cron interval).
+// arm sets the timer to the next due time (never later than the cron interval). The wait is measured on the
+// manager's clock, the one the due times are written with and claimed by, as is the armed time Schedule
+// compares new due times with.
 func (s *Sweeper) arm(ctx context.Context, reset func(time.Duration)) {
+	now := s.opts.Manager.opts.Now()
 	d := s.opts.Interval
 	if s.leading.Load() {
 		if at, ok, err := s.opts.Store.NextDue(ctx); err == nil && ok {
-			d = min(d, max(time.Until(at), 0))
+			d = min(d, max(at.Sub(now), 0))
 		}
 	}
-	s.nextWake.Store(time.Now().Add(d).UnixNano())
+	s.nextWake.Store(now.Add(d).UnixNano())
 	reset(d)
 }
 

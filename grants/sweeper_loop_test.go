@@ -177,3 +177,47 @@ func TestStalledSweepersClaimIsTakenOverAfterItsHold(t *testing.T) {
 		r.revokedOnce(g)
 	})
 }
+
+// Run's timer is set to the next due time, measured on the clock the due times are written and claimed
+// with (the manager's): a leading sweeper waits exactly until the next expiry, a wake-up before it sweeps
+// nothing and waits for the rest, and the wake-up at the expiry revokes.
+func TestSweeperTimerWakesAtTheNextExpiry(t *testing.T) {
+	stores(t, func(t *testing.T, st managerStore) {
+		r := newSweepRig(t, st)
+		g := r.activeLease("p1", r.clock.Now().Add(10*time.Minute))
+		// The cron safety nets are a day away; the leader loop takes the lock at start and is never ticked.
+		timers := &stepTimers{tick: make(chan time.Time), fire: make(chan time.Time), armed: make(chan time.Duration, 16)}
+		sw := r.sweeper("replica-a", nil, func(o *grants.SweeperOptions) {
+			o.Interval, o.SlowInterval, o.LeaderTTL = 24*time.Hour, 24*time.Hour, time.Hour
+		})
+		sw.SetTimers(timers)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- sw.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		}()
+		want := func(what string, d time.Duration) {
+			t.Helper()
+			if got := <-timers.armed; got != d {
+				t.Fatalf("%s: the timer was set to %s, want %s", what, got, d)
+			}
+		}
+
+		want("at start", 0) // fired only by the test: the first sweep comes with leadership
+		want("once leading", 10*time.Minute)
+		r.clock.Advance(10*time.Minute - time.Millisecond)
+		timers.fire <- time.Time{}
+		want("woken a millisecond early", time.Millisecond)
+		if got, err := st.GetGrant(ctx, g.ID); err != nil || got.State != store.GrantActive || len(r.fake.Calls("revoke")) != 0 {
+			t.Fatalf("before its expiry the grant is %s (%v), %d revokes; want active, none", got.State, err, len(r.fake.Calls("revoke")))
+		}
+		r.clock.Advance(time.Millisecond)
+		timers.fire <- time.Time{}
+		want("after the revoke, whose verification is due at once", 0)
+		r.revokedOnce(g)
+	})
+}
