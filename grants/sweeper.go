@@ -62,6 +62,30 @@ type Sweeper struct {
 	nextWake atomic.Int64 // unix ns of the timer currently armed; 0 when none
 	// loop is the leader loop's last definite answer from the store (for readiness).
 	loop atomic.Pointer[leaderLoopStatus]
+	// timers makes the leader loop's ticker and Run's wake-up timer (a test drives its own).
+	timers timers
+}
+
+// timers makes the sweeper's ticker and timer: the time package's in production (wallTimers), the test's
+// own in tests that drive the loops step by step (export_test.go).
+type timers interface {
+	// NewTicker returns a channel that ticks every d and a function that stops it.
+	NewTicker(d time.Duration) (c <-chan time.Time, stop func())
+	// NewTimer returns a channel that fires once after d, a function that sets it to fire after another d
+	// (once its last firing was received) and a function that stops it.
+	NewTimer(d time.Duration) (c <-chan time.Time, reset func(d time.Duration), stop func())
+}
+
+type wallTimers struct{}
+
+func (wallTimers) NewTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}
+
+func (wallTimers) NewTimer(d time.Duration) (<-chan time.Time, func(time.Duration), func()) {
+	t := time.NewTimer(d)
+	return t.C, func(d time.Duration) { t.Reset(d) }, func() { t.Stop() }
 }
 
 // NewSweeper validates opts and wires the manager's schedule hook so that new expiries wake the sweeper.
@@ -90,7 +114,7 @@ func NewSweeper(opts SweeperOptions) (*Sweeper, error) {
 	if opts.Holder == "" {
 		opts.Holder = opts.Manager.opts.Holder
 	}
-	s := &Sweeper{opts: opts, wake: make(chan struct{}, 1), slow: make(chan struct{}, 1)}
+	s := &Sweeper{opts: opts, wake: make(chan struct{}, 1), slow: make(chan struct{}, 1), timers: wallTimers{}}
 	opts.Manager.OnSchedule(s.Schedule)
 	return s, nil
 }
@@ -184,15 +208,15 @@ func (s *Sweeper) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.lead(ctx) }()
 	defer wg.Wait()
 
-	timer := time.NewTimer(0)
-	defer timer.Stop()
+	timer, resetTimer, stopTimer := s.timers.NewTimer(0)
+	defer stopTimer()
 	for {
 		slow := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.wake:
-		case <-timer.C:
+		case <-timer:
 		case <-s.slow:
 			slow = true
 		}
@@ -211,7 +235,7 @@ func (s *Sweeper) Run(ctx context.Context) error {
 				}
 			}
 		}
-		s.arm(ctx, timer)
+		s.arm(ctx, resetTimer)
 	}
 }
 
@@ -229,24 +253,27 @@ func (s *Sweeper) gateOpen(ctx context.Context) bool {
 	return true
 }
 
-// arm sets the timer to the next due time (never later than the cron interval).
-func (s *Sweeper) arm(ctx context.Context, timer *time.Timer) {
+// arm sets the timer to the next due time (never later than the cron interval). The wait is measured on the
+// manager's clock, the one the due times are written with and claimed by, as is the armed time Schedule
+// compares new due times with.
+func (s *Sweeper) arm(ctx context.Context, reset func(time.Duration)) {
+	now := s.opts.Manager.opts.Now()
 	d := s.opts.Interval
 	if s.leading.Load() {
 		if at, ok, err := s.opts.Store.NextDue(ctx); err == nil && ok {
-			d = min(d, max(time.Until(at), 0))
+			d = min(d, max(at.Sub(now), 0))
 		}
 	}
-	s.nextWake.Store(time.Now().Add(d).UnixNano())
-	timer.Reset(d)
+	s.nextWake.Store(now.Add(d).UnixNano())
+	reset(d)
 }
 
 // lead keeps trying to hold the sweeper lock and renews it while held.
 func (s *Sweeper) lead(ctx context.Context) {
 	log := zerolog.Ctx(ctx)
 	var held store.Lock
-	tick := time.NewTicker(s.opts.LeaderTTL / 3)
-	defer tick.Stop()
+	tick, stopTick := s.timers.NewTicker(s.opts.LeaderTTL / 3)
+	defer stopTick()
 	for {
 		if s.leading.Load() {
 			err := s.opts.Store.RenewLock(ctx, held, s.opts.LeaderTTL)
@@ -277,7 +304,7 @@ func (s *Sweeper) lead(ctx context.Context) {
 				cancel()
 			}
 			return
-		case <-tick.C:
+		case <-tick:
 		}
 	}
 }

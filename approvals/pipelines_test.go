@@ -1,4 +1,4 @@
-package enginetest
+package approvals_test
 
 import (
 	"errors"
@@ -8,17 +8,19 @@ import (
 
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/internal/enginetest"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 )
 
-var pipelineTests = []scenario{
-	{"PipelineHeartbeatKeepsGrantAlive", pipelineEnv(testPipelineHeartbeat)},
-	{"PipelineMissedHeartbeatRevokes", pipelineEnv(testPipelineMissedHeartbeat)},
-	{"PipelineReleaseAndOwnership", pipelineEnv(testPipelineRelease)},
-	{"PipelineTriggeringActorCannotApprove", pipelineEnv(testPipelineActor)},
-	{"PipelineAutoApproval", pipelineEnv(testPipelineAutoApproval)},
-	{"RoleConditions", pipelineEnv(testRoleConditions)},
+// pipelineScenarios run from TestEngine, each on an engine under pipelinePolicy.
+var pipelineScenarios = []enginetest.Scenario{
+	{Name: "PipelineHeartbeatKeepsGrantAlive", Fn: pipelineEnv(testPipelineHeartbeat)},
+	{Name: "PipelineMissedHeartbeatRevokes", Fn: pipelineEnv(testPipelineMissedHeartbeat)},
+	{Name: "PipelineReleaseAndOwnership", Fn: pipelineEnv(testPipelineRelease)},
+	{Name: "PipelineTriggeringActorCannotApprove", Fn: pipelineEnv(testPipelineActor)},
+	{Name: "PipelineAutoApproval", Fn: pipelineEnv(testPipelineAutoApproval)},
+	{Name: "RoleConditions", Fn: pipelineEnv(testRoleConditions)},
 }
 
 const (
@@ -92,9 +94,9 @@ oncall_sources:
 	return p
 }
 
-func pipelineEnv(fn func(*testing.T, *env)) func(*testing.T, *env) {
-	return func(t *testing.T, e *env) {
-		fn(t, newEnvPolicy(t, e.st, pipelinePolicy(t)))
+func pipelineEnv(fn func(*testing.T, *enginetest.Env)) func(*testing.T, *enginetest.Env) {
+	return func(t *testing.T, e *enginetest.Env) {
+		fn(t, enginetest.NewEnvPolicy(t, e.St, pipelinePolicy(t)))
 	}
 }
 
@@ -109,21 +111,21 @@ func pipelineReq(role, reason string, d time.Duration, c map[string]any) approva
 }
 
 // pendingPipelineGrant creates a pipeline request that needs a person and approves it as bob.
-func (e *env) pendingPipelineGrant(d time.Duration) store.Grant {
-	e.t.Helper()
-	req, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "deploy v1.2", d, claims("refs/heads/feature", "staging")))
+func pendingPipelineGrant(e *enginetest.Env, d time.Duration) store.Grant {
+	e.T.Helper()
+	req, err := e.Svc.CreateForWorkload(e.Ctx, pipelineReq("deploy", "deploy v1.2", d, claims("refs/heads/feature", "staging")))
 	if err != nil || req.State != store.RequestPending {
-		e.t.Fatalf("create: %+v %v", req, err)
+		e.T.Fatalf("create: %+v %v", req, err)
 	}
-	out, err := e.svc.Approve(e.ctx, req.ID, bob, "")
+	out, err := e.Svc.Approve(e.Ctx, req.ID, bob, "")
 	if err != nil || out.GrantID == "" {
-		e.t.Fatalf("approve: %+v %v", out, err)
+		e.T.Fatalf("approve: %+v %v", out, err)
 	}
-	return e.grant(out.GrantID)
+	return e.Grant(out.GrantID)
 }
 
-func testPipelineHeartbeat(t *testing.T, e *env) {
-	g := e.pendingPipelineGrant(30 * time.Minute)
+func testPipelineHeartbeat(t *testing.T, e *enginetest.Env) {
+	g := pendingPipelineGrant(e, 30*time.Minute)
 	if g.State != store.GrantActive || g.UserID != store.WorkloadRequester(wlDeploy) || g.Principal != "ci-deployer" || g.HeartbeatTimeout != 30*time.Second {
 		t.Fatalf("grant = %+v", g)
 	}
@@ -131,104 +133,104 @@ func testPipelineHeartbeat(t *testing.T, e *env) {
 		t.Fatalf("deadline %v due %v, want activation+30s", g.HeartbeatDeadline, g.DueAt)
 	}
 	// Heartbeats every 20s keep it alive well past the first deadline; nothing is called at the provider.
-	calls := len(e.fake.Calls("grant")) + len(e.fake.Calls("revoke"))
+	calls := len(e.Fake.Calls("grant")) + len(e.Fake.Calls("revoke"))
 	for range 6 {
-		e.clock.Advance(20 * time.Second)
-		hb, err := e.mgr.Heartbeat(e.ctx, g.ID, g.UserID)
+		e.Clock.Advance(20 * time.Second)
+		hb, err := e.Mgr.Heartbeat(e.Ctx, g.ID, g.UserID)
 		if err != nil {
 			t.Fatalf("heartbeat: %v", err)
 		}
-		if !hb.HeartbeatDeadline.Equal(e.clock.Now().Add(30*time.Second)) || !hb.DueAt.Equal(hb.HeartbeatDeadline) {
+		if !hb.HeartbeatDeadline.Equal(e.Clock.Now().Add(30*time.Second)) || !hb.DueAt.Equal(hb.HeartbeatDeadline) {
 			t.Fatalf("deadline not moved: %+v", hb)
 		}
-		e.sweep()
-		if st := e.grant(g.ID).State; st != store.GrantActive {
+		e.Sweep()
+		if st := e.Grant(g.ID).State; st != store.GrantActive {
 			t.Fatalf("grant %s after a timely heartbeat", st)
 		}
 	}
-	if n := len(e.fake.Calls("grant")) + len(e.fake.Calls("revoke")); n != calls {
+	if n := len(e.Fake.Calls("grant")) + len(e.Fake.Calls("revoke")); n != calls {
 		t.Fatalf("heartbeats called the provider (%d calls)", n-calls)
 	}
-	if _, err := e.mgr.Heartbeat(e.ctx, g.ID, store.WorkloadRequester("other")); !errors.Is(err, grants.ErrNotHolder) {
+	if _, err := e.Mgr.Heartbeat(e.Ctx, g.ID, store.WorkloadRequester("other")); !errors.Is(err, grants.ErrNotHolder) {
 		t.Fatalf("heartbeat by another workload: %v", err)
 	}
 	// Near expiry the due time is the expiry, not a deadline past it.
 	var hb store.Grant
 	var err error
-	for g.ExpiresAt.Sub(e.clock.Now()) > 20*time.Second {
-		e.clock.Advance(min(20*time.Second, g.ExpiresAt.Sub(e.clock.Now())-10*time.Second))
-		if hb, err = e.mgr.Heartbeat(e.ctx, g.ID, g.UserID); err != nil {
+	for g.ExpiresAt.Sub(e.Clock.Now()) > 20*time.Second {
+		e.Clock.Advance(min(20*time.Second, g.ExpiresAt.Sub(e.Clock.Now())-10*time.Second))
+		if hb, err = e.Mgr.Heartbeat(e.Ctx, g.ID, g.UserID); err != nil {
 			t.Fatalf("heartbeat: %v", err)
 		}
 	}
 	if !hb.DueAt.Equal(hb.ExpiresAt) {
 		t.Fatalf("heartbeat near expiry: due %v expires %v err %v", hb.DueAt, hb.ExpiresAt, err)
 	}
-	e.clock.Advance(g.ExpiresAt.Sub(e.clock.Now()))
-	e.sweep()
-	if got := e.grant(g.ID); got.State != store.GrantRevoked || got.EndReason != "expired" {
+	e.Clock.Advance(g.ExpiresAt.Sub(e.Clock.Now()))
+	e.Sweep()
+	if got := e.Grant(g.ID); got.State != store.GrantRevoked || got.EndReason != "expired" {
 		t.Fatalf("at expiry: %s %s", got.State, got.EndReason)
 	}
 }
 
-func testPipelineMissedHeartbeat(t *testing.T, e *env) {
-	g := e.pendingPipelineGrant(30 * time.Minute)
-	e.clock.Advance(29 * time.Second)
-	e.sweep()
-	if e.grant(g.ID).State != store.GrantActive {
+func testPipelineMissedHeartbeat(t *testing.T, e *enginetest.Env) {
+	g := pendingPipelineGrant(e, 30*time.Minute)
+	e.Clock.Advance(29 * time.Second)
+	e.Sweep()
+	if e.Grant(g.ID).State != store.GrantActive {
 		t.Fatal("revoked before the heartbeat deadline")
 	}
-	e.clock.Advance(time.Second)
-	e.sweep()
-	got := e.grant(g.ID)
+	e.Clock.Advance(time.Second)
+	e.Sweep()
+	got := e.Grant(g.ID)
 	if got.State != store.GrantRevoked || got.EndReason != "heartbeat_missed" || !got.EndedAt.Equal(got.HeartbeatDeadline) {
 		t.Fatalf("after the deadline: %s %s ended %v", got.State, got.EndReason, got.EndedAt)
 	}
-	if e.fake.PresentCount() != 0 {
+	if e.Fake.PresentCount() != 0 {
 		t.Fatal("access still present after a missed heartbeat")
 	}
-	if e.pub.count(store.EventHeartbeatMissed) != 1 {
-		t.Fatalf("heartbeat-missed events = %d", e.pub.count(store.EventHeartbeatMissed))
+	if e.Pub.Count(store.EventHeartbeatMissed) != 1 {
+		t.Fatalf("heartbeat-missed events = %d", e.Pub.Count(store.EventHeartbeatMissed))
 	}
 	// A late heartbeat does not bring it back.
-	if _, err := e.mgr.Heartbeat(e.ctx, g.ID, g.UserID); !errors.Is(err, grants.ErrNotActive) {
+	if _, err := e.Mgr.Heartbeat(e.Ctx, g.ID, g.UserID); !errors.Is(err, grants.ErrNotActive) {
 		t.Fatalf("late heartbeat: %v", err)
 	}
 
 	// Survives a restart: a fresh manager and sweeper (another replica) find the deadline in the store.
-	g2 := e.pendingPipelineGrant(30 * time.Minute)
-	_, sw2 := e.newManager("replica-b")
-	e.clock.Advance(31 * time.Second)
-	if _, err := e.mgr.Heartbeat(e.ctx, g2.ID, g2.UserID); !errors.Is(err, grants.ErrHeartbeatMissed) {
+	g2 := pendingPipelineGrant(e, 30*time.Minute)
+	_, sw2 := e.NewManager("replica-b")
+	e.Clock.Advance(31 * time.Second)
+	if _, err := e.Mgr.Heartbeat(e.Ctx, g2.ID, g2.UserID); !errors.Is(err, grants.ErrHeartbeatMissed) {
 		t.Fatalf("heartbeat after the deadline, before the sweep: %v", err)
 	}
-	if _, err := sw2.Sweep(e.ctx); err != nil {
+	if _, err := sw2.Sweep(e.Ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.grant(g2.ID); got.State != store.GrantRevoked || got.EndReason != "heartbeat_missed" {
+	if got := e.Grant(g2.ID); got.State != store.GrantRevoked || got.EndReason != "heartbeat_missed" {
 		t.Fatalf("other replica: %s %s", got.State, got.EndReason)
 	}
 }
 
-func testPipelineRelease(t *testing.T, e *env) {
-	g := e.pendingPipelineGrant(30 * time.Minute)
-	if _, err := e.mgr.Release(e.ctx, g.ID, store.WorkloadRequester("other")); !errors.Is(err, grants.ErrNotHolder) {
+func testPipelineRelease(t *testing.T, e *enginetest.Env) {
+	g := pendingPipelineGrant(e, 30*time.Minute)
+	if _, err := e.Mgr.Release(e.Ctx, g.ID, store.WorkloadRequester("other")); !errors.Is(err, grants.ErrNotHolder) {
 		t.Fatalf("release by another workload: %v", err)
 	}
-	rel, err := e.mgr.Release(e.ctx, g.ID, g.UserID)
+	rel, err := e.Mgr.Release(e.Ctx, g.ID, g.UserID)
 	if err != nil || rel.State != store.GrantRevoked || rel.EndReason != "released" {
 		t.Fatalf("release: %+v %v", rel, err)
 	}
-	if e.fake.PresentCount() != 0 {
+	if e.Fake.PresentCount() != 0 {
 		t.Fatal("released access still present")
 	}
-	if _, err := e.mgr.Heartbeat(e.ctx, g.ID, g.UserID); !errors.Is(err, grants.ErrNotActive) {
+	if _, err := e.Mgr.Heartbeat(e.Ctx, g.ID, g.UserID); !errors.Is(err, grants.ErrNotActive) {
 		t.Fatalf("heartbeat after release: %v", err)
 	}
 }
 
-func testPipelineActor(t *testing.T, e *env) {
-	req, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "deploy", 30*time.Minute, claims("refs/heads/x", "staging")))
+func testPipelineActor(t *testing.T, e *enginetest.Env) {
+	req, err := e.Svc.CreateForWorkload(e.Ctx, pipelineReq("deploy", "deploy", 30*time.Minute, claims("refs/heads/x", "staging")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,38 +238,38 @@ func testPipelineActor(t *testing.T, e *env) {
 	if req.Pipeline == nil || req.Pipeline.ActorUser != octocat || req.RequesterKind != store.RequesterWorkload || req.Workload != wlDeploy {
 		t.Fatalf("request = %+v %+v", req, req.Pipeline)
 	}
-	if _, err := e.svc.Approve(e.ctx, req.ID, octocat, ""); !errors.Is(err, approvals.ErrSelfApproval) {
+	if _, err := e.Svc.Approve(e.Ctx, req.ID, octocat, ""); !errors.Is(err, approvals.ErrSelfApproval) {
 		t.Fatalf("approval by the triggering person: %v", err)
 	}
-	if got, _ := e.st.GetRequest(e.ctx, req.ID); got.State != store.RequestPending || len(got.Approvals) != 0 {
+	if got, _ := e.St.GetRequest(e.Ctx, req.ID); got.State != store.RequestPending || len(got.Approvals) != 0 {
 		t.Fatalf("refused approval changed the request: %+v", got)
 	}
-	if out, err := e.svc.Approve(e.ctx, req.ID, bob, ""); err != nil || out.GrantID == "" {
+	if out, err := e.Svc.Approve(e.Ctx, req.ID, bob, ""); err != nil || out.GrantID == "" {
 		t.Fatalf("approval by another approver: %v", err)
 	}
 	// Not eligible: a workload the role does not list, a role without workloads.
 	in := pipelineReq("deploy", "x", time.Minute, claims("refs/heads/main", "production"))
 	in.Workload = "nobody"
-	if _, err := e.svc.CreateForWorkload(e.ctx, in); !errors.Is(err, approvals.ErrNotEligible) {
+	if _, err := e.Svc.CreateForWorkload(e.Ctx, in); !errors.Is(err, approvals.ErrNotEligible) {
 		t.Fatalf("unknown workload: %v", err)
 	}
-	if _, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "x", 2*time.Hour, claims("refs/heads/main", "production"))); !errors.Is(err, approvals.ErrBadDuration) {
+	if _, err := e.Svc.CreateForWorkload(e.Ctx, pipelineReq("deploy", "x", 2*time.Hour, claims("refs/heads/main", "production"))); !errors.Is(err, approvals.ErrBadDuration) {
 		t.Fatalf("too long: %v", err)
 	}
 }
 
-func testPipelineAutoApproval(t *testing.T, e *env) {
-	req, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "deploy", 10*time.Minute, claims("refs/heads/main", "production")))
+func testPipelineAutoApproval(t *testing.T, e *enginetest.Env) {
+	req, err := e.Svc.CreateForWorkload(e.Ctx, pipelineReq("deploy", "deploy", 10*time.Minute, claims("refs/heads/main", "production")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if req.State != store.RequestApproved || req.GrantID == "" || len(req.Approvals) != 1 || req.Approvals[0].By != "system:auto-approve" {
 		t.Fatalf("matching pipeline: %+v", req)
 	}
-	if g := e.grant(req.GrantID); g.State != store.GrantActive {
+	if g := e.Grant(req.GrantID); g.State != store.GrantActive {
 		t.Fatalf("auto-approved grant %s", g.State)
 	}
-	if e.pub.count(store.EventRequested) != 1 || e.pub.count(store.EventApproved) != 1 {
+	if e.Pub.Count(store.EventRequested) != 1 || e.Pub.Count(store.EventApproved) != 1 {
 		t.Fatal("auto-approval was not announced like an approval")
 	}
 	// Each unmet part of the rule leaves the request waiting for a person.
@@ -275,7 +277,7 @@ func testPipelineAutoApproval(t *testing.T, e *env) {
 		ref, env string
 		d        time.Duration
 	}{"branch": {"refs/heads/dev", "production", 10 * time.Minute}, "environment": {"refs/heads/main", "staging", 10 * time.Minute}, "duration": {"refs/heads/main", "production", 20 * time.Minute}} {
-		r, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "deploy", c.d, claims(c.ref, c.env)))
+		r, err := e.Svc.CreateForWorkload(e.Ctx, pipelineReq("deploy", "deploy", c.d, claims(c.ref, c.env)))
 		if err != nil || r.State != store.RequestPending || r.GrantID != "" {
 			t.Fatalf("non-matching %s: %+v %v", name, r, err)
 		}
@@ -285,64 +287,64 @@ func testPipelineAutoApproval(t *testing.T, e *env) {
 	delete(c, "environment")
 	in := pipelineReq("deploy", "deploy", 10*time.Minute, claims("refs/heads/main", "production"))
 	in.Claims = c
-	if r, err := e.svc.CreateForWorkload(e.ctx, in); err != nil || r.State != store.RequestPending {
+	if r, err := e.Svc.CreateForWorkload(e.Ctx, in); err != nil || r.State != store.RequestPending {
 		t.Fatalf("missing claim: %+v %v", r, err)
 	}
 	// A subscriber writes the request between its creation and the auto-approval (the Slack notifier records
 	// its approval message there): the approval is retried on the new version, not silently dropped.
-	e.pub.then = func(ev store.AuditEvent) {
+	e.Pub.Then(func(ev store.AuditEvent) {
 		if ev.Type != store.EventRequested {
 			return
 		}
-		r, err := e.st.GetRequest(e.ctx, ev.RequestID)
+		r, err := e.St.GetRequest(e.Ctx, ev.RequestID)
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		prev := r.Version
 		r.Meta = map[string]string{"slack_message": "C0APPROVALS/1.000001"}
-		if err := e.st.Commit(e.ctx, store.Batch{Requests: []store.RequestPut{{Request: &r, PrevVersion: prev}}}); err != nil {
+		if err := e.St.Commit(e.Ctx, store.Batch{Requests: []store.RequestPut{{Request: &r, PrevVersion: prev}}}); err != nil {
 			t.Error(err)
 		}
-	}
-	defer func() { e.pub.then = nil }()
-	r, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("deploy", "deploy", 10*time.Minute, claims("refs/heads/main", "production")))
+	})
+	defer e.Pub.Then(nil)
+	r, err := e.Svc.CreateForWorkload(e.Ctx, pipelineReq("deploy", "deploy", 10*time.Minute, claims("refs/heads/main", "production")))
 	if err != nil || r.State != store.RequestApproved || r.GrantID == "" {
 		t.Fatalf("auto-approval after a concurrent write of the request: %+v %v", r, err)
 	}
-	if got := e.request(r.ID); got.Meta["slack_message"] == "" || got.State != store.RequestApproved {
+	if got := e.Request(r.ID); got.Meta["slack_message"] == "" || got.State != store.RequestApproved {
 		t.Fatalf("stored request %+v: the subscriber's write or the approval was lost", got)
 	}
 }
 
-func testRoleConditions(t *testing.T, e *env) {
+func testRoleConditions(t *testing.T, e *enginetest.Env) {
 	// People's requests use the same conditions.
-	if _, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "frozen", Reason: "no ticket"}); !errors.Is(err, approvals.ErrConditionFailed) {
+	if _, err := e.Svc.Create(e.Ctx, approvals.NewRequest{Requester: alice, Role: "frozen", Reason: "no ticket"}); !errors.Is(err, approvals.ErrConditionFailed) {
 		t.Fatalf("person without a ticket: %v", err)
 	} else if !strings.Contains(err.Error(), "condition 1 of frozen") {
 		t.Fatalf("message: %v", err)
 	}
-	if _, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "frozen", Reason: "INC-7 db", Duration: 30 * time.Minute}); err != nil {
+	if _, err := e.Svc.Create(e.Ctx, approvals.NewRequest{Requester: alice, Role: "frozen", Reason: "INC-7 db", Duration: 30 * time.Minute}); err != nil {
 		t.Fatalf("person with a ticket: %v", err)
 	}
-	if _, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("frozen", "INC-8", 30*time.Minute, claims("refs/heads/main", "production"))); !errors.Is(err, approvals.ErrConditionFailed) {
+	if _, err := e.Svc.CreateForWorkload(e.Ctx, pipelineReq("frozen", "INC-8", 30*time.Minute, claims("refs/heads/main", "production"))); !errors.Is(err, approvals.ErrConditionFailed) {
 		t.Fatalf("pipeline over 10m: %v", err)
 	}
-	if _, err := e.svc.CreateForWorkload(e.ctx, pipelineReq("frozen", "INC-8", 10*time.Minute, claims("refs/heads/main", "production"))); err != nil {
+	if _, err := e.Svc.CreateForWorkload(e.Ctx, pipelineReq("frozen", "INC-8", 10*time.Minute, claims("refs/heads/main", "production"))); err != nil {
 		t.Fatalf("pipeline within 10m: %v", err)
 	}
 	// Break-glass requests are evaluated with request.break_glass set.
-	e.onCall.set(alice, 1)
-	if _, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bgfreeze", Reason: "outage"}); !errors.Is(err, approvals.ErrConditionFailed) {
+	e.OnCall.Set(alice, 1)
+	if _, err := e.Svc.BreakGlass(e.Ctx, approvals.NewRequest{Requester: alice, Role: "bgfreeze", Reason: "outage"}); !errors.Is(err, approvals.ErrConditionFailed) {
 		t.Fatalf("break-glass without an incident: %v", err)
 	}
-	if _, err := e.svc.BreakGlass(e.ctx, approvals.NewRequest{Requester: alice, Role: "bgfreeze", Reason: "INC-9 outage"}); err != nil {
+	if _, err := e.Svc.BreakGlass(e.Ctx, approvals.NewRequest{Requester: alice, Role: "bgfreeze", Reason: "INC-9 outage"}); err != nil {
 		t.Fatalf("break-glass with an incident: %v", err)
 	}
-	if _, err := e.svc.Create(e.ctx, approvals.NewRequest{Requester: alice, Role: "bgfreeze", Reason: "INC-9 outage"}); !errors.Is(err, approvals.ErrConditionFailed) {
+	if _, err := e.Svc.Create(e.Ctx, approvals.NewRequest{Requester: alice, Role: "bgfreeze", Reason: "INC-9 outage"}); !errors.Is(err, approvals.ErrConditionFailed) {
 		t.Fatalf("an ordinary request passed a break-glass-only condition: %v", err)
 	}
-	reqs, _ := e.st.ListRequests(e.ctx, store.RequestQuery{State: store.RequestPending})
+	reqs, _ := e.St.ListRequests(e.Ctx, store.RequestQuery{State: store.RequestPending})
 	if len(reqs) != 2 {
 		t.Fatalf("pending requests = %d, want 2 (refused ones store nothing)", len(reqs))
 	}
