@@ -29,9 +29,9 @@ type SlackAPI interface {
 	GetUserGroupMembersContext(ctx context.Context, userGroup string, options ...slack.GetUserGroupMembersOption) ([]string, error)
 }
 
-// Store is the part of store.Store the bot reads (and writes message references to).
+// Store is the part of store.Store the bot reads. It writes no record: requests and grants change only
+// through the engine (approvals.Service, grants.Manager), message references included.
 type Store interface {
-	Commit(ctx context.Context, b store.Batch) error
 	GetRequest(ctx context.Context, id string) (store.Request, error)
 	GetGrant(ctx context.Context, id string) (store.Grant, error)
 	ListRequests(ctx context.Context, q store.RequestQuery) ([]store.Request, error)
@@ -116,7 +116,7 @@ func ephemeral(text string) *slack.Msg {
 // friendly turns an error into what the person who acted sees: a refusal's own words, or a generic
 // message (details go to the log, never to Slack).
 func friendly(ctx context.Context, err error) string {
-	if msg, ok := refuse.Message(err); ok {
+	if msg, ok := refuse.Render(err, mention); ok {
 		return msg
 	}
 	zerolog.Ctx(ctx).Error().Err(err).Msg("action failed")

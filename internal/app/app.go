@@ -194,7 +194,7 @@ func New(d Deps) (_ *App, err error) {
 		if d.Emails == nil {
 			d.Emails = slackEmails{api}
 		}
-		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Policy: d.Policy, Now: d.Now, Logger: d.Logger,
+		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Refs: lateRefs{&svcRef}, Policy: d.Policy, Now: d.Now, Logger: d.Logger,
 			CurrentPolicy: func() *policy.Policy { return svcRef.Policy() }})
 		bus = append(bus, notes)
 	}
@@ -378,6 +378,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// lateRefs lets the notifier record its message references through the approvals service, which is built
+// after it (the service publishes to the notifier); no event reaches the notifier before the service exists.
+type lateRefs struct{ svc **approvals.Service }
+
+func (r lateRefs) SetMessageRef(ctx context.Context, requestID string, ref approvals.MessageRef, seen int64) (bool, error) {
+	return (*r.svc).SetMessageRef(ctx, requestID, ref, seen)
+}
+
+func (r lateRefs) AddDMRef(ctx context.Context, requestID string, ref approvals.MessageRef) error {
+	return (*r.svc).AddDMRef(ctx, requestID, ref)
 }
 
 // slackEmails reads profile emails with users.info (scope users:read.email).
