@@ -3,6 +3,7 @@ package approvals_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,9 +25,14 @@ roles:
   db:
     provider: fake
     target: {db: main}
-    requesters: {users: [U0ALICE]}
-    approvers: {users: [U0BOB, U0CAROL]}
+    requesters: {users: [U0ALICE, U0BOB]}
+    approvers: {users: [U0ALICE, U0BOB, U0CAROL]}
     approvals: 2
+  ops:
+    provider: fake
+    target: {db: ops}
+    requesters: {users: [U0ALICE]}
+    approvers: {users: [U0DAVE]}
 `
 
 // counting counts the audit events published.
@@ -40,8 +46,16 @@ func newRefsService(t *testing.T, st store.Store, pub approvals.Publisher) *appr
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every reading of the clock is a second later: requests are ordered by creation.
+	var mu sync.Mutex
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	svc, err := approvals.New(approvals.Options{Store: st, Policy: pol, Publisher: pub, Now: func() time.Time { return now }})
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(time.Second)
+		return now
+	}
+	svc, err := approvals.New(approvals.Options{Store: st, Policy: pol, Publisher: pub, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

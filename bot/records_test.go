@@ -13,9 +13,16 @@ import (
 
 	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/bot"
+	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 	"github.com/jitbot/jitbot/store/bolt"
+)
+
+// The bot depends on interfaces it owns; the engine's types are what jitbot passes them.
+var (
+	_ bot.Approvals = (*approvals.Service)(nil)
+	_ bot.Grants    = (*grants.Manager)(nil)
 )
 
 // The bot reads the store and writes no record: requests and grants change only through the engine.

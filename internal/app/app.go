@@ -132,8 +132,10 @@ type App struct {
 	authInterval time.Duration
 }
 
-// New wires an App.
-func New(d Deps) (_ *App, err error) {
+// New wires an App. ctx carries the start-up work (building providers and authenticators, checking the
+// policy's user groups and the Slack token) and should live as long as the App: a provider built from the
+// policy may keep it for its clients. The App's background work runs under Run's context.
+func New(ctx context.Context, d Deps) (_ *App, err error) {
 	if d.Policy == nil || d.Store == nil {
 		return nil, errors.New("app: Policy and Store are required")
 	}
@@ -141,7 +143,7 @@ func New(d Deps) (_ *App, err error) {
 		d.Getenv = os.Getenv
 	}
 	if d.Providers == nil {
-		ps, err := BuildProviders(context.Background(), d.Policy, d.Getenv)
+		ps, err := BuildProviders(ctx, d.Policy, d.Getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +163,8 @@ func New(d Deps) (_ *App, err error) {
 	var notes *bot.Notifier
 	// svcRef lets the notifier, built before the approvals service, read the policy in force.
 	var svcRef *approvals.Service
-	notesCtx, stopNotes := context.WithCancel(d.Logger.WithContext(context.Background()))
+	// The notifier's workers outlive start-up: they stop with stopNotes (Run's end), not with ctx.
+	notesCtx, stopNotes := context.WithCancel(d.Logger.WithContext(context.WithoutCancel(ctx)))
 	defer func() {
 		if err != nil {
 			stopNotes()
@@ -184,7 +187,7 @@ func New(d Deps) (_ *App, err error) {
 			d.Directory = dir
 		}
 		if !d.Slack.SkipGroupCheck {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err := bot.CheckGroups(ctx, d.Policy, approvals.ChainDirectory{approvals.StaticDirectory(d.Policy.Groups), d.Directory})
 			cancel()
 			if err != nil {
@@ -254,7 +257,7 @@ func New(d Deps) (_ *App, err error) {
 	// The default authenticator follows policy reloads (their issuers); one passed in Deps is the caller's.
 	var issuerAuth *workload.Switch
 	if d.Auth == nil {
-		built, err := BuildAuthenticator(context.Background(), d.Policy, d.Store, d.IssuerHTTPClient, d.Now)
+		built, err := BuildAuthenticator(ctx, d.Policy, d.Store, d.IssuerHTTPClient, d.Now)
 		if err != nil {
 			return nil, err
 		}
@@ -285,7 +288,7 @@ func New(d Deps) (_ *App, err error) {
 	if api != nil {
 		// The first auth.test answers readiness from the start; a failure is not fatal (Slack may be down
 		// briefly) but keeps the replica not ready until a later check succeeds.
-		if err := a.checkSlackAuth(context.Background()); err != nil {
+		if err := a.checkSlackAuth(ctx); err != nil {
 			d.Logger.Error().Err(err).Msg("Slack authentication check failed; this replica reports not ready")
 		}
 	}
@@ -293,12 +296,11 @@ func New(d Deps) (_ *App, err error) {
 		a.clock = telemetry.NewClockWatch(d.Registry, sc, d.Now, 0)
 	}
 	if api != nil {
-		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Command: d.Slack.Command, Now: d.Now,
-			Workers: d.Tuning.SlackWorkers, QueueSize: d.Tuning.SlackQueue})
+		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Notifier: notes,
+			Command: d.Slack.Command, Now: d.Now, Workers: d.Tuning.SlackWorkers, QueueSize: d.Tuning.SlackQueue})
 		if err != nil {
 			return nil, err
 		}
-		b.SetNotifier(notes)
 		a.Bot = b
 	}
 	return a, nil
