@@ -47,7 +47,7 @@ func newRigWith(t *testing.T, st store.Store, iss *oidcfake.Issuer) *rig {
 	pol := pipelinetest.Policy(t, iss, "30s", "")
 	fake := providerfake.New()
 	logs := &lockedBuffer{}
-	a, err := app.New(app.Deps{Policy: pol, Store: st, Providers: map[string]grants.Provider{"hook": fake}, Auth: pipelinetest.Authenticator(t, pol, st),
+	a, err := app.New(t.Context(), app.Deps{Policy: pol, Store: st, Providers: map[string]grants.Provider{"hook": fake}, Auth: pipelinetest.Authenticator(t, pol, st),
 		Logger: zerolog.New(logs).Level(zerolog.DebugLevel)})
 	if err != nil {
 		t.Fatal(err)

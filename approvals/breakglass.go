@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/internal/refuse"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 )
@@ -112,7 +113,7 @@ func (s *Service) BreakGlass(ctx context.Context, in NewRequest) (Outcome, error
 			return Outcome{}, err
 		}
 		counter.Events = append(counter.Events, now)
-		err = s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req}}, Grants: []store.GrantPut{{Grant: &grant}},
+		err = s.commitAndPublish(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req}}, Grants: []store.GrantPut{{Grant: &grant}},
 			Audit: events, Counters: []store.CounterPut{{Counter: &counter, PrevVersion: prev}}})
 		if errors.Is(err, store.ErrConflict) {
 			continue
@@ -128,7 +129,6 @@ func (s *Service) BreakGlass(ctx context.Context, in NewRequest) (Outcome, error
 	}
 	log := zerolog.Ctx(ctx).With().Str("request_id", req.ID).Str("grant_id", grant.ID).Logger()
 	log.Warn().Str("role", role.Name).Str("requester", in.Requester).Msg("BREAK-GLASS access granted without approval")
-	s.publish(ctx, events...)
 	if s.opts.Activator != nil {
 		if err := s.opts.Activator.Activate(ctx, grant.ID); err != nil {
 			log.Warn().Err(err).Msg("break-glass activation did not finish; the sweeper will resume it")
@@ -226,7 +226,7 @@ func (s *Service) MayReview(ctx context.Context, requestID, reviewer string) (st
 		return req, refusal(ErrNotReviewable, "Request %s was not a break-glass request; there is nothing to review.", req.ID)
 	}
 	if req.Review != nil {
-		return req, refusal(ErrAlreadyDecided, "Break-glass request %s was already reviewed by <@%s>.", req.ID, req.Review.By)
+		return req, refusal(ErrAlreadyDecided, "Break-glass request %s was already reviewed by %s.", req.ID, refuse.User(req.Review.By))
 	}
 	if reviewer == req.Requester {
 		return req, refusal(ErrSelfApproval, "You cannot review your own break-glass access.")
@@ -254,14 +254,13 @@ func (s *Service) Review(ctx context.Context, requestID, reviewer, note string) 
 		req.Review = &store.Decision{By: reviewer, At: s.now(), Note: note}
 		req.ReviewDueAt = time.Time{}
 		ev := s.event(store.EventReviewed, reviewer, &req, map[string]string{"note": note})
-		err = s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Audit: []store.AuditEvent{ev}})
+		err = s.commitAndPublish(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Audit: []store.AuditEvent{ev}})
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
 		if err != nil {
 			return store.Request{}, fmt.Errorf("approvals: store review: %w", err)
 		}
-		s.publish(ctx, ev)
 		return req, nil
 	}
 	return store.Request{}, fmt.Errorf("approvals: review %s: %w", requestID, store.ErrConflict)
@@ -287,14 +286,13 @@ func (s *Service) RemindReviews(ctx context.Context) (int, error) {
 		overdue := s.now().Sub(req.CreatedAt).Round(time.Minute)
 		req.ReviewDueAt = s.now().Add(every)
 		ev := s.event(store.EventReviewPending, "system:reviews", &req, map[string]string{"since": policy.FormatDuration(overdue)})
-		err := s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Audit: []store.AuditEvent{ev}})
+		err := s.commitAndPublish(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Audit: []store.AuditEvent{ev}})
 		if errors.Is(err, store.ErrConflict) {
 			continue // reviewed meanwhile, or another replica reminded
 		}
 		if err != nil {
 			return n, fmt.Errorf("approvals: schedule review reminder: %w", err)
 		}
-		s.publish(ctx, ev)
 		n++
 	}
 	return n, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/internal/refuse"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
 )
@@ -207,11 +208,10 @@ func (s *Service) Create(ctx context.Context, in NewRequest) (store.Request, err
 	ev := s.event(store.EventRequested, in.Requester, &req, map[string]string{
 		"duration": d.String(), "reason": reason, "approvals_required": strconv.Itoa(role.Approvals),
 	})
-	if err := s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req}}, Audit: []store.AuditEvent{ev}}); err != nil {
+	if err := s.commitAndPublish(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req}}, Audit: []store.AuditEvent{ev}}); err != nil {
 		return store.Request{}, fmt.Errorf("approvals: store request: %w", err)
 	}
 	zerolog.Ctx(ctx).Info().Str("request_id", req.ID).Str("role", req.Role).Str("requester", req.Requester).Msg("request created")
-	s.publish(ctx, ev)
 	if out, ok := s.autoApprove(ctx, req, role); ok {
 		return out.Request, nil
 	}
@@ -254,7 +254,7 @@ func (s *Service) Approve(ctx context.Context, requestID, approver, note string)
 		if ok, err := s.stillMayRequest(ctx, role, &req); err != nil {
 			return Outcome{Request: req}, err
 		} else if !ok {
-			return Outcome{Request: req}, refusal(ErrNotEligible, "<@%s> may no longer request %s under the current policy, so this request cannot be approved. Deny it; the requester can ask again if eligible.", req.Requester, role.Name)
+			return Outcome{Request: req}, refusal(ErrNotEligible, "%s may no longer request %s under the current policy, so this request cannot be approved. Deny it; the requester can ask again if eligible.", refuse.User(req.Requester), role.Name)
 		}
 		if err := role.ValidateDuration(req.Duration); err != nil {
 			return Outcome{Request: req}, refusal(ErrBadDuration, "This request's duration is no longer allowed by the current policy (%s), so it cannot be approved. Deny it; the requester can ask again.", err.Error())
@@ -274,9 +274,9 @@ func (s *Service) Approve(ctx context.Context, requestID, approver, note string)
 			b.Grants = []store.GrantPut{{Grant: &grant}}
 		}
 		b.Audit = []store.AuditEvent{s.event(store.EventApproved, approver, &req, map[string]string{
-			"approvals": fmt.Sprintf("%d/%d", len(req.Approvals), req.RequiredApprovals), "note": note,
+			progressKey: progressOf(&req), "note": note,
 		})}
-		err = s.opts.Store.Commit(ctx, b)
+		err = s.commitAndPublish(ctx, b)
 		if errors.Is(err, store.ErrConflict) {
 			continue // someone else decided first: re-read and re-check everything
 		}
@@ -285,7 +285,6 @@ func (s *Service) Approve(ctx context.Context, requestID, approver, note string)
 		}
 		log := zerolog.Ctx(ctx).With().Str("request_id", req.ID).Str("approver", approver).Logger()
 		log.Info().Int("approvals", len(req.Approvals)).Int("required", req.RequiredApprovals).Msg("request approved")
-		s.publish(ctx, b.Audit...)
 		if grant.ID != "" && s.opts.Activator != nil {
 			if err := s.opts.Activator.Activate(ctx, grant.ID); err != nil {
 				log.Warn().Err(err).Str("grant_id", grant.ID).Msg("activation did not finish; the sweeper will resume it")
@@ -359,16 +358,15 @@ func (s *Service) expire(ctx context.Context, req store.Request) (bool, error) {
 	req.State = store.RequestExpired
 	req.DecidedAt = s.now()
 	ev := s.event(store.EventExpired, "system:sweeper", &req, map[string]string{
-		"approvals": fmt.Sprintf("%d/%d", len(req.Approvals), req.RequiredApprovals),
+		progressKey: progressOf(&req),
 	})
-	err := s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Audit: []store.AuditEvent{ev}})
+	err := s.commitAndPublish(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Audit: []store.AuditEvent{ev}})
 	if errors.Is(err, store.ErrConflict) {
 		return false, nil // decided meanwhile
 	}
 	if err != nil {
 		return false, fmt.Errorf("approvals: expire %s: %w", req.ID, err)
 	}
-	s.publish(ctx, ev)
 	return true, nil
 }
 
@@ -384,7 +382,7 @@ func (s *Service) decide(ctx context.Context, requestID string, apply func(*stor
 		if err != nil {
 			return req, err
 		}
-		err = s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Audit: []store.AuditEvent{ev}})
+		err = s.commitAndPublish(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}, Audit: []store.AuditEvent{ev}})
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
@@ -392,7 +390,6 @@ func (s *Service) decide(ctx context.Context, requestID string, apply func(*stor
 			return store.Request{}, fmt.Errorf("approvals: store decision: %w", err)
 		}
 		zerolog.Ctx(ctx).Info().Str("request_id", req.ID).Str("state", string(req.State)).Str("actor", ev.Actor).Msg("request decided")
-		s.publish(ctx, ev)
 		return req, nil
 	}
 	return store.Request{}, fmt.Errorf("approvals: decide %s: %w", requestID, store.ErrConflict)
@@ -415,7 +412,7 @@ func (s *Service) loadPending(ctx context.Context, id string) (store.Request, *p
 		req.State = store.RequestExpired
 	}
 	if req.State != store.RequestPending {
-		return req, nil, refusal(ErrAlreadyDecided, "Request %s is already %s%s.", req.ID, req.State, decidedBy(req))
+		return req, nil, alreadyDecided(req)
 	}
 	role, ok := s.Policy().Role(req.Role)
 	if !ok {
@@ -424,20 +421,21 @@ func (s *Service) loadPending(ctx context.Context, id string) (store.Request, *p
 	return req, role, nil
 }
 
-func decidedBy(r store.Request) string {
+// alreadyDecided refuses a decision on a request that is no longer pending, saying who decided it.
+func alreadyDecided(r store.Request) error {
 	switch {
 	case r.State == store.RequestDenied && r.Denial != nil:
-		return " (denied by <@" + r.Denial.By + ">)"
+		return refusal(ErrAlreadyDecided, "Request %s is already %s (denied by %s).", r.ID, r.State, refuse.User(r.Denial.By))
 	case r.State == store.RequestApproved && len(r.Approvals) > 0:
-		by := make([]string, len(r.Approvals))
+		by := make(refuse.Users, len(r.Approvals))
 		for i, d := range r.Approvals {
-			by[i] = "<@" + d.By + ">"
+			by[i] = d.By
 		}
-		return " (approved by " + strings.Join(by, ", ") + ")"
+		return refusal(ErrAlreadyDecided, "Request %s is already %s (approved by %s).", r.ID, r.State, by)
 	case r.State == store.RequestCancelled:
-		return " (cancelled by the requester)"
+		return refusal(ErrAlreadyDecided, "Request %s is already %s (cancelled by the requester).", r.ID, r.State)
 	}
-	return ""
+	return refusal(ErrAlreadyDecided, "Request %s is already %s.", r.ID, r.State)
 }
 
 func (s *Service) roleFor(name string) (*policy.Role, error) {
@@ -524,7 +522,7 @@ func (s *Service) event(typ, actor string, req *store.Request, details map[strin
 		}
 	}
 	now := s.now()
-	if got, need, ok := strings.Cut(details["approvals"], "/"); (typ == store.EventApproved && ok && got == need) || typ == store.EventDenied {
+	if p, ok := parseProgress(details[progressKey]); (typ == store.EventApproved && ok && p.Complete()) || typ == store.EventDenied {
 		// The decision: how long the request waited for it (jitbot_request_decision_seconds).
 		if !req.CreatedAt.IsZero() {
 			if details == nil {
@@ -643,9 +641,9 @@ func (s *Service) approveBySystem(ctx context.Context, req store.Request, role *
 			return Outcome{}, false
 		}
 		d := maps.Clone(details)
-		d["approvals"] = fmt.Sprintf("%d/%d", next.RequiredApprovals, next.RequiredApprovals)
+		d[progressKey] = Progress{Approvals: next.RequiredApprovals, Required: next.RequiredApprovals}.String()
 		ev = s.event(store.EventApproved, actor, &next, d)
-		err = s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &next, PrevVersion: req.Version}}, Grants: []store.GrantPut{{Grant: &grant}}, Audit: []store.AuditEvent{ev}})
+		err = s.commitAndPublish(ctx, store.Batch{Requests: []store.RequestPut{{Request: &next, PrevVersion: req.Version}}, Grants: []store.GrantPut{{Grant: &grant}}, Audit: []store.AuditEvent{ev}})
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
@@ -655,7 +653,6 @@ func (s *Service) approveBySystem(ctx context.Context, req store.Request, role *
 		req = next
 		break
 	}
-	s.publish(ctx, ev)
 	if s.opts.Activator != nil {
 		if err := s.opts.Activator.Activate(ctx, grant.ID); err != nil {
 			zerolog.Ctx(ctx).Warn().Err(err).Str("grant_id", grant.ID).Msg("activation did not finish; the sweeper will resume it")

@@ -101,11 +101,10 @@ func (s *Service) CreateForWorkload(ctx context.Context, in WorkloadRequest) (st
 	if err := s.useToken(ctx, in, now); err != nil {
 		return store.Request{}, err
 	}
-	if err := s.opts.Store.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req}}, Audit: []store.AuditEvent{ev}}); err != nil {
+	if err := s.commitAndPublish(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req}}, Audit: []store.AuditEvent{ev}}); err != nil {
 		return store.Request{}, fmt.Errorf("approvals: store request: %w", err)
 	}
 	zerolog.Ctx(ctx).Info().Str("request_id", req.ID).Str("role", req.Role).Str("workload", in.Workload).Msg("pipeline request created")
-	s.publish(ctx, ev)
 	if out, ok := s.autoApproveWorkload(ctx, req, role, vars); ok {
 		return out.Request, nil
 	}

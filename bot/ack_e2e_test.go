@@ -154,7 +154,7 @@ roles:
 	}
 	// The gates hold work far longer than a provider attempt may take: no attempt times out meanwhile.
 	tuning.ProviderTimeout, tuning.LeaderTTL = time.Minute, 3*time.Second
-	a, err := app.New(app.Deps{Policy: pol, Store: st, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Slack: sc,
+	a, err := app.New(t.Context(), app.Deps{Policy: pol, Store: st, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Slack: sc,
 		Getenv: getenv, Providers: providers, OnCall: gatedOnCall{g: aw.onCall, inner: resolver}, Tuning: tuning})
 	if err != nil {
 		t.Fatal(err)

@@ -29,9 +29,9 @@ type SlackAPI interface {
 	GetUserGroupMembersContext(ctx context.Context, userGroup string, options ...slack.GetUserGroupMembersOption) ([]string, error)
 }
 
-// Store is the part of store.Store the bot reads (and writes message references to).
+// Store is the part of store.Store the bot reads. It writes no record: requests and grants change only
+// through the engine (approvals.Service, grants.Manager), message references included.
 type Store interface {
-	Commit(ctx context.Context, b store.Batch) error
 	GetRequest(ctx context.Context, id string) (store.Request, error)
 	GetGrant(ctx context.Context, id string) (store.Grant, error)
 	ListRequests(ctx context.Context, q store.RequestQuery) ([]store.Request, error)
@@ -39,13 +39,39 @@ type Store interface {
 	MarkSeen(ctx context.Context, key string, ttl time.Duration) (bool, error)
 }
 
-// Options configures a Bot. Everything but Command, Logger and Now is required.
+// Approvals is what the bot asks of the request engine (approvals.Service): exactly the calls it makes.
+type Approvals interface {
+	Create(ctx context.Context, in approvals.NewRequest) (store.Request, error)
+	Check(ctx context.Context, in approvals.NewRequest) error
+	BreakGlass(ctx context.Context, in approvals.NewRequest) (approvals.Outcome, error)
+	Cancel(ctx context.Context, requestID, by string) (store.Request, error)
+	Approve(ctx context.Context, requestID, approver, note string) (approvals.Outcome, error)
+	Deny(ctx context.Context, requestID, approver, reason string) (store.Request, error)
+	Review(ctx context.Context, requestID, reviewer, note string) (store.Request, error)
+	MayDecide(ctx context.Context, requestID, approver string) (store.Request, error)
+	MayReview(ctx context.Context, requestID, reviewer string) (store.Request, error)
+	RequestableRoles(ctx context.Context, user string) ([]*policy.Role, error)
+	WaitingFor(ctx context.Context, approver string) ([]store.Request, error)
+	Policy() *policy.Policy
+}
+
+// Grants is what the bot asks of the grant engine (grants.Manager): exactly the calls it makes.
+type Grants interface {
+	Release(ctx context.Context, grantID, by string) (store.Grant, error)
+	Extend(ctx context.Context, grantID, by string, d time.Duration) (store.Grant, error)
+	CheckExtend(ctx context.Context, grantID, by string, d time.Duration) error
+}
+
+// Options configures a Bot. Everything but Notifier, Command, Logger and Now is required.
 type Options struct {
-	Approvals *approvals.Service
-	Grants    *grants.Manager
+	Approvals Approvals
+	Grants    Grants
 	Store     Store
 	API       SlackAPI
 	Policy    *policy.Policy
+	// Notifier, when set, lets handlers answer by DM and refresh views right away (e.g. App Home after a
+	// click).
+	Notifier *Notifier
 	// Command is the slash command's name, default "/jit".
 	Command string
 	Now     func() time.Time
@@ -97,13 +123,10 @@ func New(opts Options) (*Bot, error) {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
 	}
-	b := &Bot{opts: opts, notices: make(chan struct{}, noticeSlots)}
+	b := &Bot{opts: opts, notes: opts.Notifier, notices: make(chan struct{}, noticeSlots)}
 	b.pool = &pool{workers: opts.Workers, limit: opts.QueueSize, wg: &b.wg}
 	return b, nil
 }
-
-// SetNotifier lets handlers refresh views right away (e.g. App Home after a click).
-func (b *Bot) SetNotifier(n *Notifier) { b.notes = n }
 
 // Wait blocks until follow-up work started by handlers has finished (graceful shutdown, tests).
 func (b *Bot) Wait() { b.wg.Wait() }
@@ -116,7 +139,7 @@ func ephemeral(text string) *slack.Msg {
 // friendly turns an error into what the person who acted sees: a refusal's own words, or a generic
 // message (details go to the log, never to Slack).
 func friendly(ctx context.Context, err error) string {
-	if msg, ok := refuse.Message(err); ok {
+	if msg, ok := refuse.Render(err, mention); ok {
 		return msg
 	}
 	zerolog.Ctx(ctx).Error().Err(err).Msg("action failed")

@@ -135,7 +135,7 @@ func newApp(t *testing.T, mode slackfake.Mode, emu *slackfake.Server, st store.S
 		sc.AppToken = emu.AppToken()
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	return app.New(app.Deps{Policy: pol, Store: st, Logger: log, Slack: sc,
+	return app.New(t.Context(), app.Deps{Policy: pol, Store: st, Logger: log, Slack: sc,
 		Getenv: func(string) string { return string(hookSecret) },
 		Tuning: app.Tuning{ProviderTimeout: 5 * time.Second, LeaderTTL: 3 * time.Second}})
 }

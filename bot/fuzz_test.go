@@ -113,7 +113,7 @@ roles:
 	if mode == slackfake.ModeSocket {
 		sc.AppToken = emu.AppToken()
 	}
-	a, err := app.New(app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop(), Slack: sc,
+	a, err := app.New(f.Context(), app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop(), Slack: sc,
 		Getenv: func(string) string { return string(hookSecret) }, Tuning: app.Tuning{ProviderTimeout: 5 * time.Second}})
 	if err != nil {
 		f.Fatal(err)

@@ -331,22 +331,9 @@ func (b *Bot) homeView(ctx context.Context, user string) (slack.HomeTabViewReque
 	}
 	add(slack.NewSectionBlock(mrkdwn(clip(strings.Join(names, ", ")+"\nType `"+b.opts.Command+"` to request one.", 2900)), nil, nil))
 
-	waiting, err := b.opts.Store.ListRequests(ctx, store.RequestQuery{State: store.RequestPending, Limit: 50})
+	mine, err := b.opts.Approvals.WaitingFor(ctx, user)
 	if err != nil {
 		return slack.HomeTabViewRequest{}, err
-	}
-	var mine []store.Request
-	for _, r := range waiting {
-		if r.Requester == user || r.HasApproval(user) {
-			continue
-		}
-		role, ok := b.opts.Approvals.Policy().Role(r.Role)
-		if !ok {
-			continue
-		}
-		if ok, err := b.opts.Approvals.CanApprove(ctx, role, user); err == nil && ok {
-			mine = append(mine, r)
-		}
 	}
 	if len(mine) > 0 {
 		add(slack.NewHeaderBlock(plain("Waiting for your approval")))

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/slack-go/slack"
 
+	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/policy"
 	"github.com/jitbot/jitbot/store"
@@ -23,11 +22,12 @@ import (
 // the audit channel. It never blocks a state change: events are queued per channel and retried; the store
 // stays the truth and every message is re-rendered from it when its job runs.
 type Notifier struct {
-	api SlackAPI
-	st  Store
-	pol *policy.Policy
-	now func() time.Time
-	log zerolog.Logger
+	api  SlackAPI
+	st   Store
+	refs MessageRefs
+	pol  *policy.Policy
+	now  func() time.Time
+	log  zerolog.Logger
 	// current, when set, returns the policy in force (it changes on reload); pol is the fallback.
 	current func() *policy.Policy
 
@@ -38,10 +38,19 @@ type Notifier struct {
 	wg     sync.WaitGroup
 }
 
-// NotifierOptions configures a Notifier. API, Store and Policy are required.
+// MessageRefs records on a request where its Slack messages are (approvals.Service): the engine writes
+// every record, the notifier only tells it what it posted.
+type MessageRefs interface {
+	SetMessageRef(ctx context.Context, requestID string, ref approvals.MessageRef, seen int64) (moved bool, err error)
+	AddDMRef(ctx context.Context, requestID string, ref approvals.MessageRef) error
+}
+
+// NotifierOptions configures a Notifier. API, Store, Refs and Policy are required.
 type NotifierOptions struct {
-	API    SlackAPI
-	Store  Store
+	API   SlackAPI
+	Store Store
+	// Refs records where the approval message and the grant DMs are, so that they are updated in place.
+	Refs   MessageRefs
 	Policy *policy.Policy
 	Now    func() time.Time
 	Logger zerolog.Logger
@@ -55,7 +64,7 @@ func NewNotifier(ctx context.Context, o NotifierOptions) *Notifier {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Notifier{api: o.API, st: o.Store, pol: o.Policy, now: o.Now, log: o.Logger, current: o.CurrentPolicy,
+	return &Notifier{api: o.API, st: o.Store, refs: o.Refs, pol: o.Policy, now: o.Now, log: o.Logger, current: o.CurrentPolicy,
 		queues: map[string]*channelQueue{}, dms: map[string]string{}, ctx: ctx}
 }
 
@@ -231,7 +240,7 @@ func (n *Notifier) postApproval(ctx context.Context, ch, reqID string) error {
 	if err != nil {
 		return err
 	}
-	if req.Meta["slack_ts"] != "" {
+	if _, ok := approvals.MessageRefOf(req); ok {
 		return n.render(ctx, reqID)
 	}
 	g := n.grantOf(ctx, req)
@@ -240,7 +249,7 @@ func (n *Notifier) postApproval(ctx context.Context, ch, reqID string) error {
 	if err != nil {
 		return err
 	}
-	moved, err := n.saveRef(ctx, reqID, ch, ts, req.Version)
+	moved, err := n.refs.SetMessageRef(ctx, reqID, approvals.MessageRef{Channel: ch, TS: ts}, req.Version)
 	if err != nil {
 		n.log.Error().Err(err).Str("request_id", reqID).Msg("could not record the approval message; later updates will post anew")
 	}
@@ -249,29 +258,6 @@ func (n *Notifier) postApproval(ctx context.Context, ch, reqID string) error {
 	}
 	// The request moved while the message was being posted: render once more from the store.
 	return n.render(ctx, reqID)
-}
-
-// saveRef stores the message reference on the request, retrying compare-and-swap conflicts. moved reports
-// whether the request changed since version seen (the one the posted message was rendered from).
-func (n *Notifier) saveRef(ctx context.Context, reqID, ch, ts string, seen int64) (moved bool, err error) {
-	for range 20 {
-		req, err := n.st.GetRequest(ctx, reqID)
-		if err != nil {
-			return true, err
-		}
-		prev := req.Version
-		moved = moved || prev != seen
-		if req.Meta == nil {
-			req.Meta = map[string]string{}
-		}
-		req.Meta["slack_channel"], req.Meta["slack_ts"] = ch, ts
-		err = n.st.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}})
-		if !errors.Is(err, store.ErrConflict) {
-			return moved, err
-		}
-		moved = true
-	}
-	return true, store.ErrConflict
 }
 
 func (n *Notifier) grantOf(ctx context.Context, req store.Request) *store.Grant {
@@ -291,12 +277,12 @@ func (n *Notifier) render(ctx context.Context, reqID string) error {
 	if err != nil {
 		return err
 	}
-	ch, ts := req.Meta["slack_channel"], req.Meta["slack_ts"]
-	if ts == "" {
+	ref, ok := approvals.MessageRefOf(req)
+	if !ok {
 		return nil // not posted (yet); postApproval renders after posting
 	}
 	text, blocks := ApprovalMessage(req, n.roleOf(req.Role), n.grantOf(ctx, req), n.now())
-	_, _, _, err = n.api.UpdateMessageContext(ctx, ch, ts, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+	_, _, _, err = n.api.UpdateMessageContext(ctx, ref.Channel, ref.TS, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
 	return err
 }
 
@@ -305,11 +291,11 @@ func (n *Notifier) reply(ctx context.Context, reqID, text string) error {
 	if err != nil {
 		return err
 	}
-	ch, ts := req.Meta["slack_channel"], req.Meta["slack_ts"]
-	if ts == "" {
+	ref, ok := approvals.MessageRefOf(req)
+	if !ok {
 		return nil
 	}
-	_, _, err = n.api.PostMessageContext(ctx, ch, slack.MsgOptionText(text, false), slack.MsgOptionTS(ts))
+	_, _, err = n.api.PostMessageContext(ctx, ref.Channel, slack.MsgOptionText(text, false), slack.MsgOptionTS(ref.TS))
 	return err
 }
 
@@ -317,7 +303,8 @@ func threadReply(e store.AuditEvent) string {
 	actor := deciderText(e.Actor)
 	switch e.Type {
 	case store.EventApproved:
-		return fmt.Sprintf(":white_check_mark: Approved by %s (%s).", actor, e.Details["approvals"])
+		p, _ := approvals.ProgressOf(e)
+		return fmt.Sprintf(":white_check_mark: Approved by %s (%s).", actor, p)
 	case store.EventDenied:
 		return fmt.Sprintf(":no_entry: Denied by %s: %s", actor, escape(e.Details["reason"]))
 	case store.EventCancelled:
@@ -366,7 +353,7 @@ func (n *Notifier) dmFor(e store.AuditEvent) {
 	var blocks []slack.Block
 	switch e.Type {
 	case store.EventApproved:
-		if got, need, _ := cut(e.Details["approvals"]); got == "" || got != need {
+		if p, ok := approvals.ProgressOf(e); !ok || !p.Complete() {
 			return
 		}
 		text = fmt.Sprintf(":white_check_mark: Your request %s for `%s` was approved. Applying access…", e.RequestID, e.Role)
@@ -468,42 +455,9 @@ func GrantDM(g store.Grant) (string, []slack.Block) {
 	return text, []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil)}
 }
 
-// dmRefsKey is the request meta key listing the holder's DMs about its grant ("channel/ts" separated by
-// spaces), so that they are updated in place when the grant changes, after a restart too.
-const dmRefsKey = "slack_dms"
-
-// maxDMRefs bounds the DMs remembered per grant (the grant DM and its reminders).
-const maxDMRefs = 8
-
-// rememberDM records a grant DM on the grant's request, retrying compare-and-swap conflicts.
+// rememberDM records a grant DM on the grant's request.
 func (n *Notifier) rememberDM(ctx context.Context, reqID, ch, ts string) error {
-	if reqID == "" {
-		return nil
-	}
-	for range 20 {
-		req, err := n.st.GetRequest(ctx, reqID)
-		if err != nil {
-			return err
-		}
-		refs := strings.Fields(req.Meta[dmRefsKey])
-		if slices.Contains(refs, ch+"/"+ts) {
-			return nil
-		}
-		refs = append(refs, ch+"/"+ts)
-		if len(refs) > maxDMRefs {
-			refs = refs[len(refs)-maxDMRefs:]
-		}
-		prev := req.Version
-		if req.Meta == nil {
-			req.Meta = map[string]string{}
-		}
-		req.Meta[dmRefsKey] = strings.Join(refs, " ")
-		err = n.st.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: prev}}})
-		if !errors.Is(err, store.ErrConflict) {
-			return err
-		}
-	}
-	return store.ErrConflict
+	return n.refs.AddDMRef(ctx, reqID, approvals.MessageRef{Channel: ch, TS: ts})
 }
 
 // refreshGrantDMs re-renders every remembered DM about the grant from the store, in the holder's DM queue
@@ -522,27 +476,14 @@ func (n *Notifier) refreshGrantDMs(user, reqID, grantID string) {
 			return err
 		}
 		text, blocks := GrantDM(g)
-		for _, ref := range strings.Fields(req.Meta[dmRefsKey]) {
-			ch, ts, ok := strings.Cut(ref, "/")
-			if !ok {
-				continue
-			}
-			_, _, _, err := n.api.UpdateMessageContext(ctx, ch, ts, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+		for _, ref := range approvals.DMRefsOf(req) {
+			_, _, _, err := n.api.UpdateMessageContext(ctx, ref.Channel, ref.TS, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
 			if err != nil && !permanentSlackError(err) {
 				return err
 			}
 		}
 		return nil
 	}})
-}
-
-func cut(s string) (string, string, bool) {
-	for i := range len(s) {
-		if s[i] == '/' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return "", "", false
 }
 
 // dm queues a direct message to user.

@@ -300,6 +300,9 @@ func AuditLine(e store.AuditEvent) string {
 	return clip(b.String(), 2900)
 }
 
+// mention names a Slack user so that Slack shows (and notifies) them.
+func mention(userID string) string { return "<@" + userID + ">" }
+
 // mentions names a role's approvers so that Slack notifies them (users and user groups).
 func mentions(role *policy.Role) string {
 	if role == nil {

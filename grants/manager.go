@@ -180,7 +180,7 @@ func (m *Manager) Release(ctx context.Context, grantID, by string) (store.Grant,
 	var out store.Grant
 	err := m.withGrant(ctx, grantID, func(ctx context.Context, b *binding, g *store.Grant) error {
 		if by != g.UserID {
-			return refuse.New(ErrNotHolder, "Only <@%s> can release grant %s.", g.UserID, g.ID)
+			return refuse.New(ErrNotHolder, "Only %s can release grant %s.", refuse.User(g.UserID), g.ID)
 		}
 		if g.State != store.GrantActive && g.State != store.GrantActivating {
 			return refuse.New(ErrNotActive, "Grant %s is already %s.", g.ID, g.State)
@@ -269,7 +269,7 @@ func (m *Manager) CheckExtend(ctx context.Context, grantID, by string, d time.Du
 
 func extendRefusal(g *store.Grant, by string, d time.Duration, now time.Time) error {
 	if by != g.UserID {
-		return refuse.New(ErrNotHolder, "Only <@%s> can extend grant %s.", g.UserID, g.ID)
+		return refuse.New(ErrNotHolder, "Only %s can extend grant %s.", refuse.User(g.UserID), g.ID)
 	}
 	if g.State != store.GrantActive || !now.Before(g.ExpiresAt) {
 		return refuse.New(ErrNotActive, "Grant %s is %s, not active, so it cannot be extended. Request the role again.", g.ID, describeState(g, now))

@@ -4,11 +4,11 @@ package telemetry
 import (
 	"context"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/jitbot/jitbot/approvals"
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/store"
 )
@@ -120,7 +120,7 @@ func (m *Metrics) Publish(_ context.Context, events ...store.AuditEvent) {
 			m.requests.WithLabelValues("break_glass").Inc()
 		case store.EventApproved:
 			// One event per approval; the request's outcome is "approved" when the quorum is reached.
-			if got, need, ok := strings.Cut(e.Details["approvals"], "/"); ok && got == need {
+			if p, ok := approvals.ProgressOf(e); ok && p.Complete() {
 				m.requests.WithLabelValues("approved").Inc()
 				m.observeDecision("approved", e)
 			}

@@ -67,7 +67,7 @@ func activeGrant(t *testing.T, cs cliStore, pol *policy.Policy, requester string
 	t.Helper()
 	st := cs.open()
 	defer st.Close()
-	a, err := app.New(app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop()})
+	a, err := app.New(t.Context(), app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -162,7 +162,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		deps.Slack = &app.SlackConfig{BotToken: cfg.SlackBotToken, SigningSecret: cfg.SlackSigningSecret,
 			AppToken: cfg.SlackAppToken, APIURL: cfg.SlackAPIURL, Command: cfg.SlackCommand}
 	}
-	a, err := app.New(deps)
+	a, err := app.New(ctx, deps)
 	if err != nil {
 		return err
 	}

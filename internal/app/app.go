@@ -132,8 +132,10 @@ type App struct {
 	authInterval time.Duration
 }
 
-// New wires an App.
-func New(d Deps) (_ *App, err error) {
+// New wires an App. ctx carries the start-up work (building providers and authenticators, checking the
+// policy's user groups and the Slack token) and should live as long as the App: a provider built from the
+// policy may keep it for its clients. The App's background work runs under Run's context.
+func New(ctx context.Context, d Deps) (_ *App, err error) {
 	if d.Policy == nil || d.Store == nil {
 		return nil, errors.New("app: Policy and Store are required")
 	}
@@ -141,7 +143,7 @@ func New(d Deps) (_ *App, err error) {
 		d.Getenv = os.Getenv
 	}
 	if d.Providers == nil {
-		ps, err := BuildProviders(context.Background(), d.Policy, d.Getenv)
+		ps, err := BuildProviders(ctx, d.Policy, d.Getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +163,8 @@ func New(d Deps) (_ *App, err error) {
 	var notes *bot.Notifier
 	// svcRef lets the notifier, built before the approvals service, read the policy in force.
 	var svcRef *approvals.Service
-	notesCtx, stopNotes := context.WithCancel(d.Logger.WithContext(context.Background()))
+	// The notifier's workers outlive start-up: they stop with stopNotes (Run's end), not with ctx.
+	notesCtx, stopNotes := context.WithCancel(d.Logger.WithContext(context.WithoutCancel(ctx)))
 	defer func() {
 		if err != nil {
 			stopNotes()
@@ -184,7 +187,7 @@ func New(d Deps) (_ *App, err error) {
 			d.Directory = dir
 		}
 		if !d.Slack.SkipGroupCheck {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err := bot.CheckGroups(ctx, d.Policy, approvals.ChainDirectory{approvals.StaticDirectory(d.Policy.Groups), d.Directory})
 			cancel()
 			if err != nil {
@@ -194,7 +197,7 @@ func New(d Deps) (_ *App, err error) {
 		if d.Emails == nil {
 			d.Emails = slackEmails{api}
 		}
-		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Policy: d.Policy, Now: d.Now, Logger: d.Logger,
+		notes = bot.NewNotifier(notesCtx, bot.NotifierOptions{API: api, Store: d.Store, Refs: lateRefs{&svcRef}, Policy: d.Policy, Now: d.Now, Logger: d.Logger,
 			CurrentPolicy: func() *policy.Policy { return svcRef.Policy() }})
 		bus = append(bus, notes)
 	}
@@ -254,7 +257,7 @@ func New(d Deps) (_ *App, err error) {
 	// The default authenticator follows policy reloads (their issuers); one passed in Deps is the caller's.
 	var issuerAuth *workload.Switch
 	if d.Auth == nil {
-		built, err := BuildAuthenticator(context.Background(), d.Policy, d.Store, d.IssuerHTTPClient, d.Now)
+		built, err := BuildAuthenticator(ctx, d.Policy, d.Store, d.IssuerHTTPClient, d.Now)
 		if err != nil {
 			return nil, err
 		}
@@ -285,7 +288,7 @@ func New(d Deps) (_ *App, err error) {
 	if api != nil {
 		// The first auth.test answers readiness from the start; a failure is not fatal (Slack may be down
 		// briefly) but keeps the replica not ready until a later check succeeds.
-		if err := a.checkSlackAuth(context.Background()); err != nil {
+		if err := a.checkSlackAuth(ctx); err != nil {
 			d.Logger.Error().Err(err).Msg("Slack authentication check failed; this replica reports not ready")
 		}
 	}
@@ -293,12 +296,11 @@ func New(d Deps) (_ *App, err error) {
 		a.clock = telemetry.NewClockWatch(d.Registry, sc, d.Now, 0)
 	}
 	if api != nil {
-		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Command: d.Slack.Command, Now: d.Now,
-			Workers: d.Tuning.SlackWorkers, QueueSize: d.Tuning.SlackQueue})
+		b, err := bot.New(bot.Options{Approvals: svc, Grants: mgr, Store: d.Store, API: api, Policy: d.Policy, Notifier: notes,
+			Command: d.Slack.Command, Now: d.Now, Workers: d.Tuning.SlackWorkers, QueueSize: d.Tuning.SlackQueue})
 		if err != nil {
 			return nil, err
 		}
-		b.SetNotifier(notes)
 		a.Bot = b
 	}
 	return a, nil
@@ -378,6 +380,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// lateRefs lets the notifier record its message references through the approvals service, which is built
+// after it (the service publishes to the notifier); no event reaches the notifier before the service exists.
+type lateRefs struct{ svc **approvals.Service }
+
+func (r lateRefs) SetMessageRef(ctx context.Context, requestID string, ref approvals.MessageRef, seen int64) (bool, error) {
+	return (*r.svc).SetMessageRef(ctx, requestID, ref, seen)
+}
+
+func (r lateRefs) AddDMRef(ctx context.Context, requestID string, ref approvals.MessageRef) error {
+	return (*r.svc).AddDMRef(ctx, requestID, ref)
 }
 
 // slackEmails reads profile emails with users.info (scope users:read.email).

@@ -42,7 +42,7 @@ func TestFailoverThatLostWritesIsCaughtByTheNextLeader(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := &replica{st: st, reg: prometheus.NewRegistry()}
-		r.a, err = app.New(app.Deps{
+		r.a, err = app.New(t.Context(), app.Deps{
 			Policy: pol, Store: st, Registry: r.reg, Holder: name,
 			Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("replica", name).Logger(),
 			Getenv: func(k string) string {

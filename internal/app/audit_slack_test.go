@@ -63,7 +63,7 @@ roles:
 	}
 	defer st.Close()
 	cpFile := filepath.Join(t.TempDir(), "checkpoints")
-	a, err := app.New(app.Deps{
+	a, err := app.New(t.Context(), app.Deps{
 		Policy: pol, Store: st, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		Slack: &app.SlackConfig{BotToken: emu.BotToken(), SigningSecret: emu.SigningSecret(), APIURL: emu.APIURL(), SkipGroupCheck: true},
 		Getenv: func(k string) string {

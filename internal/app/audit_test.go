@@ -119,7 +119,7 @@ func testStoreWentBackwards(t *testing.T, b rewindable) {
 		st = b.open()
 		reg = prometheus.NewRegistry()
 		var err error
-		a, err = app.New(app.Deps{
+		a, err = app.New(t.Context(), app.Deps{
 			Policy: pol, Store: st, Registry: reg, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 			Getenv: func(k string) string {
 				if k == hookSecretEnv {

@@ -85,7 +85,7 @@ roles:
 	env := map[string]string{hookSecretEnv: string(hookSecret), "PD_KEY": "pd-test-key", "OG_KEY": "og-test-key"}
 	st := backendtest.All()[0].Prepare(t)()
 	defer st.Close()
-	a, err := app.New(app.Deps{Policy: pol, Store: st, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
+	a, err := app.New(t.Context(), app.Deps{Policy: pol, Store: st, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
 		Getenv: func(k string) string { return env[k] }})
 	if err != nil {
 		t.Fatal(err)

@@ -84,7 +84,7 @@ func newHarness(t *testing.T, b backendtest.Backend) *harness {
 // start runs a fresh engine on the (possibly reopened) store, as a new process would.
 func (h *harness) start() {
 	h.st = h.open()
-	a, err := app.New(app.Deps{
+	a, err := app.New(h.t.Context(), app.Deps{
 		Policy: h.pol, Store: h.st, Logger: zerolog.New(zerolog.NewTestWriter(h.t)).Level(zerolog.WarnLevel),
 		Getenv: func(k string) string {
 			if k == hookSecretEnv {

@@ -63,7 +63,7 @@ func startApp(t *testing.T, st store.Store, slack *app.SlackConfig) *readyEnv {
 	t.Helper()
 	recv := webhookfake.NewServer(hookSecret)
 	t.Cleanup(recv.Close)
-	a, err := app.New(app.Deps{Policy: testPolicy(t, recv.URL+"/hook"), Store: st, Slack: slack, Holder: "ready-test",
+	a, err := app.New(t.Context(), app.Deps{Policy: testPolicy(t, recv.URL+"/hook"), Store: st, Slack: slack, Holder: "ready-test",
 		Tuning: app.Tuning{LeaderTTL: 3 * time.Second, SlackAuthInterval: 20 * time.Millisecond},
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
 		Getenv: func(k string) string { return string(hookSecret) }})

@@ -71,7 +71,7 @@ func newReloadEnvFrom(t *testing.T, b backendtest.Backend, poll time.Duration, p
 		t.Fatal(err)
 	}
 	e.st = b.Open(t)
-	e.a, err = app.New(app.Deps{Policy: pol, Store: e.st, PolicyFile: e.path, Tuning: app.Tuning{PolicyPollInterval: poll},
+	e.a, err = app.New(t.Context(), app.Deps{Policy: pol, Store: e.st, PolicyFile: e.path, Tuning: app.Tuning{PolicyPollInterval: poll},
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		Getenv: func(k string) string {
 			if k == hookSecretEnv {

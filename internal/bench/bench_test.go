@@ -77,7 +77,7 @@ func seed(tb testing.TB, st store.Store, n int, expiry func(i int) time.Time) {
 
 func newApp(tb testing.TB, st store.Store, url string, concurrency int) *app.App {
 	pol := benchPolicy(tb, url)
-	a, err := app.New(app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop(),
+	a, err := app.New(tb.Context(), app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop(),
 		Getenv: func(string) string { return string(secret) },
 		Tuning: app.Tuning{SweepConcurrency: concurrency, ProviderTimeout: 5 * time.Second}})
 	if err != nil {

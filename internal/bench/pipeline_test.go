@@ -69,7 +69,7 @@ func newPipelineRig(b *testing.B, be backendtest.Backend) *pipelineRig {
 	}
 	st := be.Prepare(b)()
 	b.Cleanup(func() { _ = st.Close() })
-	a, err := app.New(app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop(), Getenv: func(string) string { return string(secret) },
+	a, err := app.New(b.Context(), app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop(), Getenv: func(string) string { return string(secret) },
 		Tuning: app.Tuning{ProviderTimeout: 5 * time.Second}})
 	if err != nil {
 		b.Fatal(err)

@@ -297,7 +297,7 @@ func BenchmarkSlashCommandAck(b *testing.B) {
 		emu := slackfake.New(slackfake.Options{SigningSecret: ackSecret, Users: users, Channels: []slackfake.Channel{
 			{ID: ackChannel, Name: "general"}, {ID: ackApprovCh, Name: "approvals"}, {ID: ackAuditCh, Name: "audit"}}})
 		st := openRedis(b, redisURL, redistest.Prefix(b))
-		a, err := app.New(app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop(),
+		a, err := app.New(b.Context(), app.Deps{Policy: pol, Store: st, Logger: zerolog.Nop(),
 			Getenv: func(string) string { return string(secret) },
 			Slack:  &app.SlackConfig{BotToken: emu.BotToken(), SigningSecret: emu.SigningSecret(), APIURL: emu.APIURL()},
 			Tuning: app.Tuning{ProviderTimeout: 5 * time.Second}})

@@ -163,7 +163,7 @@ func Start(opts Options) (_ *Playground, err error) {
 	if err := p.startIssuers(); err != nil {
 		return nil, err
 	}
-	p.app, err = app.New(app.Deps{Policy: p.pol, Store: opts.Store, Logger: opts.Logger, Subscribers: opts.Subscribers,
+	p.app, err = app.New(context.Background(), app.Deps{Policy: p.pol, Store: opts.Store, Logger: opts.Logger, Subscribers: opts.Subscribers,
 		Getenv: func(k string) string { return env[k] }, Tuning: opts.Tuning,
 		Slack: &app.SlackConfig{BotToken: p.emu.BotToken(), SigningSecret: p.emu.SigningSecret(), APIURL: p.emu.APIURL()}})
 	if err != nil {
