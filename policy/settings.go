@@ -31,11 +31,13 @@ var (
 	stringType   = reflect.TypeFor[string]()
 	listType     = reflect.TypeFor[[]string]()
 	durationType = reflect.TypeFor[time.Duration]()
+	mapType      = reflect.TypeFor[map[string]string]()
 )
 
 // NewProviderType declares a provider type whose settings block decodes into S. The exported fields of S
 // tagged `policy:"key"` are the keys of the block, in field order: string, []string (a single value is
-// taken as a one-element list) and time.Duration; untagged fields are not read from the policy. A value of
+// taken as a one-element list), time.Duration and map[string]string (a mapping of names to single values,
+// such as named documents); untagged fields are not read from the policy. A value of
 // the wrong shape is a problem naming the file, line and field. defaults, when not nil, gives the settings
 // before the block is read. check, when not nil, validates the decoded settings and reports problems at the
 // keys they are about; Provider.Settings holds the result (a *S).
@@ -51,8 +53,9 @@ func NewProviderType[S any](name string, defaults func() S, check func(s *S, c *
 		if !ok || key == "-" {
 			continue
 		}
-		if !f.IsExported() || (f.Type != stringType && f.Type != listType && f.Type != durationType) {
-			panic(fmt.Sprintf("policy: setting %s.%s of provider type %s must be an exported string, []string or time.Duration", t.Name(), f.Name, name))
+		if !f.IsExported() || (f.Type != stringType && f.Type != listType && f.Type != durationType && f.Type != mapType) {
+			panic(fmt.Sprintf("policy: setting %s.%s of provider type %s must be an exported string, []string, "+
+				"time.Duration or map[string]string", t.Name(), f.Name, name))
 		}
 		pt.fields = append(pt.fields, settingField{key: key, index: i, kind: f.Type})
 	}
@@ -152,12 +155,38 @@ func (d *decoder) decodeSettings(t ProviderType, s map[string]pair, block pair, 
 				continue
 			}
 			fv.SetInt(int64(dur))
+		case mapType:
+			m, ok := d.stringMap(kv, fieldName)
+			if !ok {
+				c.bad[f.key] = true
+				continue
+			}
+			fv.Set(reflect.ValueOf(m))
 		}
 	}
 	if t.check != nil {
 		t.check(settings, c)
 	}
 	return settings
+}
+
+// stringMap decodes a mapping of names to single values.
+func (d *decoder) stringMap(p pair, field string) (map[string]string, bool) {
+	ps, ok := d.mapping(p.v, field, "a mapping of names to values")
+	if !ok {
+		return nil, false
+	}
+	out := make(map[string]string, len(ps))
+	for _, e := range ps {
+		name := resolve(e.k).Value
+		v, sok := d.scalar(e.v, join(field, name))
+		if !sok {
+			ok = false
+			continue
+		}
+		out[name] = strings.TrimSpace(v)
+	}
+	return out, ok
 }
 
 // SettingsCheck is what a provider type's check reports to: problems at the settings they are about, with
