@@ -18,6 +18,7 @@ type decoder struct {
 	lines []string // the source, for positions inside scalars (CEL errors)
 	probs []Problem
 	warns []Problem
+	types map[string]ProviderType // the provider types known, by name
 }
 
 func (d *decoder) problem(n *yaml.Node, field, format string, args ...any) {

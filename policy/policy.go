@@ -128,19 +128,27 @@ var ErrNoIdentity = errors.New("no identity mapped")
 var ErrNeedsEmail = errors.New("principal is the Slack profile email")
 
 // Load reads and parses the policy file at path. A file that cannot be read is reported as a plain error
-// (test it with errors.Is(err, fs.ErrNotExist) and friends); an invalid file as a *Problems.
-func Load(path string) (*Policy, error) {
+// (test it with errors.Is(err, fs.ErrNotExist) and friends); an invalid file as a *Problems. It knows the
+// built-in provider types and the registered ones (see Register).
+func Load(path string) (*Policy, error) { return LoadWith(path) }
+
+// LoadWith is Load knowing the provider types types as well.
+func LoadWith(path string, types ...ProviderType) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	return Parse(path, data)
+	return ParseWith(path, data, types...)
 }
 
 // Parse parses and validates a policy. file names the source in problems. The error, if any, is a *Problems
-// holding every problem found, sorted by position.
-func Parse(file string, data []byte) (*Policy, error) {
-	d := &decoder{file: file, lines: strings.Split(string(data), "\n")}
+// holding every problem found, sorted by position. It knows the built-in provider types and the registered
+// ones (see Register).
+func Parse(file string, data []byte) (*Policy, error) { return ParseWith(file, data) }
+
+// ParseWith is Parse knowing the provider types types as well.
+func ParseWith(file string, data []byte, types ...ProviderType) (*Policy, error) {
+	d := &decoder{file: file, lines: strings.Split(string(data), "\n"), types: registered(types)}
 	p := &Policy{
 		File:          file,
 		Providers:     map[string]*Provider{},
@@ -267,7 +275,7 @@ func (d *decoder) decodeProviders(sec pair, p *Policy) {
 		pr := &Provider{Name: name, PrincipalFrom: PrincipalIdentities, Line: e.k.Line}
 		p.Providers[name] = pr
 
-		known := append([]string{"type", "principal_from"}, sortedKeys(providerKinds)...)
+		known := append([]string{"type", "principal_from"}, sortedKeys(d.types)...)
 		f, ok := d.fields(e.v, field, "a mapping of provider settings (type, principal_from, and the settings block of the type)", known...)
 		if !ok {
 			continue
@@ -291,18 +299,18 @@ func (d *decoder) decodeProviders(sec pair, p *Policy) {
 		if hasType {
 			typ = d.str(t, join(field, "type"))
 		}
-		kind, known2 := providerKinds[typ]
+		kind, known2 := d.types[typ]
 		switch {
 		case typ == "":
 			if !hasType || isNull(t.v) || resolve(t.v).Kind == yaml.ScalarNode {
-				d.problem(e.k, join(field, "type"), "is required (known types: %s)", knownTypes())
+				d.problem(e.k, join(field, "type"), "is required (known types: %s)", knownTypes(d.types))
 			}
 		case !known2:
-			d.problem(t.v, join(field, "type"), "unknown provider type %q (known types: %s)", typ, knownTypes())
+			d.problem(t.v, join(field, "type"), "unknown provider type %q (known types: %s)", typ, knownTypes(d.types))
 		default:
 			pr.Type = typ
 		}
-		for _, other := range sortedKeys(providerKinds) {
+		for _, other := range sortedKeys(d.types) {
 			if b, ok := f[other]; ok && other != typ && known2 {
 				d.problem(b.k, join(field, other), "%s settings are given but the provider type is %q", other, typ)
 			}
@@ -317,12 +325,13 @@ func (d *decoder) decodeProviders(sec pair, p *Policy) {
 				at = block.k
 			}
 			d.problem(at, join(field, typ), "%s settings are required for a provider of type %s (%s)", typ, typ,
-				strings.Join(kind.fields, ", "))
+				strings.Join(kind.Keys(), ", "))
 			continue
 		}
-		settings, ok := d.fields(block.v, join(field, typ), "a mapping of "+typ+" settings", kind.fields...)
+		settings, ok := d.fields(block.v, join(field, typ), "a mapping of "+typ+" settings", kind.Keys()...)
 		if ok {
-			kind.decode(d, settings, block, join(field, typ), pr)
+			pr.Settings = d.decodeSettings(kind, settings, block, join(field, typ), pr)
+			pr.Webhook, _ = pr.Settings.(*WebhookSettings)
 		}
 	}
 }

@@ -20,9 +20,9 @@ const ProviderType = "azure-rbac"
 //
 // Credentials are not part of the policy: see docs/providers/azure.md.
 type Settings struct {
-	SubscriptionID string   `yaml:"subscription_id" json:"subscription_id"`
-	Mode           string   `yaml:"mode,omitempty" json:"mode,omitempty"`
-	Scopes         []string `yaml:"scopes,omitempty" json:"scopes,omitempty"`
+	SubscriptionID string   `policy:"subscription_id" yaml:"subscription_id" json:"subscription_id"`
+	Mode           string   `policy:"mode" yaml:"mode,omitempty" json:"mode,omitempty"`
+	Scopes         []string `policy:"scopes" yaml:"scopes,omitempty" json:"scopes,omitempty"`
 }
 
 // Validate checks the settings.

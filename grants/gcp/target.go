@@ -185,14 +185,11 @@ func parseScope(s string) (target, error) {
 type Settings struct {
 	// Endpoint overrides the Resource Manager base URL (for a private endpoint or tests). Empty means Google's.
 	// https only; http is accepted for localhost, 127.0.0.1 and ::1.
-	Endpoint string
+	Endpoint string `policy:"endpoint"`
 	// Scopes lists the resources ListOwned scans for jitbot bindings: "projects/<id>", "folders/<number>",
 	// "organizations/<number>". Empty disables drift reconciliation for this provider.
-	Scopes []string
+	Scopes []string `policy:"scopes"`
 }
-
-// SettingsFields are the keys of the settings block, for unknown-field messages.
-var SettingsFields = []string{"endpoint", "scopes"}
 
 // Validate reports every problem in s at once.
 func (s Settings) Validate() error {

@@ -182,11 +182,11 @@ func restConfig(cfg Config) (*rest.Config, error) {
 // Settings is the "kubernetes" block of a provider in the policy file.
 type Settings struct {
 	// Kubeconfig is a kubeconfig path; empty: in-cluster service account, else KUBECONFIG / ~/.kube/config.
-	Kubeconfig string `yaml:"kubeconfig,omitempty" json:"kubeconfig,omitempty"`
+	Kubeconfig string `policy:"kubeconfig" yaml:"kubeconfig,omitempty" json:"kubeconfig,omitempty"`
 	// Context is a context in the kubeconfig; empty: its current context.
-	Context string `yaml:"context,omitempty" json:"context,omitempty"`
+	Context string `policy:"context" yaml:"context,omitempty" json:"context,omitempty"`
 	// Namespaces confines the provider to RoleBindings in these namespaces (see Config.Namespaces).
-	Namespaces []string `yaml:"namespaces,omitempty" json:"namespaces,omitempty"`
+	Namespaces []string `policy:"namespaces" yaml:"namespaces,omitempty" json:"namespaces,omitempty"`
 }
 
 // Validate checks the settings without touching the file system or the cluster.

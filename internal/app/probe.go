@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/grants/providers"
 	"github.com/jitbot/jitbot/policy"
 )
 
@@ -15,24 +16,21 @@ type TargetVerifier interface {
 	VerifyTarget(ctx context.Context, target map[string]string) error
 }
 
-// probedTypes are the provider types `jitbot policy check --probe` connects to. Only adapters whose targets can
-// name something that may not exist, and that reject it silently otherwise, are probed.
-var probedTypes = map[string]bool{"kubernetes": true}
-
 // ProbePolicy connects to the providers whose targets can be verified live and checks every role's target there.
 // A target the provider refuses for good (a role that does not exist, a permission the bot lacks) is a problem;
 // a provider that cannot be reached or built is a warning: the policy itself may well be right.
 func ProbePolicy(ctx context.Context, p *policy.Policy, getenv func(string) string) (problems []policy.Problem, warnings []string) {
 	names := make([]string, 0, len(p.Providers))
 	for n, pr := range p.Providers {
-		if probedTypes[pr.Type] {
+		// Only adapters whose targets can name something that may not exist, and that reject it silently
+		// otherwise, are probed (providerkit.Descriptor.Probe).
+		if ad, ok := providers.Lookup(pr.Type); ok && ad.Probe {
 			names = append(names, n)
 		}
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		pr := p.Providers[name]
-		built, err := adapters[pr.Type].build(ctx, pr, getenv)
+		built, err := buildProvider(ctx, p, name, getenv)
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("providers.%s: not probed: %v", name, err))
 			continue

@@ -183,3 +183,52 @@ roles:
 		t.Errorf("check budget = %v, want 0 (a check never waits for pending)", got)
 	}
 }
+
+// Issue 12: docs/providers/aws.md documents inline_policy targets that name a document of the provider's
+// policies, but the policy file could not set policies (its settings were strings and lists only), so a
+// named target was always refused. The policies setting is a mapping of names to JSON documents, judged by
+// the adapter with the targets that name them.
+func TestIAMNamedInlinePolicies(t *testing.T) {
+	src := `version: 1
+defaults: {approval_channel: C0APPROVALS}
+providers:
+  iam:
+    type: aws-iam
+    principal_from: slack_user_id
+    aws-iam:
+      policies:
+        logs-read: '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "logs:GetLogEvents", "Resource": "*"}]}'
+        broken: '{'
+roles:
+  logs:
+    provider: iam
+    target: {inline_policy: logs-read}
+    requesters: {users: [U0A]}
+    approvers: {users: [U0B]}
+  typo:
+    provider: iam
+    target: {inline_policy: logs-reed}
+    requesters: {users: [U0A]}
+    approvers: {users: [U0B]}
+`
+	p, err := policy.Parse("iam.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, pr := range CheckPolicy(p) {
+		got = append(got, pr.String())
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{
+		`iam.yaml:4: providers.iam.aws-iam: policies.broken: `,
+		`iam.yaml:19:13: roles.typo.target: not a valid aws-iam target: inline_policy "logs-reed" names no policy of the provider's policies (known: broken, logs-read)`,
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("problems lack %q:\n%s", want, all)
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("%d problems, want 2:\n%s", len(got), all)
+	}
+}

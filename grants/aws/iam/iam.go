@@ -110,10 +110,10 @@ type Config struct {
 
 // Settings is what the policy's provider block of type "aws-iam" provides.
 type Settings struct {
-	Region    string            // region, optional (default us-east-1)
-	Endpoint  string            // endpoint, optional https URL
-	Policies  map[string]string // policies: name -> JSON policy document, optional
-	ScanUsers []string          // scan_users: IAM users ListOwned inspects, optional
+	Region    string            `policy:"region"`     // optional (default us-east-1)
+	Endpoint  string            `policy:"endpoint"`   // optional https URL
+	Policies  map[string]string `policy:"policies"`   // name -> JSON policy document, optional
+	ScanUsers []string          `policy:"scan_users"` // IAM users ListOwned inspects, optional
 }
 
 // Validate checks the settings; every problem is reported.

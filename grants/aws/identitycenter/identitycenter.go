@@ -141,10 +141,10 @@ type Config struct {
 
 // Settings is what the policy's provider block of type "aws-identity-center" provides.
 type Settings struct {
-	InstanceARN     string // instance_arn, required
-	IdentityStoreID string // identity_store_id, required
-	Region          string // region, required
-	Endpoint        string // endpoint, optional https URL
+	InstanceARN     string `policy:"instance_arn"`      // required
+	IdentityStoreID string `policy:"identity_store_id"` // required
+	Region          string `policy:"region"`            // required
+	Endpoint        string `policy:"endpoint"`          // optional https URL
 }
 
 // Validate checks the settings; every problem is reported.
