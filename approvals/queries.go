@@ -11,8 +11,8 @@ import (
 const waitingLimit = 50
 
 // WaitingFor lists the pending requests approver could approve now, newest first: of the newest pending
-// requests, those approver did not make, has not approved yet, and is an eligible approver of under the
-// policy in force. A request whose role is no longer in the policy, or whose approvers cannot be checked
+// requests, those approver did not make (nor triggered, for a pipeline run's request), has not approved yet,
+// and is an eligible approver of under the policy in force. A request whose role is no longer in the policy, or whose approvers cannot be checked
 // right now, is left out (the decision itself checks everything again).
 func (s *Service) WaitingFor(ctx context.Context, approver string) ([]store.Request, error) {
 	pending, err := s.opts.Store.ListRequests(ctx, store.RequestQuery{State: store.RequestPending, Limit: waitingLimit})
@@ -21,7 +21,7 @@ func (s *Service) WaitingFor(ctx context.Context, approver string) ([]store.Requ
 	}
 	var out []store.Request
 	for _, r := range pending {
-		if r.Requester == approver || r.HasApproval(approver) {
+		if r.Requester == approver || isTriggeringActor(&r, approver) || r.HasApproval(approver) {
 			continue
 		}
 		role, ok := s.Policy().Role(r.Role)

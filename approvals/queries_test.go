@@ -2,6 +2,7 @@ package approvals_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -71,6 +72,40 @@ func TestWaitingFor(t *testing.T) {
 			svc.SetPolicy(pol)
 			want("U0DAVE")
 			want("U0CAROL", byBob, byAlice)
+		})
+	}
+}
+
+// The person who triggered a pipeline run cannot approve its request (Approve refuses them), so the App Home
+// must not list it as waiting for them.
+func TestWaitingForLeavesOutTheRunsTrigger(t *testing.T) {
+	for _, b := range backendtest.All() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			st := b.Open(t)
+			svc := newRefsService(t, st, nil)
+			r, err := svc.Create(ctx, approvals.NewRequest{Requester: "U0ALICE", Role: "db", Reason: "INC-1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The request as a pipeline run that U0CAROL triggered (what a workload request records).
+			req, err := st.GetRequest(ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Pipeline = &store.PipelineContext{Issuer: "github", Actor: "carol", ActorUser: "U0CAROL"}
+			if err := st.Commit(ctx, store.Batch{Requests: []store.RequestPut{{Request: &req, PrevVersion: req.Version}}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.Approve(ctx, r.ID, "U0CAROL", ""); !errors.Is(err, approvals.ErrSelfApproval) {
+				t.Fatalf("Approve by the run's trigger: %v, want ErrSelfApproval", err)
+			}
+			for approver, want := range map[string]int{"U0CAROL": 0, "U0BOB": 1} {
+				got, err := svc.WaitingFor(ctx, approver)
+				if err != nil || len(got) != want {
+					t.Errorf("WaitingFor(%s) = %d requests, %v; want %d", approver, len(got), err, want)
+				}
+			}
 		})
 	}
 }
