@@ -32,16 +32,17 @@ func (p *Provider) Inspect(ctx context.Context, a grants.Assignment) (grants.Pre
 	if err := ctx.Err(); err != nil {
 		return grants.Presence{}, fmt.Errorf("azure inspect %s: %w", a.GrantID, err)
 	}
-	var pr grants.Presence
 	if t.Mode == ModePIM {
-		pr, err = p.inspectPIM(ctx, t, principal)
-	} else {
-		pr, err = p.inspectRBAC(ctx, a, t, principal)
+		return p.inspectPIM(ctx, t, principal)
 	}
-	if ae := asAPI(err); ae != nil && ae.StatusCode == http.StatusNotFound {
-		return grants.Presence{}, nil
-	}
-	return pr, err
+	return p.inspectRBAC(ctx, a, t, principal)
+}
+
+// scopeGone reports whether err is a list's 404: the scope does not exist, so it holds nothing. Only a list's:
+// a schedule that is not found is retried (see instanceOwner), never taken for absent access.
+func scopeGone(err error) bool {
+	ae := asAPI(err)
+	return ae != nil && ae.StatusCode == http.StatusNotFound
 }
 
 // inspectRBAC reads jitbot's assignment by name (the authoritative answer for "is jitbot's access gone") and
@@ -64,6 +65,9 @@ func (p *Provider) inspectRBAC(ctx context.Context, a grants.Assignment, t targe
 		}
 	}
 	found, err := p.equalAssignments(ctx, t, principal, false)
+	if scopeGone(err) {
+		return pr, nil // what the GET said
+	}
 	if err != nil {
 		return grants.Presence{}, err
 	}
@@ -90,6 +94,9 @@ func (p *Provider) inspectRBAC(ctx context.Context, a grants.Assignment, t targe
 func (p *Provider) inspectPIM(ctx context.Context, t target, principal string) (grants.Presence, error) {
 	var pr grants.Presence
 	insts, err := p.activeInstances(ctx, t, principal, false)
+	if scopeGone(err) {
+		return grants.Presence{}, nil
+	}
 	if err != nil {
 		return grants.Presence{}, err
 	}

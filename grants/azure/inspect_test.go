@@ -2,7 +2,9 @@ package azure_test
 
 import (
 	"context"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,6 +125,15 @@ func TestInspectPIM(t *testing.T) {
 	noRef := a
 	noRef.Ref = ""
 	wantCheck(t, p, noRef, true)
+
+	// A schedule not found right after its instance was listed is not absent access: retried, as for Check.
+	f.FailNext(azurefake.Fault{Status: http.StatusNotFound, Code: "RoleAssignmentScheduleNotFound", Message: "The role assignment schedule is not found.",
+		Match: func(method, path string) bool {
+			return method == http.MethodGet && strings.Contains(strings.ToLower(path), "/roleassignmentschedules/")
+		}})
+	if pr, err := in.Inspect(t.Context(), a); err == nil || grants.IsPermanent(err) {
+		t.Fatalf("Inspect with the schedule not found = %+v, %v; want a retryable error", pr, err)
+	}
 
 	f.SetInstance(rg, a.Principal, readerID, false, nil)
 	wantPresence(t, in, a, false)
