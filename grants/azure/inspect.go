@@ -16,8 +16,9 @@ var _ grants.OtherAccessInspector = (*Provider)(nil)
 // scope, so that a revoke verified after an administrator assigned the role again is recorded as
 // access-remains instead of revoke-verified:
 //
-//   - rbac: ours is the role assignment of jitbot's name (read by name, as Check does); others are the equal
-//     role assignments (principal, role, scope) under other names, named "roleAssignment/<name>";
+//   - rbac: ours is the role assignment of jitbot's name (read by name, as Check does) or an equal one whose
+//     description names the asked grant; others are the equal role assignments (principal, role, scope)
+//     under other names, named "roleAssignment/<name>";
 //   - pim: ours is an active instance whose schedule jitbot's request made (see instanceOwner); others are the
 //     active instances whose schedule someone else's request made or names no request (assigned outside PIM),
 //     named "pimInstance/<name>".
