@@ -11,6 +11,9 @@
 //     AdminRemove request; Check lists the principal's active role assignment schedule instances. Only
 //     assignments whose schedule jitbot's own request made are changed or removed (see ownsInstance).
 //
+// Inspect (grants.OtherAccessInspector) tells jitbot's access from an equal assignment someone else made, so that
+// a revoke after which an administrator's assignment remains is recorded as access-remains.
+//
 // Errors are *APIError values (never carrying request headers, so never a token), wrapped with grants.Permanent
 // when retrying cannot help. The SDK's own retries are disabled unless Config.ClientOptions sets Retry: jitbot's
 // grant manager owns the retry policy, and RetryAfterOf exposes ARM's Retry-After to it.
@@ -55,7 +58,8 @@ type Config struct {
 	Logger *zerolog.Logger
 }
 
-// Provider implements grants.Provider and grants.Inventory for Azure RBAC. It is safe for concurrent use.
+// Provider implements grants.Provider, grants.Inventory and grants.OtherAccessInspector for Azure RBAC. It is
+// safe for concurrent use.
 type Provider struct {
 	subscriptionID string
 	mode           string
@@ -366,17 +370,30 @@ func (p *Provider) grantRBAC(ctx context.Context, a grants.Assignment, t target,
 
 // findAssignment returns the id of a role assignment of t's role to principal exactly at t's scope, "" if none.
 func (p *Provider) findAssignment(ctx context.Context, t target, principal string) (string, error) {
+	found, err := p.equalAssignments(ctx, t, principal, true)
+	if err != nil || len(found) == 0 {
+		return "", err
+	}
+	return deref(found[0].ID), nil
+}
+
+// equalAssignments returns the role assignments of t's role to principal exactly at t's scope, in the
+// order ARM lists them (only the first when first is set). ARM keeps one per principal, role and scope (an equal
+// one under another name answers 409 RoleAssignmentExists), so there is at most one; Inspect asks for all anyway
+// and reports each.
+func (p *Provider) equalAssignments(ctx context.Context, t target, principal string, first bool) ([]*armauthorization.RoleAssignment, error) {
 	// The SDK appends $filter unencoded.
 	filter := "principalId%20eq%20'" + principal + "'"
 	pager := p.ra.NewListForScopePager(t.sdkScope(), &armauthorization.RoleAssignmentsClientListForScopeOptions{Filter: &filter})
+	var out []*armauthorization.RoleAssignment
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
 			ae, e := toAPIError(ctx, "GET roleAssignments", t.Scope+"/providers/Microsoft.Authorization/roleAssignments", err)
 			if e != nil {
-				return "", e
+				return nil, e
 			}
-			return "", classify(ae)
+			return nil, classify(ae)
 		}
 		for _, ra := range page.Value {
 			if ra == nil || ra.Properties == nil || ra.ID == nil {
@@ -385,11 +402,14 @@ func (p *Provider) findAssignment(ctx context.Context, t target, principal strin
 			pr := ra.Properties
 			if deref(pr.PrincipalID) != "" && strings.EqualFold(deref(pr.PrincipalID), principal) &&
 				roleGUIDOf(deref(pr.RoleDefinitionID)) == t.RoleGUID && sameScope(deref(pr.Scope), t.Scope) {
-				return *ra.ID, nil
+				out = append(out, ra)
+				if first {
+					return out, nil
+				}
 			}
 		}
 	}
-	return "", nil
+	return out, nil
 }
 
 func (p *Provider) revokeRBAC(ctx context.Context, a grants.Assignment, t target) error {

@@ -96,7 +96,9 @@ func TestConformanceRBAC(t *testing.T) {
 				f.RemoveAssignments(rg, a.Principal, readerID)
 			}
 		},
-		// A human's role assignment of the same principal, role and scope, under a name of their own.
+		// A human's role assignment of the same principal, role and scope, under a name of their own. Made through
+		// the fake's back door: ARM refuses it while jitbot's exists (RoleAssignmentExists), but OtherAccessRemains
+		// needs both at once; TestInspectRBAC covers the order Azure shows.
 		Standing: func(t *testing.T, a grants.Assignment, present bool) {
 			if present {
 				f.AddAssignment(rg, standingName(a.Principal), a.Principal, "User", readerDef, "standing access, ticket OPS-1")
@@ -156,7 +158,9 @@ func TestConformancePIM(t *testing.T) {
 			end := time.Now().Add(time.Hour)
 			f.SetInstance(rg, a.Principal, readerID, present, &end)
 		},
-		// An administrator's own PIM assignment (through a request of theirs), permanent.
+		// An administrator's own PIM assignment (through a request of theirs), permanent. Next to jitbot's only
+		// through the fake's back door (PIM refuses a second one, see azurefake), as OtherAccessRemains needs;
+		// TestInspectPIM covers the order Azure shows.
 		Standing: func(t *testing.T, a grants.Assignment, present bool) {
 			if present {
 				f.AdminAssign(rg, a.Principal, readerDef, nil, "standing access for the on-call lead")

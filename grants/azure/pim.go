@@ -157,9 +157,22 @@ func statusFailed(s armauthorization.Status) bool {
 // scope, nil if none. It lists instances at the scope filtered by principal ("principalId eq '<id>'", which the
 // API documents as returning the principal's instances at, above or below the scope) and matches the rest here.
 func (p *Provider) activeInstance(ctx context.Context, t target, principal string) (*armauthorization.RoleAssignmentScheduleInstance, error) {
+	all, err := p.activeInstances(ctx, t, principal, true)
+	if err != nil || len(all) == 0 {
+		return nil, err
+	}
+	return all[0], nil
+}
+
+// activeInstances returns the principal's active instances of t's role exactly at t's scope, in the order Azure
+// lists them (only the first when first is set). PIM keeps one active assignment per principal, role and scope
+// (a second AdminAssign answers RoleAssignmentExists), so there is at most one; Inspect asks for all anyway and
+// reports each.
+func (p *Provider) activeInstances(ctx context.Context, t target, principal string, first bool) ([]*armauthorization.RoleAssignmentScheduleInstance, error) {
 	filter := "principalId eq '" + principal + "'"
 	pager := p.insts.NewListForScopePager(t.sdkScope(), &armauthorization.RoleAssignmentScheduleInstancesClientListForScopeOptions{Filter: &filter})
 	now := p.now()
+	var out []*armauthorization.RoleAssignmentScheduleInstance
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
@@ -181,10 +194,13 @@ func (p *Provider) activeInstance(ctx context.Context, t target, principal strin
 			if pr.EndDateTime != nil && !pr.EndDateTime.After(now) {
 				continue
 			}
-			return in, nil
+			out = append(out, in)
+			if first {
+				return out, nil
+			}
 		}
 	}
-	return nil, nil
+	return out, nil
 }
 
 // getRequest returns the schedule request name at t's scope, nil if it does not exist.

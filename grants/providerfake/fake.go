@@ -5,8 +5,8 @@
 // (as a hand-made Kubernetes RoleBinding or a GCP IAM binding without jitbot's condition would), and the fake
 // is a grants.OtherAccessInspector that reports them. Where it diverges from the real adapters: its Check
 // reports only the access jitbot granted (Grant/Revoke), never the other access, whatever Assignment.Ref
-// says (the kube and gcp adapters count other access in Check unless the lease holds a reference of jitbot's
-// own); Grant never reports other access as pre-existing (it grants regardless) and Revoke never removes it;
+// says (the kube, gcp and azure adapters count other access in Check unless the lease holds a reference of
+// jitbot's own); Grant never reports other access as pre-existing (it grants regardless) and Revoke never removes it;
 // an Inspect call is recorded, held, failed and ignored as a "check" (Calls("check"), FailNext("check", ...)),
 // so that tests written against Check see the same calls.
 package providerfake

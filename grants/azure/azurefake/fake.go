@@ -26,7 +26,14 @@
 //     the adapter's ownership test holds either way for its own changes;
 //   - an AdminExtend that does not move the end later answers 400 InvalidScheduleInfo (the real code is not
 //     documented), as does a schedule ending in the past;
-//   - the 14-day "expiring soon" window of the portal's Extend is not enforced (jitbot's leases are hours).
+//   - the 14-day "expiring soon" window of the portal's Extend is not enforced (jitbot's leases are hours);
+//   - the back doors AddAssignment, AdminAssign and SetInstance create an assignment even when the principal
+//     already holds the role at the scope; through the API ARM answers 409 RoleAssignmentExists and PIM 400
+//     RoleAssignmentExists, so Azure never shows two at once (an administrator's equal assignment appears only
+//     before jitbot's grant or after its revoke). The shared suite's OtherAccessRemains case holds jitbot's and
+//     an administrator's at once through them. On that state, which PIM cannot hold, an AdminRemove ends only
+//     the instances whose schedule a request of the same requestor made (if there are any; else all, as for
+//     the one assignment Azure holds); a roleAssignments DELETE removes the one it names, as always.
 package azurefake
 
 import (
@@ -303,7 +310,8 @@ func (s *Server) AllAssignments() []Assignment {
 	return out
 }
 
-// AddAssignment creates a role assignment behind the adapter's back (drift, or a standing assignment).
+// AddAssignment creates a role assignment behind the adapter's back (drift, or a standing assignment), even
+// when an equal one exists (ARM's PUT refuses that; see the package documentation).
 func (s *Server) AddAssignment(scope, name, principal, principalType, roleDefinitionID, description string) Assignment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -343,7 +351,8 @@ func (s *Server) ActiveInstances(scope, principal, roleDefinitionID string) []In
 }
 
 // SetInstance makes principal hold roleDefinitionID at scope through PIM until end (nil: permanent) when present
-// is true, and removes every such instance when false: drift behind the adapter's back.
+// is true (even when it holds it already: see the package documentation), and removes every such instance when
+// false: drift behind the adapter's back.
 func (s *Server) SetInstance(scope, principal, roleDefinitionID string, present bool, end *time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -828,15 +837,28 @@ func (s *Server) StartRequest(scope, name, principal, roleDefinitionID, requestT
 		}
 	default:
 		req.Status, op.final = "PendingRevocation", "Revoked"
-		op.effect = func() { s.removeInstancesLocked(scope, principal, roleDefinitionID) }
+		op.effect = func() { s.removeInstancesLocked(scope, principal, roleDefinitionID, req.RequestorID) }
 	}
 	s.requests[strings.ToLower(id)] = req
 	s.pending = append(s.pending, op)
 }
 
-func (s *Server) removeInstancesLocked(scope, principal, roleDef string) {
+// removeInstancesLocked ends the principal's assignment of roleDef at scope for an AdminRemove of requestor.
+// PIM holds one per principal, role and scope; when the back doors (AdminAssign, SetInstance) made several and
+// some were made by requests of requestor, only those end (see the package documentation), else all.
+func (s *Server) removeInstancesLocked(scope, principal, roleDef, requestor string) {
+	var match []string
+	mine := map[string]bool{}
 	for k, in := range s.instances {
 		if strings.EqualFold(in.Scope, scope) && strings.EqualFold(in.PrincipalID, principal) && guidOf(in.RoleDefinitionID) == guidOf(roleDef) {
+			match = append(match, k)
+			if r := s.requests[strings.ToLower(in.RequestID)]; r != nil && r.RequestorID == requestor {
+				mine[k] = true
+			}
+		}
+	}
+	for _, k := range match {
+		if len(mine) == 0 || mine[k] {
 			delete(s.instances, k)
 		}
 	}
@@ -992,7 +1014,7 @@ func (s *Server) putRequest(w http.ResponseWriter, scope, name string, raw []byt
 		}
 		req.StartDateTime = now
 		principal, roleDef := p.PrincipalID, p.RoleDefinitionID
-		s.processLocked(req, "PendingRevocation", "Revoked", func() { s.removeInstancesLocked(scope, principal, roleDef) })
+		s.processLocked(req, "PendingRevocation", "Revoked", func() { s.removeInstancesLocked(scope, principal, roleDef, req.RequestorID) })
 	default:
 		return writeErr(w, http.StatusBadRequest, "InvalidRequestType", fmt.Sprintf("The request type '%s' is not supported by this fake.", p.RequestType))
 	}
@@ -1134,7 +1156,8 @@ func (s *Server) getSchedule(w http.ResponseWriter, scope, name string) (int, st
 
 // AdminAssign makes principal an active member of roleDefinitionID at scope until end (nil: permanent) the way a
 // human administrator does in the portal: through a schedule request of their own (requestor AdminID, which
-// $filter=asRequestor() does not list for the adapter). It returns the request.
+// $filter=asRequestor() does not list for the adapter), even when the principal holds the role already (PIM
+// refuses that; see the package documentation). It returns the request.
 func (s *Server) AdminAssign(scope, principal, roleDefinitionID string, end *time.Time, justification string) ScheduleRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
