@@ -215,7 +215,7 @@ func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 	if t.Mode == ModePIM {
 		return p.revokePIM(ctx, a, t, principal)
 	}
-	return p.revokeRBAC(ctx, a, t)
+	return p.revokeRBAC(ctx, a, t, principal)
 }
 
 // Check reports whether the assignment is present. With a reference of jitbot's own (ownRef: the lease's
@@ -412,20 +412,48 @@ func (p *Provider) equalAssignments(ctx context.Context, t target, principal str
 	return out, nil
 }
 
-func (p *Provider) revokeRBAC(ctx context.Context, a grants.Assignment, t target) error {
-	name := AssignmentName(leaseKey(a))
-	_, err := p.ra.Delete(ctx, t.sdkScope(), name, nil)
+func (p *Provider) revokeRBAC(ctx context.Context, a grants.Assignment, t target, principal string) error {
+	deleted, err := p.deleteAssignment(ctx, t, AssignmentName(leaseKey(a)))
+	if err != nil || deleted || a.BindingKey != "" || a.GrantID == "" {
+		return err
+	}
+	// Drift reconciliation of an object whose grant record is gone: ListOwned found it by the grant id in its
+	// description, but its name is a hash of the binding key, which cannot be read back, so the name derived
+	// from the grant id was absent. Delete the principal's equal assignments that describe this grant.
+	found, err := p.equalAssignments(ctx, t, principal, false)
+	if err != nil {
+		if scopeGone(err) {
+			return nil
+		}
+		return err
+	}
+	for _, ra := range found {
+		if ra.Properties == nil {
+			continue
+		}
+		if id, ok := parseGrantID(deref(ra.Properties.Description)); ok && id == a.GrantID {
+			if _, err := p.deleteAssignment(ctx, t, lastSegment(deref(ra.ID))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// deleteAssignment deletes the role assignment of that name at t's scope; absent is success (deleted false).
+func (p *Provider) deleteAssignment(ctx context.Context, t target, name string) (deleted bool, err error) {
+	resp, err := p.ra.Delete(ctx, t.sdkScope(), name, nil)
 	if err == nil {
-		return nil // 200 (deleted) or 204 (was absent)
+		return resp.ID != nil, nil // 200 (deleted, the assignment in the body) or 204 (was absent)
 	}
 	ae, e := toAPIError(ctx, "DELETE roleAssignments", assignmentPath(t, name), err)
 	if e != nil {
-		return e
+		return false, e
 	}
 	if ae.StatusCode == http.StatusNotFound {
-		return nil // absent is what revoke wants
+		return false, nil // absent is what revoke wants
 	}
-	return classify(ae)
+	return false, classify(ae)
 }
 
 // checkRBAC reports whether the principal holds the role at the scope: through jitbot's assignment, or - unless

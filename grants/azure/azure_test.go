@@ -627,3 +627,33 @@ func TestPropagationDelay(t *testing.T) {
 		t.Fatalf("PropagationDelay = %s, want 10m", got)
 	}
 }
+
+// Drift reconciliation revokes what ListOwned found with the grant id its description names and no binding key
+// (the grant record is gone, and a role assignment's name is a hash of the binding key that cannot be read
+// back). The revoke must still remove that assignment, not delete a name derived from the grant id and report
+// the absent name as done.
+func TestDriftRevokeWithoutTheBindingKey(t *testing.T) {
+	f := newFake(t)
+	p := newProvider(t, f, func(c *azure.Config) { c.Scopes = []string{"/subscriptions/" + subID} })
+	a := newAssignment("rbac")
+	a.BindingKey = "5e1f0c7a9b2d4e6f8a0b1c2d3e4f5a6b" // as every lease the manager makes has
+	if _, err := p.Grant(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	admin := newPrincipal()
+	f.AddAssignment(rg, "0c0c0c0c-0000-4000-8000-000000000002", admin, "User", readerDef, "made by hand")
+	owned, err := p.ListOwned(t.Context())
+	if err != nil || len(owned) != 1 || owned[0].GrantID != a.GrantID || owned[0].BindingKey != "" {
+		t.Fatalf("ListOwned = %+v, %v", owned, err)
+	}
+	o := owned[0]
+	if err := p.Revoke(t.Context(), grants.Assignment{GrantID: o.GrantID, Principal: o.Principal, Target: o.Target}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.Assignments(rg, a.Principal, readerID)); n != 0 {
+		t.Fatalf("%d assignments of the drifted principal after the revoke, want 0", n)
+	}
+	if n := len(f.Assignments(rg, admin, readerID)); n != 1 {
+		t.Fatalf("the revoke removed someone else's assignment (%d left, want 1)", n)
+	}
+}
