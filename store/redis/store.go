@@ -79,6 +79,8 @@ type Store struct {
 
 	// known remembers the version and index list of the records last read or written (xcache.go).
 	known xCache
+	// rel tracks the lock releases in flight (release.go).
+	rel releases
 }
 
 type auditHead struct {
@@ -133,6 +135,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements store.Store; it closes the client.
 func (s *Store) Close() error {
+	s.rel.wg.Wait() // releases in flight are answered first (release.go)
 	if err := s.c.Close(); err != nil {
 		return fmt.Errorf("redis: close: %w", err)
 	}
@@ -359,6 +362,9 @@ func (s *Store) commit(ctx context.Context, b store.Batch, useKnown bool) (remem
 	}
 	var tail []any
 	if b.Fence != nil {
+		if err := s.rel.await(ctx, b.Fence.Name); err != nil { // this process released it: see release.go
+			return remembered, fmt.Errorf("redis: commit: %w", err)
+		}
 		keys = append(keys, s.keys.lock(b.Fence.Name))
 		tail = append(tail, lockValue(*b.Fence))
 	}
@@ -816,6 +822,9 @@ func (s *Store) AcquireLock(ctx context.Context, name, holder string, ttl time.D
 	if name == "" || holder == "" || ttl <= 0 {
 		return store.Lock{}, fmt.Errorf("redis: acquire lock: empty name or holder, or non-positive ttl: %w", store.ErrInvalid)
 	}
+	if err := s.rel.await(ctx, name); err != nil {
+		return store.Lock{}, fmt.Errorf("redis: acquire lock %q: %w", name, err)
+	}
 	f, err := scriptLockAcquire.Run(ctx, s.c, []string{s.keys.lock(name), s.keys.fence(name)}, holder, ttlMillis(ttl)).Text()
 	if errors.Is(err, goredis.Nil) {
 		return store.Lock{}, fmt.Errorf("redis: lock %q: %w", name, store.ErrLockHeld)
@@ -837,23 +846,15 @@ func (s *Store) RenewLock(ctx context.Context, l store.Lock, ttl time.Duration) 
 	if l.Name == "" || ttl <= 0 {
 		return fmt.Errorf("redis: renew lock: empty name or non-positive ttl: %w", store.ErrInvalid)
 	}
+	if err := s.rel.await(ctx, l.Name); err != nil {
+		return fmt.Errorf("redis: renew lock %q: %w", l.Name, err)
+	}
 	n, err := scriptLockRenew.Run(ctx, s.c, []string{s.keys.lock(l.Name)}, lockValue(l), ttlMillis(ttl)).Int64()
 	if err != nil {
 		return fmt.Errorf("redis: renew lock %q: %w", l.Name, err)
 	}
 	if n != 1 {
 		return fmt.Errorf("redis: lock %q: %w", l.Name, store.ErrLockLost)
-	}
-	return nil
-}
-
-// ReleaseLock implements store.Store.
-func (s *Store) ReleaseLock(ctx context.Context, l store.Lock) error {
-	if l.Name == "" {
-		return fmt.Errorf("redis: release lock: empty name: %w", store.ErrInvalid)
-	}
-	if err := scriptLockRelease.Run(ctx, s.c, []string{s.keys.lock(l.Name)}, lockValue(l)).Err(); err != nil {
-		return fmt.Errorf("redis: release lock %q: %w", l.Name, err)
 	}
 	return nil
 }
