@@ -319,15 +319,23 @@ func (s *Sweeper) lead(ctx context.Context) {
 // revokes still waiting (the due index orders them by time, and a revoke's check is due right after it).
 // Checks held back for half a claim hold are run before the next claim (at most a batch at a time), so that
 // no other sweeper's claim finds them visible again while they wait.
+//
+// The workers are shared by the whole sweep: a claim's bindings are handed to them in order, and the next
+// claim is made as soon as the last of them has a worker, while the others still work. In a burst that
+// needs every worker (10,000 expiries against a 20 ms provider keep 64 busy for seconds), waiting for a
+// claim's slowest binding before claiming again left workers idle at the end of every batch. Sweep returns
+// once every binding it claimed has been converged.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	start := time.Now()
 	total := 0
 	var checks []store.Grant // claimed re-checks of bindings with nothing else due, not run yet
 	var checksSince time.Time
+	pool := s.startPool(ctx)
+	defer pool.wait()
 	for {
 		due, err := s.opts.Store.ClaimDueGrants(ctx, s.opts.Manager.now(), s.opts.Batch, s.opts.ClaimHold)
 		if err != nil {
-			s.convergeAll(ctx, checks) // claimed already: hidden from every sweep until their hold ends
+			pool.run(checks) // claimed already: hidden from every sweep until their hold ends
 			return total, fmt.Errorf("grants: claim due: %w", err)
 		}
 		total += len(due)
@@ -347,11 +355,12 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 				checksSince = time.Time{}
 			}
 		}
-		s.convergeAll(ctx, due)
+		pool.run(due)
 		if (!more && len(checks) == 0) || ctx.Err() != nil {
 			break
 		}
 	}
+	pool.wait()
 	if obs := s.opts.Manager.opts.Observer; obs != nil {
 		obs.Swept(time.Since(start), total)
 	}
@@ -394,7 +403,36 @@ func splitChecks(claimed, held []store.Grant) (now, later []store.Grant) {
 // isRecheck reports whether a claimed grant is due only for the check of its revoke (see Manager.recheck).
 func isRecheck(g store.Grant) bool { return g.State.Terminal() && !g.RecheckAt.IsZero() }
 
+// convergeAll converges the bindings of gs with bounded concurrency and returns when all are done.
 func (s *Sweeper) convergeAll(ctx context.Context, gs []store.Grant) {
+	p := s.startPool(ctx)
+	p.run(gs)
+	p.wait()
+}
+
+// bindingWork is one binding's claimed grants, for a worker.
+type bindingWork struct {
+	key string
+	due []store.Grant
+}
+
+// pool is a sweep's workers: at most Concurrency, started as work arrives.
+type pool struct {
+	s       *Sweeper
+	ctx     context.Context
+	work    chan bindingWork
+	wg      sync.WaitGroup
+	workers int
+	closed  bool
+}
+
+func (s *Sweeper) startPool(ctx context.Context) *pool {
+	return &pool{s: s, ctx: ctx, work: make(chan bindingWork)}
+}
+
+// run hands the bindings of gs to the workers, in order of first appearance, and returns once the last of
+// them has a worker (not once they are done: see wait).
+func (p *pool) run(gs []store.Grant) {
 	byKey := make(map[string][]store.Grant, len(gs))
 	var keys []string
 	for _, g := range gs {
@@ -403,22 +441,36 @@ func (s *Sweeper) convergeAll(ctx context.Context, gs []store.Grant) {
 		}
 		byKey[g.BindingKey] = append(byKey[g.BindingKey], g)
 	}
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for range min(s.opts.Concurrency, len(keys)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for key := range work {
-				if err := s.opts.Manager.ConvergeDue(ctx, key, byKey[key]); err != nil && ctx.Err() == nil {
-					zerolog.Ctx(ctx).Debug().Err(err).Msg("converge did not finish; it is retried when due")
-				}
-			}
-		}()
-	}
 	for _, key := range keys {
-		work <- key
+		w := bindingWork{key: key, due: byKey[key]}
+		select {
+		case p.work <- w: // an idle worker took it
+			continue
+		default:
+		}
+		if p.workers < p.s.opts.Concurrency {
+			p.workers++
+			p.wg.Add(1)
+			go p.worker()
+		}
+		p.work <- w
 	}
-	close(work)
-	wg.Wait()
+}
+
+func (p *pool) worker() {
+	defer p.wg.Done()
+	for w := range p.work {
+		if err := p.s.opts.Manager.ConvergeDue(p.ctx, w.key, w.due); err != nil && p.ctx.Err() == nil {
+			zerolog.Ctx(p.ctx).Debug().Err(err).Msg("converge did not finish; it is retried when due")
+		}
+	}
+}
+
+// wait returns once every binding handed to the pool has been converged; the pool takes no more work.
+func (p *pool) wait() {
+	if !p.closed {
+		p.closed = true
+		close(p.work)
+	}
+	p.wg.Wait()
 }

@@ -88,3 +88,64 @@ func commitGrant(t *testing.T, st grants.Store, g *store.Grant) {
 		t.Fatal(err)
 	}
 }
+
+// signalRevokes reports every revoke call's grant when the call returns.
+type signalRevokes struct {
+	*providerfake.Fake
+	returned chan string
+}
+
+func (p signalRevokes) Revoke(ctx context.Context, a grants.Assignment) error {
+	err := p.Fake.Revoke(ctx, a)
+	p.returned <- a.GrantID
+	return err
+}
+
+// A sweep claims its next batch while the workers still converge the last one: a slow binding of one batch
+// does not keep the others' workers idle (in a burst of expiries every worker is needed). Here one revoke of
+// the first batch is held at the provider; the second batch is claimed and revoked meanwhile.
+func TestSweepClaimsTheNextBatchWhileABindingIsSlow(t *testing.T) {
+	stores(t, func(t *testing.T, st managerStore) {
+		ctx := context.Background()
+		fake := providerfake.New()
+		p := signalRevokes{Fake: fake, returned: make(chan string, 16)}
+		now := time.Now().Truncate(time.Millisecond)
+		// The held call ends only when released, or after the attempt timeout, which a sweep that waits for
+		// the whole batch before claiming again would need to reach the third grant.
+		m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"fake": p}, Now: func() time.Time { return now }, AttemptTimeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := grants.NewSweeper(grants.SweeperOptions{Manager: m, Store: st, Concurrency: 2, Batch: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for i := range 3 {
+			g := lease(fmt.Sprintf("slow%d", i), now)
+			g.State, g.DueAt = store.GrantActive, now.Add(time.Duration(i-3)*time.Minute) // claimed in this order
+			commitGrant(t, st, &g)
+			ids = append(ids, g.ID)
+		}
+		arrived, release := fake.Hold("revoke")
+		done := make(chan error, 1)
+		go func() { _, err := s.Sweep(ctx); done <- err }()
+		<-arrived // one of the first batch's two revokes is held
+		returned := map[string]bool{}
+		for !returned[ids[2]] {
+			returned[<-p.returned] = true
+			if returned[ids[0]] && returned[ids[1]] && !returned[ids[2]] {
+				t.Fatal("the held revoke ended (attempt timeout) before the second batch was revoked")
+			}
+		}
+		release()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if g, err := st.GetGrant(ctx, id); err != nil || g.State != store.GrantRevoked {
+				t.Fatalf("%s: %s (%v), want revoked", id, g.State, err)
+			}
+		}
+	})
+}

@@ -119,7 +119,9 @@ type Store interface {
 	AcquireLock(ctx context.Context, name, holder string, ttl time.Duration) (Lock, error)
 	// RenewLock extends a held lock; ErrLockLost when it expired or another holder took it.
 	RenewLock(ctx context.Context, l Lock, ttl time.Duration) error
-	// ReleaseLock frees a held lock; releasing a lock no longer held is not an error.
+	// ReleaseLock frees a held lock; releasing a lock no longer held is not an error. It may return before the
+	// release is written (both back ends do): every later operation of this Store on the same lock runs after
+	// it, Close waits for it, and one that never lands (a crash) leaves the lock to expire.
 	ReleaseLock(ctx context.Context, l Lock) error
 
 	// ReadAudit returns audit records with Seq > afterSeq in order, at most limit (0: no limit). Records are

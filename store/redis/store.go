@@ -76,6 +76,11 @@ type Store struct {
 
 	minReplicas    int
 	replicaTimeout time.Duration
+
+	// known remembers the version and index list of the records last read or written (xcache.go).
+	known xCache
+	// rel tracks the lock releases in flight (release.go).
+	rel releases
 }
 
 type auditHead struct {
@@ -130,6 +135,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements store.Store; it closes the client.
 func (s *Store) Close() error {
+	s.rel.wg.Wait() // releases in flight are answered first (release.go)
 	if err := s.c.Close(); err != nil {
 		return fmt.Errorf("redis: close: %w", err)
 	}
@@ -226,11 +232,22 @@ func encodeX(idx []indexEntry) (string, error) {
 
 // Commit implements store.Store.
 func (s *Store) Commit(ctx context.Context, b store.Batch) error {
+	remembered, err := s.commit(ctx, b, true)
+	if remembered && errors.Is(err, store.ErrConflict) {
+		// A remembered index list may be what failed the script's check (see xcache.go): read it afresh.
+		_, err = s.commit(ctx, b, false)
+	}
+	return err
+}
+
+// commit is Commit; with useKnown, the index lists of updated records are taken from what this process last
+// read or wrote at their PrevVersion where it can, and remembered reports whether any was.
+func (s *Store) commit(ctx context.Context, b store.Batch, useKnown bool) (remembered bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("redis: commit: %w", err)
+		return false, fmt.Errorf("redis: commit: %w", err)
 	}
 	if err := b.Validate(); err != nil {
-		return fmt.Errorf("redis: commit: %w", err)
+		return remembered, fmt.Errorf("redis: commit: %w", err)
 	}
 	var puts []*put
 	for _, rp := range b.Requests {
@@ -238,7 +255,7 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		r.Version = rp.PrevVersion + 1
 		raw, err := json.Marshal(&r)
 		if err != nil {
-			return fmt.Errorf("redis: commit: encode request %q: %w", r.ID, err)
+			return remembered, fmt.Errorf("redis: commit: encode request %q: %w", r.ID, err)
 		}
 		orig := rp.Request
 		puts = append(puts, &put{key: s.keys.request(r.ID), id: r.ID, prev: rp.PrevVersion, ver: r.Version,
@@ -249,7 +266,7 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		g.Version = gp.PrevVersion + 1
 		raw, err := json.Marshal(&g)
 		if err != nil {
-			return fmt.Errorf("redis: commit: encode grant %q: %w", g.ID, err)
+			return remembered, fmt.Errorf("redis: commit: encode grant %q: %w", g.ID, err)
 		}
 		orig := gp.Grant
 		puts = append(puts, &put{key: s.keys.grant(g.ID), id: g.ID, prev: gp.PrevVersion, ver: g.Version,
@@ -260,7 +277,7 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		c.Version = cp.PrevVersion + 1
 		raw, err := json.Marshal(&c)
 		if err != nil {
-			return fmt.Errorf("redis: commit: encode counter %q: %w", c.Key, err)
+			return remembered, fmt.Errorf("redis: commit: encode counter %q: %w", c.Key, err)
 		}
 		orig := cp.Counter
 		puts = append(puts, &put{key: s.keys.counter(c.Key), id: c.Key, prev: cp.PrevVersion, ver: c.Version,
@@ -273,21 +290,32 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		}
 		raw, err := store.EncodeEvent(e)
 		if err != nil {
-			return fmt.Errorf("redis: commit: %w", err)
+			return remembered, fmt.Errorf("redis: commit: %w", err)
 		}
 		raws[i] = raw
 	}
 	if len(puts) == 0 && len(raws) == 0 && b.Fence == nil {
-		return nil
+		return remembered, nil
 	}
 
-	// Read the index keys that updated records occupy now, so that the script gets them in KEYS. The script
-	// re-checks version and x, so a concurrent change between this read and the script is a conflict.
+	// The index keys that updated records occupy now, so that the script gets them in KEYS: remembered from
+	// this process's last read or write of the record at PrevVersion (xcache.go), else read now. The script
+	// re-checks version and x, so a concurrent change since is a conflict.
 	var updates []*put
 	for _, p := range puts {
-		if p.prev > 0 {
-			updates = append(updates, p)
+		if p.prev <= 0 {
+			continue
 		}
+		if x, ok := s.known.lookup(p.key, p.prev); useKnown && ok {
+			if x != "" {
+				if err := json.Unmarshal([]byte(x), &p.oldKeys); err != nil {
+					return remembered, fmt.Errorf("redis: commit: %s: corrupt index list: %w", p.key, err)
+				}
+			}
+			p.oldX, remembered = x, true
+			continue
+		}
+		updates = append(updates, p)
 	}
 	if len(updates) > 0 {
 		cmds := make([]*goredis.SliceCmd, len(updates))
@@ -298,18 +326,18 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("redis: commit: read current versions: %w", err)
+			return remembered, fmt.Errorf("redis: commit: read current versions: %w", err)
 		}
 		for i, p := range updates {
 			vals := cmds[i].Val()
 			v, _ := vals[0].(string)
 			x, _ := vals[1].(string)
 			if v != strconv.FormatInt(p.prev, 10) {
-				return fmt.Errorf("redis: commit: %s version is %q, want %d: %w", p.key, v, p.prev, store.ErrConflict)
+				return remembered, fmt.Errorf("redis: commit: %s version is %q, want %d: %w", p.key, v, p.prev, store.ErrConflict)
 			}
 			if x != "" {
 				if err := json.Unmarshal([]byte(x), &p.oldKeys); err != nil {
-					return fmt.Errorf("redis: commit: %s: corrupt index list: %w", p.key, err)
+					return remembered, fmt.Errorf("redis: commit: %s: corrupt index list: %w", p.key, err)
 				}
 			}
 			p.oldX = x
@@ -321,7 +349,7 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	for _, p := range puts {
 		x, err := encodeX(p.idx)
 		if err != nil {
-			return fmt.Errorf("redis: commit: %w", err)
+			return remembered, fmt.Errorf("redis: commit: %w", err)
 		}
 		p.x = x
 		keys = append(keys, p.key)
@@ -334,15 +362,21 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	}
 	var tail []any
 	if b.Fence != nil {
+		if err := s.rel.await(ctx, b.Fence.Name); err != nil { // this process released it: see release.go
+			return remembered, fmt.Errorf("redis: commit: %w", err)
+		}
 		keys = append(keys, s.keys.lock(b.Fence.Name))
 		tail = append(tail, lockValue(*b.Fence))
 	}
 	res, err := s.runCommit(ctx, keys, args, raws, tail)
 	if err != nil {
-		return err
+		for _, p := range puts {
+			s.known.forget(p.key) // it may or may not have landed
+		}
+		return remembered, err
 	}
 	if res[0] == "lost" {
-		return fmt.Errorf("redis: commit: batch fenced by lock %q (fence %d), which is no longer held: %w", b.Fence.Name, b.Fence.Fence, store.ErrLockLost)
+		return remembered, fmt.Errorf("redis: commit: batch fenced by lock %q (fence %d), which is no longer held: %w", b.Fence.Name, b.Fence.Fence, store.ErrLockLost)
 	}
 	if res[0] == "conflict" {
 		i, _ := res[1].(int64)
@@ -350,15 +384,19 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		if i >= 1 && int(i) <= len(puts) {
 			what = puts[i-1].key
 		}
-		return fmt.Errorf("redis: commit: %s changed concurrently or already exists: %w", what, store.ErrConflict)
+		if i >= 1 && int(i) <= len(puts) {
+			s.known.forget(puts[i-1].key)
+		}
+		return remembered, fmt.Errorf("redis: commit: %s changed concurrently or already exists: %w", what, store.ErrConflict)
 	}
 	if res[0] != "ok" {
-		return fmt.Errorf("redis: commit: unexpected script reply %v", res)
+		return remembered, fmt.Errorf("redis: commit: unexpected script reply %v", res)
 	}
 	for _, p := range puts {
+		s.known.put(p.key, p.ver, p.x)
 		p.setResult(p.ver)
 	}
-	return nil
+	return remembered, nil
 }
 
 // GetRequest implements store.Store.
@@ -392,14 +430,16 @@ func (s *Store) get(ctx context.Context, key, kind, id string, dst any) error {
 	if id == "" {
 		return fmt.Errorf("redis: get %s: empty id: %w", kind, store.ErrInvalid)
 	}
-	raw, err := s.c.HGet(ctx, key, "j").Bytes()
-	if errors.Is(err, goredis.Nil) {
-		return fmt.Errorf("redis: %s %q: %w", kind, id, store.ErrNotFound)
-	}
+	vals, err := s.c.HMGet(ctx, key, "j", "v", "x").Result()
 	if err != nil {
 		return fmt.Errorf("redis: get %s %q: %w", kind, id, err)
 	}
-	if err := json.Unmarshal(raw, dst); err != nil {
+	j, ok := vals[0].(string)
+	if !ok {
+		return fmt.Errorf("redis: %s %q: %w", kind, id, store.ErrNotFound)
+	}
+	s.known.note(key, vals[1], vals[2])
+	if err := json.Unmarshal([]byte(j), dst); err != nil {
 		return fmt.Errorf("redis: decode %s %q: %w", kind, id, err)
 	}
 	return nil
@@ -410,10 +450,10 @@ func (s *Store) fetch(ctx context.Context, keys []string) ([][]byte, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	cmds := make([]*goredis.StringCmd, len(keys))
+	cmds := make([]*goredis.SliceCmd, len(keys))
 	_, err := s.c.Pipelined(ctx, func(pl goredis.Pipeliner) error {
 		for i, k := range keys {
-			cmds[i] = pl.HGet(ctx, k, "j")
+			cmds[i] = pl.HMGet(ctx, k, "j", "v", "x")
 		}
 		return nil
 	})
@@ -422,14 +462,16 @@ func (s *Store) fetch(ctx context.Context, keys []string) ([][]byte, error) {
 	}
 	out := make([][]byte, len(keys))
 	for i, c := range cmds {
-		b, err := c.Bytes()
-		if errors.Is(err, goredis.Nil) {
-			continue
-		}
+		vals, err := c.Result()
 		if err != nil {
 			return nil, err
 		}
-		out[i] = b
+		j, ok := vals[0].(string)
+		if !ok {
+			continue // missing record
+		}
+		s.known.note(keys[i], vals[1], vals[2])
+		out[i] = []byte(j)
 	}
 	return out, nil
 }
@@ -780,6 +822,9 @@ func (s *Store) AcquireLock(ctx context.Context, name, holder string, ttl time.D
 	if name == "" || holder == "" || ttl <= 0 {
 		return store.Lock{}, fmt.Errorf("redis: acquire lock: empty name or holder, or non-positive ttl: %w", store.ErrInvalid)
 	}
+	if err := s.rel.await(ctx, name); err != nil {
+		return store.Lock{}, fmt.Errorf("redis: acquire lock %q: %w", name, err)
+	}
 	f, err := scriptLockAcquire.Run(ctx, s.c, []string{s.keys.lock(name), s.keys.fence(name)}, holder, ttlMillis(ttl)).Text()
 	if errors.Is(err, goredis.Nil) {
 		return store.Lock{}, fmt.Errorf("redis: lock %q: %w", name, store.ErrLockHeld)
@@ -801,23 +846,15 @@ func (s *Store) RenewLock(ctx context.Context, l store.Lock, ttl time.Duration) 
 	if l.Name == "" || ttl <= 0 {
 		return fmt.Errorf("redis: renew lock: empty name or non-positive ttl: %w", store.ErrInvalid)
 	}
+	if err := s.rel.await(ctx, l.Name); err != nil {
+		return fmt.Errorf("redis: renew lock %q: %w", l.Name, err)
+	}
 	n, err := scriptLockRenew.Run(ctx, s.c, []string{s.keys.lock(l.Name)}, lockValue(l), ttlMillis(ttl)).Int64()
 	if err != nil {
 		return fmt.Errorf("redis: renew lock %q: %w", l.Name, err)
 	}
 	if n != 1 {
 		return fmt.Errorf("redis: lock %q: %w", l.Name, store.ErrLockLost)
-	}
-	return nil
-}
-
-// ReleaseLock implements store.Store.
-func (s *Store) ReleaseLock(ctx context.Context, l store.Lock) error {
-	if l.Name == "" {
-		return fmt.Errorf("redis: release lock: empty name: %w", store.ErrInvalid)
-	}
-	if err := scriptLockRelease.Run(ctx, s.c, []string{s.keys.lock(l.Name)}, lockValue(l)).Err(); err != nil {
-		return fmt.Errorf("redis: release lock %q: %w", l.Name, err)
 	}
 	return nil
 }
