@@ -123,14 +123,14 @@ func (p *Provider) memberOf(ctx context.Context, uid string, groups []string) ([
 }
 
 // warnGroupRead logs, the first time only, that Inspect reports jitbot's access alone because it cannot read
-// group memberships.
+// group memberships. A call whose context carries no logger (and no Config.Logger) does not use up the warning.
 func (p *Provider) warnGroupRead(ctx context.Context, why string, err error) {
-	if p.groupWarned.Swap(true) {
-		return
-	}
 	l := zerolog.Ctx(ctx)
 	if p.cfg.Logger != nil {
 		l = p.cfg.Logger
+	}
+	if l.GetLevel() == zerolog.Disabled || p.groupWarned.Swap(true) {
+		return
 	}
 	l.Warn().Err(err).Str("provider", "aws-identity-center").Str("why", why).
 		Msg("identitycenter: cannot read group memberships; revoke verification reports only the user's own assignment, not access that remains through groups (grant identitystore:IsMemberInGroups to report it)")

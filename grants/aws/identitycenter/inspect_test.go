@@ -180,3 +180,26 @@ func TestInspectGoneScope(t *testing.T) {
 	a.Target["permission_set_arn"] = "arn:aws:sso:::permissionSet/ssoins-1111222233334444/ps-0000000000000000"
 	wantPresence(t, inspector(t, e.provider(t, nil)), a, false)
 }
+
+// TestInspectWarnsThroughContextLogger: without Config.Logger the warning goes to the call's context logger; a
+// call without one does not use the warning up.
+func TestInspectWarnsThroughContextLogger(t *testing.T) {
+	e := newEnv(t)
+	in := inspector(t, e.provider(t, func(c *identitycenter.Config) { c.IdentityStoreID = "" }))
+	a := e.assignment(t)
+	g := e.fake.AddGroup("", "oncall")
+	e.fake.SetAssignment(groupKey(a, g), true)
+	if _, err := in.Inspect(ctx(t), a); err != nil { // no logger in the context
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	lctx := zerolog.New(&buf).WithContext(ctx(t))
+	for range 2 {
+		if _, err := in.Inspect(lctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(buf.String(), "cannot read group memberships"); n != 1 {
+		t.Fatalf("%d warnings through the context logger, want 1: %s", n, buf.String())
+	}
+}
