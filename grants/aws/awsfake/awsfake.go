@@ -12,8 +12,8 @@
 // Action go to IAM. The shapes follow the AWS API references and the request/response snapshots that ship with
 // the SDK modules, not any particular client.
 //
-// The fake keeps state (account assignments with asynchronous creation and deletion, Identity Store users, IAM
-// users, roles, groups, managed and inline policies), records every request (operation and decoded parameters),
+// The fake keeps state (account assignments of users and groups with asynchronous creation and deletion,
+// Identity Store users, groups and group memberships, IAM users, roles, groups, managed and inline policies), records every request (operation and decoded parameters),
 // injects one-shot or repeated faults per operation, and checks that every request carries a well-formed SigV4
 // Authorization header (algorithm, credential scope with the expected service and region, signed headers
 // including host and x-amz-date, a 64-hex signature). It does not verify the signature itself, so it never
@@ -45,6 +45,13 @@
 //   - Creating an assignment that exists succeeds (SetDuplicateCreate can make the request end FAILED);
 //     deleting an absent one answers ResourceNotFoundException (SetDeleteAbsent: success or a FAILED request).
 //   - An unknown account or principal makes a creation request end FAILED with a "not found"-style reason.
+//   - Identity Store groups and memberships exist only through AddGroup and SetGroupMember (the fake serves no
+//     CreateGroup or CreateGroupMembership). IsMemberInGroups validates GroupIds (1 to 100 ids of the
+//     documented pattern) and MemberId.UserId, and answers one GroupMembershipExistenceResult per id asked, in
+//     the order asked; a group or user it does not know is answered MembershipExists false (the real service
+//     may answer ResourceNotFoundException instead: AWS does not document which). Identity Center has no
+//     nested groups, and neither has the fake.
+//   - ListAccountAssignments lists USER and GROUP assignments together, ordered by principal type and id.
 //   - IAM: AddUserToGroup and Attach*Policy of an existing membership or attachment succeed; RemoveUserFromGroup
 //     and Detach*Policy of an absent one answer NoSuchEntity. Changes apply at once (real IAM is eventually
 //     consistent).
@@ -150,7 +157,9 @@ type Server struct {
 	order          []string // request ids in creation order
 
 	// identitystore state
-	users map[string]string // user id -> user name
+	users   map[string]string          // user id -> user name
+	groups  map[string]string          // group id -> display name
+	members map[string]map[string]bool // group id -> member user ids
 
 	// IAM state
 	iamUsers    map[string]bool
@@ -236,6 +245,8 @@ func (s *Server) resetState() {
 	s.requests = map[string]*asyncRequest{}
 	s.order = nil
 	s.users = map[string]string{}
+	s.groups = map[string]string{}
+	s.members = map[string]map[string]bool{}
 	s.iamUsers = map[string]bool{}
 	s.iamRoles = map[string]bool{}
 	s.iamGroups = map[string]map[string]bool{}
@@ -509,6 +520,39 @@ func (s *Server) AddUser(id, userName string) string {
 	defer s.mu.Unlock()
 	s.users[id] = userName
 	return id
+}
+
+// AddGroup registers an Identity Store group and returns its id (a fresh "<10 hex>-<uuid>" when id is "").
+// Assign it a permission set with SetAssignment (PrincipalType "GROUP") or CreateAccountAssignment.
+func (s *Server) AddGroup(id, displayName string) string {
+	if id == "" {
+		id = strings.ReplaceAll(newUUID(), "-", "")[:10] + "-" + newUUID()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups[id] = displayName
+	return id
+}
+
+// SetGroupMember adds (in) or removes the user as a member of the group directly.
+func (s *Server) SetGroupMember(group, user string, in bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.members[group] == nil {
+		s.members[group] = map[string]bool{}
+	}
+	if in {
+		s.members[group][user] = true
+	} else {
+		delete(s.members[group], user)
+	}
+}
+
+// IsGroupMember reports whether the user is a member of the group.
+func (s *Server) IsGroupMember(group, user string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.members[group][user]
 }
 
 // RenameUser changes a user's userName.

@@ -108,6 +108,8 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, target string
 		out, err = s.getUserID(params)
 	case ServiceIdentityStore + ".DescribeUser":
 		out, err = s.describeUser(params)
+	case ServiceIdentityStore + ".IsMemberInGroups":
+		out, err = s.isMemberInGroups(params)
 	default:
 		err = errf(400, "UnknownOperationException", "operation %s is not supported by the fake", op)
 	}
@@ -206,7 +208,8 @@ func (s *Server) createAssignment(p map[string]any, deletion bool) (any, *apiErr
 		q.reason = "Account assignment already exists"
 	case !deletion && !s.accounts[key.AccountID]:
 		q.reason = fmt.Sprintf("Received a 404 status error: account %s was not found in the organization", key.AccountID)
-	case !deletion && key.PrincipalType == "USER" && s.users[key.PrincipalID] == "":
+	case !deletion && key.PrincipalType == "USER" && s.users[key.PrincipalID] == "",
+		!deletion && key.PrincipalType == "GROUP" && s.groups[key.PrincipalID] == "":
 		q.reason = "Received a 404 status error: the specified principal does not exist"
 	}
 	s.requests[q.id] = q
@@ -404,4 +407,32 @@ func (s *Server) describeUser(p map[string]any) (any, *apiError) {
 		return nil, errf(400, "ResourceNotFoundException", "USER not found")
 	}
 	return map[string]any{"IdentityStoreId": s.storeID, "UserId": id, "UserName": name}, nil
+}
+
+// isMemberInGroups implements IsMemberInGroups: GroupIds 1 to 100 group ids, MemberId the union {"UserId": ...};
+// one result per group id asked (see the package documentation for unknown ids). Caller holds mu.
+func (s *Server) isMemberInGroups(p map[string]any) (any, *apiError) {
+	if e := s.checkStore(p); e != nil {
+		return nil, e
+	}
+	mid, _ := p["MemberId"].(map[string]any)
+	if len(mid) != 1 || !principalIDRe.MatchString(str(mid, "UserId")) {
+		return nil, validation("Value at 'memberId' failed to satisfy constraint: exactly one of [UserId] must be set to a valid id")
+	}
+	uid := str(mid, "UserId")
+	ids, ok := p["GroupIds"].([]any)
+	if !ok || len(ids) < 1 || len(ids) > 100 {
+		return nil, validation("Value at 'groupIds' failed to satisfy constraint: Member must have length between 1 and 100")
+	}
+	results := []map[string]any{}
+	for _, v := range ids {
+		g, _ := v.(string)
+		if !principalIDRe.MatchString(g) {
+			return nil, validation("Value at 'groupIds' failed to satisfy constraint: Member must satisfy regular expression pattern")
+		}
+		results = append(results, map[string]any{
+			"GroupId": g, "MemberId": map[string]any{"UserId": uid}, "MembershipExists": s.members[g][uid],
+		})
+	}
+	return map[string]any{"Results": results}, nil
 }

@@ -15,6 +15,12 @@
 //     ResourceNotFoundException, or a FAILED deletion after which the assignment is absent, is success.
 //   - Check: ListAccountAssignments for the account and permission set (all pages), looking for the principal
 //     as a USER. ResourceNotFoundException (the permission set or account is gone) means not present.
+//   - Inspect (grants.OtherAccessInspector, what jitbot verifies a revoke with): the same list answers whether
+//     the user's own assignment is present (as Check) and which groups are assigned the permission set in the
+//     account; identitystore IsMemberInGroups (at most 100 group ids per call) tells which of them the user is a
+//     member of, reported as "group/<GroupId>": access that remains after jitbot's revoke, recorded as
+//     access-remains. The group read is optional: denied (or otherwise permanently failing, or without an
+//     IdentityStoreID), Inspect reports the user's own assignment alone and warns once (see Inspect).
 //
 // # Requests in flight
 //
@@ -63,6 +69,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -71,6 +78,7 @@ import (
 	istypes "github.com/aws/aws-sdk-go-v2/service/identitystore/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssoadmin"
 	"github.com/aws/aws-sdk-go-v2/service/ssoadmin/types"
+	"github.com/rs/zerolog"
 
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/grants/aws/internal/awsutil"
@@ -137,6 +145,9 @@ type Config struct {
 	Scopes []Scope
 	// OwnedPrincipal is how ListOwned reports principals: "user_id" (default) or "user_name".
 	OwnedPrincipal string
+	// Logger receives the warning that Inspect cannot read group memberships (see Inspect); nil uses the
+	// logger of the call's context (zerolog.Ctx).
+	Logger *zerolog.Logger
 }
 
 // Settings is what the policy's provider block of type "aws-identity-center" provides.
@@ -216,7 +227,7 @@ type cached struct {
 	expires time.Time
 }
 
-// Provider implements grants.Provider and grants.Inventory.
+// Provider implements grants.Provider, grants.Inventory and grants.OtherAccessInspector.
 type Provider struct {
 	cfg   Config
 	sso   *ssoadmin.Client
@@ -225,6 +236,8 @@ type Provider struct {
 	mu    sync.Mutex
 	users map[string]cached
 	now   func() time.Time
+
+	groupWarned atomic.Bool // Inspect has warned that it cannot read group memberships
 }
 
 var (
