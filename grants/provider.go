@@ -66,7 +66,7 @@ const preExistingPrefix = "pre-existing:"
 // having created it (standing access: an administrator's assignment, a membership made by other means): the
 // access is not jitbot's to remove, so Revoke of an assignment carrying this Ref leaves it in place, the
 // manager records it (audit detail pre_existing) and the requester is told. detail is adapter-specific (at
-// most a short identifier, never a secret). Adapters decide "pre-existing" only when Assignment.Ref is empty
+// most a short identifier, never a secret). Adapters decide "pre-existing" only when !OwnRef(Assignment.Ref)
 // and nothing of jitbot's is in flight for the binding; with any other Ref (their own, RefCallPending, one they
 // do not recognise) they treat found access as jitbot's.
 func PreExistingRef(detail string) string { return preExistingPrefix + detail }
@@ -92,6 +92,11 @@ func Untouched(ref string) string {
 	}
 	return ref
 }
+
+// OwnRef reports whether ref says jitbot may have applied access for the lease: anything but "", RefUntouched
+// and a pre-existing reference (RefCallPending and adapter references included). Only without one may access
+// an adapter finds be standing access (see PreExistingRef); with one, it is jitbot's.
+func OwnRef(ref string) bool { return ref != "" && ref != RefUntouched && !IsPreExisting(ref) }
 
 // IsPreExisting reports whether ref says the access pre-existed the grant (see PreExistingRef).
 func IsPreExisting(ref string) bool { return strings.HasPrefix(ref, preExistingPrefix) }

@@ -218,7 +218,7 @@ func (p *Provider) Revoke(ctx context.Context, a grants.Assignment) error {
 	return p.revokeRBAC(ctx, a, t, principal)
 }
 
-// Check reports whether the assignment is present. With a reference of jitbot's own (ownRef: the lease's
+// Check reports whether the assignment is present. With a reference of jitbot's own (grants.OwnRef: the lease's
 // access is jitbot's) it answers for jitbot's access only - the role assignment of jitbot's name, or a PIM
 // instance whose schedule jitbot's request made - so that verifying a revoke is not confused by an equal
 // assignment someone else made since. Without one it answers for the access from any source (rbac: jitbot's
@@ -239,7 +239,7 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 			}
 			return false, err
 		}
-		if inst == nil || !ownRef(a.Ref) {
+		if inst == nil || !grants.OwnRef(a.Ref) {
 			return inst != nil, nil
 		}
 		owned, _, err := p.ownsInstance(ctx, t, inst)
@@ -472,7 +472,7 @@ func (p *Provider) checkRBAC(ctx context.Context, a grants.Assignment, t target,
 	if ae.StatusCode != http.StatusNotFound {
 		return false, classify(ae)
 	}
-	if ownRef(a.Ref) {
+	if grants.OwnRef(a.Ref) {
 		return false, nil
 	}
 	existing, err := p.findAssignment(ctx, t, principal)
@@ -487,10 +487,4 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
-}
-
-// ownRef reports whether a lease's reference says its access is jitbot's (anything but none, a pre-existing
-// reference or grants.RefUntouched).
-func ownRef(ref string) bool {
-	return ref != "" && ref != grants.RefUntouched && !grants.IsPreExisting(ref)
 }

@@ -254,7 +254,7 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	}
 	// Standing access decides only when jitbot holds nothing of its own for the binding (no reference of its
 	// own, no jitbot binding): with a reference of its own jitbot keeps ownership and (re)writes its binding.
-	mayBePreExisting := a.Ref == "" || grants.IsPreExisting(a.Ref)
+	mayBePreExisting := !grants.OwnRef(a.Ref)
 	preExisting := ""
 	err = p.modify(ctx, "grant", as, func(pol *crm.Policy) bool {
 		preExisting = ""
@@ -397,7 +397,7 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 	if err != nil {
 		return false, err
 	}
-	if ownRef(a.Ref) {
+	if grants.OwnRef(a.Ref) {
 		return pr.Ours, nil // the lease's access is jitbot's: someone else's binding is not it
 	}
 	return pr.Ours || len(pr.Other) > 0, nil
@@ -810,10 +810,4 @@ func hasMember(members []string, principal string) bool {
 
 func removeMember(members []string, principal string) []string {
 	return slices.DeleteFunc(slices.Clone(members), func(m string) bool { return memberMatches(m, principal) })
-}
-
-// ownRef reports whether a lease's reference says its access is jitbot's (anything but none, a pre-existing
-// reference or grants.RefUntouched).
-func ownRef(ref string) bool {
-	return ref != "" && ref != grants.RefUntouched && !grants.IsPreExisting(ref)
 }

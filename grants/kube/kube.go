@@ -552,7 +552,7 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	if err := p.roleExists(ctx, s.t); err != nil {
 		return "", err
 	}
-	if a.Ref == "" || grants.IsPreExisting(a.Ref) {
+	if !grants.OwnRef(a.Ref) {
 		// Standing access decides only when jitbot holds nothing of its own for the binding.
 		own, standing, err := p.scan(ctx, s)
 		if err != nil {
@@ -799,7 +799,7 @@ func (p *Provider) Check(ctx context.Context, a grants.Assignment) (bool, error)
 	if err != nil {
 		return false, classify(ctx, "check: list "+s.resource(), err, opCheck)
 	}
-	if ownRef(a.Ref) {
+	if grants.OwnRef(a.Ref) {
 		return own, nil // the lease's access is jitbot's: a binding someone added since is not it
 	}
 	return own || len(standing) > 0, nil
@@ -826,12 +826,6 @@ func (p *Provider) Inspect(ctx context.Context, a grants.Assignment) (grants.Pre
 	}
 	ours := own || found && b.DeletionTimestamp == nil && owned(b, s.grantLbl) && grantsAccess(b, s)
 	return grants.Presence{Ours: ours, Other: standing}, nil
-}
-
-// ownRef reports whether a lease's reference says its access is jitbot's (anything but none, a pre-existing
-// reference or grants.RefUntouched).
-func ownRef(ref string) bool {
-	return ref != "" && ref != grants.RefUntouched && !grants.IsPreExisting(ref)
 }
 
 // ListOwned lists the bindings labelled app.kubernetes.io/managed-by=jitbot: RoleBindings in every namespace

@@ -95,6 +95,14 @@ func (s *suite) standingAccessSurvives(t *testing.T, p grants.Provider) {
 	if !s.h.StandingPresent(t, a) {
 		t.Fatal("a revoke told that jitbot never applied anything (grants.RefUntouched) removed the standing access")
 	}
+	// The retry of a lease whose first attempt changed nothing looks again as for "": what it finds is still
+	// standing access, so its revoke leaves it.
+	d := nextLease(a, 3, grants.RefUntouched, a.ExpiresAt)
+	d.Ref = s.mustGrant(t, p, d)
+	s.mustRevoke(t, p, d)
+	if !s.h.StandingPresent(t, a) {
+		t.Fatalf("a grant retried after an attempt that changed nothing (grants.RefUntouched) took over the standing access (ref %q), and its revoke removed it", d.Ref)
+	}
 
 	inv, ok := s.h.New(t).(grants.Inventory)
 	if !ok {

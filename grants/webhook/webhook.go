@@ -291,19 +291,13 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 		}
 		return "", err
 	}
-	if ans.PreExisting && mayBeStanding(a.Ref) {
+	if ans.PreExisting && !grants.OwnRef(a.Ref) {
 		return grants.PreExistingRef("webhook"), nil
 	}
 	if ans.Ref != "" && len(ans.Ref) <= 256 && printable(ans.Ref) && !grants.IsPreExisting(ans.Ref) {
 		return ans.Ref, nil
 	}
 	return id, nil
-}
-
-// mayBeStanding reports whether access a receiver found present can be taken as standing access given the
-// reference jitbot holds: only when jitbot has not (as far as it knows) made a call that could have created it.
-func mayBeStanding(ref string) bool {
-	return ref == "" || ref == grants.RefUntouched || grants.IsPreExisting(ref)
 }
 
 // Revoke delivers a "revoke". An assignment whose reference says the access was there before jitbot's grant

@@ -451,7 +451,7 @@ func (p *Provider) Grant(ctx context.Context, a grants.Assignment) (string, erro
 	if err != nil {
 		return grants.Untouched(a.Ref), err
 	}
-	if pl.mode != ModeInline && (a.Ref == "" || a.Ref == grants.RefUntouched || grants.IsPreExisting(a.Ref)) {
+	if pl.mode != ModeInline && !grants.OwnRef(a.Ref) {
 		// A membership or attachment carries no marker: look before adding, so that one an administrator made
 		// is recorded as standing access (never removed by jitbot) rather than taken over.
 		present, what, err := p.present(ctx, pl)
