@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,34 +30,11 @@ type rtCounter struct {
 	commands map[string]int
 }
 
-// isRelease reports whether cmd runs the lock release script: EVALSHA with one key, a lock, and one argument
-// (a renew has two: the value and the ttl).
-func isRelease(cmd goredis.Cmder) bool {
-	a := cmd.Args()
-	return cmd.Name() == "evalsha" && len(a) == 5 && fmt.Sprint(a[2]) == "1" && strings.Contains(fmt.Sprint(a[3]), ":lock:")
-}
-
-func (c *rtCounter) DialHook(next goredis.DialHook) goredis.DialHook { return next }
-
-func (c *rtCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error {
-		c.count(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (c *rtCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []goredis.Cmder) error {
-		c.count(cmds...)
-		return next(ctx, cmds)
-	}
-}
-
-func (c *rtCounter) count(cmds ...goredis.Cmder) {
+func (c *rtCounter) count(cmds []goredis.Cmder) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch name := cmds[0].Name(); {
-	case len(cmds) == 1 && isRelease(cmds[0]):
+	case len(cmds) == 1 && redistest.IsLockRelease(cmds[0]):
 		c.releases++
 	case name == "hello" || name == "client":
 		// A new connection's handshake: the pool's, not the revocation's.
@@ -193,7 +169,7 @@ func TestRedisRoundTripsPerRevocation(t *testing.T) {
 	const n = 50
 	client := redistest.Client(t)
 	rt := &rtCounter{commands: map[string]int{}}
-	client.AddHook(rt)
+	client.AddHook(redistest.Sent(rt.count))
 	st := jitredis.New(client, jitredis.Options{Prefix: redistest.Prefix(t)})
 	// Load the scripts first, so that no NOSCRIPT retry is counted.
 	if _, err := st.ClaimDueGrants(context.Background(), time.Now(), 1, 0); err != nil {

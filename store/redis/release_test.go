@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,21 +21,12 @@ type holdReleases struct {
 	held    chan struct{} // receives once per release held
 }
 
-func (h *holdReleases) DialHook(next goredis.DialHook) goredis.DialHook { return next }
-
-func (h *holdReleases) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error {
-		a := cmd.Args()
-		if cmd.Name() == "evalsha" && len(a) == 5 && fmt.Sprint(a[2]) == "1" && strings.Contains(fmt.Sprint(a[3]), ":lock:") {
-			h.held <- struct{}{}
-			<-h.release
-		}
-		return next(ctx, cmd)
+// hold holds back a lock release sent alone until the test releases it.
+func (h *holdReleases) hold(cmds []goredis.Cmder) {
+	if len(cmds) == 1 && redistest.IsLockRelease(cmds[0]) {
+		h.held <- struct{}{}
+		<-h.release
 	}
-}
-
-func (h *holdReleases) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return next
 }
 
 // ReleaseLock returns without waiting for Redis; every later operation of this process on the same lock runs
@@ -46,7 +36,7 @@ func TestReleaseLockDoesNotWaitAndStaysOrdered(t *testing.T) {
 	prefix := redistest.Prefix(t)
 	client := redistest.Client(t)
 	h := &holdReleases{release: make(chan struct{}), held: make(chan struct{}, 4)}
-	client.AddHook(h)
+	client.AddHook(redistest.Sent(h.hold))
 	s := jitredis.New(client, jitredis.Options{Prefix: prefix})
 	l, err := s.AcquireLock(ctx, "binding:b1", "op-1", time.Minute)
 	if err != nil {

@@ -373,21 +373,9 @@ type keyRecorder struct {
 	keys map[string]string // key -> command
 }
 
-func (r *keyRecorder) DialHook(next goredis.DialHook) goredis.DialHook { return next }
-
-func (r *keyRecorder) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error {
-		r.record(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (r *keyRecorder) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []goredis.Cmder) error {
-		for _, c := range cmds {
-			r.record(c)
-		}
-		return next(ctx, cmds)
+func (r *keyRecorder) recordAll(cmds []goredis.Cmder) {
+	for _, c := range cmds {
+		r.record(c)
 	}
 }
 
@@ -427,7 +415,7 @@ func TestEveryKeySharesTheHashTag(t *testing.T) {
 	prefix := redistest.Prefix(t)
 	rec := &keyRecorder{keys: map[string]string{}}
 	c := redistest.Client(t)
-	c.AddHook(rec)
+	c.AddHook(redistest.Sent(rec.recordAll))
 	s := jitredis.New(c, jitredis.Options{Prefix: prefix})
 	ctx := t.Context()
 

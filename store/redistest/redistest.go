@@ -279,3 +279,33 @@ func ClientFor(t testing.TB, url string) goredis.UniversalClient {
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+// Sent returns a go-redis hook that calls fn with every command before it is sent: a command sent alone as
+// one, a pipeline's (or transaction's) commands together, so that len(cmds) tells one round trip's size.
+// Tests use it to count round trips and to look at the commands and keys a store sends.
+func Sent(fn func(cmds []goredis.Cmder)) goredis.Hook { return sentHook(fn) }
+
+type sentHook func(cmds []goredis.Cmder)
+
+func (h sentHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (h sentHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		h([]goredis.Cmder{cmd})
+		return next(ctx, cmd)
+	}
+}
+
+func (h sentHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		h(cmds)
+		return next(ctx, cmds)
+	}
+}
+
+// IsLockRelease reports whether cmd is the store's lock-release script (EVALSHA with one key, a lock key, and
+// the holder's value; a renew has the ttl too): the release ReleaseLock sends without waiting for the answer.
+func IsLockRelease(cmd goredis.Cmder) bool {
+	a := cmd.Args()
+	return cmd.Name() == "evalsha" && len(a) == 5 && fmt.Sprint(a[2]) == "1" && strings.Contains(fmt.Sprint(a[3]), ":lock:")
+}
