@@ -200,20 +200,17 @@ type SettingsCheck struct {
 	bad   map[string]bool // keys whose value had the wrong shape (already reported)
 }
 
-// Written reports whether key was written with a value of the right shape (not null).
-func (c *SettingsCheck) Written(key string) bool {
-	kv, ok := c.pairs[key]
-	return ok && !isNull(kv.v) && !c.bad[key]
-}
-
 // Problem reports a problem with the setting key, at its value (at the settings block when key is not
-// written).
+// written, or is "": a problem with the block as a whole).
 func (c *SettingsCheck) Problem(key, format string, args ...any) {
-	n := c.block.k
-	if kv, ok := c.pairs[key]; ok && !isNull(kv.v) {
-		n = kv.v
+	n, field := c.block.k, c.field
+	if key != "" {
+		field = join(c.field, key)
+		if kv, ok := c.pairs[key]; ok && !isNull(kv.v) {
+			n = kv.v
+		}
 	}
-	c.d.problem(n, join(c.field, key), format, args...)
+	c.d.problem(n, field, format, args...)
 }
 
 // Required reports that key is required (why says what it is for) unless it was written, or written with

@@ -1,8 +1,9 @@
 package azure
 
 import (
-	"fmt"
 	"strings"
+
+	"github.com/jitbot/jitbot/grants/providerkit"
 )
 
 // ProviderType is the policy's provider type for this adapter.
@@ -28,20 +29,20 @@ type Settings struct {
 // Validate checks the settings.
 func (s Settings) Validate() error {
 	if !IsGUID(s.SubscriptionID) {
-		return fmt.Errorf("azure-rbac: subscription_id %q is not a GUID", s.SubscriptionID)
+		return providerkit.SettingErrorf("subscription_id", "%q is not a GUID", s.SubscriptionID)
 	}
 	switch strings.ToLower(s.Mode) {
 	case "", ModeRBAC, ModePIM:
 	default:
-		return fmt.Errorf("azure-rbac: mode %q is not rbac or pim", s.Mode)
+		return providerkit.SettingErrorf("mode", "%q is not rbac or pim", s.Mode)
 	}
 	for _, sc := range s.Scopes {
 		t, err := parseTarget(map[string]string{KeyScope: sc, KeyRoleDefinitionID: "00000000-0000-0000-0000-000000000000"})
 		if err != nil {
-			return fmt.Errorf("azure-rbac: scopes: %w", err)
+			return &providerkit.FieldError{Key: "scopes", Err: err}
 		}
 		if t.SubscriptionID != "" && t.SubscriptionID != strings.ToLower(s.SubscriptionID) {
-			return fmt.Errorf("azure-rbac: scope %q is outside subscription %s", sc, s.SubscriptionID)
+			return providerkit.SettingErrorf("scopes", "scope %q is outside subscription %s", sc, s.SubscriptionID)
 		}
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/jitbot/jitbot/grants/providerkit"
 )
 
 // Target keys.
@@ -196,15 +198,15 @@ func (s Settings) Validate() error {
 	var errs []error
 	if s.Endpoint != "" {
 		if err := validateEndpoint(s.Endpoint); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &providerkit.FieldError{Key: "endpoint", Err: err})
 		}
 	}
 	seen := map[string]bool{}
 	for _, sc := range s.Scopes {
 		if _, err := parseScope(sc); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &providerkit.FieldError{Key: "scopes", Err: err})
 		} else if seen[sc] {
-			errs = append(errs, fmt.Errorf("scope %q is listed twice", sc))
+			errs = append(errs, providerkit.SettingErrorf("scopes", "scope %q is listed twice", sc))
 		}
 		seen[sc] = true
 	}

@@ -57,6 +57,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/grants/providerkit"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -193,18 +194,18 @@ type Settings struct {
 func (s Settings) Validate() error {
 	var errs []error
 	if s.Kubeconfig != "" && strings.TrimSpace(s.Kubeconfig) != s.Kubeconfig {
-		errs = append(errs, errors.New("kubeconfig: leading or trailing space"))
+		errs = append(errs, providerkit.SettingErrorf("kubeconfig", "leading or trailing space"))
 	}
 	if s.Context != "" && (strings.TrimSpace(s.Context) != s.Context || hasControl(s.Context)) {
-		errs = append(errs, errors.New("context: leading or trailing space or control characters"))
+		errs = append(errs, providerkit.SettingErrorf("context", "leading or trailing space or control characters"))
 	}
 	seen := map[string]bool{}
 	for i, ns := range s.Namespaces {
 		if e := validation.IsDNS1123Label(ns); len(e) > 0 {
-			errs = append(errs, fmt.Errorf("namespaces[%d]: %q is not a valid namespace: %s", i, ns, strings.Join(e, "; ")))
+			errs = append(errs, providerkit.SettingErrorf("namespaces", "[%d] %q is not a valid namespace: %s", i, ns, strings.Join(e, "; ")))
 		}
 		if seen[ns] {
-			errs = append(errs, fmt.Errorf("namespaces[%d]: %q listed twice", i, ns))
+			errs = append(errs, providerkit.SettingErrorf("namespaces", "[%d] %q listed twice", i, ns))
 		}
 		seen[ns] = true
 	}

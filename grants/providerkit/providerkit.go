@@ -7,6 +7,7 @@ package providerkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jitbot/jitbot/grants"
@@ -22,7 +23,6 @@ type Descriptor struct {
 	// that reject it silently otherwise.
 	Probe bool
 
-	validate       func(settings any) error
 	validateTarget func(settings any, target map[string]string) error
 	build          func(ctx context.Context, settings any, deps Deps) (grants.Provider, error)
 }
@@ -57,15 +57,14 @@ type Def[S any] struct {
 	// Type is the provider type: the value of `type:` and the name of the settings block.
 	Type string
 	// PolicyType, when set, is a provider type the policy package has built in (policy.WebhookType), whose
-	// settings are S; Defaults and Check are then the built-in type's.
+	// settings are S; Check and Validate are then the built-in type's.
 	PolicyType *policy.ProviderType
-	// Defaults gives the settings before the block is read (zero when nil).
-	Defaults func() S
-	// Check validates the settings as they are read, reporting problems at the keys they are about (with the
-	// file, line and field): shapes, ranges, required keys, the environment variables the provider reads.
+	// Check, when set, validates the settings as they are read with the policy's own helpers: required keys,
+	// the environment variables the provider reads (policy.SettingsCheck.Required, SecretEnv).
 	Check func(s *S, c *policy.SettingsCheck)
-	// Validate, when set, is the adapter's own judgement of the settings for `jitbot policy check` and start-up,
-	// reported at the provider's line with its settings block as field.
+	// Validate, when set, is the adapter's own judgement of the settings, run while the policy is read (after
+	// Check), so that its problems come with the others: each *FieldError (SettingErrorf) is reported at its
+	// key's line and field, any other error at the settings block. Several problems are errors.Join-ed.
 	Validate func(s S) error
 	// ValidateTarget, when set, checks a role's target against the settings, reported at the role's target.
 	ValidateTarget func(s S, target map[string]string) error
@@ -90,7 +89,16 @@ func Define[S any](d Def[S]) Descriptor {
 			panic(fmt.Sprintf("providerkit: the policy's settings of provider type %s are a %T, not a %T", d.Type, pt.NewSettings(), new(S)))
 		}
 	} else {
-		pt = policy.NewProviderType(d.Type, d.Defaults, d.Check)
+		check := d.Check
+		if d.Validate != nil {
+			check = func(s *S, c *policy.SettingsCheck) {
+				if d.Check != nil {
+					d.Check(s, c)
+				}
+				report(c, d.Validate(*s))
+			}
+		}
+		pt = policy.NewProviderType[S](d.Type, nil, check)
 	}
 	desc := Descriptor{Policy: pt, Probe: d.Probe}
 	desc.build = func(ctx context.Context, s any, deps Deps) (grants.Provider, error) {
@@ -99,15 +107,6 @@ func Define[S any](d Def[S]) Descriptor {
 			return nil, err
 		}
 		return d.New(ctx, *typed, deps)
-	}
-	if d.Validate != nil {
-		desc.validate = func(s any) error {
-			typed, err := settingsOf[S](d.Type, s)
-			if err != nil {
-				return err
-			}
-			return d.Validate(*typed)
-		}
 	}
 	if d.ValidateTarget != nil {
 		desc.validateTarget = func(s any, t map[string]string) error {
@@ -132,14 +131,6 @@ func settingsOf[S any](typ string, s any) (*S, error) {
 // Type is the provider type's name.
 func (d Descriptor) Type() string { return d.Policy.Name() }
 
-// Validate asks the adapter about the decoded settings of a provider (policy.Provider.Settings).
-func (d Descriptor) Validate(settings any) error {
-	if d.validate == nil {
-		return nil
-	}
-	return d.validate(settings)
-}
-
 // ValidateTarget asks the adapter about a role's target, given the decoded settings of its provider.
 func (d Descriptor) ValidateTarget(settings any, target map[string]string) error {
 	if d.validateTarget == nil {
@@ -154,4 +145,38 @@ func (d Descriptor) New(ctx context.Context, settings any, deps Deps) (grants.Pr
 		return nil, fmt.Errorf("provider type %s has no constructor", d.Type())
 	}
 	return d.build(ctx, settings, deps)
+}
+
+// FieldError is an adapter's problem with one setting: Key is the key of the settings block it is about, so
+// that the policy reports it there (file, line and field).
+type FieldError struct {
+	Key string
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// SettingErrorf returns a *FieldError about the setting key.
+func SettingErrorf(key, format string, args ...any) error {
+	return &FieldError{Key: key, Err: fmt.Errorf(format, args...)}
+}
+
+// report reports each problem of an adapter's Validate: joined errors one by one, a *FieldError at its key,
+// any other error at the settings block.
+func report(c *policy.SettingsCheck, err error) {
+	if err == nil {
+		return
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			report(c, e)
+		}
+		return
+	}
+	if fe, ok := errors.AsType[*FieldError](err); ok {
+		c.Problem(fe.Key, "%s", fe.Err)
+		return
+	}
+	c.Problem("", "%s", err)
 }

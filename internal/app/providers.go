@@ -15,8 +15,9 @@ import (
 // policy package). The policy package only reads the settings; the adapter that will use them judges their
 // meaning and the roles' targets here, so `policy check` and `serve` agree.
 
-// CheckPolicy asks each provider's adapter (its descriptor in grants/providers) about its settings and about
-// the targets of the roles that use it, and reports problems with the policy file's name, line and field.
+// CheckPolicy asks each provider's adapter (its descriptor in grants/providers) about the targets of the roles
+// that use it, and reports problems with the policy file's name, line and field. (The adapters judge their
+// settings while the policy is read: policy.Parse reports those.)
 func CheckPolicy(p *policy.Policy) []policy.Problem {
 	var out []policy.Problem
 	names := make([]string, 0, len(p.Providers))
@@ -26,16 +27,9 @@ func CheckPolicy(p *policy.Policy) []policy.Problem {
 	sort.Strings(names)
 	for _, name := range names {
 		pr := p.Providers[name]
-		ad, ok := providers.Lookup(pr.Type)
-		if !ok {
+		if _, ok := providers.Lookup(pr.Type); !ok {
 			out = append(out, policy.Problem{File: p.File, Line: pr.Line, Field: "providers." + name + ".type",
 				Message: fmt.Sprintf("provider type %q has no adapter in this build of jitbot", pr.Type)})
-			continue
-		}
-		if pr.Settings != nil {
-			if err := ad.Validate(pr.Settings); err != nil {
-				out = append(out, policy.Problem{File: p.File, Line: pr.Line, Field: "providers." + name + "." + pr.Type, Message: err.Error()})
-			}
 		}
 	}
 	for _, rn := range p.RoleNames() {

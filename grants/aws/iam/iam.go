@@ -51,6 +51,7 @@ import (
 
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/grants/aws/internal/awsutil"
+	"github.com/jitbot/jitbot/grants/providerkit"
 )
 
 // Target keys.
@@ -120,24 +121,24 @@ type Settings struct {
 func (s Settings) Validate() error {
 	var errs []error
 	if s.Region != "" && !regionRe.MatchString(s.Region) {
-		errs = append(errs, fmt.Errorf("region: %q is not an AWS region such as us-east-1", s.Region))
+		errs = append(errs, providerkit.SettingErrorf("region", "%q is not an AWS region such as us-east-1", s.Region))
 	}
 	if s.Endpoint != "" {
 		if err := validateEndpoint(s.Endpoint); err != nil {
-			errs = append(errs, fmt.Errorf("endpoint: %w", err))
+			errs = append(errs, &providerkit.FieldError{Key: "endpoint", Err: err})
 		}
 	}
 	for _, name := range slices.Sorted(mapsKeys(s.Policies)) {
 		if !policyNmRe.MatchString(name) {
-			errs = append(errs, fmt.Errorf("policies: name %q: use letters, digits, '.', '_' and '-' (at most 64)", name))
+			errs = append(errs, providerkit.SettingErrorf("policies", "name %q: use letters, digits, '.', '_' and '-' (at most 64)", name))
 		}
 		if _, err := Document(s.Policies[name], time.Unix(0, 0)); err != nil {
-			errs = append(errs, fmt.Errorf("policies.%s: %w", name, err))
+			errs = append(errs, providerkit.SettingErrorf("policies", "%s: %w", name, err))
 		}
 	}
 	for _, u := range s.ScanUsers {
 		if !nameRe.MatchString(u) {
-			errs = append(errs, fmt.Errorf("scan_users: %q is not an IAM user name", u))
+			errs = append(errs, providerkit.SettingErrorf("scan_users", "%q is not an IAM user name", u))
 		}
 	}
 	return errors.Join(errs...)

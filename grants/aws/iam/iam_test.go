@@ -604,7 +604,7 @@ func TestSettingsValidate(t *testing.T) {
 	}
 	bad := jiam.Settings{Region: "mars", Endpoint: "ftp://x", Policies: map[string]string{"ok": "{", "bad name": s3Reader}, ScanUsers: []string{"a b"}}
 	err := bad.Validate()
-	for _, want := range []string{"region", "endpoint", "policies.ok", `"bad name"`, "scan_users"} {
+	for _, want := range []string{"region", "endpoint", "policies: ok", `"bad name"`, "scan_users"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want a problem with %s", err, want)
 		}

@@ -82,6 +82,7 @@ import (
 
 	"github.com/jitbot/jitbot/grants"
 	"github.com/jitbot/jitbot/grants/aws/internal/awsutil"
+	"github.com/jitbot/jitbot/grants/providerkit"
 )
 
 // Target keys.
@@ -162,17 +163,17 @@ type Settings struct {
 func (s Settings) Validate() error {
 	var errs []error
 	if !instanceARNRe.MatchString(s.InstanceARN) {
-		errs = append(errs, fmt.Errorf("instance_arn: %q is not an Identity Center instance ARN (arn:aws:sso:::instance/ssoins-<16 characters>)", s.InstanceARN))
+		errs = append(errs, providerkit.SettingErrorf("instance_arn", "%q is not an Identity Center instance ARN (arn:aws:sso:::instance/ssoins-<16 characters>)", s.InstanceARN))
 	}
 	if !storeIDRe.MatchString(s.IdentityStoreID) {
-		errs = append(errs, fmt.Errorf("identity_store_id: %q is not an identity store id (d-<10 hex digits>)", s.IdentityStoreID))
+		errs = append(errs, providerkit.SettingErrorf("identity_store_id", "%q is not an identity store id (d-<10 hex digits>)", s.IdentityStoreID))
 	}
 	if !regionRe.MatchString(s.Region) {
-		errs = append(errs, fmt.Errorf("region: %q is not an AWS region such as us-east-1", s.Region))
+		errs = append(errs, providerkit.SettingErrorf("region", "%q is not an AWS region such as us-east-1", s.Region))
 	}
 	if s.Endpoint != "" {
 		if err := validateEndpoint(s.Endpoint); err != nil {
-			errs = append(errs, fmt.Errorf("endpoint: %w", err))
+			errs = append(errs, &providerkit.FieldError{Key: "endpoint", Err: err})
 		}
 	}
 	return errors.Join(errs...)
