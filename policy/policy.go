@@ -130,15 +130,12 @@ var ErrNeedsEmail = errors.New("principal is the Slack profile email")
 // Load reads and parses the policy file at path. A file that cannot be read is reported as a plain error
 // (test it with errors.Is(err, fs.ErrNotExist) and friends); an invalid file as a *Problems. It knows the
 // built-in provider types and the registered ones (see Register).
-func Load(path string) (*Policy, error) { return LoadWith(path) }
-
-// LoadWith is Load knowing the provider types types as well.
-func LoadWith(path string, types ...ProviderType) (*Policy, error) {
+func Load(path string) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	return ParseWith(path, data, types...)
+	return Parse(path, data)
 }
 
 // Parse parses and validates a policy. file names the source in problems. The error, if any, is a *Problems

@@ -271,7 +271,7 @@ func TestValidation(t *testing.T) {
 		{"pending_timeout too long", edit(t, "      secret_env: HOOK_SECRET\n", "      secret_env: HOOK_SECRET\n      pending_timeout: 20m\n"),
 			[]want{{11, "providers.hook.webhook.pending_timeout", "20m is longer than the limit of 15m"}}},
 		{"pending_timeout list", edit(t, "      secret_env: HOOK_SECRET\n", "      secret_env: HOOK_SECRET\n      pending_timeout: [5m]\n"),
-			[]want{{11, "providers.hook.webhook.pending_timeout", ""}}},
+			[]want{{11, "providers.hook.webhook.pending_timeout", "expected a single value"}}},
 		{"pending_timeout", edit(t, "      secret_env: HOOK_SECRET\n", "      secret_env: HOOK_SECRET\n      pending_timeout: 5m\n"), nil},
 		{"principal_from email", edit(t, "principal_from: slack_user_id", "principal_from: email"),
 			[]want{{7, "providers.hook.principal_from", "email mapping is spelled slack_email"}}},

@@ -110,12 +110,10 @@ func checkWebhook(w *WebhookSettings, c *SettingsCheck) {
 	case w.PendingTimeout < 0:
 		c.Problem("pending_timeout", "%s is negative; leave it out or use 0 to wait only within one attempt",
 			FormatDuration(w.PendingTimeout))
-		w.PendingTimeout = 0
 	case w.PendingTimeout > MaxWebhookPendingTimeout:
 		c.Problem("pending_timeout", "%s is longer than the limit of %s (the binding stays locked while jitbot "+
 			"waits; a receiver that needs longer answers pending again and jitbot resumes in a later attempt)",
 			FormatDuration(w.PendingTimeout), FormatDuration(MaxWebhookPendingTimeout))
-		w.PendingTimeout = 0
 	}
 }
 

@@ -71,6 +71,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jitbot/jitbot/grants"
+	"github.com/jitbot/jitbot/policy"
 )
 
 // Operation types, the "type" field of the Payload.
@@ -115,9 +116,9 @@ type Config struct {
 // DefaultPollInterval is the wait between resends of an operation the receiver answered pending.
 const DefaultPollInterval = time.Second
 
-// MaxPendingTimeout bounds Config.PendingTimeout: a receiver that needs longer must answer pending and let
-// jitbot resume in a later attempt.
-const MaxPendingTimeout = 15 * time.Minute
+// MaxPendingTimeout bounds Config.PendingTimeout (the policy's pending_timeout): a receiver that needs longer
+// must answer pending and let jitbot resume in a later attempt.
+const MaxPendingTimeout = policy.MaxWebhookPendingTimeout
 
 // Payload is the JSON body of every delivery. Field names are the integration contract.
 type Payload struct {
