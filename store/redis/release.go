@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -17,7 +18,7 @@ import (
 // for, exactly as before. Another process may see the lock held a round trip longer, as if the release had
 // been slower; the release script deletes only the value it was given, so however late it lands it never
 // frees a lock someone took meanwhile. A release that fails (or is lost with the process) leaves the lock to
-// expire, as a failed release always did. Close waits for the releases in flight.
+// expire, as a failed release always did. Close waits for the releases in flight and refuses later ones.
 
 // releaseTimeout bounds one release sent in the background.
 const releaseTimeout = 5 * time.Second
@@ -25,7 +26,57 @@ const releaseTimeout = 5 * time.Second
 type releases struct {
 	mu       sync.Mutex
 	inFlight map[string]chan struct{} // lock name -> closed once its release is answered
+	closed   bool                     // Close has begun: no release starts any more
 	wg       sync.WaitGroup
+}
+
+// errClosed refuses a release asked for once Close has begun.
+var errClosed = errors.New("the store is closed")
+
+// start waits until no release of the named lock is in flight and records a new one, in one step under the
+// lock (two releases of one name never both see nothing in flight), or refuses once Close has begun. The
+// returned channel is closed by finish.
+func (r *releases) start(ctx context.Context, name string) (chan struct{}, error) {
+	r.mu.Lock()
+	for ch := r.inFlight[name]; ch != nil; ch = r.inFlight[name] {
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		r.mu.Lock()
+	}
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errClosed
+	}
+	done := make(chan struct{})
+	if r.inFlight == nil {
+		r.inFlight = map[string]chan struct{}{}
+	}
+	r.inFlight[name] = done
+	r.wg.Add(1)
+	return done, nil
+}
+
+// finish marks the release of name answered.
+func (r *releases) finish(name string, done chan struct{}) {
+	r.mu.Lock()
+	if r.inFlight[name] == done {
+		delete(r.inFlight, name)
+	}
+	r.mu.Unlock()
+	close(done)
+	r.wg.Done()
+}
+
+// close refuses every later release and waits for those in flight.
+func (r *releases) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.wg.Wait()
 }
 
 // await waits until no release of the named lock is in flight.
@@ -53,29 +104,15 @@ func (s *Store) ReleaseLock(ctx context.Context, l store.Lock) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redis: release lock %q: %w", l.Name, err)
 	}
-	if err := s.rel.await(ctx, l.Name); err != nil {
+	done, err := s.rel.start(ctx, l.Name)
+	if err != nil {
 		return fmt.Errorf("redis: release lock %q: %w", l.Name, err)
 	}
-	done := make(chan struct{})
-	r := &s.rel
-	r.mu.Lock()
-	if r.inFlight == nil {
-		r.inFlight = map[string]chan struct{}{}
-	}
-	r.inFlight[l.Name] = done
-	r.wg.Add(1)
-	r.mu.Unlock()
 	go func() {
-		defer r.wg.Done()
+		defer s.rel.finish(l.Name, done)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
 		_ = scriptLockRelease.Run(rctx, s.c, []string{s.keys.lock(l.Name)}, lockValue(l)).Err()
-		cancel()
-		r.mu.Lock()
-		if r.inFlight[l.Name] == done {
-			delete(r.inFlight, l.Name)
-		}
-		r.mu.Unlock()
-		close(done)
 	}()
 	return nil
 }

@@ -108,3 +108,20 @@ func TestReleaseLockDoesNotWaitAndStaysOrdered(t *testing.T) {
 		t.Fatalf("lock still stored after Close (%d, %v)", n, err)
 	}
 }
+
+// A release asked for once Close has begun is refused with an error: it cannot be sent any more, and starting
+// it would race Close's wait for the releases in flight.
+func TestReleaseLockAfterCloseIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s := jitredis.New(redistest.Client(t), jitredis.Options{Prefix: redistest.Prefix(t)})
+	l, err := s.AcquireLock(ctx, "binding:b1", "op-1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseLock(ctx, l); err == nil {
+		t.Fatal("ReleaseLock after Close returned nil: the release was dropped without a word")
+	}
+}

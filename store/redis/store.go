@@ -135,7 +135,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements store.Store; it closes the client.
 func (s *Store) Close() error {
-	s.rel.wg.Wait() // releases in flight are answered first (release.go)
+	s.rel.close() // releases in flight are answered first, later ones refused (release.go)
 	if err := s.c.Close(); err != nil {
 		return fmt.Errorf("redis: close: %w", err)
 	}
