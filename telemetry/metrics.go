@@ -128,9 +128,11 @@ func (m *Metrics) Publish(_ context.Context, events ...store.AuditEvent) {
 			m.requests.WithLabelValues("granted").Inc()
 		case store.EventRevokeFailed:
 			m.alerts.Inc()
-		case store.EventAccessRemains:
-			m.remains.Inc()
-		case store.EventRevokeVerified:
+		case store.EventRevokeVerified, store.EventAccessRemains:
+			// Both say jitbot's access was confirmed gone; access-remains adds that someone else's remains.
+			if e.Type == store.EventAccessRemains {
+				m.remains.Inc()
+			}
 			if ms, err := strconv.ParseInt(e.Details["lag_ms"], 10, 64); err == nil && ms >= 0 {
 				m.verifiedLag.Observe(float64(ms) / 1000)
 			}

@@ -134,7 +134,7 @@ func TestRevokeAccessRemainsCounted(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg, nil)
 	m.Publish(context.Background(),
-		store.AuditEvent{Type: store.EventAccessRemains, Details: map[string]string{"other": "rolebinding/payments/by-hand"}},
+		store.AuditEvent{Type: store.EventAccessRemains, Details: map[string]string{"other": "rolebinding/payments/by-hand", "lag_ms": "20"}},
 		store.AuditEvent{Type: store.EventRevokeVerified, Details: map[string]string{"lag_ms": "10"}},
 		store.AuditEvent{Type: store.EventAccessRemains},
 	)
@@ -146,4 +146,18 @@ jitbot_revoke_access_remains_total 2
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(expect), "jitbot_revoke_access_remains_total"); err != nil {
 		t.Fatal(err)
 	}
+	// jitbot's access was confirmed gone in both kinds of event: both are in the verified-revocation lag.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "jitbot_revoke_verified_lag_seconds" {
+			if h := mf.GetMetric()[0].GetHistogram(); h.GetSampleCount() != 2 || h.GetSampleSum() != 0.03 {
+				t.Fatalf("verified lag: %d samples, sum %v; want the revoke-verified (10 ms) and the access-remains (20 ms)", h.GetSampleCount(), h.GetSampleSum())
+			}
+			return
+		}
+	}
+	t.Fatal("jitbot_revoke_verified_lag_seconds not gathered")
 }
