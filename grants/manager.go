@@ -903,10 +903,8 @@ func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 			switch {
 			case !g.VerifiedAt.IsZero():
 				// Verified before (this is the late-call check): nothing new to record.
-			case len(pr.Other) > 0:
-				events = append(events, m.remainsEvent(&g, now, pr.Other))
 			default:
-				events = append(events, m.verifiedEvent(&g, now))
+				events = append(events, withOther(m.verifiedEvent(&g, now), pr.Other))
 			}
 			done()
 			if late := g.RevokedAt.Add(m.opts.LateCallWindow); !sequenced(p) && now.Before(late) {
@@ -945,12 +943,12 @@ func (m *Manager) verifiedEvent(g *store.Grant, now time.Time) store.AuditEvent 
 // maxOther bounds how many objects granting other access an access-remains event names.
 const maxOther = 10
 
-// remainsEvent records on g that a check found jitbot's access gone at now while the principal still holds it
-// through other, objects jitbot did not grant, and returns the access-remains event.
-func (m *Manager) remainsEvent(g *store.Grant, now time.Time, other []string) store.AuditEvent {
-	ev := m.verifiedEvent(g, now)
-	ev.Type = store.EventAccessRemains
-	ev.Details["other"] = otherText(other)
+// withOther turns a revoke-verified event into access-remains when access jitbot did not grant remains
+// (other), naming the objects: the one place both the recheck and the reconciler shape it.
+func withOther(ev store.AuditEvent, other []string) store.AuditEvent {
+	if len(other) > 0 {
+		ev.Type, ev.Details["other"] = store.EventAccessRemains, otherText(other)
+	}
 	return ev
 }
 

@@ -147,12 +147,9 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 			// jitbot's object is gone. Access that remains through objects jitbot did not grant is reported
 			// (access-remains), not retried: it is not jitbot's to remove.
 			now := m.now()
-			v := store.AuditEvent{Type: store.EventRevokeVerified, At: now, Actor: "system:reconciler", GrantID: o.GrantID, RequestID: ev.RequestID, Role: ev.Role,
-				Details: map[string]string{"provider": provider, "ref": o.Ref, "verified_at": now.UTC().Format(time.RFC3339Nano)}}
-			if len(pr.Other) > 0 {
-				v.Type, v.Details["other"] = store.EventAccessRemains, otherText(pr.Other)
-			}
-			events = append(events, v)
+			events = append(events, withOther(store.AuditEvent{Type: store.EventRevokeVerified, At: now, Actor: "system:reconciler",
+				GrantID: o.GrantID, RequestID: ev.RequestID, Role: ev.Role,
+				Details: map[string]string{"provider": provider, "ref": o.Ref, "verified_at": now.UTC().Format(time.RFC3339Nano)}}, pr.Other))
 		}
 	}
 	if err := m.commit(ctx, b, nil, events...); err != nil {

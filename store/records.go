@@ -268,13 +268,14 @@ const (
 	// EventAuthRefused: an API call's credentials were refused (rate-limited; Details["reason"] is a code).
 	EventAuthRefused   = "auth-refused"
 	EventGrantReminder = "grant-reminder" // the holder is reminded that the grant ends soon (Details["expires_at"])
-	// EventRevokeVerified: a check at the provider after the revoke found the access gone. Details: verified_at,
-	// lag_ms (from the grant's end, expiry or release, to the verification).
+	// EventRevokeVerified: a check at the provider after the revoke found the access gone. Details: provider,
+	// verified_at, lag_ms (from the grant's end, expiry or release, to the verification); after a drift removal
+	// (actor system:reconciler) ref, the provider-side object, instead of lag_ms.
 	EventRevokeVerified = "revoke-verified"
 	// EventAccessRemains: a check after the revoke found jitbot's own access gone, but the principal still
 	// holds the same access through objects jitbot did not grant (a provider's grants.OtherAccessInspector).
 	// Not an alert and not retried: jitbot does not remove what it did not grant. Details: provider, other
-	// (the objects, "; "-separated), verified_at, lag_ms.
+	// (the objects, "; "-separated) and the details of revoke-verified.
 	EventAccessRemains = "access-remains"
 )
 
