@@ -852,3 +852,45 @@ func TestCheckWithOwnReference(t *testing.T) {
 		t.Fatalf("Check without a reference = %v, %v; want the access from any source", ok, err)
 	}
 }
+
+// Inspect tells jitbot's binding from other access, one binding of the principal's role at a time: each row is
+// the one binding on the resource besides the owner's, at the provider's clock (now).
+func TestInspectBindings(t *testing.T) {
+	live, ended := gcp.Expression(now.Add(time.Hour)), gcp.Expression(now.Add(-time.Hour))
+	cases := []struct {
+		name  string
+		cond  *gcpfake.Expr
+		role  string
+		ours  bool
+		other string // the one object named, "" for none
+	}{
+		{"unconditional", nil, role, false, resource + " " + role + " unconditional binding"},
+		{"someone's live time-bound", &gcpfake.Expr{Title: "oncall", Expression: live}, role, false,
+			fmt.Sprintf("%s %s binding %q until %s", resource, role, "oncall", now.Add(time.Hour).UTC().Format(time.RFC3339))},
+		{"someone's ended time-bound", &gcpfake.Expr{Title: "oncall", Expression: ended}, role, false, ""},
+		{"someone's condition on resources", &gcpfake.Expr{Title: "bucket", Expression: `resource.name.startsWith("x")`}, role, false, ""},
+		{"jitbot's live", &gcpfake.Expr{Title: gcp.TitlePrefix + "g-9", Expression: live}, role, true, ""},
+		{"jitbot's ended", &gcpfake.Expr{Title: gcp.TitlePrefix + "g-9", Expression: ended}, role, false, ""},
+		{"jitbot's with a condition changed by hand", &gcpfake.Expr{Title: gcp.TitlePrefix + "g-9", Expression: "true"}, role, true, ""},
+		{"another role", nil, "roles/viewer", false, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv, p := setup(t)
+			srv.Mutate(resource, func(pol *gcpfake.Policy) {
+				pol.Bindings = append(pol.Bindings, gcpfake.Binding{Role: c.role, Members: []string{alice}, Condition: c.cond})
+			})
+			pr, err := p.Inspect(t.Context(), asg("g-1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			if c.other != "" {
+				want = []string{c.other}
+			}
+			if pr.Ours != c.ours || !slices.Equal(pr.Other, want) {
+				t.Fatalf("Inspect = ours %v, other %q; want ours %v, other %q", pr.Ours, pr.Other, c.ours, want)
+			}
+		})
+	}
+}
