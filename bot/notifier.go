@@ -303,8 +303,10 @@ func threadReply(e store.AuditEvent) string {
 	actor := deciderText(e.Actor)
 	switch e.Type {
 	case store.EventApproved:
-		p, _ := approvals.ProgressOf(e)
-		return fmt.Sprintf(":white_check_mark: Approved by %s (%s).", actor, p)
+		if p, ok := approvals.ProgressOf(e); ok {
+			return fmt.Sprintf(":white_check_mark: Approved by %s (%s).", actor, p)
+		}
+		return fmt.Sprintf(":white_check_mark: Approved by %s.", actor)
 	case store.EventDenied:
 		return fmt.Sprintf(":no_entry: Denied by %s: %s", actor, escape(e.Details["reason"]))
 	case store.EventCancelled:
