@@ -40,7 +40,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -124,7 +123,7 @@ func (s Settings) Validate() error {
 		errs = append(errs, providerkit.SettingErrorf("region", "%q is not an AWS region such as us-east-1", s.Region))
 	}
 	if s.Endpoint != "" {
-		if err := validateEndpoint(s.Endpoint); err != nil {
+		if err := awsutil.ValidateEndpoint(s.Endpoint); err != nil {
 			errs = append(errs, &providerkit.FieldError{Key: "endpoint", Err: err})
 		}
 	}
@@ -172,21 +171,6 @@ func mapsKeys(m map[string]string) func(func(string) bool) {
 			}
 		}
 	}
-}
-
-func validateEndpoint(e string) error {
-	u, err := url.Parse(e)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL", e)
-	}
-	local := u.Hostname() == "localhost" || u.Hostname() == "127.0.0.1" || u.Hostname() == "::1"
-	if u.Scheme != "https" && (u.Scheme != "http" || !local) {
-		return fmt.Errorf("%q must be an https:// URL (plain http only for localhost)", e)
-	}
-	if u.User != nil {
-		return errors.New("must not contain credentials")
-	}
-	return nil
 }
 
 func isJSON(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "{") }

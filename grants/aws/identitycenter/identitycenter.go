@@ -172,7 +172,7 @@ func (s Settings) Validate() error {
 		errs = append(errs, providerkit.SettingErrorf("region", "%q is not an AWS region such as us-east-1", s.Region))
 	}
 	if s.Endpoint != "" {
-		if err := validateEndpoint(s.Endpoint); err != nil {
+		if err := awsutil.ValidateEndpoint(s.Endpoint); err != nil {
 			errs = append(errs, &providerkit.FieldError{Key: "endpoint", Err: err})
 		}
 	}
@@ -182,19 +182,6 @@ func (s Settings) Validate() error {
 // Config returns a Config carrying the settings (credentials from the default chain).
 func (s Settings) Config() Config {
 	return Config{InstanceARN: s.InstanceARN, IdentityStoreID: s.IdentityStoreID, Region: s.Region, Endpoint: s.Endpoint}
-}
-
-func validateEndpoint(e string) error {
-	switch {
-	case strings.HasPrefix(e, "https://"):
-	case strings.HasPrefix(e, "http://localhost"), strings.HasPrefix(e, "http://127.0.0.1"), strings.HasPrefix(e, "http://[::1]"):
-	default:
-		return fmt.Errorf("%q must be an https:// URL (plain http only for localhost)", e)
-	}
-	if strings.Contains(strings.SplitN(strings.SplitN(e, "://", 2)[1], "/", 2)[0], "@") {
-		return errors.New("must not contain credentials")
-	}
-	return nil
 }
 
 // ValidateTarget checks a role's target map: account_id (12 digits) and permission_set_arn, nothing else.

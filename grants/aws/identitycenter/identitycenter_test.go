@@ -819,3 +819,25 @@ func TestRevokeResumesItsDeletion(t *testing.T) {
 		t.Fatalf("DeleteAccountAssignment called %d times", n)
 	}
 }
+
+// The endpoint's host decides "local", not the start of the string: plain http to a host that merely begins
+// with "localhost" would send signed calls in the clear to somebody else's server.
+func TestSettingsEndpointHost(t *testing.T) {
+	base := identitycenter.Settings{InstanceARN: "arn:aws:sso:::instance/ssoins-1111222233334444", IdentityStoreID: "d-1234567890", Region: "eu-west-1"}
+	for endpoint, ok := range map[string]bool{
+		"https://sso.example.com":             true,
+		"http://localhost:4566":               true,
+		"http://127.0.0.1:4566":               true,
+		"http://[::1]:4566":                   true,
+		"http://localhost.evil.example.com":   false,
+		"http://127.0.0.1.evil.example.com/x": false,
+		"https://user:pw@sso.example.com":     false,
+		"sso.example.com":                     false,
+	} {
+		s := base
+		s.Endpoint = endpoint
+		if err := s.Validate(); (err == nil) != ok {
+			t.Errorf("endpoint %q: Validate() = %v, want accepted %v", endpoint, err, ok)
+		}
+	}
+}

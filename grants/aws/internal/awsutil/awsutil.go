@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -134,4 +135,21 @@ func RetryCode(ctx context.Context, code string, retries int, delay time.Duratio
 		}
 		delay *= 2
 	}
+}
+
+// ValidateEndpoint checks an endpoint override: an absolute https URL, plain http only when its host is
+// localhost, 127.0.0.1 or ::1 (a local emulator), and no credentials in it.
+func ValidateEndpoint(e string) error {
+	u, err := url.Parse(e)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", e)
+	}
+	local := u.Hostname() == "localhost" || u.Hostname() == "127.0.0.1" || u.Hostname() == "::1"
+	if u.Scheme != "https" && (u.Scheme != "http" || !local) {
+		return fmt.Errorf("%q must be an https:// URL (plain http only for localhost)", e)
+	}
+	if u.User != nil {
+		return errors.New("must not contain credentials")
+	}
+	return nil
 }
