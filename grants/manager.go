@@ -952,8 +952,10 @@ func withOther(ev store.AuditEvent, other []string) store.AuditEvent {
 	return ev
 }
 
-// otherText is the audit detail naming the objects of other access (at most maxOther of them).
+// otherText is the audit detail naming the objects of other access: sorted, each once, at most maxOther of
+// them (the order providers list objects in is no order a reader can use).
 func otherText(other []string) string {
+	other = slices.Compact(slices.Sorted(slices.Values(other)))
 	if len(other) <= maxOther {
 		return strings.Join(other, "; ")
 	}
