@@ -1,5 +1,5 @@
-// Package bolt is jitbot's embedded single-node store: every record, index, lock and the audit log live in
-// one bbolt file. bbolt serializes writers, so each Commit (version checks, record writes, index upkeep and
+// Package bolt is jitbot's embedded single-node store: every record, index and the audit log live in one
+// bbolt file (locks live in the process that holds the file, with their fences reserved in it: locks.go). bbolt serializes writers, so each Commit (version checks, record writes, index upkeep and
 // audit hash chaining) is one write transaction and is trivially atomic and isolated.
 //
 // Layout (all keys ordered so a cursor walk answers the query; see keys.go):
@@ -14,11 +14,10 @@
 //	idx_grant_due       timeKey(DueAt or hidden-until)+id -> id
 //	idx_grant_due_key   id -> the grant's current key in idx_grant_due
 //	audit               8-byte big-endian seq -> {"prev_hash","hash","raw"}
-//	locks               name -> {"holder","fence","expires_at"}
 //	seen                key -> timeKey(expiry)
 //	idx_seen_exp        timeKey(expiry)+key -> key
 //	counters            key -> Counter JSON
-//	meta                "audit_head" -> {"seq","hash"}; "lock_fence" -> 8-byte counter
+//	meta                "audit_head" -> {"seq","hash"}; "lock_fence" -> 8-byte fence ceiling (locks.go)
 //
 // Index entries of a record other than the due index are derived from the previously stored record, so an
 // update removes exactly the entries the old version occupied. The due index entry can be re-keyed by a claim
@@ -52,17 +51,19 @@ var (
 	bGrantDue       = []byte("idx_grant_due")
 	bGrantDueKey    = []byte("idx_grant_due_key")
 	bAudit          = []byte("audit")
-	bLocks          = []byte("locks")
 	bSeen           = []byte("seen")
 	bSeenExp        = []byte("idx_seen_exp")
 	bMeta           = []byte("meta")
 	bCounters       = []byte("counters")
 
 	allBuckets = [][]byte{bRequests, bReqByRequester, bReqPending, bGrants, bGrantByUser, bGrantByBinding,
-		bGrantByState, bGrantDue, bGrantDueKey, bAudit, bLocks, bSeen, bSeenExp, bMeta, bCounters}
+		bGrantByState, bGrantDue, bGrantDueKey, bAudit, bSeen, bSeenExp, bMeta, bCounters}
 
 	keyAuditHead = []byte("audit_head")
 	keyLockFence = []byte("lock_fence")
+
+	// bLegacyLocks held the locks before they moved into the process (locks.go); Open removes it.
+	bLegacyLocks = []byte("locks")
 )
 
 // seenCleanupBatch bounds how many expired MarkSeen entries one MarkSeen call deletes (lazy cleanup).
@@ -90,6 +91,7 @@ type Store struct {
 	now     func() time.Time
 	linkKey []byte
 	group   groupCommitter // see groupcommit.go
+	locks   lockTable      // see locks.go
 }
 
 var _ store.Store = (*Store)(nil)
@@ -118,18 +120,26 @@ func Open(path string, opts Options) (*Store, error) {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
+		if tx.Bucket(bLegacyLocks) != nil {
+			if err := tx.DeleteBucket(bLegacyLocks); err != nil {
+				return fmt.Errorf("remove the old locks bucket: %w", err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	return &Store{db: db, now: opts.Now, linkKey: opts.AuditLinkKey}, nil
+	s := &Store{db: db, now: opts.Now, linkKey: opts.AuditLinkKey}
+	s.locks.reserve = s.reserveFences
+	return s, nil
 }
 
 // Close closes the data file.
 func (s *Store) Close() error {
-	s.group.leaders.Wait() // queued lock releases (see ReleaseLock) are written first
+	s.locks.close()
+	s.group.leaders.Wait() // queued asynchronous writes are written first
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close: %w", err)
 	}
@@ -196,9 +206,17 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		}
 		raws[i] = raw
 	}
+	if b.Fence != nil {
+		// Until the transaction is written, nobody else may take the lock, even once it has expired: the next
+		// holder must read what this commit wrote (see lockTable.pin).
+		if err := s.locks.pin(*b.Fence, s.now()); err != nil {
+			return fmt.Errorf("bolt: commit: %w", err)
+		}
+		defer s.locks.unpin(b.Fence.Name)
+	}
 	err := s.update(ctx, "commit", func(tx *bbolt.Tx) error {
 		if b.Fence != nil {
-			if err := s.checkFence(tx, *b.Fence); err != nil {
+			if err := s.locks.check(*b.Fence, s.now()); err != nil {
 				return err
 			}
 		}
@@ -742,138 +760,6 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 		return time.Time{}, false, err
 	}
 	return at, ok, nil
-}
-
-// ---- locks ----
-
-type lockEntry struct {
-	Holder    string `json:"holder"`
-	Fence     uint64 `json:"fence"`
-	ExpiresAt int64  `json:"expires_at"` // unix nanoseconds
-}
-
-func getLock(tx *bbolt.Tx, name string) (*lockEntry, error) {
-	data := tx.Bucket(bLocks).Get([]byte(name))
-	if data == nil {
-		return nil, nil
-	}
-	var e lockEntry
-	if err := json.Unmarshal(data, &e); err != nil {
-		return nil, fmt.Errorf("decode lock %q: %w", name, err)
-	}
-	return &e, nil
-}
-
-func putLock(tx *bbolt.Tx, name string, e lockEntry) error {
-	data, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode lock %q: %w", name, err)
-	}
-	return tx.Bucket(bLocks).Put([]byte(name), data)
-}
-
-func validLockArgs(name, holder string, ttl time.Duration) error {
-	if name == "" || holder == "" {
-		return fmt.Errorf("empty lock name or holder: %w", store.ErrInvalid)
-	}
-	if ttl <= 0 {
-		return fmt.Errorf("lock ttl must be positive: %w", store.ErrInvalid)
-	}
-	return nil
-}
-
-// AcquireLock takes the named lock for holder for ttl, or returns store.ErrLockHeld.
-func (s *Store) AcquireLock(ctx context.Context, name, holder string, ttl time.Duration) (store.Lock, error) {
-	if err := validLockArgs(name, holder, ttl); err != nil {
-		return store.Lock{}, fmt.Errorf("bolt: acquire lock: %w", err)
-	}
-	var l store.Lock
-	err := s.update(ctx, "acquire lock", func(tx *bbolt.Tx) error {
-		now := s.now()
-		cur, err := getLock(tx, name)
-		if err != nil {
-			return err
-		}
-		live := cur != nil && now.UnixNano() < cur.ExpiresAt
-		if live && cur.Holder != holder {
-			return fmt.Errorf("lock %q: %w", name, store.ErrLockHeld)
-		}
-		e := lockEntry{Holder: holder, ExpiresAt: now.Add(ttl).UnixNano()}
-		if live {
-			e.Fence = cur.Fence // same holder renews and keeps its fence
-		} else {
-			meta := tx.Bucket(bMeta)
-			var fence uint64
-			if data := meta.Get(keyLockFence); len(data) == 8 {
-				fence = binary.BigEndian.Uint64(data)
-			}
-			fence++
-			if err := meta.Put(keyLockFence, seqKey(fence)); err != nil {
-				return err
-			}
-			e.Fence = fence
-		}
-		if err := putLock(tx, name, e); err != nil {
-			return err
-		}
-		l = store.Lock{Name: name, Holder: holder, Fence: e.Fence}
-		return nil
-	})
-	if err != nil {
-		return store.Lock{}, err
-	}
-	return l, nil
-}
-
-// RenewLock extends a held lock, or returns store.ErrLockLost.
-func (s *Store) RenewLock(ctx context.Context, l store.Lock, ttl time.Duration) error {
-	if err := validLockArgs(l.Name, l.Holder, ttl); err != nil {
-		return fmt.Errorf("bolt: renew lock: %w", err)
-	}
-	return s.update(ctx, "renew lock", func(tx *bbolt.Tx) error {
-		now := s.now()
-		cur, err := getLock(tx, l.Name)
-		if err != nil {
-			return err
-		}
-		if cur == nil || cur.Holder != l.Holder || cur.Fence != l.Fence || now.UnixNano() >= cur.ExpiresAt {
-			return fmt.Errorf("lock %q: %w", l.Name, store.ErrLockLost)
-		}
-		cur.ExpiresAt = now.Add(ttl).UnixNano()
-		return putLock(tx, l.Name, *cur)
-	})
-}
-
-// checkFence fails with store.ErrLockLost unless l is held now, exactly as given (see store.Batch.Fence).
-func (s *Store) checkFence(tx *bbolt.Tx, l store.Lock) error {
-	cur, err := getLock(tx, l.Name)
-	if err != nil {
-		return err
-	}
-	if cur == nil || cur.Holder != l.Holder || cur.Fence != l.Fence || s.now().UnixNano() >= cur.ExpiresAt {
-		return fmt.Errorf("batch fenced by lock %q (fence %d), which is no longer held: %w", l.Name, l.Fence, store.ErrLockLost)
-	}
-	return nil
-}
-
-// ReleaseLock frees the lock if l still owns it; otherwise it does nothing.
-//
-// The release is queued for the next write transaction and ReleaseLock returns without waiting for its
-// fsync: every write of this process that starts after it (an AcquireLock of the same lock included) runs
-// after the release, and a release lost to a crash only leaves the lock to expire, as a crash before the
-// release would. That takes one fsync wait off every sweeper revocation (lock, commit, unlock).
-func (s *Store) ReleaseLock(ctx context.Context, l store.Lock) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("bolt: release lock: %w", err)
-	}
-	s.writeAsync(func(tx *bbolt.Tx) error {
-		cur, err := getLock(tx, l.Name)
-		if err != nil || cur == nil || cur.Holder != l.Holder || cur.Fence != l.Fence {
-			return err
-		}
-		return tx.Bucket(bLocks).Delete([]byte(l.Name))
-	})
-	return nil
 }
 
 // ---- audit ----
