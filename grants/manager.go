@@ -229,7 +229,7 @@ func (m *Manager) Extend(ctx context.Context, grantID, by string, d time.Duratio
 			return err
 		}
 		a := b.assignment(g, until)
-		ref, err := m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+		ref, err := m.call(ctx, b, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
 		if err != nil {
 			// The call may have landed: the provider-side expiry may now be later than the store says.
 			b.diverge(a)
@@ -442,7 +442,7 @@ func (m *Manager) realignLocked(ctx context.Context, b *binding, stray []Assignm
 			return err
 		}
 		a := b.assignment(cover, latestExpiry(leases, now, ""))
-		if _, err := m.call(ctx, "grant", cover, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) }); err != nil {
+		if _, err := m.call(ctx, b, "grant", cover, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) }); err != nil {
 			return fmt.Errorf("grants: re-apply %s after an unrecorded provider call: %w", cover.ID, err)
 		}
 		return nil
@@ -462,7 +462,7 @@ func (m *Manager) realignLocked(ctx context.Context, b *binding, stray []Assignm
 		return err
 	}
 	a.Generation = b.next()
-	if _, err := m.call(ctx, "revoke", g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+	if _, err := m.call(ctx, b, "revoke", g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
 		return fmt.Errorf("grants: revoke what an unrecorded provider call may have applied: %w", err)
 	}
 	ev := m.event(store.EventDriftRevoked, "system:grants", g, map[string]string{"provider": g.Provider,
@@ -512,7 +512,7 @@ func (m *Manager) activate(ctx context.Context, b *binding, g *store.Grant, othe
 			}
 		}
 		called = true
-		ref, err = m.call(ctx, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+		ref, err = m.call(ctx, b, "grant", g, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
 		if ref == "" && marked {
 			g.ProviderRef = passed // the call is over; the adapter had nothing to say
 		}
@@ -601,7 +601,7 @@ func (m *Manager) shrinkExpiry(ctx context.Context, b *binding, ending []*store.
 	}
 	if err == nil {
 		a := b.assignment(cover, cover.ExpiresAt)
-		_, err = m.call(ctx, "grant", cover, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
+		_, err = m.call(ctx, b, "grant", cover, func(ctx context.Context) (string, error) { return p.Grant(ctx, a) })
 	}
 	if err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Str("grant_id", cover.ID).Msg("could not shorten the provider-side expiry; jitbot still revokes on time")
@@ -652,7 +652,7 @@ func (m *Manager) revoke(ctx context.Context, b *binding, ending []*store.Grant)
 		a = b.assignment(last, last.ExpiresAt)
 		a.Ref = ref
 		called = true
-		_, err = m.call(ctx, "revoke", last, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) })
+		_, err = m.call(ctx, b, "revoke", last, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) })
 	}
 	now := m.now()
 	var puts []store.GrantPut
@@ -882,7 +882,7 @@ func (m *Manager) recheck(ctx context.Context, b *binding, id string) error {
 			failure = err
 		case pr.Ours:
 			a := b.assignment(&g, g.ExpiresAt)
-			if _, err := m.call(ctx, "revoke", &g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+			if _, err := m.call(ctx, b, "revoke", &g, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
 				failure = err
 				break
 			}
@@ -971,7 +971,7 @@ func (m *Manager) inspect(ctx context.Context, b *binding, p Provider, g *store.
 	}
 	a.Generation = b.next()
 	var pr Presence
-	_, err := m.call(ctx, "check", g, func(ctx context.Context) (string, error) {
+	_, err := m.call(ctx, b, "check", g, func(ctx context.Context) (string, error) {
 		var err error
 		if in, ok := p.(OtherAccessInspector); ok {
 			pr, err = in.Inspect(ctx, a)
@@ -1026,7 +1026,24 @@ func (m *Manager) commit(ctx context.Context, b *binding, puts []store.GrantPut,
 // call runs one provider call under the attempt budget (AttemptTimeout, or what the provider declares as a
 // grants.AttemptBudgeter) and reports it. A reference returned with an error is passed on: it can name an
 // operation still in flight that the next attempt resumes.
-func (m *Manager) call(ctx context.Context, op string, g *store.Grant, fn func(context.Context) (string, error)) (string, error) {
+//
+// Work that carries call slots in its context (the sweeper's: see withCallSlots) first waits for a slot, and
+// holds it for the call only. When the wait was long, the binding lock is renewed before the call, so that the
+// call cannot outlive it.
+func (m *Manager) call(ctx context.Context, b *binding, op string, g *store.Grant, fn func(context.Context) (string, error)) (string, error) {
+	if slots, ok := ctx.Value(callSlotsKey{}).(callSlots); ok {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return "", fmt.Errorf("%s %s at %s: waiting for a provider call slot: %w", op, g.ID, g.Provider, ctx.Err())
+		}
+		defer func() { <-slots }()
+		if b != nil {
+			if err := m.renew(ctx, b); err != nil {
+				return "", fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
+			}
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, m.attemptBudget(g.Provider, op))
 	defer cancel()
 	ref, err := fn(ctx)
@@ -1037,6 +1054,17 @@ func (m *Manager) call(ctx context.Context, op string, g *store.Grant, fn func(c
 		return ref, fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
 	}
 	return ref, nil
+}
+
+// callSlots bounds the provider calls in flight of the work whose context carries it: a call takes a slot by
+// sending, and frees it by receiving.
+type callSlots chan struct{}
+
+type callSlotsKey struct{}
+
+// withCallSlots makes every provider call made under ctx take one of slots for its duration.
+func withCallSlots(ctx context.Context, slots callSlots) context.Context {
+	return context.WithValue(ctx, callSlotsKey{}, slots)
 }
 
 // attemptBudget is how long one call of op at the named provider may take.

@@ -125,7 +125,7 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 		return false, nil // gone meanwhile
 	}
 	a.Generation = b.next()
-	if _, err := m.call(ctx, "revoke", &store.Grant{ID: o.GrantID, Provider: provider}, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
+	if _, err := m.call(ctx, b, "revoke", &store.Grant{ID: o.GrantID, Provider: provider}, func(ctx context.Context) (string, error) { return "", p.Revoke(ctx, a) }); err != nil {
 		return false, fmt.Errorf("grants: reconcile: revoke %s at %s: %w", o.Ref, provider, err)
 	}
 	ev := store.AuditEvent{Type: store.EventDriftRevoked, At: m.now(), Actor: "system:reconciler", GrantID: o.GrantID,

@@ -3,6 +3,7 @@ package grants_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,6 +147,136 @@ func TestSweepClaimsTheNextBatchWhileABindingIsSlow(t *testing.T) {
 			if g, err := st.GetGrant(ctx, id); err != nil || g.State != store.GrantRevoked {
 				t.Fatalf("%s: %s (%v), want revoked", id, g.State, err)
 			}
+		}
+	})
+}
+
+// commitGate blocks the commit that records the first revoke of grant id until release is closed.
+type commitGate struct {
+	managerStore
+	id       string
+	reached  chan struct{}
+	release  chan struct{}
+	blocking sync.Once
+}
+
+func (s *commitGate) Commit(ctx context.Context, b store.Batch) error {
+	for _, p := range b.Grants {
+		if p.Grant.ID == s.id && p.Grant.State == store.GrantRevoked {
+			s.blocking.Do(func() {
+				close(s.reached)
+				<-s.release
+			})
+		}
+	}
+	return s.managerStore.Commit(ctx, b)
+}
+
+// A sweeper provider call slot serves the next binding's call while the last binding's store work is done:
+// with one slot, the second binding's revoke reaches the provider while the first binding's commit waits (on
+// bbolt, for a shared transaction's fsync). Before, a slot was a worker, idle for its binding's store work.
+func TestSweepCallSlotIsFreeDuringStoreWork(t *testing.T) {
+	stores(t, func(t *testing.T, base managerStore) {
+		ctx := context.Background()
+		fake := providerfake.New()
+		p := signalRevokes{Fake: fake, returned: make(chan string, 16)}
+		now := time.Now().Truncate(time.Millisecond)
+		first, second := lease("slot0", now), lease("slot1", now)
+		st := &commitGate{managerStore: base, id: first.ID, reached: make(chan struct{}), release: make(chan struct{})}
+		m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"fake": p}, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := grants.NewSweeper(grants.SweeperOptions{Manager: m, Store: st, Concurrency: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, g := range []*store.Grant{&first, &second} {
+			g.State, g.DueAt = store.GrantActive, now.Add(time.Duration(i-3)*time.Minute) // claimed in this order
+			commitGrant(t, base, g)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := s.Sweep(ctx); done <- err }()
+		if id := <-p.returned; id != first.ID {
+			t.Fatalf("first revoke for %s, want %s", id, first.ID)
+		}
+		<-st.reached // the first binding's commit is held
+		if id := <-p.returned; id != second.ID {
+			t.Fatalf("second revoke for %s, want %s", id, second.ID)
+		}
+		close(st.release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{first.ID, second.ID} {
+			if g, err := base.GetGrant(ctx, id); err != nil || g.State != store.GrantRevoked {
+				t.Fatalf("%s: %s (%v), want revoked", id, g.State, err)
+			}
+		}
+	})
+}
+
+// countInFlight holds every revoke until the test lets it through, and records the most in flight at once.
+type countInFlight struct {
+	*providerfake.Fake
+	mu               sync.Mutex
+	inFlight, most   int
+	arrived, proceed chan struct{}
+}
+
+func (p *countInFlight) Revoke(ctx context.Context, a grants.Assignment) error {
+	p.mu.Lock()
+	p.inFlight++
+	p.most = max(p.most, p.inFlight)
+	p.mu.Unlock()
+	p.arrived <- struct{}{}
+	<-p.proceed
+	p.mu.Lock()
+	p.inFlight--
+	p.mu.Unlock()
+	return p.Fake.Revoke(ctx, a)
+}
+
+// The sweeper never has more provider calls in flight than its Concurrency, although it works on more
+// bindings than that at once.
+func TestSweepCallsInFlightBoundedByConcurrency(t *testing.T) {
+	stores(t, func(t *testing.T, st managerStore) {
+		const n, slots = 12, 3
+		ctx := context.Background()
+		p := &countInFlight{Fake: providerfake.New(), arrived: make(chan struct{}, n), proceed: make(chan struct{})}
+		now := time.Now().Truncate(time.Millisecond)
+		m, err := grants.NewManager(grants.Options{Store: st, Providers: map[string]grants.Provider{"fake": p}, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := grants.NewSweeper(grants.SweeperOptions{Manager: m, Store: st, Concurrency: slots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			g := lease(fmt.Sprintf("bound%d", i), now)
+			g.State, g.DueAt = store.GrantActive, g.ExpiresAt
+			commitGrant(t, st, &g)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := s.Sweep(ctx); done <- err }()
+		// Let one call through each time the slots are full (or every remaining call has arrived).
+		arrived := 0
+		for released := 0; released < n; released++ {
+			for arrived < min(released+slots, n) {
+				<-p.arrived
+				arrived++
+			}
+			p.proceed <- struct{}{}
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if p.most != slots {
+			t.Fatalf("at most %d revokes in flight, want %d (the sweeper's Concurrency)", p.most, slots)
+		}
+		if got := len(p.Calls("revoke")); got != n {
+			t.Fatalf("%d revokes, want %d", got, n)
 		}
 	})
 }

@@ -23,6 +23,9 @@ type cliStore struct {
 	open       func() store.Store // opens the store (the test closes it before running the CLI for bolt)
 	deleteSeqs func(seqs ...uint64)
 	setHead    func(h store.AuditHead)
+	// sharedLocks: another process can hold a lock of this store (Redis). A bbolt file is open in one
+	// process at a time, and its locks live in that process.
+	sharedLocks bool
 }
 
 func boltCLIStore(t *testing.T) cliStore {
@@ -75,6 +78,7 @@ func redisCLIStore(t *testing.T) cliStore {
 	c := redistest.Client(t)
 	ctx := context.Background()
 	return cliStore{
+		sharedLocks: true,
 		open: func() store.Store {
 			st, err := redis.Open(ctx, url, redis.Options{Prefix: prefix})
 			if err != nil {
