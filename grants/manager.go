@@ -312,7 +312,14 @@ func (m *Manager) withGrant(ctx context.Context, grantID string, fn func(context
 // have decided otherwise meanwhile), the provider may hold what the store does not describe, so the lock is
 // taken again and the binding converged to what the store says (see realign).
 func (m *Manager) withBinding(ctx context.Context, key string, fn func(*binding) error) error {
-	b, err := m.lockBinding(ctx, key)
+	return m.withBindingListed(ctx, key, false, nil, fn)
+}
+
+// withBindingListed is withBinding that, with list, also reads the binding's leases as the lock is taken,
+// where the store can do both in one round trip (store.LockLister; hint: the leases expected among them), for
+// fn's first converge.
+func (m *Manager) withBindingListed(ctx context.Context, key string, list bool, hint []string, fn func(*binding) error) error {
+	b, err := m.lockBinding(ctx, key, list, hint)
 	if err != nil {
 		return err
 	}
@@ -334,7 +341,7 @@ func (m *Manager) Converge(ctx context.Context, bindingKey string) error {
 }
 
 func (m *Manager) converge(ctx context.Context, b *binding) error {
-	leases, err := m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: b.key})
+	leases, err := m.leases(ctx, b)
 	if err != nil {
 		return fmt.Errorf("grants: list leases of binding: %w", err)
 	}
@@ -376,6 +383,17 @@ func (m *Manager) converge(ctx context.Context, b *binding) error {
 	return m.revoke(ctx, b, ending)
 }
 
+// leases returns the binding's live leases: as read when the lock was taken, if they were and nothing was
+// committed since, else from the store.
+func (m *Manager) leases(ctx context.Context, b *binding) ([]store.Grant, error) {
+	if b.listed != nil {
+		gs := *b.listed
+		b.listed = nil
+		return gs, nil
+	}
+	return m.opts.Store.ListGrants(ctx, store.GrantQuery{BindingKey: b.key})
+}
+
 // realign runs after a provider call whose outcome could not be recorded: under a freshly taken lock it
 // converges the binding, then makes the provider match the store whatever the stray call did. With no live
 // lease left, the stray assignments are revoked (the old holder's late Grant must not outlive the revoke that
@@ -404,7 +422,7 @@ func (m *Manager) realign(ctx context.Context, key string, stray []Assignment) e
 
 // withBindingOnce is withBinding without the realign step (realign's own loop handles it).
 func (m *Manager) withBindingOnce(ctx context.Context, key string, fn func(*binding) error) error {
-	b, err := m.lockBinding(ctx, key)
+	b, err := m.lockBinding(ctx, key, false, nil)
 	if err != nil {
 		return err
 	}
@@ -827,7 +845,11 @@ func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []stor
 			reminders = append(reminders, g.ID)
 		}
 	}
-	return m.withBinding(ctx, bindingKey, func(b *binding) error {
+	hint := make([]string, 0, len(due))
+	for _, g := range due {
+		hint = append(hint, g.ID)
+	}
+	return m.withBindingListed(ctx, bindingKey, true, hint, func(b *binding) error {
 		err := m.converge(ctx, b)
 		for _, id := range rechecks {
 			err = errors.Join(err, m.recheck(ctx, b, id))
@@ -1008,6 +1030,7 @@ func (m *Manager) commit(ctx context.Context, b *binding, puts []store.GrantPut,
 	batch := store.Batch{Grants: puts, Audit: events}
 	if b != nil {
 		batch.Fence = &b.lock
+		b.listed = nil // what was read with the lock is not what the store holds from now on
 	}
 	if err := m.opts.Store.Commit(ctx, batch); err != nil {
 		return fmt.Errorf("grants: commit: %w", err)
@@ -1109,6 +1132,9 @@ type binding struct {
 	extendedAt time.Time
 	// floor is the greatest generation known for the binding: issued under this hold, or stored on a lease.
 	floor uint64
+	// listed holds the binding's leases when they were read as the lock was taken, until they are used or
+	// something is committed (see Manager.leases).
+	listed *[]store.Grant
 }
 
 // observe raises the generation floor to what the leases recorded.
@@ -1153,7 +1179,7 @@ func (b *binding) assignment(g *store.Grant, expires time.Time) Assignment {
 
 func (b *binding) diverge(a Assignment) { b.diverged = append(b.diverged, a) }
 
-func (m *Manager) lockBinding(ctx context.Context, key string) (*binding, error) {
+func (m *Manager) lockBinding(ctx context.Context, key string, list bool, hint []string) (*binding, error) {
 	// Each operation holds the lock in its own name: re-acquiring with the same holder renews a lock, so a
 	// per-process holder would let a sweep in this process walk into a release in progress.
 	holder := m.opts.Holder + "/" + store.NewID("op")
@@ -1161,9 +1187,25 @@ func (m *Manager) lockBinding(ctx context.Context, key string) (*binding, error)
 	wait := 2 * time.Millisecond
 	for {
 		asked := m.opts.Now()
-		l, err := m.opts.Store.AcquireLock(ctx, "binding:"+key, holder, m.lockTTL())
+		var l store.Lock
+		var leases []store.Grant
+		var err error
+		ll, listing := m.opts.Store.(store.LockLister)
+		if listing = listing && list; listing {
+			l, leases, err = ll.AcquireLockAndList(ctx, "binding:"+key, holder, m.lockTTL(), key, hint)
+			if err != nil && l.Fence != 0 { // held, but the leases could not be read
+				m.unlock(ctx, l)
+				return nil, fmt.Errorf("grants: list leases of binding: %w", err)
+			}
+		} else {
+			l, err = m.opts.Store.AcquireLock(ctx, "binding:"+key, holder, m.lockTTL())
+		}
 		if err == nil {
-			return &binding{key: key, lock: l, extendedAt: asked}, nil
+			b := &binding{key: key, lock: l, extendedAt: asked}
+			if listing {
+				b.listed = &leases
+			}
+			return b, nil
 		}
 		if !errors.Is(err, store.ErrLockHeld) {
 			return nil, fmt.Errorf("grants: lock binding: %w", err)

@@ -162,9 +162,11 @@ func sweepExpiries(t *testing.T, st grants.Store, n int, after func(phase string
 }
 
 // Redis round trips per revocation and per check of a revoke, in a sweep of many expiries, that the worker
-// making them waits for. The bounds are the counts this code makes (lock, list the binding's leases and their
-// records, commit; a check also re-reads the lease and lists the binding again under the lock), plus the
-// sweep's own claims shared by all; the unlock is sent without waiting and counted apart.
+// making them waits for. The bounds are the counts this code makes (one script takes the lock and reads the
+// binding's leases, whose records the claim named; then the commit, often sharing a pipeline with another
+// worker's; a check also re-reads the lease and lists the binding again under the lock), plus the sweep's own
+// claims shared by all; the unlock is sent without waiting and counted apart. (A revocation took 4.06 round
+// trips when the lock, the binding's index and its records were each one.)
 func TestRedisRoundTripsPerRevocation(t *testing.T) {
 	const n = 50
 	client := redistest.Client(t)
@@ -175,7 +177,7 @@ func TestRedisRoundTripsPerRevocation(t *testing.T) {
 	if _, err := st.ClaimDueGrants(context.Background(), time.Now(), 1, 0); err != nil {
 		t.Fatal(err)
 	}
-	limits := map[string]float64{"revoke": 4.1, "check": 5.1}
+	limits := map[string]float64{"revoke": 2.1, "check": 5.1}
 	sweepExpiries(t, st, n, func(phase string) {
 		trips, releases, cmds := rt.take()
 		if phase == "seed" {

@@ -423,7 +423,7 @@ type bindingWork struct {
 // waits for a shared transaction's fsync) is done while the slot serves another binding's call. With one
 // worker per slot, each slot sat idle for that store work: 10,000 expiries against a 20 ms provider took 1.7x
 // the 3.1 s that 64 slots need (see docs/benchmarks.md).
-const workersPerSlot = 2
+const workersPerSlot = 4
 
 // pool is a sweep's workers: at most workersPerSlot×Concurrency, started as work arrives; their provider
 // calls share Concurrency slots.

@@ -141,6 +141,15 @@ type Store interface {
 	Close() error
 }
 
+// LockLister is implemented by a Store that can take a lock and read one binding's live grants under it in
+// one round trip (Redis: a sweeper revocation took three, lock, index and records, before its provider call).
+// AcquireLockAndList returns what AcquireLock followed by ListGrants(GrantQuery{BindingKey: bindingKey})
+// return, or AcquireLock's error (then nothing was read). hint names grants the caller expects among them (the
+// ones it claimed): their records are read in the same round trip, any others in one more.
+type LockLister interface {
+	AcquireLockAndList(ctx context.Context, name, holder string, ttl time.Duration, bindingKey string, hint []string) (Lock, []Grant, error)
+}
+
 // Validate reports, as ErrInvalid, a batch no store accepts: a nil record, an empty id, a negative
 // PrevVersion, the same record twice, or an audit event without a type. Every Store calls it first, so both
 // back ends refuse the same batches.

@@ -111,6 +111,28 @@ redis.call("SET", KEYS[1], ARGV[1] .. "|" .. f, "PX", ARGV[2])
 return f
 `)
 
+// scriptLockAcquireList is scriptLockAcquire that, once the lock is held, also reads a binding's index and
+// some of its records. KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] the binding's index, KEYS[4..] the
+// record keys to read; ARGV holder, ttl ms, how many index entries to read at most. Returns nil when another
+// holder owns the lock, else {fence, {member, score, ...} newest first, {{j, v, x} per record key}}.
+var scriptLockAcquireList = goredis.NewScript(`
+local cur = redis.call("GET", KEYS[1])
+local f
+if cur then
+  local h, held = string.match(cur, "^(.*)|(%d+)$")
+  if h ~= ARGV[1] then return false end
+  redis.call("PEXPIRE", KEYS[1], ARGV[2])
+  f = held
+else
+  f = string.format("%d", redis.call("INCR", KEYS[2]))
+  redis.call("SET", KEYS[1], ARGV[1] .. "|" .. f, "PX", ARGV[2])
+end
+local idx = redis.call("ZREVRANGEBYSCORE", KEYS[3], "+inf", "-inf", "WITHSCORES", "LIMIT", 0, ARGV[3])
+local recs = {}
+for i = 4, #KEYS do recs[#recs + 1] = redis.call("HMGET", KEYS[i], "j", "v", "x") end
+return {f, idx, recs}
+`)
+
 // scriptLockRenew: KEYS[1] lock key; ARGV holder|fence, ttl ms. Returns 1 when renewed, 0 when not held.
 var scriptLockRenew = goredis.NewScript(`
 if redis.call("GET", KEYS[1]) == ARGV[1] then

@@ -161,6 +161,71 @@ var lockTests = []subtest{
 	{"HeldRenewRelease", testLockBasics},
 	{"ExpiryTakeoverFence", testLockExpiry},
 	{"FencedCommit", testFencedCommit},
+	{"AcquireLockAndList", testLockAndList},
+}
+
+// A store.LockLister's AcquireLockAndList answers what AcquireLock followed by ListGrants of the binding
+// answers, whatever the hint says (grants of the binding, of another, ended or unknown) and however many live
+// grants the binding has; a lock held by another holder reads nothing.
+func testLockAndList(t *testing.T, s store.Store) {
+	ll, ok := s.(store.LockLister)
+	if !ok {
+		t.Skip("this store does not implement store.LockLister")
+	}
+	ctx := t.Context()
+	live := []*store.Grant{
+		newGrant("ll-a", "U1", "b-ll", at(time.Minute), store.GrantActive),
+		newGrant("ll-b", "U2", "b-ll", at(2*time.Minute), store.GrantRevoking),
+		newGrant("ll-c", "U3", "b-ll", at(2*time.Minute), store.GrantActivating), // same CreatedAt as ll-b
+	}
+	ended := newGrant("ll-ended", "U1", "b-ll", at(3*time.Minute), store.GrantRevoked)
+	other := newGrant("ll-other", "U1", "b-other", at(time.Minute), store.GrantActive)
+	mustCommit(t, s, createGrants(append(live, ended, other)...))
+	want, err := s.ListGrants(ctx, store.GrantQuery{BindingKey: "b-ll"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, hint := range [][]string{nil, {"ll-a"}, {"ll-a", "ll-b", "ll-c"}, {"ll-ended", "ll-other", "ll-nope"}, {"ll-c", "ll-c"}} {
+		l, got, err := ll.AcquireLockAndList(ctx, "binding:b-ll", "A", time.Minute, "b-ll", hint)
+		if err != nil {
+			t.Fatalf("hint %v: %v", hint, err)
+		}
+		wantIDs(t, fmt.Sprintf("grants listed with hint %v", hint), grantIDs(got), grantIDs(want)...)
+		for i := range got {
+			if got[i].Version != want[i].Version || got[i].State != want[i].State {
+				t.Fatalf("hint %v: %s at version %d %s, want %d %s", hint, got[i].ID, got[i].Version, got[i].State, want[i].Version, want[i].State)
+			}
+		}
+		_, _, err = ll.AcquireLockAndList(ctx, "binding:b-ll", "B", time.Minute, "b-ll", hint)
+		wantErrIs(t, "another holder", err, store.ErrLockHeld)
+		// The lock is a lock like any other: it fences a commit of what was listed, and is released.
+		up := got[0]
+		up.State = store.GrantActive
+		if err := s.Commit(ctx, store.Batch{Grants: []store.GrantPut{{Grant: &up, PrevVersion: got[0].Version}}, Fence: &l}); err != nil {
+			t.Fatalf("hint %v: commit fenced by the lock: %v", hint, err)
+		}
+		if err := s.ReleaseLock(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		if want, err = s.ListGrants(ctx, store.GrantQuery{BindingKey: "b-ll"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A binding with more live grants than fit a page of any store.
+	var many []*store.Grant
+	for i := range 300 {
+		many = append(many, newGrant(fmt.Sprintf("ll-many-%03d", i), "U1", "b-many", at(time.Duration(i%7)*time.Second), store.GrantActive))
+	}
+	mustCommit(t, s, createGrants(many...))
+	want, err = s.ListGrants(ctx, store.GrantQuery{BindingKey: "b-many"})
+	if err != nil || len(want) != 300 {
+		t.Fatalf("listed %d of 300 (%v)", len(want), err)
+	}
+	_, got, err := ll.AcquireLockAndList(ctx, "binding:b-many", "A", time.Minute, "b-many", []string{"ll-many-007"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, "a binding of 300 grants", grantIDs(got), grantIDs(want)...)
 }
 
 // A batch fenced by a lock lands only while that exact lock is held: after its expiry and takeover, a stalled
