@@ -214,6 +214,18 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 		}
 		defer s.locks.unpin(b.Fence.Name)
 	}
+	// Encode the grants too: bbolt has one writer, and every moment a transaction holds it, every other
+	// write waits (a mass expiry's revocations share transactions).
+	grantJSON := make([][]byte, len(b.Grants))
+	for i, p := range b.Grants {
+		rec := *p.Grant
+		rec.Version = p.PrevVersion + 1
+		data, err := json.Marshal(&rec)
+		if err != nil {
+			return fmt.Errorf("bolt: commit: encode grant %q: %w", p.Grant.ID, err)
+		}
+		grantJSON[i] = data
+	}
 	err := s.update(ctx, "commit", func(tx *bbolt.Tx) error {
 		if b.Fence != nil {
 			if err := s.locks.check(*b.Fence, s.now()); err != nil {
@@ -225,8 +237,8 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 				return err
 			}
 		}
-		for _, p := range b.Grants {
-			if err := putGrant(tx, p); err != nil {
+		for i, p := range b.Grants {
+			if err := putGrant(tx, p, grantJSON[i]); err != nil {
 				return err
 			}
 		}
@@ -363,15 +375,27 @@ func grantIndexKeys(g *store.Grant) (byUser, byBinding, byState []byte) {
 	return byUser, byBinding, byState
 }
 
-func putGrant(tx *bbolt.Tx, p store.GrantPut) error {
+// storedGrantKeys is what a grant's version check and index upkeep read of the stored record: decoding only
+// these fields keeps the writer's transaction short.
+type storedGrantKeys struct {
+	ID         string           `json:"id"`
+	UserID     string           `json:"user_id"`
+	BindingKey string           `json:"binding_key"`
+	State      store.GrantState `json:"state"`
+	CreatedAt  time.Time        `json:"created_at"`
+	Version    int64            `json:"version"`
+}
+
+// putGrant writes p's grant, encoded as data (at version PrevVersion+1), and its index entries.
+func putGrant(tx *bbolt.Tx, p store.GrantPut, data []byte) error {
 	id := p.Grant.ID
 	old, err := checkVersion(tx.Bucket(bGrants), "grant", id, p.PrevVersion,
-		func(g *store.Grant) int64 { return g.Version })
+		func(g *storedGrantKeys) int64 { return g.Version })
 	if err != nil {
 		return err
 	}
 	if old != nil {
-		k1, k2, k3 := grantIndexKeys(old)
+		k1, k2, k3 := grantIndexKeys(&store.Grant{ID: old.ID, UserID: old.UserID, BindingKey: old.BindingKey, State: old.State, CreatedAt: old.CreatedAt})
 		for _, e := range []struct {
 			b, k []byte
 		}{{bGrantByUser, k1}, {bGrantByBinding, k2}, {bGrantByState, k3}} {
@@ -391,16 +415,11 @@ func putGrant(tx *bbolt.Tx, p store.GrantPut) error {
 		}
 	}
 
-	rec := *p.Grant
-	rec.Version = p.PrevVersion + 1
-	data, err := json.Marshal(&rec)
-	if err != nil {
-		return fmt.Errorf("encode grant %q: %w", id, err)
-	}
 	if err := tx.Bucket(bGrants).Put([]byte(id), data); err != nil {
 		return err
 	}
-	k1, k2, k3 := grantIndexKeys(&rec)
+	rec := p.Grant
+	k1, k2, k3 := grantIndexKeys(rec)
 	if err := put(tx, bGrantByUser, k1, []byte(id)); err != nil {
 		return err
 	}
@@ -693,9 +712,12 @@ func (s *Store) ClaimDueGrants(ctx context.Context, now time.Time, limit int, ho
 		return nil, err
 	}
 
-	var out []store.Grant
+	// The records are copied in the transaction and decoded after it (see Commit: the writer is shared).
+	var raws [][]byte
+	var rawIDs []string
 	err = s.update(ctx, "claim due grants", func(tx *bbolt.Tx) error {
-		out = out[:0]
+		raws, rawIDs = raws[:0], rawIDs[:0]
+		grants := tx.Bucket(bGrants)
 		due, dueKeys := tx.Bucket(bGrantDue), tx.Bucket(bGrantDueKey)
 		type entry struct{ key, id []byte }
 		var claimed []entry
@@ -711,15 +733,12 @@ func (s *Store) ClaimDueGrants(ctx context.Context, now time.Time, limit int, ho
 			if err := due.Delete(e.key); err != nil {
 				return err
 			}
-			var g store.Grant
-			if err := load(tx, bGrants, "grant", string(e.id), &g); err != nil {
-				if errors.Is(err, store.ErrNotFound) { // a dangling entry: drop it
-					if err := dueKeys.Delete(e.id); err != nil {
-						return err
-					}
-					continue
+			data := grants.Get(e.id)
+			if data == nil { // a dangling entry: drop it
+				if err := dueKeys.Delete(e.id); err != nil {
+					return err
 				}
-				return err
+				continue
 			}
 			nk := timeIDKey(until, string(e.id))
 			if err := due.Put(nk, e.id); err != nil {
@@ -728,12 +747,18 @@ func (s *Store) ClaimDueGrants(ctx context.Context, now time.Time, limit int, ho
 			if err := dueKeys.Put(e.id, nk); err != nil {
 				return err
 			}
-			out = append(out, g)
+			raws, rawIDs = append(raws, bytes.Clone(data)), append(rawIDs, string(e.id))
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	out := make([]store.Grant, len(raws))
+	for i, raw := range raws {
+		if err := json.Unmarshal(raw, &out[i]); err != nil {
+			return nil, fmt.Errorf("bolt: claim due grants: decode grant %q: %w", rawIDs[i], err)
+		}
 	}
 	return out, nil
 }
