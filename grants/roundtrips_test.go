@@ -34,8 +34,8 @@ func (c *rtCounter) count(cmds []goredis.Cmder) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch name := cmds[0].Name(); {
-	case len(cmds) == 1 && redistest.IsLockRelease(cmds[0]):
-		c.releases++
+	case redistest.AllLockReleases(cmds):
+		c.releases += len(cmds)
 	case name == "hello" || name == "client":
 		// A new connection's handshake: the pool's, not the revocation's.
 	default:

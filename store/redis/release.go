@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/jitbot/jitbot/store"
 )
 
@@ -19,6 +21,10 @@ import (
 // been slower; the release script deletes only the value it was given, so however late it lands it never
 // frees a lock someone took meanwhile. A release that fails (or is lost with the process) leaves the lock to
 // expire, as a failed release always did. Close waits for the releases in flight and refuses later ones.
+//
+// Releases asked for while others are being sent wait for that round trip to end and are then sent together,
+// in one pipeline: in a mass expiry each revocation's release had its own round trip, and its own goroutine,
+// which took about a tenth of jitbot's CPU.
 
 // releaseTimeout bounds one release sent in the background.
 const releaseTimeout = 5 * time.Second
@@ -28,6 +34,13 @@ type releases struct {
 	inFlight map[string]chan struct{} // lock name -> closed once its release is answered
 	closed   bool                     // Close has begun: no release starts any more
 	wg       sync.WaitGroup
+	queue    []queuedRelease // started, not sent yet
+	sending  bool            // a goroutine is sending releases (and then whatever queued meanwhile)
+}
+
+type queuedRelease struct {
+	l    store.Lock
+	done chan struct{}
 }
 
 // errClosed refuses a release asked for once Close has begun.
@@ -108,11 +121,46 @@ func (s *Store) ReleaseLock(ctx context.Context, l store.Lock) error {
 	if err != nil {
 		return fmt.Errorf("redis: release lock %q: %w", l.Name, err)
 	}
-	go func() {
-		defer s.rel.finish(l.Name, done)
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-		defer cancel()
-		_ = scriptLockRelease.Run(rctx, s.c, []string{s.keys.lock(l.Name)}, lockValue(l)).Err()
-	}()
+	r := &s.rel
+	r.mu.Lock()
+	r.queue = append(r.queue, queuedRelease{l: l, done: done})
+	send := !r.sending
+	r.sending = true
+	r.mu.Unlock()
+	if send {
+		go s.sendReleases()
+	}
 	return nil
+}
+
+// sendReleases sends the queued releases in one pipeline, then those queued meanwhile, until none is left.
+func (s *Store) sendReleases() {
+	r := &s.rel
+	for {
+		r.mu.Lock()
+		batch := r.queue
+		r.queue = nil
+		if len(batch) == 0 {
+			r.sending = false
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+		cmds := make([]*goredis.Cmd, len(batch))
+		pipe := s.c.Pipeline()
+		for i, q := range batch {
+			cmds[i] = scriptLockRelease.EvalSha(ctx, pipe, []string{s.keys.lock(q.l.Name)}, lockValue(q.l))
+		}
+		_, _ = pipe.Exec(ctx)
+		for i, q := range batch {
+			if goredis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") { // Redis restarted or its scripts were flushed
+				_ = scriptLockRelease.Run(ctx, s.c, []string{s.keys.lock(q.l.Name)}, lockValue(q.l)).Err()
+			}
+		}
+		cancel()
+		for _, q := range batch {
+			r.finish(q.l.Name, q.done)
+		}
+	}
 }

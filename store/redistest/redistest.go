@@ -309,3 +309,14 @@ func IsLockRelease(cmd goredis.Cmder) bool {
 	a := cmd.Args()
 	return cmd.Name() == "evalsha" && len(a) == 5 && fmt.Sprint(a[2]) == "1" && strings.Contains(fmt.Sprint(a[3]), ":lock:")
 }
+
+// AllLockReleases reports whether cmds, one round trip, are all lock releases (see IsLockRelease): the store
+// sends the releases asked for meanwhile together.
+func AllLockReleases(cmds []goredis.Cmder) bool {
+	for _, c := range cmds {
+		if !IsLockRelease(c) {
+			return false
+		}
+	}
+	return len(cmds) > 0
+}
