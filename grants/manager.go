@@ -318,7 +318,7 @@ func (m *Manager) withBinding(ctx context.Context, key string, fn func(*binding)
 // withBindingListed is withBinding that, with list, also reads the binding's leases as the lock is taken,
 // where the store can do both in one round trip (store.LockLister; hint: the leases expected among them), for
 // fn's first converge.
-func (m *Manager) withBindingListed(ctx context.Context, key string, list bool, hint []string, fn func(*binding) error) error {
+func (m *Manager) withBindingListed(ctx context.Context, key string, list bool, hint []store.Grant, fn func(*binding) error) error {
 	b, err := m.lockBinding(ctx, key, list, hint)
 	if err != nil {
 		return err
@@ -845,11 +845,7 @@ func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []stor
 			reminders = append(reminders, g.ID)
 		}
 	}
-	hint := make([]string, 0, len(due))
-	for _, g := range due {
-		hint = append(hint, g.ID)
-	}
-	return m.withBindingListed(ctx, bindingKey, true, hint, func(b *binding) error {
+	return m.withBindingListed(ctx, bindingKey, true, due, func(b *binding) error {
 		err := m.converge(ctx, b)
 		for _, id := range rechecks {
 			err = errors.Join(err, m.recheck(ctx, b, id))
@@ -1050,22 +1046,26 @@ func (m *Manager) commit(ctx context.Context, b *binding, puts []store.GrantPut,
 // grants.AttemptBudgeter) and reports it. A reference returned with an error is passed on: it can name an
 // operation still in flight that the next attempt resumes.
 //
-// Work that carries call slots in its context (the sweeper's: see withCallSlots) first waits for a slot, and
-// holds it for the call only. When the wait was long, the binding lock is renewed before the call, so that the
-// call cannot outlive it.
+// Work that carries a call slot in its context (the sweeper's: see withCallSlot) makes its calls on a slot:
+// the one it was handed with (its first call), else one it waits for (renewing the binding lock after the
+// wait, so that the call cannot outlive it), and frees it when the call returns.
 func (m *Manager) call(ctx context.Context, b *binding, op string, g *store.Grant, fn func(context.Context) (string, error)) (string, error) {
-	if slots, ok := ctx.Value(callSlotsKey{}).(callSlots); ok {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return "", fmt.Errorf("%s %s at %s: waiting for a provider call slot: %w", op, g.ID, g.Provider, ctx.Err())
-		}
-		defer func() { <-slots }()
-		if b != nil {
-			if err := m.renew(ctx, b); err != nil {
-				return "", fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
+	if slot, ok := ctx.Value(callSlotKey{}).(*callSlot); ok {
+		if !slot.held {
+			select {
+			case slot.slots <- struct{}{}:
+				slot.held = true
+			case <-ctx.Done():
+				return "", fmt.Errorf("%s %s at %s: waiting for a provider call slot: %w", op, g.ID, g.Provider, ctx.Err())
+			}
+			if b != nil {
+				if err := m.renew(ctx, b); err != nil {
+					slot.free()
+					return "", fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
+				}
 			}
 		}
+		defer slot.free()
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.attemptBudget(g.Provider, op))
 	defer cancel()
@@ -1079,15 +1079,29 @@ func (m *Manager) call(ctx context.Context, b *binding, op string, g *store.Gran
 	return ref, nil
 }
 
-// callSlots bounds the provider calls in flight of the work whose context carries it: a call takes a slot by
-// sending, and frees it by receiving.
+// callSlots bounds provider calls in flight: a call takes a slot by sending, and frees it by receiving.
 type callSlots chan struct{}
 
-type callSlotsKey struct{}
+// callSlot is one piece of work's place among callSlots: it is handed a slot for its first call (held), and
+// waits for one for every later call. Only the goroutine doing the work touches it.
+type callSlot struct {
+	slots callSlots
+	held  bool
+}
 
-// withCallSlots makes every provider call made under ctx take one of slots for its duration.
-func withCallSlots(ctx context.Context, slots callSlots) context.Context {
-	return context.WithValue(ctx, callSlotsKey{}, slots)
+// free gives the slot back, if held.
+func (c *callSlot) free() {
+	if c.held {
+		c.held = false
+		<-c.slots
+	}
+}
+
+type callSlotKey struct{}
+
+// withCallSlot makes the provider calls made under ctx use slot (see Manager.call).
+func withCallSlot(ctx context.Context, slot *callSlot) context.Context {
+	return context.WithValue(ctx, callSlotKey{}, slot)
 }
 
 // attemptBudget is how long one call of op at the named provider may take.
@@ -1179,7 +1193,7 @@ func (b *binding) assignment(g *store.Grant, expires time.Time) Assignment {
 
 func (b *binding) diverge(a Assignment) { b.diverged = append(b.diverged, a) }
 
-func (m *Manager) lockBinding(ctx context.Context, key string, list bool, hint []string) (*binding, error) {
+func (m *Manager) lockBinding(ctx context.Context, key string, list bool, hint []store.Grant) (*binding, error) {
 	// Each operation holds the lock in its own name: re-acquiring with the same holder renews a lock, so a
 	// per-process holder would let a sweep in this process walk into a release in progress.
 	holder := m.opts.Holder + "/" + store.NewID("op")

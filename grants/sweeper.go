@@ -412,37 +412,32 @@ func (s *Sweeper) convergeAll(ctx context.Context, gs []store.Grant) {
 	p.wait()
 }
 
-// bindingWork is one binding's claimed grants, for a worker.
-type bindingWork struct {
-	key string
-	due []store.Grant
-}
+// A sweep's provider calls share Concurrency slots, and a binding is handed out only with a slot, in claim
+// order: calls are made in that order (one slot: one after the other, revocations before checks). The slot
+// is freed as soon as the binding's first provider call returns, while the binding's store work after the call
+// (the commit: on bbolt it waits for a shared transaction's fsync; the unlock) goes on: the next binding takes
+// the slot meanwhile. Before, a slot was a worker, idle for its binding's store work: 10,000 expiries against
+// a 20 ms provider took 1.7x the 3.1 s that 64 slots need (see docs/benchmarks.md). A binding's later calls
+// (the check of a revoke in the same hold, say) wait for a slot of their own.
+//
+// bindingsPerSlot bounds the bindings in progress, per slot: those past their call, still committing, count.
+const bindingsPerSlot = 4
 
-// workersPerSlot is how many bindings a sweep works on per provider call slot. A revocation holds its slot
-// for the provider call only; its store work before and after (lock, lease list, commit: on bbolt a commit
-// waits for a shared transaction's fsync) is done while the slot serves another binding's call. With one
-// worker per slot, each slot sat idle for that store work: 10,000 expiries against a 20 ms provider took 1.7x
-// the 3.1 s that 64 slots need (see docs/benchmarks.md).
-const workersPerSlot = 4
-
-// pool is a sweep's workers: at most workersPerSlot×Concurrency, started as work arrives; their provider
-// calls share Concurrency slots.
+// pool runs a sweep's bindings, each on its own goroutine, as slots free up.
 type pool struct {
-	s       *Sweeper
-	ctx     context.Context
-	work    chan bindingWork
-	wg      sync.WaitGroup
-	workers int
-	closed  bool
+	s      *Sweeper
+	ctx    context.Context
+	slots  callSlots
+	active chan struct{} // one per binding in progress
+	wg     sync.WaitGroup
 }
 
 func (s *Sweeper) startPool(ctx context.Context) *pool {
-	ctx = withCallSlots(ctx, make(callSlots, s.opts.Concurrency))
-	return &pool{s: s, ctx: ctx, work: make(chan bindingWork)}
+	return &pool{s: s, ctx: ctx, slots: make(callSlots, s.opts.Concurrency), active: make(chan struct{}, bindingsPerSlot*s.opts.Concurrency)}
 }
 
-// run hands the bindings of gs to the workers, in order of first appearance, and returns once the last of
-// them has a worker (not once they are done: see wait).
+// run hands the bindings of gs out, in order of first appearance, each with a call slot, and returns once the
+// last of them has one (not once they are done: see wait).
 func (p *pool) run(gs []store.Grant) {
 	byKey := make(map[string][]store.Grant, len(gs))
 	var keys []string
@@ -453,35 +448,22 @@ func (p *pool) run(gs []store.Grant) {
 		byKey[g.BindingKey] = append(byKey[g.BindingKey], g)
 	}
 	for _, key := range keys {
-		w := bindingWork{key: key, due: byKey[key]}
-		select {
-		case p.work <- w: // an idle worker took it
-			continue
-		default:
-		}
-		if p.workers < workersPerSlot*p.s.opts.Concurrency {
-			p.workers++
-			p.wg.Add(1)
-			go p.worker()
-		}
-		p.work <- w
+		p.active <- struct{}{}
+		p.slots <- struct{}{}
+		slot := &callSlot{slots: p.slots, held: true}
+		p.wg.Add(1)
+		go p.converge(slot, key, byKey[key])
 	}
 }
 
-func (p *pool) worker() {
+func (p *pool) converge(slot *callSlot, key string, due []store.Grant) {
 	defer p.wg.Done()
-	for w := range p.work {
-		if err := p.s.opts.Manager.ConvergeDue(p.ctx, w.key, w.due); err != nil && p.ctx.Err() == nil {
-			zerolog.Ctx(p.ctx).Debug().Err(err).Msg("converge did not finish; it is retried when due")
-		}
+	defer func() { <-p.active }()
+	defer slot.free() // no provider call was needed
+	if err := p.s.opts.Manager.ConvergeDue(withCallSlot(p.ctx, slot), key, due); err != nil && p.ctx.Err() == nil {
+		zerolog.Ctx(p.ctx).Debug().Err(err).Msg("converge did not finish; it is retried when due")
 	}
 }
 
-// wait returns once every binding handed to the pool has been converged; the pool takes no more work.
-func (p *pool) wait() {
-	if !p.closed {
-		p.closed = true
-		close(p.work)
-	}
-	p.wg.Wait()
-}
+// wait returns once every binding handed to the pool has been converged.
+func (p *pool) wait() { p.wg.Wait() }

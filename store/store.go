@@ -144,10 +144,12 @@ type Store interface {
 // LockLister is implemented by a Store that can take a lock and read one binding's live grants under it in
 // one round trip (Redis: a sweeper revocation took three, lock, index and records, before its provider call).
 // AcquireLockAndList returns what AcquireLock followed by ListGrants(GrantQuery{BindingKey: bindingKey})
-// return, or AcquireLock's error (then nothing was read). hint names grants the caller expects among them (the
-// ones it claimed): their records are read in the same round trip, any others in one more.
+// return, or AcquireLock's error (then nothing was read). hint holds grants the caller expects among them, as
+// it read them (the ones it claimed): a record still at the hinted version is returned as hinted (a record's
+// version changes with every write of it), any other is read, those the hint did not name in one more round
+// trip.
 type LockLister interface {
-	AcquireLockAndList(ctx context.Context, name, holder string, ttl time.Duration, bindingKey string, hint []string) (Lock, []Grant, error)
+	AcquireLockAndList(ctx context.Context, name, holder string, ttl time.Duration, bindingKey string, hint []Grant) (Lock, []Grant, error)
 }
 
 // Validate reports, as ErrInvalid, a batch no store accepts: a nil record, an empty id, a negative

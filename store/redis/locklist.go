@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -18,7 +19,7 @@ var _ store.LockLister = (*Store)(nil)
 // AcquireLockAndList implements store.LockLister: one script takes the lock and, once it is held, reads the
 // binding's index and the hinted records. Index entries it did not read are read in one more round trip; a
 // binding with more live grants than a list page is listed as ListGrants does.
-func (s *Store) AcquireLockAndList(ctx context.Context, name, holder string, ttl time.Duration, bindingKey string, hint []string) (store.Lock, []store.Grant, error) {
+func (s *Store) AcquireLockAndList(ctx context.Context, name, holder string, ttl time.Duration, bindingKey string, hint []store.Grant) (store.Lock, []store.Grant, error) {
 	if name == "" || holder == "" || ttl <= 0 || bindingKey == "" {
 		return store.Lock{}, nil, fmt.Errorf("redis: acquire lock and list: empty name, holder or binding, or non-positive ttl: %w", store.ErrInvalid)
 	}
@@ -26,17 +27,24 @@ func (s *Store) AcquireLockAndList(ctx context.Context, name, holder string, ttl
 		return store.Lock{}, nil, fmt.Errorf("redis: acquire lock %q: %w", name, err)
 	}
 	keys := []string{s.keys.lock(name), s.keys.fence(name), s.keys.binding(bindingKey)}
-	for _, id := range hint {
-		keys = append(keys, s.keys.grant(id))
+	args := []any{holder, ttlMillis(ttl), listPage + 1}
+	byID := make(map[string]*store.Grant, len(hint))
+	for i := range hint {
+		if _, dup := byID[hint[i].ID]; dup || hint[i].ID == "" {
+			continue
+		}
+		byID[hint[i].ID] = &hint[i]
+		keys = append(keys, s.keys.grant(hint[i].ID))
+		args = append(args, strconv.FormatInt(hint[i].Version, 10))
 	}
-	res, err := scriptLockAcquireList.Run(ctx, s.c, keys, holder, ttlMillis(ttl), listPage+1).Slice()
+	res, err := scriptLockAcquireList.Run(ctx, s.c, keys, args...).Slice()
 	if errors.Is(err, goredis.Nil) {
 		return store.Lock{}, nil, fmt.Errorf("redis: lock %q: %w", name, store.ErrLockHeld)
 	}
 	if err != nil {
 		return store.Lock{}, nil, fmt.Errorf("redis: acquire lock %q: %w", name, err)
 	}
-	l, idx, recs, err := parseLockList(res, len(hint))
+	l, idx, recs, err := parseLockList(res, len(keys)-3)
 	if err != nil {
 		return store.Lock{}, nil, fmt.Errorf("redis: acquire lock %q: %w", name, err)
 	}
@@ -47,16 +55,24 @@ func (s *Store) AcquireLockAndList(ctx context.Context, name, holder string, ttl
 		gs, err := s.ListGrants(ctx, q)
 		return l, gs, err
 	}
-	read := make(map[string][]byte, len(hint))
-	for i, id := range hint {
-		if r := recs[i]; r != nil {
-			s.known.note(keys[3+i], r[1], r[2])
-			read[id] = []byte(r[0].(string))
+	read := make(map[string][]byte, len(keys)-3)
+	same := make(map[string]*store.Grant, len(keys)-3) // hinted, and still at the hinted version
+	for i, r := range recs {
+		if r == nil {
+			continue // no such record
+		}
+		id := keys[3+i][len(s.keys.grant("")):]
+		s.known.note(keys[3+i], r[1], r[2])
+		if j, ok := r[0].(string); ok {
+			read[id] = []byte(j)
+		} else {
+			same[id] = byID[id]
 		}
 	}
 	var missing []string
 	for _, id := range idx {
-		if _, ok := read[id]; !ok {
+		_, ok := read[id]
+		if _, hinted := same[id]; !ok && !hinted {
 			missing = append(missing, s.keys.grant(id))
 		}
 	}
@@ -73,13 +89,16 @@ func (s *Store) AcquireLockAndList(ctx context.Context, name, holder string, ttl
 	}
 	var out []store.Grant
 	for _, id := range idx {
-		raw, ok := read[id]
-		if !ok {
-			continue // deleted meanwhile
-		}
 		var g store.Grant
-		if err := json.Unmarshal(raw, &g); err != nil {
-			return l, nil, fmt.Errorf("redis: list grants: decode %q: %w", id, err)
+		if h := same[id]; h != nil {
+			g = *h
+			g.Target = maps.Clone(h.Target)
+		} else if raw, ok := read[id]; ok {
+			if err := json.Unmarshal(raw, &g); err != nil {
+				return l, nil, fmt.Errorf("redis: list grants: decode %q: %w", id, err)
+			}
+		} else {
+			continue // deleted meanwhile
 		}
 		if grantMatches(&g, q) {
 			out = append(out, g)
@@ -89,7 +108,7 @@ func (s *Store) AcquireLockAndList(ctx context.Context, name, holder string, ttl
 }
 
 // parseLockList reads scriptLockAcquireList's reply: the lock's fence, the index's ids newest first, and per
-// hinted record its j, v and x (nil for a missing record).
+// hinted record its j (absent while at the hinted version), v and x (nil for a missing record).
 func parseLockList(res []any, hints int) (l store.Lock, ids []string, recs [][]any, err error) {
 	if len(res) != 3 {
 		return l, nil, nil, fmt.Errorf("unexpected reply of %d parts", len(res))
@@ -116,7 +135,7 @@ func parseLockList(res []any, hints int) (l store.Lock, ids []string, recs [][]a
 		if len(vals) != 3 {
 			return l, nil, nil, fmt.Errorf("bad record reply %v", r)
 		}
-		if _, ok := vals[0].(string); ok {
+		if _, ok := vals[1].(string); ok { // a record has a version
 			recs[i] = vals
 		}
 	}

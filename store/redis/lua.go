@@ -113,8 +113,10 @@ return f
 
 // scriptLockAcquireList is scriptLockAcquire that, once the lock is held, also reads a binding's index and
 // some of its records. KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] the binding's index, KEYS[4..] the
-// record keys to read; ARGV holder, ttl ms, how many index entries to read at most. Returns nil when another
-// holder owns the lock, else {fence, {member, score, ...} newest first, {{j, v, x} per record key}}.
+// record keys to read; ARGV holder, ttl ms, how many index entries to read at most, then per record key the
+// version the caller has (its JSON is not sent back while the record is at that version). Returns nil when
+// another holder owns the lock, else {fence, {member, score, ...} newest first, {{j or nil, v, x} per record
+// key}}.
 var scriptLockAcquireList = goredis.NewScript(`
 local cur = redis.call("GET", KEYS[1])
 local f
@@ -129,7 +131,14 @@ else
 end
 local idx = redis.call("ZREVRANGEBYSCORE", KEYS[3], "+inf", "-inf", "WITHSCORES", "LIMIT", 0, ARGV[3])
 local recs = {}
-for i = 4, #KEYS do recs[#recs + 1] = redis.call("HMGET", KEYS[i], "j", "v", "x") end
+for i = 4, #KEYS do
+  local r = redis.call("HMGET", KEYS[i], "v", "x")
+  if r[1] and r[1] == ARGV[i] then
+    recs[#recs + 1] = {false, r[1], r[2]}
+  else
+    recs[#recs + 1] = redis.call("HMGET", KEYS[i], "j", "v", "x")
+  end
+end
 return {f, idx, recs}
 `)
 

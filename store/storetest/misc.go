@@ -185,24 +185,58 @@ func testLockAndList(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, hint := range [][]string{nil, {"ll-a"}, {"ll-a", "ll-b", "ll-c"}, {"ll-ended", "ll-other", "ll-nope"}, {"ll-c", "ll-c"}} {
+	byID := func(id string) store.Grant {
+		for _, g := range want {
+			if g.ID == id {
+				return g
+			}
+		}
+		return mustGetGrant(t, s, id)
+	}
+	stale := func(id string) store.Grant { // an older copy: what a claim read before the last write
+		g := byID(id)
+		g.Version--
+		g.Role = "a stale copy"
+		return g
+	}
+	hints := []func() []store.Grant{
+		func() []store.Grant { return nil },
+		func() []store.Grant { return []store.Grant{byID("ll-a")} },
+		func() []store.Grant { return []store.Grant{byID("ll-a"), byID("ll-b"), byID("ll-c")} },
+		func() []store.Grant { return []store.Grant{stale("ll-a"), byID("ll-b")} },
+		func() []store.Grant {
+			return []store.Grant{byID("ll-ended"), byID("ll-other"), {ID: "ll-nope", Version: 1}}
+		},
+		func() []store.Grant { return []store.Grant{byID("ll-c"), byID("ll-c")} },
+	}
+	for round, mk := range hints {
+		hint := mk()
 		l, got, err := ll.AcquireLockAndList(ctx, "binding:b-ll", "A", time.Minute, "b-ll", hint)
 		if err != nil {
-			t.Fatalf("hint %v: %v", hint, err)
+			t.Fatalf("hint %d: %v", round, err)
 		}
-		wantIDs(t, fmt.Sprintf("grants listed with hint %v", hint), grantIDs(got), grantIDs(want)...)
+		wantIDs(t, fmt.Sprintf("grants listed with hint %d", round), grantIDs(got), grantIDs(want)...)
 		for i := range got {
-			if got[i].Version != want[i].Version || got[i].State != want[i].State {
-				t.Fatalf("hint %v: %s at version %d %s, want %d %s", hint, got[i].ID, got[i].Version, got[i].State, want[i].Version, want[i].State)
+			if got[i].Version != want[i].Version || got[i].State != want[i].State || got[i].Role != want[i].Role {
+				t.Fatalf("hint %d: %s at version %d %s %q, want %d %s %q", round, got[i].ID, got[i].Version, got[i].State, got[i].Role, want[i].Version, want[i].State, want[i].Role)
 			}
 		}
 		_, _, err = ll.AcquireLockAndList(ctx, "binding:b-ll", "B", time.Minute, "b-ll", hint)
 		wantErrIs(t, "another holder", err, store.ErrLockHeld)
+		// What is returned is the caller's own: changing it changes nothing the caller hinted.
+		for i := range got {
+			got[i].Target["probe"] = fmt.Sprint("round ", round)
+		}
+		for _, h := range hint {
+			if h.Target["probe"] == fmt.Sprint("round ", round) {
+				t.Fatalf("hint %d: changing a listed grant changed the hinted %s", round, h.ID)
+			}
+		}
 		// The lock is a lock like any other: it fences a commit of what was listed, and is released.
 		up := got[0]
 		up.State = store.GrantActive
 		if err := s.Commit(ctx, store.Batch{Grants: []store.GrantPut{{Grant: &up, PrevVersion: got[0].Version}}, Fence: &l}); err != nil {
-			t.Fatalf("hint %v: commit fenced by the lock: %v", hint, err)
+			t.Fatalf("hint %d: commit fenced by the lock: %v", round, err)
 		}
 		if err := s.ReleaseLock(ctx, l); err != nil {
 			t.Fatal(err)
@@ -221,7 +255,7 @@ func testLockAndList(t *testing.T, s store.Store) {
 	if err != nil || len(want) != 300 {
 		t.Fatalf("listed %d of 300 (%v)", len(want), err)
 	}
-	_, got, err := ll.AcquireLockAndList(ctx, "binding:b-many", "A", time.Minute, "b-many", []string{"ll-many-007"})
+	_, got, err := ll.AcquireLockAndList(ctx, "binding:b-many", "A", time.Minute, "b-many", []store.Grant{want[7]})
 	if err != nil {
 		t.Fatal(err)
 	}
