@@ -1046,26 +1046,20 @@ func (m *Manager) commit(ctx context.Context, b *binding, puts []store.GrantPut,
 // grants.AttemptBudgeter) and reports it. A reference returned with an error is passed on: it can name an
 // operation still in flight that the next attempt resumes.
 //
-// Work that carries a call slot in its context (the sweeper's: see withCallSlot) makes its calls on a slot:
-// the one it was handed with (its first call), else one it waits for (renewing the binding lock after the
-// wait, so that the call cannot outlive it), and frees it when the call returns.
+// Work that carries a call slot in its context (the sweeper's: see withCallSlot) waits for a slot for each
+// call and frees it when the call returns; after a wait, the binding lock is renewed, so that the call cannot
+// outlive it.
 func (m *Manager) call(ctx context.Context, b *binding, op string, g *store.Grant, fn func(context.Context) (string, error)) (string, error) {
 	if slot, ok := ctx.Value(callSlotKey{}).(*callSlot); ok {
-		if !slot.held {
-			select {
-			case slot.slots <- struct{}{}:
-				slot.held = true
-			case <-ctx.Done():
-				return "", fmt.Errorf("%s %s at %s: waiting for a provider call slot: %w", op, g.ID, g.Provider, ctx.Err())
-			}
-			if b != nil {
-				if err := m.renew(ctx, b); err != nil {
-					slot.free()
-					return "", fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
-				}
+		if err := slot.acquire(ctx); err != nil {
+			return "", fmt.Errorf("%s %s at %s: waiting for a provider call slot: %w", op, g.ID, g.Provider, err)
+		}
+		defer slot.release()
+		if b != nil {
+			if err := m.renew(ctx, b); err != nil {
+				return "", fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
 			}
 		}
-		defer slot.free()
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.attemptBudget(g.Provider, op))
 	defer cancel()
@@ -1077,31 +1071,6 @@ func (m *Manager) call(ctx context.Context, b *binding, op string, g *store.Gran
 		return ref, fmt.Errorf("%s %s at %s: %w", op, g.ID, g.Provider, err)
 	}
 	return ref, nil
-}
-
-// callSlots bounds provider calls in flight: a call takes a slot by sending, and frees it by receiving.
-type callSlots chan struct{}
-
-// callSlot is one piece of work's place among callSlots: it is handed a slot for its first call (held), and
-// waits for one for every later call. Only the goroutine doing the work touches it.
-type callSlot struct {
-	slots callSlots
-	held  bool
-}
-
-// free gives the slot back, if held.
-func (c *callSlot) free() {
-	if c.held {
-		c.held = false
-		<-c.slots
-	}
-}
-
-type callSlotKey struct{}
-
-// withCallSlot makes the provider calls made under ctx use slot (see Manager.call).
-func withCallSlot(ctx context.Context, slot *callSlot) context.Context {
-	return context.WithValue(ctx, callSlotKey{}, slot)
 }
 
 // attemptBudget is how long one call of op at the named provider may take.

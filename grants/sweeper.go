@@ -412,32 +412,37 @@ func (s *Sweeper) convergeAll(ctx context.Context, gs []store.Grant) {
 	p.wait()
 }
 
-// A sweep's provider calls share Concurrency slots, and a binding is handed out only with a slot, in claim
-// order: calls are made in that order (one slot: one after the other, revocations before checks). The slot
-// is freed as soon as the binding's first provider call returns, while the binding's store work after the call
-// (the commit: on bbolt it waits for a shared transaction's fsync; the unlock) goes on: the next binding takes
-// the slot meanwhile. Before, a slot was a worker, idle for its binding's store work: 10,000 expiries against
-// a 20 ms provider took 1.7x the 3.1 s that 64 slots need (see docs/benchmarks.md). A binding's later calls
-// (the check of a revoke in the same hold, say) wait for a slot of their own.
-//
-// bindingsPerSlot bounds the bindings in progress, per slot: those past their call, still committing, count.
+// A sweep's provider calls share Concurrency slots (callSlots): a call takes one for its duration only. A
+// binding's store work before and after its call (lock and lease list; commit, which on bbolt waits for a
+// shared transaction's fsync; unlock) is done while the slot serves another binding's call, by one of up to
+// bindingsPerSlot×Concurrency workers. Before, a slot was a worker, idle for its binding's store work: 10,000
+// expiries against a 20 ms provider took 1.7x the 3.1 s that 64 slots need (see docs/benchmarks.md).
 const bindingsPerSlot = 4
 
-// pool runs a sweep's bindings, each on its own goroutine, as slots free up.
+// bindingWork is one binding's claimed grants, for a worker.
+type bindingWork struct {
+	key  string
+	due  []store.Grant
+	slot *callSlot
+}
+
+// pool is a sweep's workers, started as work arrives, and their call slots.
 type pool struct {
-	s      *Sweeper
-	ctx    context.Context
-	slots  callSlots
-	active chan struct{} // one per binding in progress
-	wg     sync.WaitGroup
+	s       *Sweeper
+	ctx     context.Context
+	slots   *callSlots
+	work    chan bindingWork
+	wg      sync.WaitGroup
+	workers int
+	closed  bool
 }
 
 func (s *Sweeper) startPool(ctx context.Context) *pool {
-	return &pool{s: s, ctx: ctx, slots: make(callSlots, s.opts.Concurrency), active: make(chan struct{}, bindingsPerSlot*s.opts.Concurrency)}
+	return &pool{s: s, ctx: ctx, slots: newCallSlots(s.opts.Concurrency), work: make(chan bindingWork)}
 }
 
-// run hands the bindings of gs out, in order of first appearance, each with a call slot, and returns once the
-// last of them has one (not once they are done: see wait).
+// run hands the bindings of gs to the workers, in order of first appearance, and returns once the last of
+// them has a worker (not once they are done: see wait).
 func (p *pool) run(gs []store.Grant) {
 	byKey := make(map[string][]store.Grant, len(gs))
 	var keys []string
@@ -448,22 +453,38 @@ func (p *pool) run(gs []store.Grant) {
 		byKey[g.BindingKey] = append(byKey[g.BindingKey], g)
 	}
 	for _, key := range keys {
-		p.active <- struct{}{}
-		p.slots <- struct{}{}
-		slot := &callSlot{slots: p.slots, held: true}
-		p.wg.Add(1)
-		go p.converge(slot, key, byKey[key])
+		due := byKey[key]
+		urgent := slices.ContainsFunc(due, func(g store.Grant) bool { return !isRecheck(g) })
+		w := bindingWork{key: key, due: due, slot: p.slots.handOut(urgent)}
+		select {
+		case p.work <- w: // an idle worker took it
+			continue
+		default:
+		}
+		if p.workers < bindingsPerSlot*p.s.opts.Concurrency {
+			p.workers++
+			p.wg.Add(1)
+			go p.worker()
+		}
+		p.work <- w
 	}
 }
 
-func (p *pool) converge(slot *callSlot, key string, due []store.Grant) {
+func (p *pool) worker() {
 	defer p.wg.Done()
-	defer func() { <-p.active }()
-	defer slot.free() // no provider call was needed
-	if err := p.s.opts.Manager.ConvergeDue(withCallSlot(p.ctx, slot), key, due); err != nil && p.ctx.Err() == nil {
-		zerolog.Ctx(p.ctx).Debug().Err(err).Msg("converge did not finish; it is retried when due")
+	for w := range p.work {
+		if err := p.s.opts.Manager.ConvergeDue(withCallSlot(p.ctx, w.slot), w.key, w.due); err != nil && p.ctx.Err() == nil {
+			zerolog.Ctx(p.ctx).Debug().Err(err).Msg("converge did not finish; it is retried when due")
+		}
+		w.slot.done()
 	}
 }
 
-// wait returns once every binding handed to the pool has been converged.
-func (p *pool) wait() { p.wg.Wait() }
+// wait returns once every binding handed to the pool has been converged; the pool takes no more work.
+func (p *pool) wait() {
+	if !p.closed {
+		p.closed = true
+		close(p.work)
+	}
+	p.wg.Wait()
+}
