@@ -14,6 +14,23 @@ import (
 	"github.com/jitbot/jitbot/store"
 )
 
+// holdWriter starts a write transaction that holds bbolt's writer until release is closed; held receives its
+// result.
+func holdWriter(t *testing.T, s *Store) (release chan struct{}, held chan error) {
+	t.Helper()
+	entered := make(chan struct{})
+	release, held = make(chan struct{}), make(chan error, 1)
+	go func() {
+		held <- s.update(context.Background(), "hold", func(tx *bbolt.Tx) error {
+			close(entered)
+			<-release
+			return incr("held")(tx)
+		})
+	}()
+	<-entered
+	return release, held
+}
+
 // Taking, renewing and freeing a lock never waits for the writer: a write in progress holds it here for the
 // whole test (a lock operation that waited for a transaction would block the test for good), and the order
 // still holds: another holder's AcquireLock right after a release finds the lock free, with a greater fence.
@@ -25,16 +42,7 @@ func TestLocksDoNotWaitForTheWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entered, release := make(chan struct{}), make(chan struct{})
-	held := make(chan error, 1)
-	go func() {
-		held <- s.update(ctx, "hold", func(tx *bbolt.Tx) error {
-			close(entered)
-			<-release
-			return incr("held")(tx)
-		})
-	}()
-	<-entered
+	release, held := holdWriter(t, s)
 	txns := s.txnCount()
 	if err := s.RenewLock(ctx, l, time.Hour); err != nil {
 		t.Fatal(err)
@@ -121,16 +129,7 @@ func TestFencedCommitInFlightPinsItsLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entered, release := make(chan struct{}), make(chan struct{})
-	held := make(chan error, 1)
-	go func() {
-		held <- s.update(ctx, "hold", func(tx *bbolt.Tx) error {
-			close(entered)
-			<-release
-			return nil
-		})
-	}()
-	<-entered
+	release, held := holdWriter(t, s)
 	committed := make(chan error, 1)
 	go func() {
 		committed <- s.Commit(ctx, store.Batch{Audit: []store.AuditEvent{{Type: "test", Actor: "A"}}, Fence: &a})
