@@ -312,14 +312,14 @@ func (m *Manager) withGrant(ctx context.Context, grantID string, fn func(context
 // have decided otherwise meanwhile), the provider may hold what the store does not describe, so the lock is
 // taken again and the binding converged to what the store says (see realign).
 func (m *Manager) withBinding(ctx context.Context, key string, fn func(*binding) error) error {
-	return m.withBindingListed(ctx, key, false, nil, fn)
+	return m.withBindingListed(ctx, key, nil, fn)
 }
 
-// withBindingListed is withBinding that, with list, also reads the binding's leases as the lock is taken,
-// where the store can do both in one round trip (store.LockLister; hint: the leases expected among them), for
-// fn's first converge.
-func (m *Manager) withBindingListed(ctx context.Context, key string, list bool, hint []store.Grant, fn func(*binding) error) error {
-	b, err := m.lockBinding(ctx, key, list, hint)
+// withBindingListed is withBinding that, given a hint (the leases expected among them), also reads the
+// binding's leases as the lock is taken, where the store can do both in one round trip (store.LockLister),
+// for fn's first converge.
+func (m *Manager) withBindingListed(ctx context.Context, key string, hint []store.Grant, fn func(*binding) error) error {
+	b, err := m.lockBinding(ctx, key, hint)
 	if err != nil {
 		return err
 	}
@@ -422,7 +422,7 @@ func (m *Manager) realign(ctx context.Context, key string, stray []Assignment) e
 
 // withBindingOnce is withBinding without the realign step (realign's own loop handles it).
 func (m *Manager) withBindingOnce(ctx context.Context, key string, fn func(*binding) error) error {
-	b, err := m.lockBinding(ctx, key, false, nil)
+	b, err := m.lockBinding(ctx, key, nil)
 	if err != nil {
 		return err
 	}
@@ -845,7 +845,7 @@ func (m *Manager) ConvergeDue(ctx context.Context, bindingKey string, due []stor
 			reminders = append(reminders, g.ID)
 		}
 	}
-	return m.withBindingListed(ctx, bindingKey, true, due, func(b *binding) error {
+	return m.withBindingListed(ctx, bindingKey, due, func(b *binding) error {
 		err := m.converge(ctx, b)
 		for _, id := range rechecks {
 			err = errors.Join(err, m.recheck(ctx, b, id))
@@ -1162,19 +1162,22 @@ func (b *binding) assignment(g *store.Grant, expires time.Time) Assignment {
 
 func (b *binding) diverge(a Assignment) { b.diverged = append(b.diverged, a) }
 
-func (m *Manager) lockBinding(ctx context.Context, key string, list bool, hint []store.Grant) (*binding, error) {
+// lockBinding takes the binding's lock, waiting at most LockWait for another operation to finish with it.
+// Given a hint, a store.LockLister also reads the binding's leases in the same round trip (binding.listed).
+func (m *Manager) lockBinding(ctx context.Context, key string, hint []store.Grant) (*binding, error) {
 	// Each operation holds the lock in its own name: re-acquiring with the same holder renews a lock, so a
 	// per-process holder would let a sweep in this process walk into a release in progress.
 	holder := m.opts.Holder + "/" + store.NewID("op")
 	deadline := time.Now().Add(m.opts.LockWait)
 	wait := 2 * time.Millisecond
+	ll, listing := m.opts.Store.(store.LockLister)
+	listing = listing && hint != nil
 	for {
 		asked := m.opts.Now()
 		var l store.Lock
 		var leases []store.Grant
 		var err error
-		ll, listing := m.opts.Store.(store.LockLister)
-		if listing = listing && list; listing {
+		if listing {
 			l, leases, err = ll.AcquireLockAndList(ctx, "binding:"+key, holder, m.lockTTL(), key, hint)
 			if err != nil && l.Fence != 0 { // held, but the leases could not be read
 				m.unlock(ctx, l)
@@ -1192,6 +1195,9 @@ func (m *Manager) lockBinding(ctx context.Context, key string, list bool, hint [
 		}
 		if !errors.Is(err, store.ErrLockHeld) {
 			return nil, fmt.Errorf("grants: lock binding: %w", err)
+		}
+		if slot, ok := ctx.Value(callSlotKey{}).(*callSlot); ok {
+			slot.standAside() // it cannot call before the lock is free; the holder may be a check waiting for a slot
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("grants: binding %s is busy with another operation: %w", key, ErrBusy)

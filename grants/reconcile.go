@@ -75,7 +75,7 @@ func (m *Manager) reconcileOne(ctx context.Context, provider string, o Owned, re
 	if key == "" {
 		key = BindingKey(provider, o.Principal, o.Target)
 	}
-	b, err := m.lockBinding(ctx, key, false, nil)
+	b, err := m.lockBinding(ctx, key, nil)
 	if err != nil {
 		return false, err
 	}

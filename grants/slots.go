@@ -9,12 +9,12 @@ import (
 // callSlots bounds a sweep's provider calls in flight (SweeperOptions.Concurrency), with the sweep's order of
 // urgency: a binding with a revocation or activation due (urgent) is served before one due only for the check
 // of an earlier revoke, and no check takes a slot while an urgent binding the sweep handed out has not had its
-// first one yet (it may still be taking its lock). In a burst of expiries the checks of the first revokes must
+// first one yet (it may still be taking its lock), unless that binding stood aside (its lock is busy). In a burst of expiries the checks of the first revokes must
 // not take slots from the revokes still waiting (see Sweeper.Sweep).
 type callSlots struct {
 	mu      sync.Mutex
 	free    int
-	pending int // urgent bindings handed out that have neither had a slot nor finished
+	pending int // urgent bindings handed out that have not had a slot, finished or stood aside
 	urgent  []chan struct{}
 	checks  []chan struct{}
 }
@@ -94,8 +94,10 @@ func (c *callSlot) release() {
 	s.mu.Unlock()
 }
 
-// done tells the slots that the binding's work is over (it may have made no call at all).
-func (c *callSlot) done() {
+// standAside tells the slots not to hold checks back for this binding any more: its work is over (it may
+// have made no call at all), or it waits for its binding's lock, which may be held by a check waiting for a
+// slot. It still gets a slot before the checks when it asks for one.
+func (c *callSlot) standAside() {
 	s := c.slots
 	s.mu.Lock()
 	c.passed()

@@ -476,7 +476,7 @@ func (p *pool) worker() {
 		if err := p.s.opts.Manager.ConvergeDue(withCallSlot(p.ctx, w.slot), w.key, w.due); err != nil && p.ctx.Err() == nil {
 			zerolog.Ctx(p.ctx).Debug().Err(err).Msg("converge did not finish; it is retried when due")
 		}
-		w.slot.done()
+		w.slot.standAside()
 	}
 }
 
