@@ -1047,8 +1047,8 @@ func (m *Manager) commit(ctx context.Context, b *binding, puts []store.GrantPut,
 // operation still in flight that the next attempt resumes.
 //
 // Work that carries a call slot in its context (the sweeper's: see withCallSlot) waits for a slot for each
-// call and frees it when the call returns; after a wait, the binding lock is renewed, so that the call cannot
-// outlive it.
+// call and frees it when the call returns; then the binding lock is renewed unless it was renewed a moment
+// ago (see renew), so that a long wait cannot leave the call outliving the lock.
 func (m *Manager) call(ctx context.Context, b *binding, op string, g *store.Grant, fn func(context.Context) (string, error)) (string, error) {
 	if slot, ok := ctx.Value(callSlotKey{}).(*callSlot); ok {
 		if err := slot.acquire(ctx); err != nil {

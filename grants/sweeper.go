@@ -26,9 +26,9 @@ type SweeperOptions struct {
 	SlowInterval time.Duration
 	// Batch bounds how many due grants one claim takes. Default 1000.
 	Batch int
-	// Concurrency bounds the sweeper's provider calls in flight (JITBOT_SWEEP_CONCURRENCY). Default 64. Up to as
-	// many more bindings are worked on meanwhile (taking their locks, reading their leases, waiting for their
-	// commits), so that a call slot is never idle while its binding's store work is done.
+	// Concurrency bounds the sweeper's provider calls in flight (JITBOT_SWEEP_CONCURRENCY). Default 64. Up to
+	// bindingsPerSlot×Concurrency bindings are worked on at once (taking their locks, reading their leases,
+	// waiting for their commits), so that a call slot is not idle while a binding's store work is done.
 	Concurrency int
 	// ClaimHold hides claimed grants from other sweepers while one works on them. Default 4×AttemptTimeout.
 	ClaimHold time.Duration

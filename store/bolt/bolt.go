@@ -1,6 +1,7 @@
 // Package bolt is jitbot's embedded single-node store: every record, index and the audit log live in one
-// bbolt file (locks live in the process that holds the file, with their fences reserved in it: locks.go). bbolt serializes writers, so each Commit (version checks, record writes, index upkeep and
-// audit hash chaining) is one write transaction and is trivially atomic and isolated.
+// bbolt file; locks live in the process that holds the file, their fences reserved in it (locks.go). bbolt
+// serializes writers, so each Commit (version checks, record writes, index upkeep and audit hash chaining) is
+// one write transaction and is trivially atomic and isolated.
 //
 // Layout (all keys ordered so a cursor walk answers the query; see keys.go):
 //

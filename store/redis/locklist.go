@@ -29,11 +29,13 @@ func (s *Store) AcquireLockAndList(ctx context.Context, name, holder string, ttl
 	keys := []string{s.keys.lock(name), s.keys.fence(name), s.keys.binding(bindingKey)}
 	args := []any{holder, ttlMillis(ttl), listPage + 1}
 	byID := make(map[string]*store.Grant, len(hint))
+	var ids []string // of the hinted records, in KEYS order
 	for i := range hint {
 		if _, dup := byID[hint[i].ID]; dup || hint[i].ID == "" {
 			continue
 		}
 		byID[hint[i].ID] = &hint[i]
+		ids = append(ids, hint[i].ID)
 		keys = append(keys, s.keys.grant(hint[i].ID))
 		args = append(args, strconv.FormatInt(hint[i].Version, 10))
 	}
@@ -44,7 +46,7 @@ func (s *Store) AcquireLockAndList(ctx context.Context, name, holder string, ttl
 	if err != nil {
 		return store.Lock{}, nil, fmt.Errorf("redis: acquire lock %q: %w", name, err)
 	}
-	l, idx, recs, err := parseLockList(res, len(keys)-3)
+	l, idx, recs, err := parseLockList(res, len(ids))
 	if err != nil {
 		return store.Lock{}, nil, fmt.Errorf("redis: acquire lock %q: %w", name, err)
 	}
@@ -55,35 +57,35 @@ func (s *Store) AcquireLockAndList(ctx context.Context, name, holder string, ttl
 		gs, err := s.ListGrants(ctx, q)
 		return l, gs, err
 	}
-	read := make(map[string][]byte, len(keys)-3)
-	same := make(map[string]*store.Grant, len(keys)-3) // hinted, and still at the hinted version
+	read := make(map[string][]byte, len(ids))
+	same := make(map[string]*store.Grant, len(ids)) // hinted, and still at the hinted version
 	for i, r := range recs {
 		if r == nil {
 			continue // no such record
 		}
-		id := keys[3+i][len(s.keys.grant("")):]
-		s.known.note(keys[3+i], r[1], r[2])
+		id := ids[i]
+		s.known.note(s.keys.grant(id), r[1], r[2])
 		if j, ok := r[0].(string); ok {
 			read[id] = []byte(j)
 		} else {
 			same[id] = byID[id]
 		}
 	}
-	var missing []string
+	var missing, missingKeys []string
 	for _, id := range idx {
 		_, ok := read[id]
 		if _, hinted := same[id]; !ok && !hinted {
-			missing = append(missing, s.keys.grant(id))
+			missing, missingKeys = append(missing, id), append(missingKeys, s.keys.grant(id))
 		}
 	}
 	if len(missing) > 0 {
-		raws, err := s.fetch(ctx, missing)
+		raws, err := s.fetch(ctx, missingKeys)
 		if err != nil {
 			return l, nil, fmt.Errorf("redis: list grants: %w", err)
 		}
 		for i, raw := range raws {
 			if raw != nil {
-				read[missing[i][len(s.keys.grant("")):]] = raw
+				read[missing[i]] = raw
 			}
 		}
 	}

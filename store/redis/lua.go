@@ -94,32 +94,12 @@ for _, id in ipairs(ids) do redis.call("ZADD", KEYS[1], ARGV[3], id) end
 return ids
 `)
 
-// scriptLockAcquire: KEYS[1] lock key, KEYS[2] fence counter; ARGV holder, ttl ms. The lock value is
-// holder|fence. Returns the fence (as a string), or nil when another holder owns the lock.
-var scriptLockAcquire = goredis.NewScript(`
-local cur = redis.call("GET", KEYS[1])
-if cur then
-  local h, f = string.match(cur, "^(.*)|(%d+)$")
-  if h == ARGV[1] then
-    redis.call("PEXPIRE", KEYS[1], ARGV[2])
-    return f
-  end
-  return false
-end
-local f = string.format("%d", redis.call("INCR", KEYS[2]))
-redis.call("SET", KEYS[1], ARGV[1] .. "|" .. f, "PX", ARGV[2])
-return f
-`)
-
-// scriptLockAcquireList is scriptLockAcquire that, once the lock is held, also reads a binding's index and
-// some of its records. KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] the binding's index, KEYS[4..] the
-// record keys to read; ARGV holder, ttl ms, how many index entries to read at most, then per record key the
-// version the caller has (its JSON is not sent back while the record is at that version). Returns nil when
-// another holder owns the lock, else {fence, {member, score, ...} newest first, {{j or nil, v, x} per record
-// key}}.
-var scriptLockAcquireList = goredis.NewScript(`
-local cur = redis.call("GET", KEYS[1])
+// luaTakeLock takes the lock at KEYS[1] for holder ARGV[1] for ARGV[2] ms, KEYS[2] being its fence counter,
+// and sets f to the lock's fence (as a string); it returns false when another holder owns the lock. The lock
+// value is holder|fence; the same holder taking the lock again renews it and keeps its fence.
+const luaTakeLock = `
 local f
+local cur = redis.call("GET", KEYS[1])
 if cur then
   local h, held = string.match(cur, "^(.*)|(%d+)$")
   if h ~= ARGV[1] then return false end
@@ -129,6 +109,19 @@ else
   f = string.format("%d", redis.call("INCR", KEYS[2]))
   redis.call("SET", KEYS[1], ARGV[1] .. "|" .. f, "PX", ARGV[2])
 end
+`
+
+// scriptLockAcquire: KEYS[1] lock key, KEYS[2] fence counter; ARGV holder, ttl ms. Returns the fence (as a
+// string), or nil when another holder owns the lock.
+var scriptLockAcquire = goredis.NewScript(luaTakeLock + `return f`)
+
+// scriptLockAcquireList is scriptLockAcquire that, once the lock is held, also reads a binding's index and
+// some of its records. KEYS[1] lock key, KEYS[2] fence counter, KEYS[3] the binding's index, KEYS[4..] the
+// record keys to read; ARGV holder, ttl ms, how many index entries to read at most, then per record key the
+// version the caller has (its JSON is not sent back while the record is at that version). Returns nil when
+// another holder owns the lock, else {fence, {member, score, ...} newest first, {{j or nil, v, x} per record
+// key}}.
+var scriptLockAcquireList = goredis.NewScript(luaTakeLock + `
 local idx = redis.call("ZREVRANGEBYSCORE", KEYS[3], "+inf", "-inf", "WITHSCORES", "LIMIT", 0, ARGV[3])
 local recs = {}
 for i = 4, #KEYS do
