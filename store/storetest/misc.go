@@ -245,6 +245,20 @@ func testLockAndList(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 	}
+	// Bad input is refused and takes no lock.
+	for _, bad := range []struct{ name, holder, binding string }{{"", "A", "b-ll"}, {"binding:b-ll", "", "b-ll"}, {"binding:b-ll", "A", ""}} {
+		_, _, err := ll.AcquireLockAndList(ctx, bad.name, bad.holder, time.Minute, bad.binding, nil)
+		wantErrIs(t, fmt.Sprintf("AcquireLockAndList(%q, %q, %q)", bad.name, bad.holder, bad.binding), err, store.ErrInvalid)
+	}
+	_, _, err = ll.AcquireLockAndList(ctx, "binding:b-ll", "A", 0, "b-ll", nil)
+	wantErrIs(t, "AcquireLockAndList with a zero ttl", err, store.ErrInvalid)
+	free, err := s.AcquireLock(ctx, "binding:b-ll", "B", time.Minute)
+	if err != nil {
+		t.Fatalf("the lock after refused calls: %v", err)
+	}
+	if err := s.ReleaseLock(ctx, free); err != nil {
+		t.Fatal(err)
+	}
 	// A binding with more live grants than fit a page of any store.
 	var many []*store.Grant
 	for i := range 300 {
